@@ -1,0 +1,3 @@
+from backup_engine.cli import main
+
+main()

@@ -1,0 +1,77 @@
+"""`backup-engine`: the command-line entry point.
+
+This is the only module that turns exceptions into exit codes and messages. Every user error
+becomes one line on stderr (`backup-engine: error: ...`) and a documented exit code; a traceback
+is shown only with --debug (or for a bug, which asks for --debug).
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from backup_engine import __version__
+from backup_engine.commands.context import CliContext
+from backup_engine.commands.pg import pg
+from backup_engine.errors import BackupEngineError
+
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML config file [default: ./backup-engine.toml, or $BACKUP_ENGINE_CONFIG].",
+)
+@click.option("--repo", help="Repository URL (s3://bucket/prefix or file:///path); overrides config.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(__version__, prog_name="backup-engine")
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None, repo: str | None, debug: bool) -> None:
+    """Back up and restore PostgreSQL, and prove the backups restore."""
+    ctx.obj = CliContext(config=config, repo=repo, debug=debug)
+
+
+cli.add_command(pg)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"backup-engine: error: {message}", err=True)
+    sys.exit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="backup-engine", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "backup-engine"
+        _fail(f"{exc.format_message()} (see: {where} --help)", EXIT_USAGE)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except BackupEngineError as exc:
+        if debug:
+            traceback.print_exc()
+        _fail(exc.one_line(), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 - a bug: still one line, the traceback on request
+        if debug:
+            traceback.print_exc()
+        _fail(
+            f"internal error: {type(exc).__name__}: {exc} (rerun with --debug and report it)",
+            EXIT_INTERNAL,
+        )
+    sys.exit(0)

@@ -1,0 +1,23 @@
+"""What the root command passes to every subcommand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backup_engine.config import Settings, load_settings
+from backup_engine.progress import Progress, make_progress
+
+
+@dataclass(frozen=True)
+class CliContext:
+    config: Path | None
+    repo: str | None
+    debug: bool
+
+    def settings(self, **overrides: Any) -> Settings:
+        return load_settings(self.config, overrides={"repository.url": self.repo, **overrides})
+
+    def progress(self, *, json_output: bool, enabled: bool = True) -> Progress:
+        return make_progress(enabled=enabled and not json_output)

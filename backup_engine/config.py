@@ -1,0 +1,197 @@
+"""Settings from a TOML file and the environment, each option declared once.
+
+Precedence, lowest to highest: built-in default, TOML file, environment variable, command-line
+flag. AWS credentials are deliberately not options: boto3 reads the standard `AWS_*` variables,
+profiles and instance roles itself. PostgreSQL connection defaults likewise come from libpq's
+`PG*` variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, ...), completed by `[postgres] dsn`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backup_engine.codecs import CODEC_NAMES, Codec, get_codec
+from backup_engine.errors import ConfigError
+from backup_engine.storage import S3Options, Storage, open_storage
+
+DEFAULT_CONFIG_FILE = Path("backup-engine.toml")
+CONFIG_ENV = "BACKUP_ENGINE_CONFIG"
+
+
+@dataclass(frozen=True)
+class Option:
+    section: str
+    name: str
+    kind: type
+    default: Any
+    env: tuple[str, ...] = ()
+    choices: tuple[str, ...] | None = None
+    help: str = ""
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("repository", "url", str, None, ("BACKUP_ENGINE_REPOSITORY",),
+           help="s3://bucket/prefix or file:///path"),
+    Option("repository", "endpoint_url", str, None, ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+           help="S3-compatible endpoint (MinIO, Ceph...); empty for AWS"),
+    Option("repository", "region", str, None, ("AWS_REGION", "AWS_DEFAULT_REGION")),
+    Option("repository", "sse", str, None, ("BACKUP_ENGINE_SSE",), ("AES256", "aws:kms"),
+           help="server-side encryption requested on every object"),
+    Option("repository", "kms_key_id", str, None, ("BACKUP_ENGINE_KMS_KEY_ID",)),
+    Option("repository", "part_size_mb", int, 16, help="multipart upload part size"),
+    Option("repository", "upload_concurrency", int, 4, help="parts uploaded/downloaded at once"),
+    Option("compression", "codec", str, "zstd", ("BACKUP_ENGINE_COMPRESSION",), CODEC_NAMES),
+    Option("compression", "level", int, 3),
+    Option("compression", "threads", int, 0, help="zstd worker threads; 0 = inline, -1 = cores"),
+    Option("postgres", "dsn", str, "", ("BACKUP_ENGINE_PG_DSN",),
+           help="libpq connection string of the server to back up"),
+    Option("postgres", "bindir", str, None, ("BACKUP_ENGINE_PG_BINDIR",),
+           help="directory holding pg_basebackup & co; found automatically when empty"),
+)
+
+
+@dataclass(frozen=True)
+class RepositorySettings:
+    url: str | None
+    endpoint_url: str | None
+    region: str | None
+    sse: str | None
+    kms_key_id: str | None
+    part_size_mb: int
+    upload_concurrency: int
+
+    def s3_options(self) -> S3Options:
+        return S3Options(
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            sse=self.sse,
+            kms_key_id=self.kms_key_id,
+            part_size=self.part_size_mb * 1024 * 1024,
+            max_concurrency=self.upload_concurrency,
+        )
+
+
+@dataclass(frozen=True)
+class CompressionSettings:
+    codec: str
+    level: int
+    threads: int
+
+    def get(self) -> Codec:
+        return get_codec(self.codec, level=self.level, threads=self.threads)
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    dsn: str
+    bindir: str | None
+
+
+@dataclass(frozen=True)
+class Settings:
+    repository: RepositorySettings
+    compression: CompressionSettings
+    postgres: PostgresSettings
+    source: Path | None = None
+
+    def open_storage(self) -> Storage:
+        if not self.repository.url:
+            raise ConfigError(
+                "no repository configured",
+                hint="set [repository] url in backup-engine.toml, BACKUP_ENGINE_REPOSITORY "
+                "or --repo (s3://bucket/prefix or file:///path)",
+            )
+        return open_storage(self.repository.url, self.repository.s3_options())
+
+
+def _coerce(option: Option, value: Any, origin: str) -> Any:
+    where = f"{option.section}.{option.name} ({origin})"
+    if option.kind is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where} must be an integer, not {value!r}")
+        try:
+            value = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be an integer, not {value!r}") from None
+        if option.name in ("part_size_mb", "upload_concurrency") and value < 1:
+            raise ConfigError(f"{where} must be at least 1")
+        if option.name == "part_size_mb" and value < 5:
+            raise ConfigError(f"{where} must be at least 5 (the S3 minimum part size)")
+    elif not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string, not {value!r}")
+    if value == "" and option.default is None:
+        return None
+    if option.choices and value not in option.choices:
+        raise ConfigError(f"{where} is {value!r}", hint=f"use one of: {', '.join(option.choices)}")
+    return value
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+
+
+def _check_known(data: Mapping[str, Any], path: Path) -> None:
+    sections = {o.section for o in OPTIONS}
+    for section, body in data.items():
+        if section not in sections:
+            raise ConfigError(
+                f"unknown section [{section}] in {path}",
+                hint=f"known sections: {', '.join(sorted(sections))}",
+            )
+        if not isinstance(body, dict):
+            raise ConfigError(f"[{section}] in {path} must be a table")
+        known = {o.name for o in OPTIONS if o.section == section}
+        for name in body:
+            if name not in known:
+                raise ConfigError(
+                    f"unknown option {section}.{name} in {path}",
+                    hint=f"known options: {', '.join(sorted(known))}",
+                )
+
+
+def load_settings(
+    config_file: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build settings. `overrides` maps "section.name" to command-line values (None = unset)."""
+    env = os.environ if env is None else env
+    explicit = config_file is not None or CONFIG_ENV in env
+    path = config_file or Path(env.get(CONFIG_ENV, DEFAULT_CONFIG_FILE))
+    data: dict[str, Any] = {}
+    if path.exists() or explicit:
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist")
+        data = _read_toml(path)
+        _check_known(data, path)
+    values: dict[str, dict[str, Any]] = {}
+    for option in OPTIONS:
+        value = option.default
+        if option.name in data.get(option.section, {}):
+            value = _coerce(option, data[option.section][option.name], str(path))
+        for var in option.env:
+            if env.get(var):
+                value = _coerce(option, env[var], f"${var}")
+                break
+        key = f"{option.section}.{option.name}"
+        if overrides and overrides.get(key) is not None:
+            value = _coerce(option, overrides[key], "command line")
+        values.setdefault(option.section, {})[option.name] = value
+    return Settings(
+        repository=RepositorySettings(**values["repository"]),
+        compression=CompressionSettings(**values["compression"]),
+        postgres=PostgresSettings(**values["postgres"]),
+        source=path if data else None,
+    )

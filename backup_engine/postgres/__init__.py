@@ -1,0 +1,1 @@
+"""PostgreSQL: base backups, restores and their verification."""

@@ -1,0 +1,171 @@
+"""Taking a base backup: pg_basebackup's tar stream -> compressor -> multipart upload.
+
+The stream is read once. While its bytes flow to storage we pick `backup_label`,
+`backup_manifest` and `global/pg_control` out of it (they are tiny), so the manifest can record
+what PostgreSQL said about the backup without a second pass or a local copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from backup_engine import __version__
+from backup_engine.codecs import Codec
+from backup_engine.errors import CommandFailed, StorageError
+from backup_engine.postgres.backup_facts import (
+    CONTROL_MEMBER,
+    LABEL_MEMBER,
+    MANIFEST_MEMBER,
+    read_backup_facts,
+)
+from backup_engine.postgres.binaries import find_pg_binaries
+from backup_engine.postgres.connection import ServerFacts, describe, server_facts
+from backup_engine.postgres.lsn import format_lsn, wal_file_name
+from backup_engine.postgres.manifest import (
+    BaseBackupManifest,
+    StoredFile,
+    base_backup_prefix,
+    manifest_key,
+    new_backup_id,
+)
+from backup_engine.postgres.tarstream import TarMemberCapture
+from backup_engine.process import spawn
+from backup_engine.progress import Progress
+from backup_engine.storage import Storage, StoredObject
+
+CHUNK = 1 << 20
+BASE_TAR = "base.tar"
+
+
+@dataclass(frozen=True)
+class BaseBackupOptions:
+    dsn: str = ""
+    bindir: str | None = None
+    label: str | None = None
+
+
+def _unique_backup_id(storage: Storage, now: datetime) -> str:
+    base = new_backup_id(now)
+    candidate, n = base, 1
+    while any(True for _ in storage.list(base_backup_prefix(candidate))):
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+def take_base_backup(
+    storage: Storage,
+    codec: Codec,
+    options: BaseBackupOptions,
+    *,
+    progress: Progress | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> BaseBackupManifest:
+    """Stream a base backup into `storage`; return its manifest, written last."""
+    progress = progress or Progress()
+    facts = server_facts(options.dsn)  # fails fast, with a clear message, if unreachable
+    storage.check()
+    binaries = find_pg_binaries(options.bindir, major=facts.major)
+    started = clock()
+    backup_id = _unique_backup_id(storage, started)
+    label = options.label or f"restore-drill {backup_id}"
+    prefix = base_backup_prefix(backup_id)
+    capture = TarMemberCapture({LABEL_MEMBER, MANIFEST_MEMBER, CONTROL_MEMBER})
+    raw_size = 0
+
+    argv = [
+        binaries.path("pg_basebackup"),
+        f"--dbname={options.dsn}",
+        "--pgdata=-",
+        "--format=tar",
+        "--wal-method=fetch",  # WAL needed for consistency travels inside the tar stream
+        "--checkpoint=fast",  # a spread checkpoint can delay the start by minutes
+        f"--label={label}",
+        "--no-password",
+    ]
+    proc = spawn(argv)
+    try:
+        with (
+            storage.writer(f"{prefix}{BASE_TAR}{codec.suffix}") as out,
+            progress.task(f"backup {backup_id}", facts.database_bytes) as task,
+        ):
+            compressor = codec.compressor()
+            while chunk := proc.stdout.read(CHUNK):
+                raw_size += len(chunk)
+                capture.feed(chunk)
+                out.write(compressor.compress(chunk))
+                task.advance(len(chunk))
+            out.write(compressor.flush())
+            proc.wait()  # raises CommandFailed before we commit a truncated stream
+            base = out.commit()
+    except BaseException:
+        proc.kill()
+        raise
+    try:
+        manifest = _describe_backup(
+            storage, codec, backup_id, label, started, clock(), base, raw_size, capture, facts,
+            options.dsn,
+        )
+    except BaseException:
+        _discard_partial(storage, prefix)
+        raise
+    # Written last: its presence is what makes the backup complete.
+    storage.put_bytes(manifest_key(backup_id), manifest.to_json().encode())
+    return manifest
+
+
+def _describe_backup(
+    storage: Storage,
+    codec: Codec,
+    backup_id: str,
+    label: str,
+    started: datetime,
+    stopped: datetime,
+    base: StoredObject,
+    raw_size: int,
+    capture: TarMemberCapture,
+    facts: ServerFacts,
+    dsn: str,
+) -> BaseBackupManifest:
+    try:
+        backup_facts = read_backup_facts(capture.captured)
+    except (ValueError, KeyError) as exc:
+        raise CommandFailed(f"cannot read the backup's own manifest: {exc}") from None
+    prefix = base_backup_prefix(backup_id)
+    pg_manifest = storage.put_bytes(f"{prefix}{MANIFEST_MEMBER}", capture.captured[MANIFEST_MEMBER])
+    return BaseBackupManifest(
+        backup_id=backup_id,
+        label=label,
+        start_time=started,
+        stop_time=stopped,
+        start_lsn=format_lsn(backup_facts.start_lsn),
+        stop_lsn=format_lsn(backup_facts.stop_lsn),
+        start_wal_file=backup_facts.start_wal_file,
+        stop_wal_file=wal_file_name(
+            backup_facts.timeline, backup_facts.stop_lsn, facts.wal_segment_size, previous=True
+        ),
+        timeline=backup_facts.timeline,
+        pg_version=facts.version,
+        pg_version_num=facts.version_num,
+        system_identifier=backup_facts.system_identifier,
+        wal_segment_size=facts.wal_segment_size,
+        compression=codec.name,
+        files=(
+            StoredFile(BASE_TAR + codec.suffix, base.key, base.size, base.sha256, raw_size),
+            StoredFile(MANIFEST_MEMBER, pg_manifest.key, pg_manifest.size, pg_manifest.sha256),
+        ),
+        tool_version=__version__,
+        source=describe(dsn),
+        extra={"tar_members": capture.members},
+    )
+
+
+def _discard_partial(storage: Storage, prefix: str) -> None:
+    """Best effort: a backup without backup.json is never listed, so leftovers are only clutter."""
+    try:
+        for info in list(storage.list(prefix)):
+            storage.delete(info.key)
+    except StorageError:
+        pass

@@ -1,0 +1,75 @@
+"""Connecting to the server being backed up, with errors a person can act on."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from backup_engine.errors import ConfigError, ServerUnreachable
+
+CONNECT_TIMEOUT_S = 10
+
+
+def describe(dsn: str) -> str:
+    """host:port/dbname as libpq would resolve them, never the password."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(f"invalid PostgreSQL connection string: {exc}") from None
+    host = params.get("host") or os.environ.get("PGHOST") or "localhost"
+    port = params.get("port") or os.environ.get("PGPORT") or "5432"
+    dbname = params.get("dbname") or os.environ.get("PGDATABASE") or ""
+    return f"{host}:{port}" + (f"/{dbname}" if dbname else "")
+
+
+def connect(dsn: str, *, autocommit: bool = True) -> psycopg.Connection[tuple[object, ...]]:
+    try:
+        return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S)
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "connection failed"
+        raise ServerUnreachable(
+            f"cannot connect to PostgreSQL at {describe(dsn)}: {reason}",
+            hint="check that the server runs and the connection settings "
+            "([postgres] dsn, --dsn or PGHOST/PGPORT/PGUSER)",
+        ) from None
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(f"invalid PostgreSQL connection string: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    version: str
+    version_num: int
+    wal_segment_size: int
+    database_bytes: int | None  # an estimate for progress bars; None when not readable
+
+    @property
+    def major(self) -> int:
+        return self.version_num // 10000
+
+
+def server_facts(dsn: str) -> ServerFacts:
+    """What a backup needs to know before it starts; readable by a non-superuser backup role."""
+    with connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT current_setting('server_version'),"
+            " current_setting('server_version_num'),"
+            " (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size')"
+        ).fetchone()
+        assert row is not None
+        size: int | None
+        try:
+            total = conn.execute("SELECT sum(pg_database_size(oid)) FROM pg_database").fetchone()
+            size = int(str(total[0])) if total and total[0] is not None else None
+        except psycopg.Error:
+            size = None  # no CONNECT on some database: the progress bar just has no total
+    version, num, segsize = (str(v) for v in row)
+    return ServerFacts(
+        version=version.split()[0],
+        version_num=int(num),
+        wal_segment_size=int(segsize),
+        database_bytes=size,
+    )

@@ -1,0 +1,186 @@
+"""Restoring a base backup into a data directory.
+
+Stream: storage -> sha256 check -> decompress -> tar extract, nothing staged on disk. The target
+must be empty; with `force`, what was there is moved aside (never deleted) and moved back if the
+restore fails. After extraction pg_verifybackup checks every file against PostgreSQL's own
+backup_manifest, so the directory left behind is one PostgreSQL will start from.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import zstandard
+
+from backup_engine.codecs import get_codec
+from backup_engine.errors import (
+    CommandFailed,
+    CorruptObject,
+    TargetNotEmpty,
+    UsageError,
+    VerificationFailed,
+)
+from backup_engine.integrity import Expected, VerifyingReader
+from backup_engine.postgres.basebackup import BASE_TAR
+from backup_engine.postgres.binaries import find_pg_binaries
+from backup_engine.postgres.catalog import resolve_backup
+from backup_engine.postgres.manifest import BaseBackupManifest
+from backup_engine.process import run
+from backup_engine.progress import Progress
+from backup_engine.storage import Storage
+from backup_engine.streams import CountingReader
+from backup_engine.tarfiles import ExtractStats, extract_stream
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    backup_id: str
+    pgdata: Path
+    stored_bytes: int
+    restored_bytes: int
+    files: int
+    seconds: float
+    verified: bool
+    previous_contents: Path | None  # where --force moved what was in the directory
+
+
+def running_postmaster(pgdata: Path) -> int | None:
+    """The pid of a live server using `pgdata`, from its postmaster.pid, else None."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+@contextmanager
+def prepared_target(pgdata: Path, *, force: bool) -> Iterator[Path | None]:
+    """Yield with `pgdata` empty; on failure leave it as it was before (contents moved back)."""
+    if pgdata.exists() and not pgdata.is_dir():
+        raise UsageError(f"{pgdata} exists and is not a directory")
+    moved: Path | None = None
+    if pgdata.exists() and any(pgdata.iterdir()):
+        pid = running_postmaster(pgdata)
+        if pid is not None:
+            raise TargetNotEmpty(
+                f"a PostgreSQL server (pid {pid}) is running on {pgdata}",
+                hint="stop it first; a restore never replaces a live data directory",
+            )
+        if not force:
+            raise TargetNotEmpty(
+                f"{pgdata} is not empty",
+                hint="restore into an empty directory, or pass --force to move its contents "
+                "aside (nothing is deleted)",
+            )
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        moved = pgdata.with_name(f"{pgdata.name}.before-restore-{stamp}")
+        mode = pgdata.stat().st_mode & 0o777
+        try:
+            pgdata.rename(moved)
+        except OSError as exc:
+            raise TargetNotEmpty(
+                f"cannot move the contents of {pgdata} aside: {exc.strerror}",
+                hint="empty the directory yourself (it may be a mount point)",
+            ) from None
+        pgdata.mkdir(mode=mode)
+    created = not pgdata.exists()
+    pgdata.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        yield moved
+    except BaseException:
+        _clear_directory(pgdata)
+        if moved is not None:
+            pgdata.rmdir()
+            moved.rename(pgdata)
+        elif created:
+            pgdata.rmdir()
+        raise
+
+
+def _clear_directory(path: Path) -> None:
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def restore_base_backup(
+    storage: Storage,
+    ref: str,
+    pgdata: Path,
+    *,
+    force: bool = False,
+    verify: bool = True,
+    bindir: str | None = None,
+    progress: Progress | None = None,
+) -> RestoreResult:
+    """Restore backup `ref` (an id or "latest") into `pgdata`."""
+    started = time.monotonic()
+    manifest = resolve_backup(storage, ref)
+    binaries = find_pg_binaries(bindir, major=manifest.pg_major)
+    if verify:
+        binaries.path("pg_verifybackup")  # fail before downloading anything
+    pgdata = pgdata.absolute()
+    with prepared_target(pgdata, force=force) as moved:
+        stats = _download_and_extract(storage, manifest, pgdata, progress or Progress())
+        pgdata.chmod(0o700)
+        if verify:
+            verify_data_directory(binaries.path("pg_verifybackup"), pgdata, manifest.backup_id)
+    return RestoreResult(
+        backup_id=manifest.backup_id,
+        pgdata=pgdata,
+        stored_bytes=manifest.stored_bytes,
+        restored_bytes=stats.bytes,
+        files=stats.files,
+        seconds=time.monotonic() - started,
+        verified=verify,
+        previous_contents=moved,
+    )
+
+
+def _download_and_extract(
+    storage: Storage, manifest: BaseBackupManifest, pgdata: Path, progress: Progress
+) -> ExtractStats:
+    codec = get_codec(manifest.compression)
+    stored = manifest.file(BASE_TAR + codec.suffix)
+    with (
+        progress.task(f"restore {manifest.backup_id}", stored.size) as task,
+        storage.open_reader(stored.key) as raw,
+    ):
+        checked = VerifyingReader(
+            CountingReader(raw, task), Expected(stored.key, stored.size, stored.sha256)
+        )
+        try:
+            stats = extract_stream(codec.open_decompressed(checked), pgdata, where=stored.key)
+        except (zstandard.ZstdError, CorruptObject) as exc:
+            checked.drain()  # a hash mismatch names the damaged object: the better message
+            if isinstance(exc, CorruptObject):
+                raise
+            raise CorruptObject(f"{stored.key} does not decompress: {exc}") from None
+        checked.drain()  # the tar end marker may come before the end of the object
+    return stats
+
+
+def verify_data_directory(pg_verifybackup: Path, pgdata: Path, backup_id: str) -> None:
+    """Check every restored file against the backup_manifest PostgreSQL wrote for it."""
+    try:
+        run([pg_verifybackup, "--quiet", pgdata])
+    except CommandFailed as exc:
+        raise VerificationFailed(
+            f"pg_verifybackup rejected backup {backup_id}: {exc.message}",
+            hint="the backup is damaged or incomplete; restore another one",
+        ) from None

@@ -1,0 +1,185 @@
+"""The one place that starts external programs.
+
+Every other module calls `run` (wait for a result) or `spawn` (stream its output), so logging,
+running as another OS user and turning failures into `CommandFailed` happen the same way for
+pg_basebackup, pg_ctl, pg_verifybackup and the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from backup_engine.errors import CommandFailed, MissingBinary
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def last_error_line(self) -> str:
+        lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
+        return lines[-1] if lines else f"exit status {self.returncode}"
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """Run a program as this OS user (only possible when we are root)."""
+
+    user: str
+
+    def popen_kwargs(self) -> dict[str, object]:
+        entry = pwd.getpwnam(self.user)
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+    def home(self) -> str:
+        return pwd.getpwnam(self.user).pw_dir
+
+
+def _prepare(
+    args: Sequence[str | os.PathLike[str]],
+    env: Mapping[str, str] | None,
+    run_as: RunAs | None,
+    cwd: Path | None,
+) -> tuple[list[str], dict[str, object]]:
+    argv = [os.fspath(a) for a in args]
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    kwargs: dict[str, object] = {"env": full_env}
+    if run_as is not None:
+        kwargs.update(run_as.popen_kwargs())
+        full_env["HOME"] = run_as.home()
+        # The caller's cwd (often under /root) may be unreadable for the other user, and
+        # PostgreSQL tools refuse to start when they cannot resolve their working directory.
+        kwargs["cwd"] = os.fspath(cwd) if cwd else "/"
+    elif cwd is not None:
+        kwargs["cwd"] = os.fspath(cwd)
+    return argv, kwargs
+
+
+def run(
+    args: Sequence[str | os.PathLike[str]],
+    *,
+    env: Mapping[str, str] | None = None,
+    run_as: RunAs | None = None,
+    cwd: Path | None = None,
+    timeout: float | None = None,
+    check: bool = True,
+    input_text: str | None = None,
+) -> CommandResult:
+    """Run a program to completion and capture its output as text."""
+    argv, kwargs = _prepare(args, env, run_as, cwd)
+    started = time.monotonic()
+    try:
+        completed = subprocess.run(  # noqa: S603 - argv is built by us, never a shell string
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input_text,
+            check=False,
+            **kwargs,  # type: ignore[arg-type]
+        )
+    except FileNotFoundError as exc:
+        raise MissingBinary(f"program not found: {argv[0]}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise CommandFailed(f"{Path(argv[0]).name} did not finish within {timeout:.0f} s") from exc
+    result = CommandResult(
+        args=tuple(argv),
+        returncode=completed.returncode,
+        stdout=completed.stdout,
+        stderr=completed.stderr,
+        seconds=time.monotonic() - started,
+    )
+    if check and not result.ok:
+        raise CommandFailed(f"{Path(argv[0]).name} failed: {result.last_error_line()}")
+    return result
+
+
+class StreamingProcess:
+    """A running program whose stdout the caller reads as a stream.
+
+    stderr is drained by a thread into a bounded tail, so a chatty program can never block on a
+    full pipe while we are busy reading its stdout.
+    """
+
+    _TAIL_BYTES = 64 * 1024
+
+    def __init__(self, argv: list[str], popen: subprocess.Popen[bytes]) -> None:
+        self.argv = argv
+        self._popen = popen
+        self._started = time.monotonic()
+        self._stderr_tail = bytearray()
+        self._drainer = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._drainer.start()
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        assert self._popen.stdout is not None
+        return self._popen.stdout
+
+    def _drain_stderr(self) -> None:
+        assert self._popen.stderr is not None
+        for chunk in iter(lambda: self._popen.stderr.read1(8192), b""):  # type: ignore[union-attr]
+            self._stderr_tail += chunk
+            del self._stderr_tail[: -self._TAIL_BYTES]
+
+    def wait(self, *, check: bool = True) -> CommandResult:
+        self.stdout.close()
+        returncode = self._popen.wait()
+        self._drainer.join()
+        result = CommandResult(
+            args=tuple(self.argv),
+            returncode=returncode,
+            stdout="",
+            stderr=self._stderr_tail.decode(errors="replace"),
+            seconds=time.monotonic() - self._started,
+        )
+        if check and not result.ok:
+            raise CommandFailed(f"{Path(self.argv[0]).name} failed: {result.last_error_line()}")
+        return result
+
+    def kill(self) -> None:
+        """Stop the program after a failure on our side; never raises."""
+        if self._popen.poll() is None:
+            self._popen.kill()
+        self._popen.wait()
+        self._drainer.join(timeout=5)
+
+
+def spawn(
+    args: Sequence[str | os.PathLike[str]],
+    *,
+    env: Mapping[str, str] | None = None,
+    run_as: RunAs | None = None,
+    cwd: Path | None = None,
+) -> StreamingProcess:
+    """Start a program whose stdout the caller streams."""
+    argv, kwargs = _prepare(args, env, run_as, cwd)
+    try:
+        popen = subprocess.Popen(  # noqa: S603
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            **kwargs,  # type: ignore[arg-type]
+        )
+    except FileNotFoundError as exc:
+        raise MissingBinary(f"program not found: {argv[0]}") from exc
+    return StreamingProcess(argv, popen)

@@ -1,0 +1,69 @@
+"""The interface every server backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+from psycopg.conninfo import make_conninfo
+
+
+class PostgresServer(ABC):
+    """One running (or stopped) PostgreSQL server listening on 127.0.0.1."""
+
+    host: str = "127.0.0.1"
+    port: int
+    user: str = "postgres"
+    data_dir: Path
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        return make_conninfo(host=self.host, port=self.port, user=self.user, dbname=dbname)
+
+    @abstractmethod
+    def is_running(self) -> bool: ...
+
+    @abstractmethod
+    def stop(self, *, mode: str = "fast") -> None:
+        """Stop the server; stopping a stopped server does nothing."""
+
+    @abstractmethod
+    def destroy(self) -> None:
+        """Simulate losing the server: kill it and delete its data directory."""
+
+    @abstractmethod
+    def is_ready(self) -> bool:
+        """True when the server accepts connections (what pg_isready reports)."""
+
+
+class PostgresBackend(ABC):
+    """Creates and owns servers; `close()` stops all of them and removes their files."""
+
+    name: str
+
+    @abstractmethod
+    def create(self, *, settings: Mapping[str, str] | None = None) -> PostgresServer:
+        """initdb a new cluster and start it."""
+
+    @abstractmethod
+    def new_data_dir(self) -> Path:
+        """An empty directory a restore can write to and a server can later start from."""
+
+    @abstractmethod
+    def start_existing(self, data_dir: Path) -> PostgresServer:
+        """Start a server on a restored data directory and wait until it accepts connections."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> PostgresBackend:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,178 @@
+"""PostgreSQL servers as local processes, from the binaries installed on this machine.
+
+initdb refuses to run as root, so when we are root every server program runs as the
+unprivileged `postgres` OS user, and the directories it needs are handed over to that user.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from backup_engine.errors import CommandFailed, ServerError
+from backup_engine.net import free_port
+from backup_engine.postgres.binaries import PgBinaries, find_pg_binaries
+from backup_engine.process import RunAs, run
+from backup_engine.servers.base import PostgresBackend, PostgresServer
+
+SERVER_OS_USER = "postgres"
+START_TIMEOUT_S = 120
+
+# Settings for throwaway drill servers. fsync is off because the data directory is destroyed
+# after the drill anyway; nothing about backup or recovery behaviour depends on it.
+DRILL_SETTINGS: dict[str, str] = {
+    "wal_level": "replica",
+    "max_wal_senders": "10",
+    "fsync": "off",
+    "max_connections": "40",
+}
+
+
+def _run_as_for_current_user() -> RunAs | None:
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(SERVER_OS_USER)
+    except KeyError:
+        raise ServerError(
+            f"running as root, and there is no {SERVER_OS_USER!r} OS user to run PostgreSQL as",
+            hint="install the postgresql package (it creates the user) or run as a normal user",
+        ) from None
+    return RunAs(SERVER_OS_USER)
+
+
+class LocalPostgresServer(PostgresServer):
+    def __init__(self, backend: LocalPostgresBackend, data_dir: Path) -> None:
+        self._backend = backend
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.log_file = backend.root / f"{data_dir.name}.log"
+
+    def _pg_ctl(self, *args: str, check: bool = True, timeout: float = START_TIMEOUT_S) -> int:
+        result = self._backend.run_pg(
+            "pg_ctl", "--pgdata", str(self.data_dir), *args, check=check, timeout=timeout
+        )
+        return result
+
+    def start(self) -> None:
+        options = (
+            f"-c port={self.port} -c listen_addresses=127.0.0.1 "
+            f"-c unix_socket_directories={self._backend.socket_dir}"
+        )
+        try:
+            self._pg_ctl(
+                "start", "--wait", f"--timeout={START_TIMEOUT_S}", "--log", str(self.log_file),
+                "-o", options,
+            )
+        except CommandFailed:
+            raise ServerError(
+                f"PostgreSQL did not start on {self.data_dir}: {self.log_tail()}",
+                hint=f"see {self.log_file}",
+            ) from None
+
+    def log_tail(self, lines: int = 3) -> str:
+        try:
+            text = self.log_file.read_text(errors="replace").strip().splitlines()
+        except FileNotFoundError:
+            return "no log written"
+        return " | ".join(text[-lines:]) or "empty log"
+
+    def is_running(self) -> bool:
+        return self.data_dir.exists() and self._pg_ctl("status", check=False) == 0
+
+    def is_ready(self) -> bool:
+        result = self._backend.run_pg(
+            "pg_isready", "--host", self.host, "--port", str(self.port), "--timeout=5",
+            check=False,
+        )
+        return result == 0
+
+    def stop(self, *, mode: str = "fast") -> None:
+        if not self.is_running():
+            return
+        if self._pg_ctl("stop", "--wait", f"--mode={mode}", check=False) != 0:
+            self._pg_ctl("stop", "--wait", "--mode=immediate", check=False)
+
+    def destroy(self) -> None:
+        self.stop(mode="immediate")
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+class LocalPostgresBackend(PostgresBackend):
+    name = "local"
+
+    def __init__(self, *, bindir: str | None = None, base_dir: Path | None = None) -> None:
+        self.binaries: PgBinaries = find_pg_binaries(bindir)
+        for program in ("initdb", "pg_ctl", "postgres", "pg_isready"):
+            self.binaries.path(program)
+        self.run_as = _run_as_for_current_user()
+        self.root = Path(tempfile.mkdtemp(prefix="restore-drill-pg-", dir=base_dir))
+        self._hand_over(self.root)
+        self.socket_dir = self.root / "sockets"
+        self.socket_dir.mkdir()
+        self._hand_over(self.socket_dir)
+        self._servers: list[LocalPostgresServer] = []
+        self._count = 0
+
+    def run_pg(self, program: str, *args: str, check: bool = True, timeout: float = 60) -> int:
+        argv = [str(self.binaries.path(program)), *args]
+        return run(argv, run_as=self.run_as, check=check, timeout=timeout).returncode
+
+    def _hand_over(self, path: Path) -> None:
+        """Give a path to the server's OS user (a no-op unless we are root)."""
+        if self.run_as is None:
+            return
+        entry = pwd.getpwnam(self.run_as.user)
+        os.lchown(path, entry.pw_uid, entry.pw_gid)
+
+    def _hand_over_tree(self, top: Path) -> None:
+        if self.run_as is None:
+            return
+        self._hand_over(top)
+        for dirpath, dirnames, filenames in os.walk(top):
+            for name in (*dirnames, *filenames):
+                self._hand_over(Path(dirpath) / name)
+
+    def new_data_dir(self) -> Path:
+        self._count += 1
+        path = self.root / f"data{self._count}"
+        path.mkdir(mode=0o700)
+        self._hand_over(path)
+        return path
+
+    def create(self, *, settings: Mapping[str, str] | None = None) -> PostgresServer:
+        data_dir = self.new_data_dir()
+        self.run_pg(
+            "initdb", "--pgdata", str(data_dir), "--username=postgres", "--auth=trust",
+            "--encoding=UTF8", "--no-locale", "--no-sync",
+        )
+        merged = {**DRILL_SETTINGS, **(settings or {})}
+        with (data_dir / "postgresql.conf").open("a") as conf:
+            conf.write("\n# restore-drill throwaway server\n")
+            for name, value in merged.items():
+                conf.write(f"{name} = '{value}'\n")
+        return self._start(data_dir)
+
+    def start_existing(self, data_dir: Path) -> PostgresServer:
+        self._hand_over_tree(data_dir)
+        data_dir.chmod(0o700)
+        return self._start(data_dir)
+
+    def _start(self, data_dir: Path) -> LocalPostgresServer:
+        server = LocalPostgresServer(self, data_dir)
+        self._servers.append(server)
+        server.start()
+        return server
+
+    def close(self) -> None:
+        for server in self._servers:
+            try:
+                server.stop(mode="immediate")
+            except CommandFailed:
+                pass
+        self._servers.clear()
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,138 @@
+"""The storage contract every backend fulfils.
+
+Keys are relative, '/'-separated paths inside the repository (for example
+`postgres/base/20261125T020000Z/backup.json`); a backend maps them onto its own namespace.
+
+Contract (the shared test suite in tests/test_storage.py checks it against every backend):
+- `writer(key)` returns an `ObjectWriter`. Nothing is visible under `key` until `commit()`
+  returns; `abort()` (or leaving the `with` block by an exception) leaves no object behind.
+  Writers hash what they store, so the caller gets size and sha256 without a second read.
+- A key that does not exist raises `ObjectNotFound` from `open_reader`, `get_bytes` and `stat`;
+  every other failure raises another `StorageError` subclass.
+- `delete` is idempotent: deleting a missing key is not an error.
+- `list(prefix)` yields every committed object whose key starts with `prefix`, sorted by key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import IO
+
+from backup_engine.errors import ObjectNotFound, UsageError
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """What a writer committed: enough to verify the object later."""
+
+    key: str
+    size: int
+    sha256: str
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could escape the repository or are ambiguous between backends."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise UsageError(f"invalid storage key {key!r}")
+    return key
+
+
+class ObjectWriter(ABC):
+    """Streams one object into storage; commit makes it visible, abort discards it."""
+
+    def __init__(self, key: str) -> None:
+        self.key = check_key(key)
+        self.size = 0
+        self._sha256 = hashlib.sha256()
+        self._done = False
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self._sha256.update(data)
+        self.size += len(data)
+        self._write(data)
+
+    def commit(self) -> StoredObject:
+        self._commit()
+        self._done = True
+        return StoredObject(key=self.key, size=self.size, sha256=self._sha256.hexdigest())
+
+    def abort(self) -> None:
+        if not self._done:
+            self._done = True
+            self._abort()
+
+    def __enter__(self) -> ObjectWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # The caller commits explicitly (it needs the StoredObject); whatever was not committed
+        # when the block ends, normally or not, is discarded.
+        self.abort()
+
+    @abstractmethod
+    def _write(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    def _commit(self) -> None: ...
+
+    @abstractmethod
+    def _abort(self) -> None: ...
+
+
+class Storage(ABC):
+    """A place to keep backups: an S3 bucket prefix or a local directory."""
+
+    url: str
+
+    @abstractmethod
+    def writer(self, key: str) -> ObjectWriter: ...
+
+    @abstractmethod
+    def open_reader(self, key: str) -> IO[bytes]: ...
+
+    @abstractmethod
+    def stat(self, key: str) -> ObjectInfo: ...
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise a `StorageUnreachable` subclass unless the store can be read."""
+
+    def put_bytes(self, key: str, data: bytes) -> StoredObject:
+        with self.writer(key) as out:
+            out.write(data)
+            return out.commit()
+
+    def get_bytes(self, key: str) -> bytes:
+        with self.open_reader(key) as stream:
+            return stream.read()
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.stat(key)
+        except ObjectNotFound:
+            return False
+        return True

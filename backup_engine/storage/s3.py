@@ -1,0 +1,338 @@
+"""A repository in an S3 bucket (`s3://bucket/prefix`), on AWS or any S3-compatible endpoint.
+
+Uploads are multipart with a bounded number of parts in flight, so memory stays at roughly
+`part_size * (max_concurrency + 1)` whatever the object size; downloads read ranges ahead in
+parallel for the same reason and the same bound.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any, TypeVar
+
+import botocore.exceptions
+from botocore.config import Config
+
+from backup_engine.errors import (
+    BucketNotFound,
+    ConfigError,
+    ObjectNotFound,
+    StorageError,
+    StorageUnreachable,
+)
+from backup_engine.storage.base import ObjectInfo, ObjectWriter, Storage, check_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+MiB = 1024 * 1024
+_MAX_PARTS = 10_000
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class S3Options:
+    endpoint_url: str | None = None
+    region: str | None = None
+    sse: str | None = None  # "AES256" or "aws:kms"
+    kms_key_id: str | None = None
+    part_size: int = 16 * MiB
+    max_concurrency: int = 4
+    access_key_id: str | None = None  # normally None: boto3 reads AWS_* and its profiles
+    secret_access_key: str | None = None
+
+    def encryption_args(self) -> dict[str, str]:
+        if self.sse is None:
+            return {}
+        if self.sse not in ("AES256", "aws:kms"):
+            raise ConfigError(f"unknown sse {self.sse!r}", hint='use "AES256" or "aws:kms"')
+        args = {"ServerSideEncryption": self.sse}
+        if self.sse == "aws:kms" and self.kms_key_id:
+            args["SSEKMSKeyId"] = self.kms_key_id
+        return args
+
+
+def make_client(options: S3Options) -> S3Client:
+    import boto3  # imported here: boto3 costs ~0.3 s to import and most commands never need it
+
+    config = Config(
+        retries={"max_attempts": 5, "mode": "standard"},
+        connect_timeout=10,
+        read_timeout=120,
+        # Custom endpoints (MinIO, moto, Ceph) rarely serve virtual-hosted bucket names.
+        s3={"addressing_style": "path" if options.endpoint_url else "auto"},
+        max_pool_connections=max(10, options.max_concurrency * 2),
+    )
+    session = boto3.session.Session(
+        aws_access_key_id=options.access_key_id,
+        aws_secret_access_key=options.secret_access_key,
+        region_name=options.region,
+    )
+    return session.client("s3", endpoint_url=options.endpoint_url, config=config)
+
+
+class S3Storage(Storage):
+    def __init__(self, bucket: str, prefix: str, options: S3Options) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.options = options
+        self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.client = make_client(options)
+
+    def _full(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _call(self, what: str, key: str | None, fn: Callable[[], _T]) -> _T:
+        try:
+            return fn()
+        except botocore.exceptions.BotoCoreError as exc:
+            raise translate_error(exc, self, key, what) from exc
+        except botocore.exceptions.ClientError as exc:
+            raise translate_error(exc, self, key, what) from exc
+
+    def writer(self, key: str) -> ObjectWriter:
+        return _MultipartWriter(self, key)
+
+    def open_reader(self, key: str) -> IO[bytes]:
+        size = self.stat(key).size
+        raw = _RangedReader(self, key, size)
+        return io.BufferedReader(raw, buffer_size=MiB)
+
+    def stat(self, key: str) -> ObjectInfo:
+        full = self._full(key)
+        head = self._call("stat", key, lambda: self.client.head_object(Bucket=self.bucket, Key=full))
+        return ObjectInfo(key=key, size=int(head["ContentLength"]))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        base = f"{self.prefix}/" if self.prefix else ""
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self.bucket, Prefix=base + prefix)
+        found: list[ObjectInfo] = []
+
+        def collect() -> None:
+            for page in pages:
+                for item in page.get("Contents", []):
+                    found.append(ObjectInfo(key=item["Key"][len(base) :], size=int(item["Size"])))
+
+        self._call("list", prefix or None, collect)
+        yield from sorted(found, key=lambda info: info.key)
+
+    def delete(self, key: str) -> None:
+        full = self._full(key)
+        self._call("delete", key, lambda: self.client.delete_object(Bucket=self.bucket, Key=full))
+
+    def check(self) -> None:
+        self._call("check", None, lambda: self.client.head_bucket(Bucket=self.bucket))
+
+
+def translate_error(exc: Exception, storage: S3Storage, key: str | None, what: str) -> Exception:
+    """Map botocore's exceptions onto our tree, with the remedy a user needs."""
+    where = f"{storage.url}/{key}" if key else storage.url
+    endpoint = storage.options.endpoint_url or "AWS S3"
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return ConfigError(
+            "no S3 credentials found",
+            hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or an AWS profile",
+        )
+    if isinstance(exc, botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectTimeoutError):
+        return StorageUnreachable(
+            f"cannot reach the S3 endpoint {endpoint}",
+            hint="check endpoint_url / AWS_ENDPOINT_URL and that the service is running",
+        )
+    if isinstance(exc, botocore.exceptions.ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code == "NoSuchBucket" or (what == "check" and code in ("404", "NotFound")):
+            return BucketNotFound(
+                f"bucket {storage.bucket} does not exist at {endpoint}",
+                hint="create it (aws s3 mb) or fix the repository url",
+            )
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return ObjectNotFound(f"object {where} not found")
+        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            return StorageUnreachable(
+                f"access denied to {where} ({what})",
+                hint="check the credentials and the IAM policy for this prefix",
+            )
+        return StorageError(f"S3 {what} of {where} failed: {code or exc}")
+    return StorageUnreachable(f"S3 {what} of {where} failed: {exc}")
+
+
+class _MultipartWriter(ObjectWriter):
+    """Buffers one part at a time; small objects become a single PUT."""
+
+    def __init__(self, storage: S3Storage, key: str) -> None:
+        super().__init__(key)
+        self._s3 = storage
+        self._full = storage._full(key)
+        self._buffer = bytearray()
+        self._part_size = storage.options.part_size
+        self._upload_id: str | None = None
+        self._parts: list[Future[dict[str, Any]]] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._slots = threading.BoundedSemaphore(storage.options.max_concurrency)
+
+    def _write(self, data: bytes) -> None:
+        self._buffer += data
+        while len(self._buffer) >= self._part_size:
+            part = bytes(self._buffer[: self._part_size])
+            del self._buffer[: self._part_size]
+            self._send_part(part)
+
+    def _send_part(self, body: bytes) -> None:
+        s3 = self._s3
+        if self._upload_id is None:
+            created = s3._call(
+                "upload",
+                self.key,
+                lambda: s3.client.create_multipart_upload(
+                    Bucket=s3.bucket, Key=self._full, **s3.options.encryption_args()
+                ),
+            )
+            self._upload_id = created["UploadId"]
+            self._pool = ThreadPoolExecutor(max_workers=s3.options.max_concurrency)
+        number = len(self._parts) + 1
+        if number > _MAX_PARTS:
+            raise StorageError(f"{self.key} exceeds {_MAX_PARTS} parts; raise part_size_mb")
+        self._raise_failed_part()
+        self._slots.acquire()  # bound memory: at most max_concurrency parts in flight
+        assert self._pool is not None
+        self._parts.append(self._pool.submit(self._upload_part, number, body))
+
+    def _upload_part(self, number: int, body: bytes) -> dict[str, Any]:
+        s3 = self._s3
+        assert self._upload_id is not None
+        upload_id = self._upload_id
+        try:
+            response = s3._call(
+                "upload",
+                self.key,
+                lambda: s3.client.upload_part(
+                    Bucket=s3.bucket,
+                    Key=self._full,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=body,
+                ),
+            )
+            return {"PartNumber": number, "ETag": response["ETag"]}
+        finally:
+            self._slots.release()
+
+    def _raise_failed_part(self) -> None:
+        for future in self._parts:
+            if future.done() and future.exception() is not None:
+                future.result()
+
+    def _commit(self) -> None:
+        s3 = self._s3
+        if self._upload_id is None:
+            body = bytes(self._buffer)
+            s3._call(
+                "upload",
+                self.key,
+                lambda: s3.client.put_object(
+                    Bucket=s3.bucket, Key=self._full, Body=body, **s3.options.encryption_args()
+                ),
+            )
+            return
+        if self._buffer or not self._parts:
+            self._send_part(bytes(self._buffer))
+            self._buffer.clear()
+        parts = [future.result() for future in self._parts]
+        upload_id = self._upload_id
+        s3._call(
+            "upload",
+            self.key,
+            lambda: s3.client.complete_multipart_upload(
+                Bucket=s3.bucket,
+                Key=self._full,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+            ),
+        )
+        self._shutdown()
+
+    def _abort(self) -> None:
+        self._buffer.clear()
+        if self._upload_id is None:
+            return
+        for future in self._parts:
+            future.cancel()
+        self._shutdown()
+        upload_id = self._upload_id
+        s3 = self._s3
+        # Best effort: a failed abort leaves an incomplete upload that lifecycle rules clean up;
+        # it is never visible as an object.
+        try:
+            s3.client.abort_multipart_upload(Bucket=s3.bucket, Key=self._full, UploadId=upload_id)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+            pass
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+class _RangedReader(io.RawIOBase):
+    """Reads an object as consecutive ranges, fetching a few ahead in parallel."""
+
+    def __init__(self, storage: S3Storage, key: str, size: int) -> None:
+        super().__init__()
+        self._s3 = storage
+        self._key = key
+        self._full = storage._full(key)
+        self._size = size
+        self._chunk = storage.options.part_size
+        self._next_offset = 0
+        self._pool = ThreadPoolExecutor(max_workers=storage.options.max_concurrency)
+        self._ahead: deque[Future[bytes]] = deque()
+        self._current = memoryview(b"")
+        for _ in range(storage.options.max_concurrency):
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if self._next_offset >= self._size:
+            return
+        start, end = self._next_offset, min(self._next_offset + self._chunk, self._size) - 1
+        self._next_offset = end + 1
+        self._ahead.append(self._pool.submit(self._fetch, start, end))
+
+    def _fetch(self, start: int, end: int) -> bytes:
+        s3 = self._s3
+        response = s3._call(
+            "download",
+            self._key,
+            lambda: s3.client.get_object(Bucket=s3.bucket, Key=self._full, Range=f"bytes={start}-{end}"),
+        )
+        body: bytes = s3._call("download", self._key, response["Body"].read)
+        if len(body) != end - start + 1:
+            raise StorageError(f"short read of {self._s3.url}/{self._key} at byte {start}")
+        return body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._current:
+            if not self._ahead:
+                return 0
+            self._current = memoryview(self._ahead.popleft().result())
+            self._schedule()
+        n = min(len(buffer), len(self._current))
+        buffer[:n] = self._current[:n]
+        self._current = self._current[n:]
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            for future in self._ahead:
+                future.cancel()
+            self._pool.shutdown(wait=True)
+        super().close()
