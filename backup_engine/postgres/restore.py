@@ -31,7 +31,7 @@ from backup_engine.integrity import Expected, VerifyingReader
 from backup_engine.postgres.basebackup import BASE_TAR
 from backup_engine.postgres.binaries import find_pg_binaries
 from backup_engine.postgres.catalog import resolve_backup
-from backup_engine.postgres.manifest import BaseBackupManifest
+from backup_engine.postgres.manifest import BaseBackupManifest, StoredFile
 from backup_engine.process import run
 from backup_engine.progress import Progress
 from backup_engine.storage import Storage
@@ -49,6 +49,7 @@ class RestoreResult:
     seconds: float
     verified: bool
     previous_contents: Path | None  # where --force moved what was in the directory
+    sha256: dict[str, str]  # storage key -> sha256 of every object checked on the way
 
 
 def running_postmaster(pgdata: Path) -> int | None:
@@ -136,7 +137,7 @@ def restore_base_backup(
         binaries.path("pg_verifybackup")  # fail before downloading anything
     pgdata = pgdata.absolute()
     with prepared_target(pgdata, force=force) as moved:
-        stats = _download_and_extract(storage, manifest, pgdata, progress or Progress())
+        stats, base = _download_and_extract(storage, manifest, pgdata, progress or Progress())
         pgdata.chmod(0o700)
         if verify:
             verify_data_directory(binaries.path("pg_verifybackup"), pgdata, manifest.backup_id)
@@ -149,12 +150,13 @@ def restore_base_backup(
         seconds=time.monotonic() - started,
         verified=verify,
         previous_contents=moved,
+        sha256={base.key: base.sha256},
     )
 
 
 def _download_and_extract(
     storage: Storage, manifest: BaseBackupManifest, pgdata: Path, progress: Progress
-) -> ExtractStats:
+) -> tuple[ExtractStats, StoredFile]:
     codec = get_codec(manifest.compression)
     stored = manifest.file(BASE_TAR + codec.suffix)
     with (
@@ -172,7 +174,7 @@ def _download_and_extract(
                 raise
             raise CorruptObject(f"{stored.key} does not decompress: {exc}") from None
         checked.drain()  # the tar end marker may come before the end of the object
-    return stats
+    return stats, stored
 
 
 def verify_data_directory(pg_verifybackup: Path, pgdata: Path, backup_id: str) -> None:

@@ -1,0 +1,28 @@
+@postgres @full_restore @nightly
+Feature: Complete data loss on PostgreSQL
+  The recovery plan promises that when the database server is lost entirely, the latest
+  base backup brings it back within 4 hours (RTO), with every table as it was at backup time.
+
+  Background:
+    Given an empty backup repository
+    And a running PostgreSQL server with the shop schema and 2000 users
+
+  Scenario: Restore the latest base backup after the server is destroyed
+    Given the row count and content checksum of every table are recorded
+    When a full backup is taken
+    And the server is destroyed
+    And the latest backup is restored into a new server
+    Then the restored server accepts connections
+    And every table has the same row count and content checksum as before the loss
+    And the measured RTO is within 4 hours
+
+  Scenario: The newest of several backups is the one restored
+    When a full backup is taken
+    And 500 more users sign up
+    And the row count and content checksum of every table are recorded
+    And a full backup is taken
+    And the server is destroyed
+    And the latest backup is restored into a new server
+    Then the restored backup is the second one taken
+    And every table has the same row count and content checksum as before the loss
+    And the measured RTO is within 4 hours

@@ -1,0 +1,109 @@
+"""Steps about PostgreSQL servers, their data, backups and restores."""
+
+from __future__ import annotations
+
+import pytest
+from pytest_bdd import given, parsers, then, when
+
+from backup_engine.config import CompressionSettings
+from backup_engine.drill.evidence import ScenarioRecord
+from backup_engine.drill.recovery import RestoredServer, restore_into_new_server
+from backup_engine.drill.seed import seed_shop
+from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
+from backup_engine.postgres.connection import connect
+from backup_engine.postgres.inspect import TableFingerprint, table_fingerprints
+from backup_engine.postgres.manifest import BaseBackupManifest
+from backup_engine.servers import PostgresBackend, PostgresServer
+from backup_engine.storage import Storage
+
+Fingerprints = dict[str, TableFingerprint]
+DEFAULT_CODEC = CompressionSettings(codec="zstd", level=3, threads=0).get()
+
+
+@given(
+    parsers.parse("a running PostgreSQL server with the shop schema and {users:d} users"),
+    target_fixture="source_server",
+)
+def shop_server(pg_backend: PostgresBackend, users: int) -> PostgresServer:
+    server = pg_backend.create()
+    seed_shop(server.dsn(), users=users)
+    return server
+
+
+@given(
+    "the row count and content checksum of every table are recorded",
+    target_fixture="recorded_tables",
+)
+@when(
+    "the row count and content checksum of every table are recorded",
+    target_fixture="recorded_tables",
+)
+def record_tables(source_server: PostgresServer) -> Fingerprints:
+    return table_fingerprints(source_server.dsn())
+
+
+@when(parsers.parse("{count:d} more users sign up"))
+def more_users(source_server: PostgresServer, count: int) -> None:
+    with connect(source_server.dsn()) as conn:
+        conn.execute(
+            "INSERT INTO users (email, name, created_at)"
+            " SELECT 'late' || i || '@example.com', 'Late ' || i, now()"
+            " FROM generate_series(1, %s) AS i",
+            (count,),
+        )
+
+
+@pytest.fixture
+def backups_taken() -> list[BaseBackupManifest]:
+    """Every backup a scenario took, in order."""
+    return []
+
+
+@when("a full backup is taken")
+def full_backup(
+    repository: Storage, source_server: PostgresServer, backups_taken: list[BaseBackupManifest]
+) -> None:
+    options = BaseBackupOptions(dsn=source_server.dsn())
+    backups_taken.append(take_base_backup(repository, DEFAULT_CODEC, options))
+
+
+@when("the server is destroyed")
+def destroy_server(source_server: PostgresServer) -> None:
+    source_server.destroy()
+    assert not source_server.data_dir.exists()
+
+
+@when("the latest backup is restored into a new server", target_fixture="restored")
+def restore_latest(
+    repository: Storage, pg_backend: PostgresBackend, drill_record: ScenarioRecord
+) -> RestoredServer:
+    restored = restore_into_new_server(repository, "latest", pg_backend)
+    drill_record.used_backup(restored.restore.backup_id, restored.restore.sha256)
+    return restored
+
+
+@then("the restored server accepts connections")
+def accepts_connections(restored: RestoredServer) -> None:
+    assert restored.server.is_ready(), "pg_isready does not report the restored server ready"
+    with connect(restored.server.dsn()) as conn:
+        row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+    assert row == (False,), f"restored server is still in recovery: {row}"
+
+
+@then("every table has the same row count and content checksum as before the loss")
+def same_tables(restored: RestoredServer, recorded_tables: Fingerprints) -> None:
+    actual = table_fingerprints(restored.server.dsn())
+    differences = {
+        table: (recorded_tables.get(table), actual.get(table))
+        for table in sorted(set(actual) | set(recorded_tables))
+        if actual.get(table) != recorded_tables.get(table)
+    }
+    assert not differences, f"tables differ after restore (before, after): {differences}"
+
+
+@then(parsers.parse("the restored backup is the {ordinal} one taken"))
+def restored_backup_is(
+    restored: RestoredServer, backups_taken: list[BaseBackupManifest], ordinal: str
+) -> None:
+    index = {"first": 0, "second": 1, "third": 2, "last": -1}[ordinal]
+    assert restored.restore.backup_id == backups_taken[index].backup_id
