@@ -30,7 +30,9 @@ EXIT_INTERRUPTED = 130
     type=click.Path(path_type=Path, dir_okay=False),
     help="TOML config file [default: ./backup-engine.toml, or $BACKUP_ENGINE_CONFIG].",
 )
-@click.option("--repo", help="Repository URL (s3://bucket/prefix or file:///path); overrides config.")
+@click.option(
+    "--repo", help="Repository URL (s3://bucket/prefix or file:///path); overrides config."
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(__version__, prog_name="backup-engine")
 @click.pass_context

@@ -28,6 +28,9 @@ class BackupEngineError(Exception):
     def one_line(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
+    def __str__(self) -> str:
+        return self.one_line()
+
 
 class UsageError(BackupEngineError):
     """The user asked for something that cannot be done as asked."""

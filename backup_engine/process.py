@@ -7,6 +7,7 @@ pg_basebackup, pg_ctl, pg_verifybackup and the rest.
 
 from __future__ import annotations
 
+import io
 import os
 import pwd
 import subprocess
@@ -15,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, cast
 
 from backup_engine.errors import CommandFailed, MissingBinary
 
@@ -43,7 +44,7 @@ class RunAs:
 
     user: str
 
-    def popen_kwargs(self) -> dict[str, object]:
+    def popen_kwargs(self) -> dict[str, Any]:
         entry = pwd.getpwnam(self.user)
         return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
@@ -56,12 +57,12 @@ def _prepare(
     env: Mapping[str, str] | None,
     run_as: RunAs | None,
     cwd: Path | None,
-) -> tuple[list[str], dict[str, object]]:
+) -> tuple[list[str], dict[str, Any]]:
     argv = [os.fspath(a) for a in args]
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
-    kwargs: dict[str, object] = {"env": full_env}
+    kwargs: dict[str, Any] = {"env": full_env}
     if run_as is not None:
         kwargs.update(run_as.popen_kwargs())
         full_env["HOME"] = run_as.home()
@@ -87,14 +88,14 @@ def run(
     argv, kwargs = _prepare(args, env, run_as, cwd)
     started = time.monotonic()
     try:
-        completed = subprocess.run(  # noqa: S603 - argv is built by us, never a shell string
+        completed = subprocess.run(
             argv,
             capture_output=True,
             text=True,
             timeout=timeout,
             input=input_text,
             check=False,
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )
     except FileNotFoundError as exc:
         raise MissingBinary(f"program not found: {argv[0]}") from exc
@@ -135,8 +136,8 @@ class StreamingProcess:
         return self._popen.stdout
 
     def _drain_stderr(self) -> None:
-        assert self._popen.stderr is not None
-        for chunk in iter(lambda: self._popen.stderr.read1(8192), b""):  # type: ignore[union-attr]
+        stderr = cast(io.BufferedReader, self._popen.stderr)
+        for chunk in iter(lambda: stderr.read1(8192), b""):
             self._stderr_tail += chunk
             del self._stderr_tail[: -self._TAIL_BYTES]
 
@@ -173,12 +174,12 @@ def spawn(
     """Start a program whose stdout the caller streams."""
     argv, kwargs = _prepare(args, env, run_as, cwd)
     try:
-        popen = subprocess.Popen(  # noqa: S603
+        popen = subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )
     except FileNotFoundError as exc:
         raise MissingBinary(f"program not found: {argv[0]}") from exc

@@ -13,7 +13,6 @@ from typing import IO, Any
 
 from backup_engine.streams import Advancing
 
-
 ProgressTask = Advancing
 
 

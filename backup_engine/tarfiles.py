@@ -5,7 +5,7 @@ from __future__ import annotations
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from backup_engine.errors import CorruptObject
 from backup_engine.streams import Readable
@@ -36,7 +36,8 @@ def extract_stream(stream: Readable, target: Path, *, where: str) -> ExtractStat
     # refuses absolute or escaping paths. Older Pythons rely on _check_member alone.
     extra: dict[str, Any] = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
     try:
-        with tarfile.open(fileobj=stream, mode="r|", copybufsize=1 << 20) as tar:
+        tar_stream = cast(IO[bytes], stream)
+        with tarfile.open(fileobj=tar_stream, mode="r|", copybufsize=1 << 20) as tar:  # type: ignore[call-overload]
             for member in tar:
                 _check_member(member, target, where)
                 tar.extract(member, target, set_attrs=True, numeric_owner=True, **extra)

@@ -9,7 +9,7 @@ could otherwise produce gigabytes in one call.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import IO, Protocol, cast
 
 import zstandard
 
@@ -24,8 +24,11 @@ class Compressor(Protocol):
 
 
 class Codec(Protocol):
-    name: str
-    suffix: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def suffix(self) -> str: ...
 
     def compressor(self) -> Compressor: ...
 
@@ -64,14 +67,11 @@ class ZstdCodec:
     def compressor(self) -> Compressor:
         # The frame checksum lets a damaged stream fail in the decompressor, not only at the
         # final sha256 check.
-        cctx = zstandard.ZstdCompressor(
-            level=self.level, threads=self.threads, write_checksum=True
-        )
-        return cctx.compressobj()  # type: ignore[no-any-return]
+        cctx = zstandard.ZstdCompressor(level=self.level, threads=self.threads, write_checksum=True)
+        return cctx.compressobj()
 
     def open_decompressed(self, raw: Readable) -> Readable:
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_size=1 << 20)
-        return reader  # type: ignore[no-any-return]
+        return zstandard.ZstdDecompressor().stream_reader(cast(IO[bytes], raw), read_size=1 << 20)
 
 
 CODEC_NAMES = ("zstd", "none")
@@ -83,6 +83,4 @@ def get_codec(name: str, *, level: int | None = None, threads: int = 0) -> Codec
         return ZstdCodec(level=3 if level is None else level, threads=threads)
     if name == "none":
         return NoCompression()
-    raise ConfigError(
-        f"unknown compression {name!r}", hint=f"use one of: {', '.join(CODEC_NAMES)}"
-    )
+    raise ConfigError(f"unknown compression {name!r}", hint=f"use one of: {', '.join(CODEC_NAMES)}")

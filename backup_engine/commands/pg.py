@@ -74,7 +74,16 @@ def list_backups(obj: CliContext, json_output: bool) -> None:
         click.echo(f"no complete base backups in {storage.url}")
     else:
         emit_table(
-            ("BACKUP ID", "STOPPED (UTC)", "STORED", "ORIGINAL", "WAL START", "WAL STOP", "TLI", "PG"),
+            (
+                "BACKUP ID",
+                "STOPPED (UTC)",
+                "STORED",
+                "ORIGINAL",
+                "WAL START",
+                "WAL STOP",
+                "TLI",
+                "PG",
+            ),
             [
                 (
                     m.backup_id,
@@ -147,7 +156,9 @@ def verify(
     type=click.Path(path_type=Path, file_okay=False),
     help="Data directory to restore into; must be empty or not exist.",
 )
-@click.option("--force", is_flag=True, help="Move a non-empty --pgdata aside first (never deleted).")
+@click.option(
+    "--force", is_flag=True, help="Move a non-empty --pgdata aside first (never deleted)."
+)
 @click.option("--no-verify", is_flag=True, help="Skip pg_verifybackup after extraction.")
 @click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
 @json_option
@@ -182,7 +193,9 @@ def restore(
                 "stored_bytes": result.stored_bytes,
                 "verified": result.verified,
                 "seconds": round(result.seconds, 3),
-                "previous_contents": str(result.previous_contents) if result.previous_contents else None,
+                "previous_contents": str(result.previous_contents)
+                if result.previous_contents
+                else None,
             }
         )
         return

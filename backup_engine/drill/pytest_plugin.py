@@ -55,9 +55,7 @@ def pytest_bdd_after_step(request: pytest.FixtureRequest, step: Any) -> None:
     _step_done(request, step, "passed")
 
 
-def pytest_bdd_step_error(
-    request: pytest.FixtureRequest, step: Any, exception: Exception
-) -> None:
+def pytest_bdd_step_error(request: pytest.FixtureRequest, step: Any, exception: Exception) -> None:
     _step_done(request, step, "failed")
     record = request.node.stash.get(RECORD, None)
     if record is not None:

@@ -20,9 +20,7 @@ class RestoredServer:
     rto_seconds: float  # restore start -> server accepts connections
 
 
-def restore_into_new_server(
-    storage: Storage, ref: str, backend: PostgresBackend
-) -> RestoredServer:
+def restore_into_new_server(storage: Storage, ref: str, backend: PostgresBackend) -> RestoredServer:
     """Restore backup `ref` into a fresh data directory and start a server on it."""
     started = time.monotonic()
     data_dir = backend.new_data_dir()

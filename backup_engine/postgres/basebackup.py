@@ -76,7 +76,7 @@ def take_base_backup(
     raw_size = 0
 
     argv = [
-        binaries.path("pg_basebackup"),
+        str(binaries.path("pg_basebackup")),
         f"--dbname={options.dsn}",
         "--pgdata=-",
         "--format=tar",
@@ -105,7 +105,16 @@ def take_base_backup(
         raise
     try:
         manifest = _describe_backup(
-            storage, codec, backup_id, label, started, clock(), base, raw_size, capture, facts,
+            storage,
+            codec,
+            backup_id,
+            label,
+            started,
+            clock(),
+            base,
+            raw_size,
+            capture,
+            facts,
             options.dsn,
         )
     except BaseException:

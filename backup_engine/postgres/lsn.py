@@ -12,7 +12,9 @@ _LSN = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
 def parse_lsn(text: str) -> int:
     match = _LSN.match(text.strip())
     if not match:
-        raise UsageError(f"invalid LSN {text!r}", hint="write it as PostgreSQL does, e.g. 0/16B3740")
+        raise UsageError(
+            f"invalid LSN {text!r}", hint="write it as PostgreSQL does, e.g. 0/16B3740"
+        )
     return (int(match.group(1), 16) << 32) | int(match.group(2), 16)
 
 

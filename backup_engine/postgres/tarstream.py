@@ -69,7 +69,9 @@ class TarMemberCapture:
         self._skip = -(-size // BLOCK) * BLOCK
         if name in self.wanted and typeflag in (b"0", b"\0"):
             if size > self.max_member_size:
-                raise CommandFailed(f"tar member {name} is larger than {self.max_member_size} bytes")
+                raise CommandFailed(
+                    f"tar member {name} is larger than {self.max_member_size} bytes"
+                )
             self._name = name
             self._take = size
             if size == 0:

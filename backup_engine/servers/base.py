@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from psycopg.conninfo import make_conninfo
 
@@ -57,7 +58,7 @@ class PostgresBackend(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    def __enter__(self) -> PostgresBackend:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -6,6 +6,7 @@ unprivileged `postgres` OS user, and the directories it needs are handed over to
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -65,8 +66,13 @@ class LocalPostgresServer(PostgresServer):
         )
         try:
             self._pg_ctl(
-                "start", "--wait", f"--timeout={START_TIMEOUT_S}", "--log", str(self.log_file),
-                "-o", options,
+                "start",
+                "--wait",
+                f"--timeout={START_TIMEOUT_S}",
+                "--log",
+                str(self.log_file),
+                "-o",
+                options,
             )
         except CommandFailed:
             raise ServerError(
@@ -86,7 +92,12 @@ class LocalPostgresServer(PostgresServer):
 
     def is_ready(self) -> bool:
         result = self._backend.run_pg(
-            "pg_isready", "--host", self.host, "--port", str(self.port), "--timeout=5",
+            "pg_isready",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--timeout=5",
             check=False,
         )
         return result == 0
@@ -147,8 +158,14 @@ class LocalPostgresBackend(PostgresBackend):
     def create(self, *, settings: Mapping[str, str] | None = None) -> PostgresServer:
         data_dir = self.new_data_dir()
         self.run_pg(
-            "initdb", "--pgdata", str(data_dir), "--username=postgres", "--auth=trust",
-            "--encoding=UTF8", "--no-locale", "--no-sync",
+            "initdb",
+            "--pgdata",
+            str(data_dir),
+            "--username=postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-locale",
+            "--no-sync",
         )
         merged = {**DRILL_SETTINGS, **(settings or {})}
         with (data_dir / "postgresql.conf").open("a") as conf:
@@ -170,9 +187,7 @@ class LocalPostgresBackend(PostgresBackend):
 
     def close(self) -> None:
         for server in self._servers:
-            try:
+            with contextlib.suppress(CommandFailed):
                 server.stop(mode="immediate")
-            except CommandFailed:
-                pass
         self._servers.clear()
         shutil.rmtree(self.root, ignore_errors=True)

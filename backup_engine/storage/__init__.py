@@ -27,7 +27,9 @@ def open_storage(url: str, s3: S3Options | None = None) -> Storage:
     parsed = urlparse(url)
     if parsed.scheme == "s3":
         if not parsed.netloc:
-            raise ConfigError(f"repository url {url!r} has no bucket", hint="use s3://bucket/prefix")
+            raise ConfigError(
+                f"repository url {url!r} has no bucket", hint="use s3://bucket/prefix"
+            )
         return S3Storage(parsed.netloc, parsed.path.strip("/"), s3 or S3Options())
     if parsed.scheme == "file" or (parsed.scheme == "" and url.startswith("/")):
         path = Path(unquote(parsed.path))

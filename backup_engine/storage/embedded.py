@@ -13,7 +13,7 @@ from backup_engine.net import free_port
 from backup_engine.storage.s3 import S3Options, S3Storage, make_client
 
 EMBEDDED_ACCESS_KEY = "restore-drill"
-EMBEDDED_SECRET_KEY = "restore-drill-secret"  # noqa: S105 - a throwaway local server
+EMBEDDED_SECRET_KEY = "restore-drill-secret"
 EMBEDDED_REGION = "us-east-1"
 
 

@@ -7,6 +7,7 @@ parallel for the same reason and the same bound.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 from collections import deque
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 MiB = 1024 * 1024
+_BOTO_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
 _MAX_PARTS = 10_000
 _T = TypeVar("_T")
 
@@ -46,12 +48,12 @@ class S3Options:
     access_key_id: str | None = None  # normally None: boto3 reads AWS_* and its profiles
     secret_access_key: str | None = None
 
-    def encryption_args(self) -> dict[str, str]:
+    def encryption_args(self) -> dict[str, Any]:
         if self.sse is None:
             return {}
         if self.sse not in ("AES256", "aws:kms"):
             raise ConfigError(f"unknown sse {self.sse!r}", hint='use "AES256" or "aws:kms"')
-        args = {"ServerSideEncryption": self.sse}
+        args: dict[str, Any] = {"ServerSideEncryption": self.sse}
         if self.sse == "aws:kms" and self.kms_key_id:
             args["SSEKMSKeyId"] = self.kms_key_id
         return args
@@ -91,9 +93,7 @@ class S3Storage(Storage):
     def _call(self, what: str, key: str | None, fn: Callable[[], _T]) -> _T:
         try:
             return fn()
-        except botocore.exceptions.BotoCoreError as exc:
-            raise translate_error(exc, self, key, what) from exc
-        except botocore.exceptions.ClientError as exc:
+        except _BOTO_ERRORS as exc:
             raise translate_error(exc, self, key, what) from exc
 
     def writer(self, key: str) -> ObjectWriter:
@@ -106,7 +106,9 @@ class S3Storage(Storage):
 
     def stat(self, key: str) -> ObjectInfo:
         full = self._full(key)
-        head = self._call("stat", key, lambda: self.client.head_object(Bucket=self.bucket, Key=full))
+        head = self._call(
+            "stat", key, lambda: self.client.head_object(Bucket=self.bucket, Key=full)
+        )
         return ObjectInfo(key=key, size=int(head["ContentLength"]))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
@@ -140,7 +142,9 @@ def translate_error(exc: Exception, storage: S3Storage, key: str | None, what: s
             "no S3 credentials found",
             hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or an AWS profile",
         )
-    if isinstance(exc, botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectTimeoutError):
+    if isinstance(
+        exc, botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectTimeoutError
+    ):
         return StorageUnreachable(
             f"cannot reach the S3 endpoint {endpoint}",
             hint="check endpoint_url / AWS_ENDPOINT_URL and that the service is running",
@@ -269,10 +273,8 @@ class _MultipartWriter(ObjectWriter):
         s3 = self._s3
         # Best effort: a failed abort leaves an incomplete upload that lifecycle rules clean up;
         # it is never visible as an object.
-        try:
+        with contextlib.suppress(*_BOTO_ERRORS):
             s3.client.abort_multipart_upload(Bucket=s3.bucket, Key=self._full, UploadId=upload_id)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
-            pass
 
     def _shutdown(self) -> None:
         if self._pool is not None:
@@ -309,7 +311,9 @@ class _RangedReader(io.RawIOBase):
         response = s3._call(
             "download",
             self._key,
-            lambda: s3.client.get_object(Bucket=s3.bucket, Key=self._full, Range=f"bytes={start}-{end}"),
+            lambda: s3.client.get_object(
+                Bucket=s3.bucket, Key=self._full, Range=f"bytes={start}-{end}"
+            ),
         )
         body: bytes = s3._call("download", self._key, response["Body"].read)
         if len(body) != end - start + 1:

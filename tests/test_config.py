@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backup_engine.config import load_settings
+from backup_engine.errors import ConfigError
+from backup_engine.storage import LocalStorage, S3Storage
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "backup-engine.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_file_or_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./backup-engine.toml here
+    settings = load_settings(None, env={})
+    assert settings.repository.url is None
+    assert settings.compression.codec == "zstd"
+    assert settings.repository.part_size_mb == 16
+    assert settings.postgres.dsn == ""
+
+
+def test_file_then_environment_then_command_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[repository]\nurl = "s3://from-file/p"\nsse = "AES256"\n'
+        '[postgres]\ndsn = "host=file"\n[compression]\nlevel = 7\n',
+    )
+    from_file = load_settings(path, env={})
+    assert from_file.repository.url == "s3://from-file/p"
+    assert from_file.repository.sse == "AES256"
+    assert from_file.compression.level == 7
+    from_env = load_settings(path, env={"BACKUP_ENGINE_REPOSITORY": "file:///env"})
+    assert from_env.repository.url == "file:///env"
+    assert from_env.postgres.dsn == "host=file"
+    from_flag = load_settings(
+        path,
+        env={"BACKUP_ENGINE_REPOSITORY": "file:///env"},
+        overrides={"repository.url": "file:///flag", "postgres.dsn": None},
+    )
+    assert from_flag.repository.url == "file:///flag"
+    assert from_flag.postgres.dsn == "host=file"
+
+
+def test_aws_endpoint_variable_is_honoured() -> None:
+    settings = load_settings(None, env={"AWS_ENDPOINT_URL": "http://minio:9000"})
+    assert settings.repository.s3_options().endpoint_url == "http://minio:9000"
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, '[repository]\nurl = "file:///x"\n')
+    assert (
+        load_settings(None, env={"BACKUP_ENGINE_CONFIG": str(path)}).repository.url == "file:///x"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[repo]\nurl = 'x'\n", "unknown section \\[repo\\]"),
+        ("[repository]\nulr = 'x'\n", "unknown option repository.ulr"),
+        ("[repository]\npart_size_mb = 'big'\n", "must be an integer"),
+        ("[repository]\npart_size_mb = 1\n", "at least 5"),
+        ("[repository]\nsse = 'rot13'\n", "AES256"),
+        ("[compression]\ncodec = 'lzma'\n", "zstd"),
+        ("[compression]\nlevel = true\n", "must be an integer"),
+        ("[postgres]\ndsn = 5\n", "must be a string"),
+        ("repository = 3\n", "must be a table"),
+        ("[repository\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_files_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(write(tmp_path, text), env={})
+
+
+def test_bad_environment_value_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="BACKUP_ENGINE_COMPRESSION"):
+        load_settings(None, env={"BACKUP_ENGINE_COMPRESSION": "rar"})
+
+
+def test_explicit_missing_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml", env={})
+
+
+def test_opening_storage_needs_a_repository() -> None:
+    with pytest.raises(ConfigError, match="no repository configured"):
+        load_settings(None, env={}).open_storage()
+
+
+def test_open_storage_from_settings(tmp_path: Path) -> None:
+    local = load_settings(None, env={"BACKUP_ENGINE_REPOSITORY": f"file://{tmp_path}"})
+    assert isinstance(local.open_storage(), LocalStorage)
+    s3 = load_settings(
+        None, env={"BACKUP_ENGINE_REPOSITORY": "s3://b/p", "AWS_REGION": "eu-west-1"}
+    )
+    assert isinstance(s3.open_storage(), S3Storage)
