@@ -26,3 +26,14 @@ Feature: Complete data loss on PostgreSQL
     Then the restored backup is the second one taken
     And every table has the same row count and content checksum as before the loss
     And the measured RTO is within 4 hours
+
+  Scenario: A backup interrupted before its manifest is never restored
+    When a full backup is taken
+    And the row count and content checksum of every table are recorded
+    And 500 more users sign up
+    And a full backup is interrupted before its manifest is written
+    And the server is destroyed
+    And the latest backup is restored into a new server
+    Then the restored backup is the first one taken
+    And every table has the same row count and content checksum as before the loss
+    And the measured RTO is within 4 hours

@@ -5,19 +5,21 @@ from __future__ import annotations
 import pytest
 from pytest_bdd import given, parsers, then, when
 
-from backup_engine.config import CompressionSettings
+from backup_engine.codecs import get_codec
 from backup_engine.drill.evidence import ScenarioRecord
 from backup_engine.drill.recovery import RestoredServer, restore_into_new_server
 from backup_engine.drill.seed import seed_shop
+from backup_engine.errors import StorageUnreachable
 from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
 from backup_engine.postgres.connection import connect
 from backup_engine.postgres.inspect import TableFingerprint, table_fingerprints
 from backup_engine.postgres.manifest import BaseBackupManifest
 from backup_engine.servers import PostgresBackend, PostgresServer
 from backup_engine.storage import Storage
+from backup_engine.storage.faults import FailingWrites
 
 Fingerprints = dict[str, TableFingerprint]
-DEFAULT_CODEC = CompressionSettings(codec="zstd", level=3, threads=0).get()
+DEFAULT_CODEC = get_codec("zstd")
 
 
 @given(
@@ -65,6 +67,13 @@ def full_backup(
 ) -> None:
     options = BaseBackupOptions(dsn=source_server.dsn())
     backups_taken.append(take_base_backup(repository, DEFAULT_CODEC, options))
+
+
+@when("a full backup is interrupted before its manifest is written")
+def interrupted_backup(repository: Storage, source_server: PostgresServer) -> None:
+    failing = FailingWrites(repository, lambda key: key.endswith("/backup.json"))
+    with pytest.raises(StorageUnreachable):
+        take_base_backup(failing, DEFAULT_CODEC, BaseBackupOptions(dsn=source_server.dsn()))
 
 
 @when("the server is destroyed")

@@ -59,8 +59,8 @@ class NoCompression:
 class ZstdCodec:
     """zstd: fast enough to keep up with pg_basebackup, and a better ratio than gzip."""
 
-    level: int = 3
-    threads: int = 0  # 0: compress in the calling thread; -1: one worker per core
+    level: int = 1
+    threads: int = -1  # 0: compress in the calling thread; -1: one worker per core
     name: str = "zstd"
     suffix: str = ".zst"
 
@@ -77,10 +77,10 @@ class ZstdCodec:
 CODEC_NAMES = ("zstd", "none")
 
 
-def get_codec(name: str, *, level: int | None = None, threads: int = 0) -> Codec:
+def get_codec(name: str, *, level: int | None = None, threads: int = -1) -> Codec:
     """Look up a codec by the name used in config files and manifests."""
     if name == "zstd":
-        return ZstdCodec(level=3 if level is None else level, threads=threads)
+        return ZstdCodec(level=1 if level is None else level, threads=threads)
     if name == "none":
         return NoCompression()
     raise ConfigError(f"unknown compression {name!r}", hint=f"use one of: {', '.join(CODEC_NAMES)}")

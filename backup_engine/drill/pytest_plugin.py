@@ -8,6 +8,8 @@ measured figures at the end, and writes the run to `<report dir>/drill-summary.j
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from collections.abc import Generator
 from datetime import UTC, datetime
@@ -24,8 +26,16 @@ RUN = pytest.StashKey[DrillRun]()
 REPORT_DIR_ENV = "DRILL_REPORT_DIR"
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # The default SIGTERM action kills the process without unwinding, leaving throwaway servers
+    # running; exiting normally runs every fixture's teardown (CI timeouts send SIGTERM).
+    raise SystemExit(128 + signum)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[RUN] = DrillRun()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
 
 def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: Any, scenario: Any) -> None:

@@ -1,8 +1,9 @@
 """A repository in an S3 bucket (`s3://bucket/prefix`), on AWS or any S3-compatible endpoint.
 
 Uploads are multipart with a bounded number of parts in flight, so memory stays at roughly
-`part_size * (max_concurrency + 1)` whatever the object size; downloads read ranges ahead in
-parallel for the same reason and the same bound.
+`part_size * (max_concurrency + 2)` whatever the object size; downloads read ranges ahead in
+parallel for the same reason and the same bound. S3 allows 10,000 parts per object, so the part
+size doubles every 1,000 parts: 8 MiB parts cover 8 GB, and a 10 TB object still fits.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 MiB = 1024 * 1024
 _BOTO_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
 _MAX_PARTS = 10_000
+_PARTS_PER_DOUBLING = 1_000
+_MAX_PART_SIZE = 5 * 1024 * MiB
 _T = TypeVar("_T")
 
 
@@ -43,7 +46,7 @@ class S3Options:
     region: str | None = None
     sse: str | None = None  # "AES256" or "aws:kms"
     kms_key_id: str | None = None
-    part_size: int = 16 * MiB
+    part_size: int = 8 * MiB
     max_concurrency: int = 4
     access_key_id: str | None = None  # normally None: boto3 reads AWS_* and its profiles
     secret_access_key: str | None = None
@@ -175,7 +178,6 @@ class _MultipartWriter(ObjectWriter):
         self._s3 = storage
         self._full = storage._full(key)
         self._buffer = bytearray()
-        self._part_size = storage.options.part_size
         self._upload_id: str | None = None
         self._parts: list[Future[dict[str, Any]]] = []
         self._pool: ThreadPoolExecutor | None = None
@@ -183,10 +185,14 @@ class _MultipartWriter(ObjectWriter):
 
     def _write(self, data: bytes) -> None:
         self._buffer += data
-        while len(self._buffer) >= self._part_size:
-            part = bytes(self._buffer[: self._part_size])
-            del self._buffer[: self._part_size]
+        while len(self._buffer) >= (size := self._next_part_size()):
+            part = bytes(self._buffer[:size])
+            del self._buffer[:size]
             self._send_part(part)
+
+    def _next_part_size(self) -> int:
+        doublings = len(self._parts) // _PARTS_PER_DOUBLING
+        return min(self._s3.options.part_size << doublings, _MAX_PART_SIZE)
 
     def _send_part(self, body: bytes) -> None:
         s3 = self._s3

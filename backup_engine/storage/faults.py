@@ -1,0 +1,49 @@
+"""Storage wrappers that fail on purpose, for drills and tests of what happens when the store
+breaks. A wrapper delegates everything to the store it wraps, like restic's backend wrappers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import IO
+
+from backup_engine.errors import StorageUnreachable
+from backup_engine.storage.base import ObjectInfo, ObjectWriter, Storage
+
+
+class StorageWrapper(Storage):
+    """Passes every call through to `inner`; subclasses override what they change."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.url = inner.url
+
+    def writer(self, key: str) -> ObjectWriter:
+        return self.inner.writer(key)
+
+    def open_reader(self, key: str) -> IO[bytes]:
+        return self.inner.open_reader(key)
+
+    def stat(self, key: str) -> ObjectInfo:
+        return self.inner.stat(key)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return self.inner.list(prefix)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def check(self) -> None:
+        self.inner.check()
+
+
+class FailingWrites(StorageWrapper):
+    """Refuses to write keys that `matches` selects, as a store that went away would."""
+
+    def __init__(self, inner: Storage, matches: Callable[[str], bool]) -> None:
+        super().__init__(inner)
+        self.matches = matches
+
+    def writer(self, key: str) -> ObjectWriter:
+        if self.matches(key):
+            raise StorageUnreachable(f"injected fault: the store refused to write {key}")
+        return super().writer(key)

@@ -1,0 +1,64 @@
+"""Throwaway PostgreSQL servers: real processes that always stop and clean up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backup_engine.errors import MissingBinary, ServerError
+from backup_engine.postgres.binaries import find_pg_binaries
+from backup_engine.postgres.connection import connect
+from backup_engine.servers import LocalPostgresBackend
+
+pytestmark = pytest.mark.postgres
+
+
+def test_created_server_is_private_and_ready_for_backups() -> None:
+    with LocalPostgresBackend() as backend:
+        server = backend.create()
+        assert server.is_ready()
+        with connect(server.dsn()) as conn:
+            settings = dict(
+                conn.execute(
+                    "SELECT name, setting FROM pg_settings"
+                    " WHERE name IN ('wal_level', 'listen_addresses', 'port')"
+                ).fetchall()
+            )
+        assert settings == {
+            "wal_level": "replica",
+            "listen_addresses": "127.0.0.1",
+            "port": str(server.port),
+        }
+
+
+def test_destroy_removes_the_data_directory() -> None:
+    with LocalPostgresBackend() as backend:
+        server = backend.create()
+        server.destroy()
+        assert not server.data_dir.exists()
+        assert not server.is_running()
+        assert not server.is_ready()
+
+
+def test_servers_stop_and_files_go_even_when_the_caller_fails() -> None:
+    with pytest.raises(RuntimeError), LocalPostgresBackend() as backend:
+        server = backend.create()
+        root = backend.root
+        raise RuntimeError("a step failed")
+    assert not root.exists()
+    assert not server.is_ready()
+
+
+def test_a_server_that_cannot_start_says_why(tmp_path: Path) -> None:
+    with LocalPostgresBackend() as backend:
+        empty = backend.new_data_dir()
+        with pytest.raises(ServerError, match="did not start"):
+            backend.start_existing(empty)
+
+
+def test_missing_binaries_name_the_package(tmp_path: Path) -> None:
+    with pytest.raises(MissingBinary, match="apt-get install postgresql"):
+        find_pg_binaries(str(tmp_path)).path("pg_basebackup")
+    with pytest.raises(MissingBinary, match="initdb"):
+        LocalPostgresBackend(bindir=str(tmp_path))
