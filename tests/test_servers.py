@@ -19,12 +19,11 @@ def test_created_server_is_private_and_ready_for_backups() -> None:
         server = backend.create()
         assert server.is_ready()
         with connect(server.dsn()) as conn:
-            settings = dict(
-                conn.execute(
-                    "SELECT name, setting FROM pg_settings"
-                    " WHERE name IN ('wal_level', 'listen_addresses', 'port')"
-                ).fetchall()
-            )
+            rows = conn.execute(
+                "SELECT name, setting FROM pg_settings"
+                " WHERE name IN ('wal_level', 'listen_addresses', 'port')"
+            ).fetchall()
+        settings = {str(name): str(value) for name, value in rows}
         assert settings == {
             "wal_level": "replica",
             "listen_addresses": "127.0.0.1",
