@@ -204,3 +204,22 @@ def test_open_storage_by_url(url: str, kind: type) -> None:
 def test_open_storage_rejects_bad_urls(url: str) -> None:
     with pytest.raises(UsageError):
         open_storage(url)
+
+
+def test_s3_kms_encryption_uses_the_configured_key(embedded_s3: EmbeddedS3) -> None:
+    import boto3
+
+    options = embedded_s3.options()
+    kms = boto3.client(
+        "kms",
+        endpoint_url=options.endpoint_url,
+        region_name=options.region,
+        aws_access_key_id=options.access_key_id,
+        aws_secret_access_key=options.secret_access_key,
+    )
+    key_id = kms.create_key(Description="backups")["KeyMetadata"]["KeyId"]
+    store = S3Storage(embedded_s3.bucket, "kms", replace(options, sse="aws:kms", kms_key_id=key_id))
+    store.put_bytes("small", b"x")
+    head = store.client.head_object(Bucket=embedded_s3.bucket, Key="kms/small")
+    assert head["ServerSideEncryption"] == "aws:kms"
+    assert key_id in head["SSEKMSKeyId"]
