@@ -76,6 +76,10 @@ class BucketNotFound(StorageUnreachable):
     """The configured bucket does not exist."""
 
 
+class ObjectExists(StorageError):
+    """A write that must not overwrite found the key already taken."""
+
+
 class NotFound(BackupEngineError):
     exit_code = 5
 

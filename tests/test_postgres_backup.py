@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,7 @@ from backup_engine.postgres.verify import verify_base_backup
 from backup_engine.process import run
 from backup_engine.servers import LocalPostgresBackend, PostgresServer
 from backup_engine.storage import LocalStorage, ObjectWriter, Storage
+from backup_engine.storage.faults import FailingWrites
 
 pytestmark = pytest.mark.postgres
 ZSTD = get_codec("zstd")
@@ -84,8 +85,10 @@ class RecordingStorage(LocalStorage):
         super().__init__(root)
         self.committed: list[str] = []
 
-    def writer(self, key: str) -> ObjectWriter:
-        inner = super().writer(key)
+    def writer(
+        self, key: str, *, metadata: Mapping[str, str] | None = None, if_absent: bool = False
+    ) -> ObjectWriter:
+        inner = super().writer(key, metadata=metadata, if_absent=if_absent)
         original = inner.commit
 
         def commit():  # type: ignore[no-untyped-def]
@@ -105,20 +108,13 @@ def test_manifest_is_written_last(tmp_path: Path, source: PostgresServer) -> Non
     assert len(repo.committed) == 3
 
 
-class FailingManifestStorage(LocalStorage):
-    def writer(self, key: str) -> ObjectWriter:
-        if key.endswith("backup.json"):
-            raise StorageError("store went away")
-        return super().writer(key)
-
-
 def test_a_backup_that_failed_before_its_manifest_is_never_restorable(
     tmp_path: Path, source: PostgresServer
 ) -> None:
     root = tmp_path / "repo"
     root.mkdir()
     with pytest.raises(StorageError):
-        backup(FailingManifestStorage(root), source)
+        backup(FailingWrites(LocalStorage(root), lambda key: key.endswith("backup.json")), source)
     repo = LocalStorage(root)
     catalog = list_base_backups(repo)
     assert catalog.backups == ()

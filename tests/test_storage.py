@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from backup_engine.errors import (
     BucketNotFound,
+    ObjectExists,
     ObjectNotFound,
     StorageUnreachable,
     UsageError,
@@ -116,7 +117,7 @@ def test_list_is_sorted_and_filtered_by_prefix(storage: Storage) -> None:
     assert [i.size for i in storage.list("q/")] == [3]
 
 
-@pytest.mark.parametrize("key", ["", "/abs", "a/../b", "a//b", "./a", "a/"])
+@pytest.mark.parametrize("key", ["", "/abs", "a/../b", "a//b", "./a", "a/", "a/.hidden"])
 def test_unsafe_keys_are_refused(storage: Storage, key: str) -> None:
     with pytest.raises(UsageError):
         storage.put_bytes(key, b"x")
@@ -223,3 +224,24 @@ def test_s3_kms_encryption_uses_the_configured_key(embedded_s3: EmbeddedS3) -> N
     head = store.client.head_object(Bucket=embedded_s3.bucket, Key="kms/small")
     assert head["ServerSideEncryption"] == "aws:kms"
     assert key_id in head["SSEKMSKeyId"]
+
+
+def test_metadata_is_stored_with_the_object(storage: Storage) -> None:
+    storage.put_bytes("m/obj", b"data", metadata={"sha256": "abc", "raw-size": "4"})
+    assert dict(storage.stat("m/obj").metadata) == {"sha256": "abc", "raw-size": "4"}
+    storage.put_bytes("m/plain", b"data")
+    assert dict(storage.stat("m/plain").metadata) == {}
+    assert [i.key for i in storage.list("m/")] == ["m/obj", "m/plain"]
+
+
+@pytest.mark.parametrize("size", [10, 12 * MiB])  # single PUT and multipart
+def test_if_absent_never_replaces_an_object(storage: Storage, size: int) -> None:
+    storage.put_bytes("wal/seg", b"first", metadata={"sha256": "1"})
+    with pytest.raises(ObjectExists), storage.writer("wal/seg", if_absent=True) as out:
+        out.write(os.urandom(size))
+        out.commit()
+    assert storage.get_bytes("wal/seg") == b"first"
+    assert dict(storage.stat("wal/seg").metadata) == {"sha256": "1"}
+    assert [i.key for i in storage.list("wal/")] == ["wal/seg"]
+    storage.put_bytes("wal/new", b"x", if_absent=True)
+    assert storage.get_bytes("wal/new") == b"x"

@@ -21,7 +21,7 @@ from backup_engine.postgres.backup_facts import (
     read_backup_facts,
 )
 from backup_engine.postgres.binaries import find_pg_binaries
-from backup_engine.postgres.connection import ServerFacts, describe, server_facts
+from backup_engine.postgres.connection import ServerFacts, describe, next_xid, server_facts
 from backup_engine.postgres.lsn import format_lsn, wal_file_name
 from backup_engine.postgres.manifest import (
     BaseBackupManifest,
@@ -167,6 +167,7 @@ def _describe_backup(
         ),
         tool_version=__version__,
         source=describe(dsn),
+        next_xid=next_xid(dsn),
         extra={"tar_members": capture.members},
     )
 

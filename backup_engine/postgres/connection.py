@@ -51,6 +51,16 @@ class ServerFacts:
         return self.version_num // 10000
 
 
+def next_xid(dsn: str) -> int | None:
+    """The next transaction id to be assigned (64-bit, epoch included), or None if unreadable."""
+    try:
+        with connect(dsn) as conn:
+            row = conn.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text").fetchone()
+    except psycopg.Error:
+        return None
+    return int(str(row[0])) if row else None
+
+
 def server_facts(dsn: str) -> ServerFacts:
     """What a backup needs to know before it starts; readable by a non-superuser backup role."""
     with connect(dsn) as conn:

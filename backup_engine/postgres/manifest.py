@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from backup_engine.errors import CorruptObject
+from backup_engine.postgres.lsn import parse_lsn
 
 FORMAT_VERSION = 1
 KIND = "postgres-base"
@@ -49,6 +50,7 @@ class BaseBackupManifest:
     files: tuple[StoredFile, ...]
     tool_version: str
     source: str
+    next_xid: int | None = None  # first xid not yet assigned when the backup ended
     kind: str = KIND
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
@@ -56,6 +58,14 @@ class BaseBackupManifest:
     @property
     def pg_major(self) -> int:
         return self.pg_version_num // 10000
+
+    @property
+    def start_lsn_value(self) -> int:
+        return parse_lsn(self.start_lsn)
+
+    @property
+    def stop_lsn_value(self) -> int:
+        return parse_lsn(self.stop_lsn)
 
     @property
     def stored_bytes(self) -> int:

@@ -30,8 +30,11 @@ from backup_engine.errors import (
 from backup_engine.integrity import Expected, VerifyingReader
 from backup_engine.postgres.basebackup import BASE_TAR
 from backup_engine.postgres.binaries import find_pg_binaries
-from backup_engine.postgres.catalog import resolve_backup
+from backup_engine.postgres.catalog import LATEST, resolve_backup
 from backup_engine.postgres.manifest import BaseBackupManifest, StoredFile
+from backup_engine.postgres.pitr import AUTO, RecoveryPlan, plan_recovery
+from backup_engine.postgres.recovery_config import write_recovery_config
+from backup_engine.postgres.targets import RecoveryTarget
 from backup_engine.process import run
 from backup_engine.progress import Progress
 from backup_engine.storage import Storage
@@ -50,6 +53,15 @@ class RestoreResult:
     verified: bool
     previous_contents: Path | None  # where --force moved what was in the directory
     sha256: dict[str, str]  # storage key -> sha256 of every object checked on the way
+    plan: RecoveryPlan | None = None  # set for point-in-time restores
+
+
+@dataclass(frozen=True)
+class PointInTime:
+    """Recover past the backup: to `target`, fetching WAL with `restore_command`."""
+
+    target: RecoveryTarget
+    restore_command: str
 
 
 def running_postmaster(pgdata: Path) -> int | None:
@@ -128,10 +140,21 @@ def restore_base_backup(
     verify: bool = True,
     bindir: str | None = None,
     progress: Progress | None = None,
+    point_in_time: PointInTime | None = None,
 ) -> RestoreResult:
-    """Restore backup `ref` (an id or "latest") into `pgdata`."""
+    """Restore backup `ref` (an id, "latest", or "auto" with a target) into `pgdata`.
+
+    With `point_in_time`, the recovery is planned first (backup chosen, target checked against
+    the recoverable window, WAL checked for gaps): a plan that cannot work stops here, before
+    the target directory is touched.
+    """
     started = time.monotonic()
-    manifest = resolve_backup(storage, ref)
+    plan = None
+    if point_in_time is not None:
+        plan = plan_recovery(storage, ref, point_in_time.target)
+        manifest = plan.backup
+    else:
+        manifest = resolve_backup(storage, LATEST if ref == AUTO else ref)
     binaries = find_pg_binaries(bindir, major=manifest.pg_major)
     if verify:
         binaries.path("pg_verifybackup")  # fail before downloading anything
@@ -141,6 +164,14 @@ def restore_base_backup(
         pgdata.chmod(0o700)
         if verify:
             verify_data_directory(binaries.path("pg_verifybackup"), pgdata, manifest.backup_id)
+        if point_in_time is not None:  # after pg_verifybackup: this changes a backed-up file
+            write_recovery_config(
+                pgdata,
+                point_in_time.target.settings(),
+                restore_command=point_in_time.restore_command,
+                comment=f"restore-drill: recover backup {manifest.backup_id} to "
+                f"{point_in_time.target.describe()}",
+            )
     return RestoreResult(
         backup_id=manifest.backup_id,
         pgdata=pgdata,
@@ -151,6 +182,7 @@ def restore_base_backup(
         verified=verify,
         previous_contents=moved,
         sha256={base.key: base.sha256},
+        plan=plan,
     )
 
 

@@ -7,18 +7,24 @@ Contract (the shared test suite in tests/test_storage.py checks it against every
 - `writer(key)` returns an `ObjectWriter`. Nothing is visible under `key` until `commit()`
   returns; `abort()` (or leaving the `with` block by an exception) leaves no object behind.
   Writers hash what they store, so the caller gets size and sha256 without a second read.
+- `writer(key, metadata=...)` stores small string metadata with the object; `stat` returns it
+  (`list` need not). Keys are lowercase letters, digits and '-'.
+- `writer(key, if_absent=True)` never replaces an object: `commit()` raises `ObjectExists` if
+  the key is taken, atomically where the backend can (S3 conditional writes, link(2) locally).
 - A key that does not exist raises `ObjectNotFound` from `open_reader`, `get_bytes` and `stat`;
   every other failure raises another `StorageError` subclass.
 - `delete` is idempotent: deleting a missing key is not an error.
-- `list(prefix)` yields every committed object whose key starts with `prefix`, sorted by key.
+- `list(prefix)` yields every committed object whose key starts with `prefix`, sorted by key,
+  with its size and the time it was written (`modified`).
 """
 
 from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from types import TracebackType
 from typing import IO
 
@@ -29,6 +35,8 @@ from backup_engine.errors import ObjectNotFound, UsageError
 class ObjectInfo:
     key: str
     size: int
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    modified: datetime | None = None  # when the object was written (UTC)
 
 
 @dataclass(frozen=True)
@@ -43,7 +51,8 @@ class StoredObject:
 def check_key(key: str) -> str:
     """Refuse keys that could escape the repository or are ambiguous between backends."""
     parts = key.split("/")
-    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+    # No part may start with ".": local stores keep temporary files and metadata under such names.
+    if not key or any(p == "" or p.startswith(".") for p in parts):
         raise UsageError(f"invalid storage key {key!r}")
     return key
 
@@ -51,8 +60,12 @@ def check_key(key: str) -> str:
 class ObjectWriter(ABC):
     """Streams one object into storage; commit makes it visible, abort discards it."""
 
-    def __init__(self, key: str) -> None:
+    def __init__(
+        self, key: str, *, metadata: Mapping[str, str] | None = None, if_absent: bool = False
+    ) -> None:
         self.key = check_key(key)
+        self.metadata = dict(metadata or {})
+        self.if_absent = if_absent
         self.size = 0
         self._sha256 = hashlib.sha256()
         self._done = False
@@ -103,7 +116,9 @@ class Storage(ABC):
     url: str
 
     @abstractmethod
-    def writer(self, key: str) -> ObjectWriter: ...
+    def writer(
+        self, key: str, *, metadata: Mapping[str, str] | None = None, if_absent: bool = False
+    ) -> ObjectWriter: ...
 
     @abstractmethod
     def open_reader(self, key: str) -> IO[bytes]: ...
@@ -121,8 +136,15 @@ class Storage(ABC):
     def check(self) -> None:
         """Raise a `StorageUnreachable` subclass unless the store can be read."""
 
-    def put_bytes(self, key: str, data: bytes) -> StoredObject:
-        with self.writer(key) as out:
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        if_absent: bool = False,
+    ) -> StoredObject:
+        with self.writer(key, metadata=metadata, if_absent=if_absent) as out:
             out.write(data)
             return out.commit()
 

@@ -3,7 +3,7 @@ breaks. A wrapper delegates everything to the store it wraps, like restic's back
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO
 
 from backup_engine.errors import StorageUnreachable
@@ -17,8 +17,10 @@ class StorageWrapper(Storage):
         self.inner = inner
         self.url = inner.url
 
-    def writer(self, key: str) -> ObjectWriter:
-        return self.inner.writer(key)
+    def writer(
+        self, key: str, *, metadata: Mapping[str, str] | None = None, if_absent: bool = False
+    ) -> ObjectWriter:
+        return self.inner.writer(key, metadata=metadata, if_absent=if_absent)
 
     def open_reader(self, key: str) -> IO[bytes]:
         return self.inner.open_reader(key)
@@ -43,7 +45,9 @@ class FailingWrites(StorageWrapper):
         super().__init__(inner)
         self.matches = matches
 
-    def writer(self, key: str) -> ObjectWriter:
+    def writer(
+        self, key: str, *, metadata: Mapping[str, str] | None = None, if_absent: bool = False
+    ) -> ObjectWriter:
         if self.matches(key):
             raise StorageUnreachable(f"injected fault: the store refused to write {key}")
-        return super().writer(key)
+        return super().writer(key, metadata=metadata, if_absent=if_absent)

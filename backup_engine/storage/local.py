@@ -1,26 +1,53 @@
 """A repository in a local directory (`file:///var/backups/restore-drill`).
 
-Writes go to a hidden temporary file in the target directory and are renamed into place on
-commit, so a crash never leaves a half-written object under its real name.
+Writes go to a hidden temporary file in the target directory and are renamed (or, for
+`if_absent`, hard-linked, which fails if the name is taken) into place on commit, so a crash
+never leaves a half-written object under its real name. Metadata lives in a hidden JSON file
+beside the object, written after it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from backup_engine.errors import ObjectNotFound, StorageError, StorageUnreachable
+from backup_engine.errors import ObjectExists, ObjectNotFound, StorageError, StorageUnreachable
 from backup_engine.storage.base import ObjectInfo, ObjectWriter, Storage, check_key
 
 _PARTIAL_MARK = ".partial-"
 
 
+def _metadata_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.meta.json")
+
+
+def _fsync_dir(directory: Path) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}{_PARTIAL_MARK}{uuid.uuid4().hex}")
+    with tmp.open("xb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
 class _LocalWriter(ObjectWriter):
-    def __init__(self, key: str, final: Path) -> None:
-        super().__init__(key)
+    def __init__(
+        self, key: str, final: Path, *, metadata: Mapping[str, str] | None, if_absent: bool
+    ) -> None:
+        super().__init__(key, metadata=metadata, if_absent=if_absent)
         self._final = final
         final.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = final.with_name(f".{final.name}{_PARTIAL_MARK}{uuid.uuid4().hex}")
@@ -33,16 +60,31 @@ class _LocalWriter(ObjectWriter):
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        os.replace(self._tmp, self._final)
-        dir_fd = os.open(self._final.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        if self.if_absent:
+            try:
+                os.link(self._tmp, self._final)  # fails, atomically, if the name is taken
+            except FileExistsError:
+                self._tmp.unlink()
+                raise ObjectExists(f"object {self.key} already exists") from None
+            self._tmp.unlink()
+        else:
+            os.replace(self._tmp, self._final)
+        sidecar = _metadata_path(self._final)
+        if self.metadata:
+            _write_atomically(sidecar, json.dumps(self.metadata, sort_keys=True).encode())
+        else:
+            sidecar.unlink(missing_ok=True)
+        _fsync_dir(self._final.parent)
 
     def _abort(self) -> None:
         self._file.close()
         self._tmp.unlink(missing_ok=True)
+
+
+def _info(key: str, path: Path, metadata: Mapping[str, str] | None = None) -> ObjectInfo:
+    stat = path.stat()
+    modified = datetime.fromtimestamp(stat.st_mtime, tz=UTC)
+    return ObjectInfo(key=key, size=stat.st_size, metadata=metadata or {}, modified=modified)
 
 
 class LocalStorage(Storage):
@@ -53,9 +95,11 @@ class LocalStorage(Storage):
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    def writer(self, key: str) -> ObjectWriter:
+    def writer(
+        self, key: str, *, metadata: Mapping[str, str] | None = None, if_absent: bool = False
+    ) -> ObjectWriter:
         try:
-            return _LocalWriter(key, self._path(key))
+            return _LocalWriter(key, self._path(key), metadata=metadata, if_absent=if_absent)
         except OSError as exc:
             raise StorageError(f"cannot write {key} under {self.root}: {exc.strerror}") from exc
 
@@ -69,7 +113,11 @@ class LocalStorage(Storage):
         path = self._path(key)
         if not path.is_file():
             raise ObjectNotFound(f"object {key} not found in {self.url}")
-        return ObjectInfo(key=key, size=path.stat().st_size)
+        try:
+            metadata = json.loads(_metadata_path(path).read_text())
+        except FileNotFoundError:
+            metadata = {}
+        return _info(key, path, metadata)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         if not self.root.is_dir():
@@ -77,16 +125,18 @@ class LocalStorage(Storage):
         found = []
         for dirpath, _dirs, files in os.walk(self.root):
             for name in files:
-                if _PARTIAL_MARK in name:
+                if name.startswith("."):  # temporary files and metadata sidecars
                     continue
                 path = Path(dirpath) / name
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
-                    found.append(ObjectInfo(key=key, size=path.stat().st_size))
+                    found.append(_info(key, path))
         yield from sorted(found, key=lambda info: info.key)
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        _metadata_path(path).unlink(missing_ok=True)
 
     def check(self) -> None:
         if not self.root.is_dir():

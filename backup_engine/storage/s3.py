@@ -12,7 +12,7 @@ import contextlib
 import io
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, TypeVar
@@ -23,6 +23,7 @@ from botocore.config import Config
 from backup_engine.errors import (
     BucketNotFound,
     ConfigError,
+    ObjectExists,
     ObjectNotFound,
     StorageError,
     StorageUnreachable,
@@ -99,8 +100,10 @@ class S3Storage(Storage):
         except _BOTO_ERRORS as exc:
             raise translate_error(exc, self, key, what) from exc
 
-    def writer(self, key: str) -> ObjectWriter:
-        return _MultipartWriter(self, key)
+    def writer(
+        self, key: str, *, metadata: Mapping[str, str] | None = None, if_absent: bool = False
+    ) -> ObjectWriter:
+        return _MultipartWriter(self, key, metadata=metadata, if_absent=if_absent)
 
     def open_reader(self, key: str) -> IO[bytes]:
         size = self.stat(key).size
@@ -112,7 +115,12 @@ class S3Storage(Storage):
         head = self._call(
             "stat", key, lambda: self.client.head_object(Bucket=self.bucket, Key=full)
         )
-        return ObjectInfo(key=key, size=int(head["ContentLength"]))
+        return ObjectInfo(
+            key=key,
+            size=int(head["ContentLength"]),
+            metadata=dict(head.get("Metadata", {})),
+            modified=head.get("LastModified"),
+        )
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         base = f"{self.prefix}/" if self.prefix else ""
@@ -123,7 +131,13 @@ class S3Storage(Storage):
         def collect() -> None:
             for page in pages:
                 for item in page.get("Contents", []):
-                    found.append(ObjectInfo(key=item["Key"][len(base) :], size=int(item["Size"])))
+                    found.append(
+                        ObjectInfo(
+                            key=item["Key"][len(base) :],
+                            size=int(item["Size"]),
+                            modified=item.get("LastModified"),
+                        )
+                    )
 
         self._call("list", prefix or None, collect)
         yield from sorted(found, key=lambda info: info.key)
@@ -161,6 +175,8 @@ def translate_error(exc: Exception, storage: S3Storage, key: str | None, what: s
             )
         if code in ("NoSuchKey", "404", "NotFound"):
             return ObjectNotFound(f"object {where} not found")
+        if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            return ObjectExists(f"object {where} already exists")
         if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             return StorageUnreachable(
                 f"access denied to {where} ({what})",
@@ -173,8 +189,15 @@ def translate_error(exc: Exception, storage: S3Storage, key: str | None, what: s
 class _MultipartWriter(ObjectWriter):
     """Buffers one part at a time; small objects become a single PUT."""
 
-    def __init__(self, storage: S3Storage, key: str) -> None:
-        super().__init__(key)
+    def __init__(
+        self,
+        storage: S3Storage,
+        key: str,
+        *,
+        metadata: Mapping[str, str] | None,
+        if_absent: bool,
+    ) -> None:
+        super().__init__(key, metadata=metadata, if_absent=if_absent)
         self._s3 = storage
         self._full = storage._full(key)
         self._buffer = bytearray()
@@ -201,7 +224,7 @@ class _MultipartWriter(ObjectWriter):
                 "upload",
                 self.key,
                 lambda: s3.client.create_multipart_upload(
-                    Bucket=s3.bucket, Key=self._full, **s3.options.encryption_args()
+                    Bucket=s3.bucket, Key=self._full, **self._object_args()
                 ),
             )
             self._upload_id = created["UploadId"]
@@ -213,6 +236,16 @@ class _MultipartWriter(ObjectWriter):
         self._slots.acquire()  # bound memory: at most max_concurrency parts in flight
         assert self._pool is not None
         self._parts.append(self._pool.submit(self._upload_part, number, body))
+
+    def _object_args(self) -> dict[str, Any]:
+        args = self._s3.options.encryption_args()
+        if self.metadata:
+            args["Metadata"] = self.metadata
+        return args
+
+    def _condition(self) -> dict[str, Any]:
+        # S3 (and MinIO, moto) refuse a conditional write whose key exists: 412 PreconditionFailed.
+        return {"IfNoneMatch": "*"} if self.if_absent else {}
 
     def _upload_part(self, number: int, body: bytes) -> dict[str, Any]:
         s3 = self._s3
@@ -247,7 +280,11 @@ class _MultipartWriter(ObjectWriter):
                 "upload",
                 self.key,
                 lambda: s3.client.put_object(
-                    Bucket=s3.bucket, Key=self._full, Body=body, **s3.options.encryption_args()
+                    Bucket=s3.bucket,
+                    Key=self._full,
+                    Body=body,
+                    **self._object_args(),
+                    **self._condition(),
                 ),
             )
             return
@@ -264,6 +301,7 @@ class _MultipartWriter(ObjectWriter):
                 Key=self._full,
                 UploadId=upload_id,
                 MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+                **self._condition(),
             ),
         )
         self._shutdown()

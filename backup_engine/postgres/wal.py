@@ -1,0 +1,209 @@
+"""WAL archiving: `wal-push` for archive_command, `wal-fetch` for restore_command.
+
+Each file goes to `postgres/wal/<name><codec suffix>`, compressed, with the sha256 and size of
+its uncompressed content in object metadata. An archived file is never replaced: pushing the
+same content again succeeds (PostgreSQL retries after failures we cannot see), pushing
+different content under the same name is an error. wal-fetch checks the sha256 before the file
+reaches pg_wal.
+
+This module is on PostgreSQL's hot path (one process per 16 MB segment), so it imports nothing
+heavy at module level.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import zstandard
+
+from backup_engine.codecs import CODEC_NAMES, Codec, get_codec
+from backup_engine.errors import (
+    CorruptObject,
+    IntegrityError,
+    NotFound,
+    ObjectExists,
+    ObjectNotFound,
+    UsageError,
+)
+from backup_engine.storage.base import ObjectInfo, Storage
+
+WAL_PREFIX = "postgres/wal/"
+META_SHA256 = "sha256"
+META_SIZE = "raw-size"
+META_ARCHIVED_AT = "archived-at"
+CHUNK = 1 << 20
+
+SEGMENT = re.compile(r"^[0-9A-F]{24}$")
+PARTIAL = re.compile(r"^[0-9A-F]{24}\.partial$")
+HISTORY = re.compile(r"^[0-9A-F]{8}\.history$")
+BACKUP_HISTORY = re.compile(r"^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$")
+
+
+class WalNotFound(NotFound):
+    """The archive does not hold this file (normal at the end of recovery)."""
+
+
+class WalConflict(IntegrityError):
+    """A different file of the same name is already archived."""
+
+
+def is_wal_name(name: str) -> bool:
+    return any(p.match(name) for p in (SEGMENT, PARTIAL, HISTORY, BACKUP_HISTORY))
+
+
+def wal_key(name: str, codec: Codec) -> str:
+    return f"{WAL_PREFIX}{name}{codec.suffix}"
+
+
+def split_wal_key(key: str) -> tuple[str, str] | None:
+    """(file name, codec name) of a key under WAL_PREFIX, or None if it is not a WAL object."""
+    tail = key[len(WAL_PREFIX) :] if key.startswith(WAL_PREFIX) else ""
+    for name in CODEC_NAMES:
+        suffix = get_codec(name).suffix
+        if suffix and tail.endswith(suffix):
+            stem = tail[: -len(suffix)]
+            return (stem, name) if is_wal_name(stem) else None
+    return (tail, "none") if is_wal_name(tail) else None
+
+
+def _sha256_of(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+@dataclass(frozen=True)
+class PushResult:
+    name: str
+    key: str
+    already_archived: bool
+    raw_size: int
+    stored_size: int
+    seconds: float
+
+
+def _same_or_conflict(existing: ObjectInfo, name: str, sha256: str) -> None:
+    recorded = existing.metadata.get(META_SHA256)
+    if recorded != sha256:
+        raise WalConflict(
+            f"{name} is already archived with different content "
+            f"(archived sha256 {recorded or 'unknown'}, this file {sha256})",
+            hint="refusing to overwrite; are two servers archiving into the same repository?",
+        )
+
+
+def wal_push(storage: Storage, path: Path, codec: Codec) -> PushResult:
+    """Archive one WAL file (a segment, .history, .backup or .partial)."""
+    started = time.monotonic()
+    name = path.name
+    if not is_wal_name(name):
+        raise UsageError(f"{name} is not a WAL file name", hint="archive_command passes %p")
+    try:
+        sha256, raw_size = _sha256_of(path)
+    except FileNotFoundError:
+        raise UsageError(f"WAL file {path} does not exist") from None
+    key = wal_key(name, codec)
+    for existing_key in _candidate_keys(name, codec):
+        try:
+            existing = storage.stat(existing_key)
+        except ObjectNotFound:
+            continue
+        _same_or_conflict(existing, name, sha256)
+        return PushResult(name, existing_key, True, raw_size, existing.size, _since(started))
+    metadata = {
+        META_SHA256: sha256,
+        META_SIZE: str(raw_size),
+        META_ARCHIVED_AT: datetime.now(UTC).isoformat(),
+    }
+    try:
+        with storage.writer(key, metadata=metadata, if_absent=True) as out, path.open("rb") as fh:
+            compressor = codec.compressor()
+            while chunk := fh.read(CHUNK):
+                out.write(compressor.compress(chunk))
+            out.write(compressor.flush())
+            stored = out.commit()
+    except ObjectExists:  # another pusher won the race: fine if it stored the same content
+        existing = storage.stat(key)
+        _same_or_conflict(existing, name, sha256)
+        return PushResult(name, key, True, raw_size, existing.size, _since(started))
+    return PushResult(name, key, False, raw_size, stored.size, _since(started))
+
+
+def _since(started: float) -> float:
+    return time.monotonic() - started
+
+
+def _candidate_keys(name: str, preferred: Codec) -> list[str]:
+    keys = [wal_key(name, preferred)]
+    keys += [wal_key(name, get_codec(c)) for c in CODEC_NAMES if c != preferred.name]
+    return keys
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    name: str
+    key: str
+    raw_size: int
+    partial: bool
+    seconds: float
+
+
+def wal_fetch(storage: Storage, name: str, destination: Path, codec: Codec) -> FetchResult:
+    """Fetch one archived file into `destination`, checked against its recorded sha256.
+
+    A segment archived only as `.partial` (by wal-stream) is served in its place: pg_receivewal
+    pads partial segments to full size, so PostgreSQL replays what it holds and stops there.
+    """
+    started = time.monotonic()
+    if not is_wal_name(name):
+        raise UsageError(f"{name} is not a WAL file name", hint="restore_command passes %f")
+    candidates = [(k, False) for k in _candidate_keys(name, codec)]
+    if SEGMENT.match(name):
+        candidates += [(k, True) for k in _candidate_keys(f"{name}.partial", codec)]
+    for key, partial in candidates:
+        try:
+            info = storage.stat(key)
+        except ObjectNotFound:
+            continue
+        raw_size = _download(storage, info, destination)
+        return FetchResult(name, key, raw_size, partial, _since(started))
+    raise WalNotFound(f"{name} is not in the WAL archive {storage.url}")
+
+
+def _download(storage: Storage, info: ObjectInfo, destination: Path) -> int:
+    split = split_wal_key(info.key)
+    codec = get_codec(split[1] if split else "none")
+    expected = info.metadata.get(META_SHA256)
+    tmp = destination.with_name(f".{destination.name}.fetching-{os.getpid()}")
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with storage.open_reader(info.key) as raw, tmp.open("wb") as out:
+            stream = codec.open_decompressed(raw)
+            try:
+                while chunk := stream.read(CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+            except zstandard.ZstdError as exc:
+                raise CorruptObject(f"archived {info.key} does not decompress: {exc}") from None
+        if expected and digest.hexdigest() != expected:
+            raise CorruptObject(
+                f"archived {info.key} does not match its recorded sha256",
+                hint="the WAL archive is damaged; recovery cannot continue past this file",
+            )
+        os.replace(tmp, destination)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return size
