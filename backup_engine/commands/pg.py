@@ -1,4 +1,8 @@
-"""`backup-engine pg ...`: PostgreSQL base backups, their listing, verification and restore."""
+"""`backup-engine pg ...`: PostgreSQL base backups, point-in-time restores and WAL archiving.
+
+Engine modules are imported inside the commands: `pg wal-push` runs once per WAL segment and
+must not pay for what the other commands need.
+"""
 
 from __future__ import annotations
 
@@ -8,30 +12,33 @@ import click
 
 from backup_engine.commands.context import CliContext
 from backup_engine.commands.output import emit_json, emit_table, human_bytes
+from backup_engine.commands.pg_wal import register_wal_commands
 from backup_engine.durations import format_duration
-from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
-from backup_engine.postgres.catalog import list_base_backups
-from backup_engine.postgres.restore import restore_base_backup
-from backup_engine.postgres.verify import verify_base_backup
 
 json_option = click.option("--json", "json_output", is_flag=True, help="Print JSON for machines.")
+progress_option = click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
 
 
 @click.group()
 def pg() -> None:
-    """PostgreSQL base backups: backup, list, verify, restore."""
+    """PostgreSQL: backup, list, verify, restore, WAL archiving."""
+
+
+register_wal_commands(pg)
 
 
 @pg.command()
 @click.option("--dsn", help="libpq connection string of the server (default: [postgres] dsn, PG*).")
 @click.option("--label", help="Backup label recorded by PostgreSQL.")
-@click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
+@progress_option
 @json_option
 @click.pass_obj
 def backup(
     obj: CliContext, dsn: str | None, label: str | None, no_progress: bool, json_output: bool
 ) -> None:
     """Take a base backup (pg_basebackup, streamed and compressed into the repository)."""
+    from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
+
     settings = obj.settings(**{"postgres.dsn": dsn})
     manifest = take_base_backup(
         settings.open_storage(),
@@ -55,10 +62,15 @@ def backup(
 @json_option
 @click.pass_obj
 def list_backups(obj: CliContext, json_output: bool) -> None:
-    """List complete base backups, oldest first."""
+    """List complete base backups and the recoverable window of each timeline."""
+    from backup_engine.postgres.catalog import list_base_backups
+    from backup_engine.postgres.lsn import format_lsn
+    from backup_engine.postgres.pitr import recoverable_windows
+
     storage = obj.settings().open_storage()
     storage.check()
     catalog = list_base_backups(storage)
+    windows = recoverable_windows(storage, catalog)
     if json_output:
         emit_json(
             {
@@ -66,6 +78,16 @@ def list_backups(obj: CliContext, json_output: bool) -> None:
                 "backups": [m.to_dict() for m in catalog.backups],
                 "incomplete": [
                     {"backup_id": i.backup_id, "reason": i.reason} for i in catalog.incomplete
+                ],
+                "recoverable_windows": [
+                    {
+                        "timeline": w.timeline,
+                        "from": w.start_time.isoformat(),
+                        "from_backup": w.start_backup,
+                        "to": w.end_time.isoformat() if w.end_time else None,
+                        "to_lsn": format_lsn(w.end_lsn) if w.end_lsn is not None else None,
+                    }
+                    for w in windows
                 ],
             }
         )
@@ -98,6 +120,12 @@ def list_backups(obj: CliContext, json_output: bool) -> None:
                 for m in catalog.backups
             ],
         )
+    for window in windows:
+        end = window.end_time.strftime("%Y-%m-%d %H:%M:%S") if window.end_time else "?"
+        click.echo(
+            f"timeline {window.timeline}: recoverable from "
+            f"{window.start_time.strftime('%Y-%m-%d %H:%M:%S')} to {end} UTC"
+        )
     for item in catalog.incomplete:
         click.echo(f"not restorable: {item.backup_id} ({item.reason})", err=True)
 
@@ -110,7 +138,7 @@ def list_backups(obj: CliContext, json_output: bool) -> None:
     type=click.Path(path_type=Path, file_okay=False),
     help="Where the trial restore goes [default: system temp dir].",
 )
-@click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
+@progress_option
 @json_option
 @click.pass_obj
 def verify(
@@ -122,6 +150,8 @@ def verify(
     json_output: bool,
 ) -> None:
     """Re-read every object of a backup, check its sha256, and run pg_verifybackup on it."""
+    from backup_engine.postgres.verify import verify_base_backup
+
     settings = obj.settings()
     result = verify_base_backup(
         settings.open_storage(),
@@ -149,39 +179,93 @@ def verify(
 
 
 @pg.command()
-@click.argument("backup_id", metavar="ID|latest")
+@click.argument("backup_id", metavar="ID|latest|auto")
 @click.option(
     "--pgdata",
     required=True,
     type=click.Path(path_type=Path, file_okay=False),
     help="Data directory to restore into; must be empty or not exist.",
 )
+@click.option("--target-time", help="Recover to this time (ISO 8601; UTC unless a zone is given).")
+@click.option("--target-lsn", help="Recover to this WAL location, e.g. 0/16B3740.")
+@click.option("--target-xid", help="Recover to the commit of this transaction id.")
+@click.option("--target-name", help="Recover to this restore point (see pg restore-point).")
+@click.option(
+    "--target",
+    type=click.Choice(["immediate", "latest"]),
+    help="immediate: the end of the backup; latest: the end of the WAL archive.",
+)
+@click.option(
+    "--target-action",
+    type=click.Choice(["promote", "pause", "shutdown"]),
+    default="promote",
+    show_default=True,
+    help="What the server does once the target is reached.",
+)
+@click.option("--target-exclusive", is_flag=True, help="Stop just before the target, not after.")
+@click.option("--target-timeline", default="latest", show_default=True, help="latest, current, N.")
 @click.option(
     "--force", is_flag=True, help="Move a non-empty --pgdata aside first (never deleted)."
 )
 @click.option("--no-verify", is_flag=True, help="Skip pg_verifybackup after extraction.")
-@click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
+@progress_option
 @json_option
 @click.pass_obj
 def restore(
     obj: CliContext,
     backup_id: str,
     pgdata: Path,
+    target_time: str | None,
+    target_lsn: str | None,
+    target_xid: str | None,
+    target_name: str | None,
+    target: str | None,
+    target_action: str,
+    target_exclusive: bool,
+    target_timeline: str,
     force: bool,
     no_verify: bool,
     no_progress: bool,
     json_output: bool,
 ) -> None:
-    """Restore a base backup into a data directory that PostgreSQL can start from."""
+    """Restore a base backup into a data directory, optionally to a point in time.
+
+    With a target, the backup is chosen (auto: the newest that ends before the target), the
+    target is checked against the recoverable window and the WAL archive for gaps before
+    anything is written, and the directory is set up to fetch WAL with `pg wal-fetch`. Start
+    PostgreSQL on it as usual; it recovers to the target.
+    """
+    from backup_engine.postgres.recovery_config import tool_command
+    from backup_engine.postgres.restore import PointInTime, restore_base_backup
+    from backup_engine.postgres.targets import parse_target
+
+    recovery_target = parse_target(
+        time=target_time,
+        lsn=target_lsn,
+        xid=target_xid,
+        name=target_name,
+        target=target,
+        action=target_action,
+        inclusive=not target_exclusive,
+        timeline=target_timeline,
+    )
     settings = obj.settings()
+    storage = settings.open_storage()
+    pitr = None
+    if recovery_target is not None:
+        command = tool_command(
+            ["pg", "wal-fetch", "%f", "%p"], repo_url=storage.url, config_file=settings.source
+        )
+        pitr = PointInTime(recovery_target, command)
     result = restore_base_backup(
-        settings.open_storage(),
+        storage,
         backup_id,
         pgdata,
         force=force,
         verify=not no_verify,
         bindir=settings.postgres.bindir,
         progress=obj.progress(json_output=json_output, enabled=not no_progress),
+        point_in_time=pitr,
     )
     if json_output:
         emit_json(
@@ -196,6 +280,7 @@ def restore(
                 "previous_contents": str(result.previous_contents)
                 if result.previous_contents
                 else None,
+                "recovery_target": recovery_target.settings() if recovery_target else None,
             }
         )
         return
@@ -206,4 +291,57 @@ def restore(
         f"restored backup {result.backup_id} into {result.pgdata}: {result.files} files, "
         f"{human_bytes(result.restored_bytes)}, {verified}, in {format_duration(result.seconds)}"
     )
+    if recovery_target is not None:
+        click.echo(
+            f"on start, PostgreSQL will recover to {recovery_target.describe()} and "
+            f"{recovery_target.action}; wait for it with: backup-engine pg wait-recovery --dsn ..."
+        )
     click.echo(f"start it with: pg_ctl --pgdata {result.pgdata} start")
+
+
+@pg.command(name="restore-point")
+@click.argument("name")
+@click.option("--dsn", help="libpq connection string of the server (default: [postgres] dsn, PG*).")
+@json_option
+@click.pass_obj
+def restore_point(obj: CliContext, name: str, dsn: str | None, json_output: bool) -> None:
+    """Create a named restore point on the server and record it in the repository."""
+    from dataclasses import asdict
+
+    from backup_engine.postgres.restore_points import create_restore_point
+
+    settings = obj.settings(**{"postgres.dsn": dsn})
+    point = create_restore_point(settings.open_storage(), settings.postgres.dsn, name)
+    if json_output:
+        emit_json(asdict(point))
+        return
+    click.echo(f"restore point {point.name} at LSN {point.lsn} ({point.time}), recorded")
+
+
+@pg.command(name="wait-recovery")
+@click.option("--dsn", help="libpq connection string of the recovering server.")
+@click.option("--timeout", type=float, default=24 * 3600, show_default=True, help="Seconds.")
+@json_option
+@click.pass_obj
+def wait_recovery(obj: CliContext, dsn: str | None, timeout: float, json_output: bool) -> None:
+    """Wait until a restored server has finished (or paused) recovery; report where it stopped."""
+    from backup_engine.postgres.recovery import wait_for_connected_recovery
+
+    settings = obj.settings(**{"postgres.dsn": dsn})
+    outcome = wait_for_connected_recovery(settings.postgres.dsn, timeout=timeout)
+    if json_output:
+        emit_json(
+            {
+                "state": outcome.state,
+                "reached_lsn": outcome.reached_lsn,
+                "last_transaction_time": outcome.last_transaction_time,
+                "timeline": outcome.timeline,
+                "seconds": round(outcome.seconds, 3),
+            }
+        )
+        return
+    when = outcome.last_transaction_time.isoformat() if outcome.last_transaction_time else "n/a"
+    click.echo(
+        f"recovery {outcome.state} at LSN {outcome.reached_lsn} on timeline {outcome.timeline}; "
+        f"last transaction replayed committed at {when}"
+    )

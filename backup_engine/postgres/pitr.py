@@ -126,7 +126,7 @@ def plan_recovery(storage: Storage, ref: str, target: RecoveryTarget) -> Recover
     archive = read_wal_archive(storage, backup.wal_segment_size)
     timeline = _recovery_timeline(archive, backup, target)
     end_lsn = archive.end_lsn(timeline)
-    window_end = archive.latest_archived_at(timeline)
+    window_end = archive.latest_archived_at(storage, timeline)
     stop = backup.stop_lsn_value
     if target.kind == "immediate":
         return RecoveryPlan(backup, target, backup.timeline, stop, window_end)
@@ -168,3 +168,34 @@ def plan_recovery(storage: Storage, ref: str, target: RecoveryTarget) -> Recover
             hint="choose an earlier target or a newer backup; nothing was restored",
         )
     return RecoveryPlan(backup, target, timeline, needs, window_end)
+
+
+@dataclass(frozen=True)
+class RecoverableWindow:
+    timeline: int
+    start_time: datetime  # the earliest backup on this timeline's history ended
+    start_backup: str
+    end_time: datetime | None  # the newest WAL of this timeline was archived
+    end_lsn: int | None
+
+
+def recoverable_windows(storage: Storage, catalog: Catalog) -> list[RecoverableWindow]:
+    """Per timeline in the archive: from the earliest usable backup to the newest archived WAL."""
+    if not catalog.backups:
+        return []
+    archive = read_wal_archive(storage, catalog.backups[-1].wal_segment_size)
+    windows = []
+    for timeline in archive.timelines:
+        usable = [b for b in catalog.backups if b.timeline in _ancestry(archive, timeline)]
+        if usable:
+            first = usable[0]
+            windows.append(
+                RecoverableWindow(
+                    timeline,
+                    first.stop_time,
+                    first.backup_id,
+                    archive.latest_archived_at(storage, timeline),
+                    archive.end_lsn(timeline),
+                )
+            )
+    return windows

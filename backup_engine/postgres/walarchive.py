@@ -12,7 +12,13 @@ from datetime import datetime
 
 from backup_engine.codecs import get_codec
 from backup_engine.postgres.lsn import parse_lsn
-from backup_engine.postgres.wal import HISTORY, SEGMENT, WAL_PREFIX, split_wal_key
+from backup_engine.postgres.wal import (
+    HISTORY,
+    META_ARCHIVED_AT,
+    SEGMENT,
+    WAL_PREFIX,
+    split_wal_key,
+)
 from backup_engine.storage.base import ObjectInfo, Storage
 
 
@@ -60,9 +66,14 @@ class WalArchive:
         last = self.last_segment(timeline)
         return None if last is None else (last + 1) * self.segment_size
 
-    def latest_archived_at(self, timeline: int) -> datetime | None:
+    def latest_archived_at(self, storage: Storage, timeline: int) -> datetime | None:
+        """When the newest WAL of `timeline` was archived: wal-push records it to the microsecond
+        in metadata (listings only give S3's one-second LastModified)."""
         newest = self.newest(timeline)
-        return newest.modified if newest else None
+        if newest is None:
+            return None
+        recorded = storage.stat(newest.key).metadata.get(META_ARCHIVED_AT)
+        return datetime.fromisoformat(recorded) if recorded else newest.modified
 
     def chain(self, timeline: int) -> list[tuple[int, int, int | None]]:
         """(timeline, from LSN, to LSN or None) from the oldest ancestor up to `timeline`."""

@@ -37,6 +37,10 @@ class PostgresServer(ABC):
     def is_ready(self) -> bool:
         """True when the server accepts connections (what pg_isready reports)."""
 
+    @abstractmethod
+    def log_tail(self, lines: int = 3) -> str:
+        """The last lines of the server's log, for error messages."""
+
 
 class PostgresBackend(ABC):
     """Creates and owns servers; `close()` stops all of them and removes their files."""
@@ -44,16 +48,31 @@ class PostgresBackend(ABC):
     name: str
 
     @abstractmethod
-    def create(self, *, settings: Mapping[str, str] | None = None) -> PostgresServer:
-        """initdb a new cluster and start it."""
+    def create(
+        self,
+        *,
+        settings: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> PostgresServer:
+        """initdb a new cluster and start it. `settings` go into its postgresql.conf; `env` is
+        the server's environment (what archive_command and restore_command see)."""
 
     @abstractmethod
     def new_data_dir(self) -> Path:
         """An empty directory a restore can write to and a server can later start from."""
 
     @abstractmethod
-    def start_existing(self, data_dir: Path) -> PostgresServer:
-        """Start a server on a restored data directory and wait until it accepts connections."""
+    def start_existing(
+        self,
+        data_dir: Path,
+        *,
+        settings: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+        wait: bool = True,
+    ) -> PostgresServer:
+        """Start a server on a restored data directory. `settings` override its config for this
+        run. With `wait`, return once it accepts connections; a recovering server may not
+        for a long time, or may stop at its target, so recoveries start without waiting."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -9,14 +9,18 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import shlex
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NoReturn
 
 from backup_engine.errors import CommandFailed, ServerError
 from backup_engine.net import free_port
 from backup_engine.postgres.binaries import PgBinaries, find_pg_binaries
+from backup_engine.postgres.recovery_config import conf_quote
 from backup_engine.process import RunAs, run
 from backup_engine.servers.base import PostgresBackend, PostgresServer
 
@@ -47,27 +51,45 @@ def _run_as_for_current_user() -> RunAs | None:
 
 
 class LocalPostgresServer(PostgresServer):
-    def __init__(self, backend: LocalPostgresBackend, data_dir: Path) -> None:
+    def __init__(
+        self,
+        backend: LocalPostgresBackend,
+        data_dir: Path,
+        *,
+        settings: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self._backend = backend
         self.data_dir = data_dir
         self.port = free_port()
         self.log_file = backend.root / f"{data_dir.name}.log"
+        self._settings = dict(settings or {})
+        self._env = dict(env or {})
 
     def _pg_ctl(self, *args: str, check: bool = True, timeout: float = START_TIMEOUT_S) -> int:
-        result = self._backend.run_pg(
-            "pg_ctl", "--pgdata", str(self.data_dir), *args, check=check, timeout=timeout
+        return self._backend.run_pg(
+            "pg_ctl",
+            "--pgdata",
+            str(self.data_dir),
+            *args,
+            check=check,
+            timeout=timeout,
+            env=self._env,
         )
-        return result
 
-    def start(self) -> None:
-        options = (
-            f"-c port={self.port} -c listen_addresses=127.0.0.1 "
-            f"-c unix_socket_directories={self._backend.socket_dir}"
-        )
+    def start(self, *, wait: bool = True) -> None:
+        # pg_ctl hands -o to a shell: every value is quoted.
+        overrides = {
+            **self._settings,
+            "port": str(self.port),
+            "listen_addresses": "127.0.0.1",
+            "unix_socket_directories": str(self._backend.socket_dir),
+        }
+        options = " ".join(f"-c {name}={shlex.quote(v)}" for name, v in overrides.items())
         try:
             self._pg_ctl(
                 "start",
-                "--wait",
+                "--wait" if wait else "--no-wait",
                 f"--timeout={START_TIMEOUT_S}",
                 "--log",
                 str(self.log_file),
@@ -75,17 +97,31 @@ class LocalPostgresServer(PostgresServer):
                 options,
             )
         except CommandFailed:
-            raise ServerError(
-                f"PostgreSQL did not start on {self.data_dir}: {self.log_tail()}",
-                hint=f"see {self.log_file}",
-            ) from None
+            self._fail_to_start()
+        if not wait:
+            self._wait_for_postmaster()
+
+    def _wait_for_postmaster(self) -> None:
+        """pg_ctl --no-wait returns before the postmaster exists; wait until it does (or died)."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not (self.data_dir / "postmaster.pid").exists():
+            if time.monotonic() > deadline or "FATAL" in self.log_tail(5):
+                self._fail_to_start()
+            time.sleep(0.05)
+
+    def _fail_to_start(self) -> NoReturn:
+        tail = " | ".join(self.log_tail().splitlines())
+        raise ServerError(
+            f"PostgreSQL did not start on {self.data_dir}: {tail}",
+            hint=f"see {self.log_file}",
+        ) from None
 
     def log_tail(self, lines: int = 3) -> str:
         try:
             text = self.log_file.read_text(errors="replace").strip().splitlines()
         except FileNotFoundError:
             return "no log written"
-        return " | ".join(text[-lines:]) or "empty log"
+        return "\n".join(text[-lines:]) or "empty log"
 
     def is_running(self) -> bool:
         return self.data_dir.exists() and self._pg_ctl("status", check=False) == 0
@@ -129,9 +165,16 @@ class LocalPostgresBackend(PostgresBackend):
         self._servers: list[LocalPostgresServer] = []
         self._count = 0
 
-    def run_pg(self, program: str, *args: str, check: bool = True, timeout: float = 60) -> int:
+    def run_pg(
+        self,
+        program: str,
+        *args: str,
+        check: bool = True,
+        timeout: float = 60,
+        env: Mapping[str, str] | None = None,
+    ) -> int:
         argv = [str(self.binaries.path(program)), *args]
-        return run(argv, run_as=self.run_as, check=check, timeout=timeout).returncode
+        return run(argv, run_as=self.run_as, check=check, timeout=timeout, env=env).returncode
 
     def _hand_over(self, path: Path) -> None:
         """Give a path to the server's OS user (a no-op unless we are root)."""
@@ -155,7 +198,12 @@ class LocalPostgresBackend(PostgresBackend):
         self._hand_over(path)
         return path
 
-    def create(self, *, settings: Mapping[str, str] | None = None) -> PostgresServer:
+    def create(
+        self,
+        *,
+        settings: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> PostgresServer:
         data_dir = self.new_data_dir()
         self.run_pg(
             "initdb",
@@ -171,18 +219,25 @@ class LocalPostgresBackend(PostgresBackend):
         with (data_dir / "postgresql.conf").open("a") as conf:
             conf.write("\n# restore-drill throwaway server\n")
             for name, value in merged.items():
-                conf.write(f"{name} = '{value}'\n")
-        return self._start(data_dir)
+                conf.write(f"{name} = {conf_quote(value)}\n")
+        return self._start(LocalPostgresServer(self, data_dir, env=env), wait=True)
 
-    def start_existing(self, data_dir: Path) -> PostgresServer:
+    def start_existing(
+        self,
+        data_dir: Path,
+        *,
+        settings: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+        wait: bool = True,
+    ) -> PostgresServer:
         self._hand_over_tree(data_dir)
         data_dir.chmod(0o700)
-        return self._start(data_dir)
+        server = LocalPostgresServer(self, data_dir, settings=settings, env=env)
+        return self._start(server, wait=wait)
 
-    def _start(self, data_dir: Path) -> LocalPostgresServer:
-        server = LocalPostgresServer(self, data_dir)
+    def _start(self, server: LocalPostgresServer, *, wait: bool) -> LocalPostgresServer:
         self._servers.append(server)
-        server.start()
+        server.start(wait=wait)
         return server
 
     def close(self) -> None:

@@ -136,6 +136,11 @@ class Storage(ABC):
     def check(self) -> None:
         """Raise a `StorageUnreachable` subclass unless the store can be read."""
 
+    def environment(self) -> dict[str, str]:
+        """Variables another process needs to open this same store from its URL (`--repo`),
+        e.g. PostgreSQL running archive_command. Empty when the URL says it all."""
+        return {}
+
     def put_bytes(
         self,
         key: str,

@@ -6,6 +6,7 @@ MinIO. It keeps objects in memory: fine for drills, not a place to keep real bac
 
 from __future__ import annotations
 
+import logging
 from types import TracebackType
 
 from backup_engine.errors import MissingBinary
@@ -42,6 +43,8 @@ class EmbeddedS3:
                 "the embedded S3 server needs moto",
                 hint="pip install 'restore-drill[drill]' or configure a real S3 endpoint",
             ) from exc
+        # werkzeug logs every request; a drill's output should show the drill.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         server.start()
         self._server = server

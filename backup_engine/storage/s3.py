@@ -90,6 +90,16 @@ class S3Storage(Storage):
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.client = make_client(options)
 
+    def environment(self) -> dict[str, str]:
+        options = self.options
+        values = {
+            "AWS_ENDPOINT_URL": options.endpoint_url,
+            "AWS_REGION": options.region,
+            "AWS_ACCESS_KEY_ID": options.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": options.secret_access_key,
+        }
+        return {name: value for name, value in values.items() if value}
+
     def _full(self, key: str) -> str:
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
