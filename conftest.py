@@ -24,6 +24,7 @@ pytest_plugins = [
     "backup_engine.drill.pytest_plugin",
     "steps.repository_steps",
     "steps.postgres_steps",
+    "steps.pitr_steps",
     "steps.evidence_steps",
 ]
 

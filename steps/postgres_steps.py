@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
 import pytest
 from pytest_bdd import given, parsers, then, when
 
@@ -9,6 +13,7 @@ from backup_engine.codecs import get_codec
 from backup_engine.drill.evidence import ScenarioRecord
 from backup_engine.drill.recovery import RestoredServer, restore_into_new_server
 from backup_engine.drill.seed import seed_shop
+from backup_engine.drill.writer import HeartbeatWriter
 from backup_engine.errors import StorageUnreachable
 from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
 from backup_engine.postgres.connection import connect
@@ -55,12 +60,34 @@ def more_users(source_server: PostgresServer, count: int) -> None:
         )
 
 
+@dataclass
+class Loss:
+    """When the primary was lost: the reference point for a measured RPO."""
+
+    at: datetime | None = None
+
+
+@pytest.fixture
+def loss() -> Loss:
+    return Loss()
+
+
+@pytest.fixture
+def writers() -> Iterator[list[HeartbeatWriter]]:
+    """Background writers a scenario started; stopped when it ends, whatever happened."""
+    started: list[HeartbeatWriter] = []
+    yield started
+    for writer in started:
+        writer.stop()
+
+
 @pytest.fixture
 def backups_taken() -> list[BaseBackupManifest]:
     """Every backup a scenario took, in order."""
     return []
 
 
+@given("a full backup is taken")
 @when("a full backup is taken")
 def full_backup(
     repository: Storage, source_server: PostgresServer, backups_taken: list[BaseBackupManifest]
@@ -77,8 +104,13 @@ def interrupted_backup(repository: Storage, source_server: PostgresServer) -> No
 
 
 @when("the server is destroyed")
-def destroy_server(source_server: PostgresServer) -> None:
+def destroy_server(
+    source_server: PostgresServer, writers: list[HeartbeatWriter], loss: Loss
+) -> None:
+    loss.at = datetime.now(UTC)
     source_server.destroy()
+    for writer in writers:
+        writer.stop()
     assert not source_server.data_dir.exists()
 
 

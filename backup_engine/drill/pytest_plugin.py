@@ -83,7 +83,16 @@ def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, Any, None]:
         record.status = report.outcome
         record.finished_at = utc_now()
         if report.failed and record.error is None:
-            record.error = str(report.longrepr).strip().splitlines()[-1]
+            record.error = _first_error_line(report.longreprtext)
+
+
+def _first_error_line(text: str) -> str:
+    """pytest marks the exception lines with "E   "; the first one says what failed."""
+    for line in text.splitlines():
+        if line.startswith("E "):
+            return line[1:].strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "failed"
 
 
 @pytest.fixture

@@ -1,0 +1,224 @@
+"""Steps for point-in-time recovery: archiving servers, a steady writer, markers, bad changes,
+targeted restores and the restores that must be refused."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from pytest_bdd import given, parsers, then, when
+
+from backup_engine.drill.evidence import ScenarioRecord
+from backup_engine.drill.markers import Marker, marker_exists, write_marker
+from backup_engine.drill.recovery import RestoredServer, point_in_time, restore_into_new_server
+from backup_engine.drill.seed import seed_shop
+from backup_engine.drill.writer import HeartbeatWriter
+from backup_engine.errors import BackupEngineError
+from backup_engine.postgres.archiving import switch_and_wait_archived
+from backup_engine.postgres.connection import connect
+from backup_engine.postgres.inspect import TableFingerprint, table_fingerprint
+from backup_engine.postgres.manifest import BaseBackupManifest
+from backup_engine.postgres.recovery_config import tool_command
+from backup_engine.postgres.restore import restore_base_backup
+from backup_engine.postgres.targets import RecoveryTarget
+from backup_engine.postgres.wal import WAL_PREFIX
+from backup_engine.servers import PostgresBackend, PostgresServer
+from backup_engine.storage import Storage
+
+
+@pytest.fixture
+def markers() -> dict[str, Marker]:
+    return {}
+
+
+def archiving_settings(repository: Storage, archive_timeout_s: int) -> dict[str, str]:
+    command = tool_command(["pg", "wal-push", "%p"], repo_url=repository.url)
+    return {
+        "archive_mode": "on",
+        "archive_command": command,
+        "archive_timeout": str(archive_timeout_s),
+    }
+
+
+@given(
+    "a running PostgreSQL server archiving WAL to the repository", target_fixture="source_server"
+)
+def archiving_server(pg_backend: PostgresBackend, repository: Storage) -> PostgresServer:
+    settings = archiving_settings(repository, archive_timeout_s=60)
+    return pg_backend.create(settings=settings, env=repository.environment())
+
+
+@given(
+    parsers.parse(
+        "a running PostgreSQL server archiving WAL to the repository "
+        "with archive_timeout of {seconds:d} seconds"
+    ),
+    target_fixture="source_server",
+)
+def archiving_server_with_timeout(
+    pg_backend: PostgresBackend, repository: Storage, seconds: int
+) -> PostgresServer:
+    settings = archiving_settings(repository, archive_timeout_s=seconds)
+    return pg_backend.create(settings=settings, env=repository.environment())
+
+
+@given(parsers.parse("the shop schema with {users:d} users"))
+def shop_schema(source_server: PostgresServer, users: int) -> None:
+    seed_shop(source_server.dsn(), users=users)
+
+
+@given(parsers.parse("a writer commits a timestamped row every {ms:d} milliseconds"))
+def steady_writer(source_server: PostgresServer, writers: list[HeartbeatWriter], ms: int) -> None:
+    writers.append(HeartbeatWriter(source_server.dsn(), ms / 1000).start())
+
+
+@when(parsers.parse("the writer has run for {seconds:d} seconds"))
+def writer_runs(writers: list[HeartbeatWriter], seconds: int) -> None:
+    time.sleep(seconds)
+    assert writers and writers[0].rows > 0 and writers[0].error is None
+
+
+@when(parsers.parse('marker "{name}" is committed'))
+def commit_marker(
+    source_server: PostgresServer, repository: Storage, markers: dict[str, Marker], name: str
+) -> None:
+    markers[name] = write_marker(source_server.dsn(), repository, name)
+
+
+@when("the orders table is recorded", target_fixture="recorded_orders")
+def record_orders(source_server: PostgresServer) -> TableFingerprint:
+    return table_fingerprint(source_server.dsn(), "public.orders")
+
+
+@when("a bad change wipes the orders table")
+def wipe_orders(source_server: PostgresServer) -> None:
+    with connect(source_server.dsn()) as conn:
+        conn.execute("DELETE FROM orders")
+
+
+@when("the WAL is archived")
+def archive_now(source_server: PostgresServer, repository: Storage) -> None:
+    switch_and_wait_archived(source_server.dsn(), repository)
+
+
+@when(
+    parsers.parse('the database is restored to the {kind} of marker "{name}"'),
+    target_fixture="restored",
+)
+def restore_to_marker(
+    repository: Storage,
+    pg_backend: PostgresBackend,
+    markers: dict[str, Marker],
+    drill_record: ScenarioRecord,
+    kind: str,
+    name: str,
+) -> RestoredServer:
+    restored = restore_into_new_server(
+        repository, "auto", pg_backend, target=markers[name].target(kind)
+    )
+    drill_record.used_backup(restored.restore.backup_id, restored.restore.sha256)
+    return restored
+
+
+@when("the database is restored to the latest point", target_fixture="restored")
+def restore_to_latest(
+    repository: Storage, pg_backend: PostgresBackend, drill_record: ScenarioRecord
+) -> RestoredServer:
+    restored = restore_into_new_server(
+        repository, "auto", pg_backend, target=RecoveryTarget("latest")
+    )
+    drill_record.used_backup(restored.restore.backup_id, restored.restore.sha256)
+    return restored
+
+
+@then(parsers.parse('marker "{name}" is present'))
+def marker_present(restored: RestoredServer, name: str) -> None:
+    assert marker_exists(restored.server.dsn(), name), f"marker {name!r} was not recovered"
+
+
+@then("the orders table is as recorded")
+def orders_as_recorded(restored: RestoredServer, recorded_orders: TableFingerprint) -> None:
+    actual = table_fingerprint(restored.server.dsn(), "public.orders")
+    assert actual == recorded_orders, f"orders after recovery {actual}, expected {recorded_orders}"
+
+
+@then("recovery ended on a new timeline")
+def promoted(restored: RestoredServer, backups_taken: list[BaseBackupManifest]) -> None:
+    outcome = restored.recovery
+    assert outcome is not None and outcome.state == "promoted", outcome
+    assert outcome.timeline is not None and outcome.timeline > backups_taken[-1].timeline
+
+
+# --- restores that must be refused ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attempt:
+    error: BackupEngineError | None
+    target_dir: Path
+    before: list[str]  # what the target directory held before the attempt
+
+
+def _attempt(repository: Storage, target_dir: Path, target: RecoveryTarget) -> Attempt:
+    before = sorted(p.name for p in target_dir.iterdir())
+    try:
+        restore_base_backup(
+            repository,
+            "auto",
+            target_dir,
+            force=True,
+            point_in_time=point_in_time(repository, target),
+        )
+    except BackupEngineError as exc:
+        return Attempt(exc, target_dir, before)
+    return Attempt(None, target_dir, before)
+
+
+@when(
+    parsers.parse(
+        "a restore over the live server to {hours:d} hour before the first backup is attempted"
+    ),
+    target_fixture="attempt",
+)
+def attempt_too_early(
+    repository: Storage,
+    source_server: PostgresServer,
+    backups_taken: list[BaseBackupManifest],
+    hours: int,
+) -> Attempt:
+    moment = backups_taken[0].start_time - timedelta(hours=hours)
+    return _attempt(repository, source_server.data_dir, RecoveryTarget("time", time=moment))
+
+
+@when("a restore over the live server to the latest point is attempted", target_fixture="attempt")
+def attempt_latest(repository: Storage, source_server: PostgresServer) -> Attempt:
+    return _attempt(repository, source_server.data_dir, RecoveryTarget("latest"))
+
+
+@when("an archived WAL segment after the backup is deleted from the repository")
+def delete_segment(repository: Storage, backups_taken: list[BaseBackupManifest]) -> None:
+    after_backup = [
+        info.key
+        for info in repository.list(WAL_PREFIX)
+        if info.key[len(WAL_PREFIX) :][:24] > backups_taken[-1].stop_wal_file
+        and "." not in info.key[len(WAL_PREFIX) :].removesuffix(".zst")
+    ]
+    assert after_backup, "no archived segment after the backup to delete"
+    repository.delete(after_backup[0])
+
+
+@then(parsers.parse('the restore is refused with "{text}"'))
+def refused(attempt: Attempt, text: str) -> None:
+    assert attempt.error is not None, "the restore was not refused"
+    assert text in str(attempt.error), f"refused, but with: {attempt.error}"
+
+
+@then("the live server still runs with its data untouched")
+def live_untouched(attempt: Attempt, source_server: PostgresServer) -> None:
+    assert sorted(p.name for p in attempt.target_dir.iterdir()) == attempt.before
+    assert source_server.is_ready()
+    with connect(source_server.dsn()) as conn:
+        assert conn.execute("SELECT count(*) FROM users").fetchone() is not None
