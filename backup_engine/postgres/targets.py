@@ -63,7 +63,7 @@ _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", 
 
 def parse_target_time(text: str) -> datetime:
     """ISO 8601 or PostgreSQL style; a time without a zone is taken as UTC."""
-    cleaned = text.strip().replace("T", " ")
+    cleaned = re.sub(r"(\d)T(\d)", r"\1 \2", text.strip())
     cleaned = re.sub(r"\s*(UTC|Z)$", "+00:00", cleaned)
     cleaned = re.sub(r"([+-]\d{2})$", r"\1:00", cleaned)  # "+02" -> "+02:00"
     try:

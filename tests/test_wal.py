@@ -1,0 +1,165 @@
+"""wal-push / wal-fetch against both stores, and the exit codes PostgreSQL depends on."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from backup_engine.codecs import get_codec
+from backup_engine.errors import CorruptObject, UsageError
+from backup_engine.postgres.wal import (
+    META_SHA256,
+    WalConflict,
+    WalNotFound,
+    split_wal_key,
+    wal_fetch,
+    wal_key,
+    wal_push,
+)
+from backup_engine.storage import LocalStorage, Storage
+from backup_engine.storage.embedded import EmbeddedS3
+
+ZSTD = get_codec("zstd")
+SEGMENT = "000000010000000000000003"
+SEGMENT_SIZE = 1 << 20  # a small segment keeps the tests quick; the code does not care
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    if request.param == "local":
+        return LocalStorage(tmp_path / "repo")
+    embedded: EmbeddedS3 = request.getfixturevalue("embedded_s3")
+    return embedded.storage(f"wal-{os.urandom(4).hex()}")
+
+
+def wal_file(directory: Path, name: str = SEGMENT, data: bytes | None = None) -> Path:
+    path = directory / name
+    path.write_bytes(
+        os.urandom(SEGMENT_SIZE // 2) + bytes(SEGMENT_SIZE // 2) if data is None else data
+    )
+    return path
+
+
+def test_push_then_fetch_gives_back_the_same_bytes(storage: Storage, tmp_path: Path) -> None:
+    source = wal_file(tmp_path)
+    pushed = wal_push(storage, source, ZSTD)
+    assert not pushed.already_archived
+    assert pushed.stored_size < pushed.raw_size  # the zero half compresses
+    info = storage.stat(wal_key(SEGMENT, ZSTD))
+    assert len(info.metadata[META_SHA256]) == 64
+    destination = tmp_path / "pg_wal" / "RECOVERYXLOG"
+    destination.parent.mkdir()
+    fetched = wal_fetch(storage, SEGMENT, destination, ZSTD)
+    assert destination.read_bytes() == source.read_bytes()
+    assert fetched.raw_size == SEGMENT_SIZE and not fetched.partial
+
+
+def test_pushing_the_same_segment_again_succeeds(storage: Storage, tmp_path: Path) -> None:
+    source = wal_file(tmp_path)
+    wal_push(storage, source, ZSTD)
+    again = wal_push(storage, source, ZSTD)
+    assert again.already_archived
+
+
+def test_pushing_different_content_under_an_archived_name_is_refused(
+    storage: Storage, tmp_path: Path
+) -> None:
+    wal_push(storage, wal_file(tmp_path), ZSTD)
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(WalConflict, match="different content"):
+        wal_push(storage, wal_file(other), ZSTD)
+    assert len(list(storage.list())) == 1
+
+
+def test_an_uncompressed_archive_is_recognised_by_a_zstd_pusher(
+    storage: Storage, tmp_path: Path
+) -> None:
+    source = wal_file(tmp_path)
+    wal_push(storage, source, get_codec("none"))
+    assert wal_push(storage, source, ZSTD).already_archived
+    destination = tmp_path / "out"
+    wal_fetch(storage, SEGMENT, destination, ZSTD)
+    assert destination.read_bytes() == source.read_bytes()
+
+
+def test_history_and_backup_files_are_archived_too(storage: Storage, tmp_path: Path) -> None:
+    for name in ("00000002.history", "000000010000000000000002.00000028.backup"):
+        wal_push(storage, wal_file(tmp_path, name, b"1\t0/3000000\tno recovery target\n"), ZSTD)
+        assert split_wal_key(wal_key(name, ZSTD)) == (name, "zstd")
+        wal_fetch(storage, name, tmp_path / "fetched", ZSTD)
+
+
+def test_a_missing_segment_is_not_found(storage: Storage, tmp_path: Path) -> None:
+    destination = tmp_path / "RECOVERYXLOG"
+    with pytest.raises(WalNotFound):
+        wal_fetch(storage, SEGMENT, destination, ZSTD)
+    assert not destination.exists()
+
+
+def test_a_partial_segment_stands_in_for_a_missing_one(storage: Storage, tmp_path: Path) -> None:
+    source = wal_file(tmp_path, f"{SEGMENT}.partial")
+    wal_push(storage, source, ZSTD)
+    destination = tmp_path / "RECOVERYXLOG"
+    fetched = wal_fetch(storage, SEGMENT, destination, ZSTD)
+    assert fetched.partial and destination.read_bytes() == source.read_bytes()
+
+
+def test_a_damaged_archive_object_never_reaches_pg_wal(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "repo")
+    wal_push(storage, wal_file(tmp_path), ZSTD)
+    stored = storage.root / wal_key(SEGMENT, ZSTD)
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 3] ^= 0x04
+    stored.write_bytes(bytes(data))
+    destination = tmp_path / "RECOVERYXLOG"
+    with pytest.raises(CorruptObject, match=SEGMENT):
+        wal_fetch(storage, SEGMENT, destination, ZSTD)
+    assert not destination.exists()
+    assert not list(tmp_path.glob(".RECOVERYXLOG*"))
+
+
+@pytest.mark.parametrize("name", ["pg_wal", "00000001000000000000000", "backup_label"])
+def test_only_wal_file_names_are_accepted(tmp_path: Path, name: str) -> None:
+    storage = LocalStorage(tmp_path / "repo")
+    with pytest.raises(UsageError, match="not a WAL file name"):
+        wal_push(storage, wal_file(tmp_path, name, b"x"), ZSTD)
+
+
+def test_pushing_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="does not exist"):
+        wal_push(LocalStorage(tmp_path), tmp_path / SEGMENT, ZSTD)
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKUP_ENGINE")}
+    return subprocess.run(
+        [sys.executable, "-m", "backup_engine", *args],
+        capture_output=True, text=True, cwd=cwd, env=env, check=False, timeout=60,
+    )  # fmt: skip
+
+
+def test_exit_codes_postgresql_relies_on(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    url = f"file://{repo}"
+    source = wal_file(tmp_path)
+    assert _cli("--repo", url, "pg", "wal-push", str(source), cwd=tmp_path).returncode == 0
+    assert _cli("--repo", url, "pg", "wal-push", str(source), cwd=tmp_path).returncode == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    conflict = _cli("--repo", url, "pg", "wal-push", str(wal_file(other)), cwd=tmp_path)
+    assert conflict.returncode == 4 and "different content" in conflict.stderr
+
+    fetch = ("--repo", url, "pg", "wal-fetch")
+    missing = _cli(*fetch, "0000000100000000000000AA", str(tmp_path / "x"), cwd=tmp_path)
+    assert missing.returncode == 5  # not in the archive: recovery ends normally
+    stored = repo / wal_key(SEGMENT, ZSTD)
+    stored.write_bytes(stored.read_bytes()[:100])
+    damaged = _cli(*fetch, SEGMENT, str(tmp_path / "y"), cwd=tmp_path)
+    assert damaged.returncode == 126  # > 125: PostgreSQL stops recovery instead of promoting
+    assert damaged.stderr.count("\n") == 1 and SEGMENT in damaged.stderr
