@@ -25,6 +25,7 @@ pytest_plugins = [
     "steps.repository_steps",
     "steps.postgres_steps",
     "steps.pitr_steps",
+    "steps.table_steps",
     "steps.evidence_steps",
 ]
 

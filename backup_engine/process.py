@@ -145,6 +145,7 @@ class StreamingProcess:
         self.stdout.close()
         returncode = self._popen.wait()
         self._drainer.join()
+        self._close_stderr()
         result = CommandResult(
             args=tuple(self.argv),
             returncode=returncode,
@@ -162,6 +163,12 @@ class StreamingProcess:
             self._popen.kill()
         self._popen.wait()
         self._drainer.join(timeout=5)
+        self.stdout.close()
+        self._close_stderr()
+
+    def _close_stderr(self) -> None:
+        if self._popen.stderr is not None and not self._drainer.is_alive():
+            self._popen.stderr.close()
 
 
 def spawn(
@@ -184,3 +191,42 @@ def spawn(
     except FileNotFoundError as exc:
         raise MissingBinary(f"program not found: {argv[0]}") from exc
     return StreamingProcess(argv, popen)
+
+
+def pipe(
+    producer: Sequence[str | os.PathLike[str]],
+    consumer: Sequence[str | os.PathLike[str]],
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> CommandResult:
+    """Run `producer | consumer` without a temporary file; both must succeed."""
+    source = spawn(producer, env=env)
+    argv, kwargs = _prepare(consumer, env, None, None)
+    started = time.monotonic()
+    try:
+        completed = subprocess.run(
+            argv,
+            stdin=source.stdout,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+            **kwargs,
+        )
+    except FileNotFoundError as exc:
+        source.kill()
+        raise MissingBinary(f"program not found: {argv[0]}") from exc
+    except subprocess.TimeoutExpired as exc:
+        source.kill()
+        raise CommandFailed(f"{Path(argv[0]).name} did not finish within {timeout:.0f} s") from exc
+    source.wait()  # a failed producer is the more useful message
+    result = CommandResult(
+        args=tuple(argv),
+        returncode=completed.returncode,
+        stdout=completed.stdout.decode(errors="replace"),
+        stderr=completed.stderr.decode(errors="replace"),
+        seconds=time.monotonic() - started,
+    )
+    if not result.ok:
+        raise CommandFailed(f"{Path(argv[0]).name} failed: {result.last_error_line()}")
+    return result

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from pytest_bdd import parsers, then
 
 from backup_engine.drill.evidence import ScenarioRecord
@@ -23,7 +25,12 @@ def rpo_within(
     assert measurement.passed, measurement.describe()
 
 
+class Timed(Protocol):
+    @property
+    def rto_seconds(self) -> float: ...
+
+
 @then(parsers.parse("the measured RTO is within {target}"))
-def rto_within(restored: RestoredServer, drill_record: ScenarioRecord, target: str) -> None:
+def rto_within(restored: Timed, drill_record: ScenarioRecord, target: str) -> None:
     measurement = drill_record.measure("RTO", restored.rto_seconds, parse_duration(target))
     assert measurement.passed, measurement.describe()

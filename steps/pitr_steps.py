@@ -93,10 +93,13 @@ def record_orders(source_server: PostgresServer) -> TableFingerprint:
     return table_fingerprint(source_server.dsn(), "public.orders")
 
 
-@when("a bad change wipes the orders table")
-def wipe_orders(source_server: PostgresServer) -> None:
+@when(parsers.parse("a bad change wipes the {table} table"))
+def wipe_table(source_server: PostgresServer, table: str) -> None:
     with connect(source_server.dsn()) as conn:
-        conn.execute("DELETE FROM orders")
+        # Like a mistaken DELETE run by hand: foreign-key actions do not fire, so rows that
+        # referenced the wiped ones stay (ON DELETE CASCADE would have taken them along).
+        conn.execute("SET session_replication_role = replica")
+        conn.execute(f'DELETE FROM "{table}"')
 
 
 @when("the WAL is archived")

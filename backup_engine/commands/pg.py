@@ -6,7 +6,9 @@ must not pay for what the other commands need.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -14,6 +16,9 @@ from backup_engine.commands.context import CliContext
 from backup_engine.commands.output import emit_json, emit_table, human_bytes
 from backup_engine.commands.pg_wal import register_wal_commands
 from backup_engine.durations import format_duration
+
+if TYPE_CHECKING:
+    from backup_engine.postgres.targets import RecoveryTarget
 
 json_option = click.option("--json", "json_output", is_flag=True, help="Print JSON for machines.")
 progress_option = click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
@@ -178,6 +183,59 @@ def verify(
     click.echo(f"backup {result.backup_id} OK: {checks} ({format_duration(result.seconds)})")
 
 
+def target_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The recovery target options, shared by restore and restore-table."""
+    options = [
+        click.option("--target-time", help="Recover to this time (ISO 8601; UTC unless zoned)."),
+        click.option("--target-lsn", help="Recover to this WAL location, e.g. 0/16B3740."),
+        click.option("--target-xid", help="Recover to the commit of this transaction id."),
+        click.option("--target-name", help="Recover to this restore point (pg restore-point)."),
+        click.option(
+            "--target",
+            type=click.Choice(["immediate", "latest"]),
+            help="immediate: the end of the backup; latest: the end of the WAL archive.",
+        ),
+        click.option(
+            "--target-action",
+            type=click.Choice(["promote", "pause", "shutdown"]),
+            default="promote",
+            show_default=True,
+            help="What the server does once the target is reached.",
+        ),
+        click.option("--target-exclusive", is_flag=True, help="Stop just before the target."),
+        click.option(
+            "--target-timeline", default="latest", show_default=True, help="latest, current, N."
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _target(
+    target_time: str | None,
+    target_lsn: str | None,
+    target_xid: str | None,
+    target_name: str | None,
+    target: str | None,
+    target_action: str,
+    target_exclusive: bool,
+    target_timeline: str,
+) -> RecoveryTarget | None:
+    from backup_engine.postgres.targets import parse_target
+
+    return parse_target(
+        time=target_time,
+        lsn=target_lsn,
+        xid=target_xid,
+        name=target_name,
+        target=target,
+        action=target_action,
+        inclusive=not target_exclusive,
+        timeline=target_timeline,
+    )
+
+
 @pg.command()
 @click.argument("backup_id", metavar="ID|latest|auto")
 @click.option(
@@ -186,24 +244,7 @@ def verify(
     type=click.Path(path_type=Path, file_okay=False),
     help="Data directory to restore into; must be empty or not exist.",
 )
-@click.option("--target-time", help="Recover to this time (ISO 8601; UTC unless a zone is given).")
-@click.option("--target-lsn", help="Recover to this WAL location, e.g. 0/16B3740.")
-@click.option("--target-xid", help="Recover to the commit of this transaction id.")
-@click.option("--target-name", help="Recover to this restore point (see pg restore-point).")
-@click.option(
-    "--target",
-    type=click.Choice(["immediate", "latest"]),
-    help="immediate: the end of the backup; latest: the end of the WAL archive.",
-)
-@click.option(
-    "--target-action",
-    type=click.Choice(["promote", "pause", "shutdown"]),
-    default="promote",
-    show_default=True,
-    help="What the server does once the target is reached.",
-)
-@click.option("--target-exclusive", is_flag=True, help="Stop just before the target, not after.")
-@click.option("--target-timeline", default="latest", show_default=True, help="latest, current, N.")
+@target_options
 @click.option(
     "--force", is_flag=True, help="Move a non-empty --pgdata aside first (never deleted)."
 )
@@ -237,18 +278,11 @@ def restore(
     """
     from backup_engine.postgres.recovery_config import tool_command
     from backup_engine.postgres.restore import PointInTime, restore_base_backup
-    from backup_engine.postgres.targets import parse_target
 
-    recovery_target = parse_target(
-        time=target_time,
-        lsn=target_lsn,
-        xid=target_xid,
-        name=target_name,
-        target=target,
-        action=target_action,
-        inclusive=not target_exclusive,
-        timeline=target_timeline,
-    )
+    recovery_target = _target(
+        target_time, target_lsn, target_xid, target_name, target, target_action,
+        target_exclusive, target_timeline,
+    )  # fmt: skip
     settings = obj.settings()
     storage = settings.open_storage()
     pitr = None
@@ -344,4 +378,87 @@ def wait_recovery(obj: CliContext, dsn: str | None, timeout: float, json_output:
     click.echo(
         f"recovery {outcome.state} at LSN {outcome.reached_lsn} on timeline {outcome.timeline}; "
         f"last transaction replayed committed at {when}"
+    )
+
+
+@pg.command(name="restore-table")
+@click.argument("backup_id", metavar="[ID|auto]", default="auto")
+@click.option("--table", required=True, help="The table to bring back, as schema.name.")
+@click.option("--into", "into_dsn", required=True, help="Connection string of the live database.")
+@click.option(
+    "--as", "as_name", help="Name of the restored copy [default: <name>_restored_<time>]."
+)
+@click.option("--replace", "replace_rows", is_flag=True, help="Replace the live table's rows.")
+@target_options
+@click.option(
+    "--scratch-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where the temporary side cluster lives [default: system temp dir].",
+)
+@json_option
+@click.pass_obj
+def restore_table_command(
+    obj: CliContext,
+    backup_id: str,
+    table: str,
+    into_dsn: str,
+    as_name: str | None,
+    replace_rows: bool,
+    target_time: str | None,
+    target_lsn: str | None,
+    target_xid: str | None,
+    target_name: str | None,
+    target: str | None,
+    target_action: str,
+    target_exclusive: bool,
+    target_timeline: str,
+    scratch_dir: Path | None,
+    json_output: bool,
+) -> None:
+    """Restore one table from a point in time into the live database, beside the original.
+
+    A temporary side cluster is restored and recovered to the target (default: the end of the
+    archive), the table is copied from it into the live database (pg_dump | pg_restore) under a
+    new name, and the side cluster is deleted. The damaged table is untouched unless --replace
+    is given (superuser; its rows are swapped in one transaction).
+    """
+    from backup_engine.postgres.table_restore import restore_table
+    from backup_engine.postgres.targets import RecoveryTarget
+    from backup_engine.servers import LocalPostgresBackend
+
+    recovery_target = _target(
+        target_time, target_lsn, target_xid, target_name, target, target_action,
+        target_exclusive, target_timeline,
+    ) or RecoveryTarget("latest", timeline=target_timeline)  # fmt: skip
+    settings = obj.settings()
+    with LocalPostgresBackend(bindir=settings.postgres.bindir, base_dir=scratch_dir) as side:
+        result = restore_table(
+            settings.open_storage(),
+            side,
+            table=table,
+            target=recovery_target,
+            into_dsn=into_dsn,
+            as_name=as_name,
+            replace_rows=replace_rows,
+            ref=backup_id,
+            bindir=settings.postgres.bindir,
+            config_file=settings.source,
+        )
+    if json_output:
+        emit_json(
+            {
+                "table": result.table,
+                "restored_as": result.restored_as,
+                "rows": result.rows,
+                "backup_id": result.backup_id,
+                "replaced": result.replaced,
+                "reached_lsn": result.recovery.reached_lsn,
+                "seconds": round(result.seconds, 3),
+            }
+        )
+        return
+    click.echo(
+        f"restored {result.table} as it was at {recovery_target.describe()} into "
+        f"{result.restored_as}: {result.rows} rows, from backup {result.backup_id}, "
+        f"in {format_duration(result.seconds)}"
     )

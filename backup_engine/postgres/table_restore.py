@@ -1,0 +1,221 @@
+"""Single-table restore: bring one table back from a point in time, next to the live data.
+
+The seed plan's table-level procedure, made safe and done in one command:
+1. restore the backup into a temporary side cluster and recover it to the target (it never
+   archives, and is deleted afterwards, whatever happens);
+2. in the side cluster, rename the table (and the indexes, constraints and sequences that
+   would collide with live names) to the new name, and drop its foreign keys: the copy is
+   for inspection and repair, and must not tie itself to live rows;
+3. pg_dump that one table | pg_restore it into the live database, in one transaction.
+The damaged table is never touched, unless `replace` is asked for: then its rows are replaced
+by the restored rows in one transaction, with foreign-key actions suspended so that rows in
+other tables referencing it are left alone.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from psycopg import sql
+
+from backup_engine.errors import BackupEngineError, UsageError
+from backup_engine.postgres.binaries import find_pg_binaries
+from backup_engine.postgres.connection import connect
+from backup_engine.postgres.recovery import RecoveryOutcome, wait_for_recovery
+from backup_engine.postgres.recovery_config import tool_command
+from backup_engine.postgres.restore import PointInTime, restore_base_backup
+from backup_engine.postgres.targets import RecoveryTarget
+from backup_engine.process import pipe
+from backup_engine.servers.base import PostgresBackend
+from backup_engine.storage.base import Storage
+
+MAX_IDENTIFIER = 63
+
+
+class TableRestoreError(BackupEngineError):
+    """The table cannot be restored as asked (it did not exist then, the name is taken...)."""
+
+
+@dataclass(frozen=True)
+class TableRestoreResult:
+    table: str
+    restored_as: str
+    rows: int
+    backup_id: str
+    replaced: bool
+    recovery: RecoveryOutcome
+    seconds: float
+
+
+def split_table(table: str) -> tuple[str, str]:
+    schema, _, name = table.rpartition(".")
+    if not name:
+        raise UsageError(f"bad table name {table!r}", hint="write it as schema.table")
+    return schema or "public", name
+
+
+def default_copy_name(name: str, now: datetime) -> str:
+    suffix = f"_restored_{now.astimezone(UTC).strftime('%Y%m%d%H%M%S')}"
+    return name[: MAX_IDENTIFIER - len(suffix)] + suffix
+
+
+def _table_exists(conn: object, schema: str, name: str) -> bool:
+    row = conn.execute(  # type: ignore[attr-defined]
+        "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL", (schema, name)
+    ).fetchone()
+    return bool(row[0])
+
+
+def _check_live(into_dsn: str, schema: str, name: str, new_name: str, replace_rows: bool) -> bool:
+    """Validate against the live database before any work; return whether the table exists."""
+    with connect(into_dsn) as conn:
+        exists = _table_exists(conn, schema, name)
+        if new_name != name and _table_exists(conn, schema, new_name):
+            raise TableRestoreError(
+                f"{schema}.{new_name} already exists in the live database",
+                hint="choose another name with --as",
+            )
+        if replace_rows and exists:
+            row = conn.execute(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+            ).fetchone()
+            if not (row and row[0]):
+                raise TableRestoreError(
+                    "--replace needs a superuser connection (foreign-key actions are suspended "
+                    "while the rows are swapped)",
+                    hint="connect as a superuser, or restore next to the table and copy yourself",
+                )
+    return exists
+
+
+def _prepare_copy(
+    side_dsn: str, schema: str, name: str, new_name: str, keep_foreign_keys: bool
+) -> int:
+    """In the side cluster: rename the table and what would collide; return its row count."""
+    with connect(side_dsn) as conn:
+        if not _table_exists(conn, schema, name):
+            raise TableRestoreError(f"table {schema}.{name} did not exist at the recovery target")
+        table = sql.Identifier(schema, name)
+        if not keep_foreign_keys:
+            for (constraint,) in conn.execute(
+                "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f'",
+                (f"{schema}.{name}",),
+            ).fetchall():
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                        table, sql.Identifier(str(constraint))
+                    )
+                )
+        if new_name != name:
+            _rename_dependents(conn, schema, name, new_name)
+            conn.execute(
+                sql.SQL("ALTER TABLE {} RENAME TO {}").format(table, sql.Identifier(new_name))
+            )
+        row = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, new_name))
+        ).fetchone()
+    assert row is not None
+    return int(str(row[0]))
+
+
+def _rename_dependents(conn: object, schema: str, name: str, new_name: str) -> None:
+    """Indexes (and so PK/unique constraints) and owned sequences have schema-wide names."""
+    relations = conn.execute(  # type: ignore[attr-defined]
+        """
+        SELECT c.relname, c.relkind FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+        WHERE i.indrelid = %(t)s::regclass
+        UNION ALL
+        SELECT s.relname, s.relkind FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
+        WHERE d.refobjid = %(t)s::regclass AND s.relkind = 'S' AND d.deptype IN ('a', 'i')
+        """,
+        {"t": f"{schema}.{name}"},
+    ).fetchall()
+    for relname, relkind in relations:
+        renamed = (
+            str(relname).replace(name, new_name, 1)
+            if str(relname).startswith(name)
+            else f"{new_name}_{relname}"
+        )
+        kind = sql.SQL("INDEX") if relkind == "i" else sql.SQL("SEQUENCE")
+        conn.execute(  # type: ignore[attr-defined]
+            sql.SQL("ALTER {} {} RENAME TO {}").format(
+                kind, sql.Identifier(schema, str(relname)), sql.Identifier(renamed[:MAX_IDENTIFIER])
+            )
+        )
+
+
+def _swap_rows(into_dsn: str, schema: str, name: str, copy: str) -> None:
+    with connect(into_dsn, autocommit=False) as conn:
+        conn.execute("SET LOCAL session_replication_role = replica")  # no FK cascades
+        live, restored = sql.Identifier(schema, name), sql.Identifier(schema, copy)
+        conn.execute(sql.SQL("DELETE FROM {}").format(live))
+        conn.execute(
+            sql.SQL("INSERT INTO {} OVERRIDING SYSTEM VALUE SELECT * FROM {}").format(
+                live, restored
+            )
+        )
+        conn.execute(sql.SQL("DROP TABLE {}").format(restored))
+        conn.commit()
+
+
+def restore_table(
+    storage: Storage,
+    backend: PostgresBackend,
+    *,
+    table: str,
+    target: RecoveryTarget,
+    into_dsn: str,
+    as_name: str | None = None,
+    replace_rows: bool = False,
+    ref: str = "auto",
+    bindir: str | None = None,
+    config_file: Path | None = None,
+) -> TableRestoreResult:
+    started = time.monotonic()
+    schema, name = split_table(table)
+    copy_name = as_name or default_copy_name(name, datetime.now(UTC))
+    live_exists = _check_live(into_dsn, schema, name, copy_name, replace_rows)
+    # A dropped table comes back under its own name when --replace is given.
+    restored_name = name if replace_rows and not live_exists else copy_name
+    side_target = replace(target, action="promote")  # the side cluster must become writable
+    command = tool_command(
+        ["pg", "wal-fetch", "%f", "%p"], repo_url=storage.url, config_file=config_file
+    )
+    data_dir = backend.new_data_dir()
+    restored = restore_base_backup(
+        storage, ref, data_dir, bindir=bindir, point_in_time=PointInTime(side_target, command)
+    )
+    side = backend.start_existing(
+        data_dir, settings={"archive_mode": "off"}, env=storage.environment(), wait=False
+    )
+    try:
+        outcome = wait_for_recovery(side)
+        rows = _prepare_copy(
+            side.dsn(), schema, name, restored_name, keep_foreign_keys=restored_name == name
+        )
+        binaries = find_pg_binaries(
+            bindir, major=restored.plan.backup.pg_major if restored.plan else None
+        )
+        pipe(
+            [binaries.path("pg_dump"), "--format=custom", f"--table={schema}.{restored_name}",
+             f"--dbname={side.dsn()}"],
+            [binaries.path("pg_restore"), "--no-owner", "--no-privileges", "--single-transaction",
+             "--exit-on-error", f"--dbname={into_dsn}"],
+        )  # fmt: skip
+    finally:
+        side.destroy()
+    if replace_rows and live_exists:
+        _swap_rows(into_dsn, schema, name, restored_name)
+        restored_name = name
+    return TableRestoreResult(
+        table=f"{schema}.{name}",
+        restored_as=f"{schema}.{restored_name}",
+        rows=rows,
+        backup_id=restored.backup_id,
+        replaced=replace_rows,
+        recovery=outcome,
+        seconds=time.monotonic() - started,
+    )

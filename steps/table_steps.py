@@ -1,0 +1,121 @@
+"""Steps for single-table recovery into the live server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pytest_bdd import parsers, then, when
+
+from backup_engine.drill.evidence import ScenarioRecord
+from backup_engine.drill.markers import Marker
+from backup_engine.postgres.connection import connect
+from backup_engine.postgres.inspect import TableFingerprint, table_fingerprint
+from backup_engine.postgres.table_restore import TableRestoreResult, restore_table
+from backup_engine.servers import PostgresBackend, PostgresServer
+from backup_engine.storage import Storage
+
+
+@dataclass(frozen=True)
+class RestoredTable:
+    result: TableRestoreResult
+
+    @property
+    def rto_seconds(self) -> float:
+        return self.result.seconds
+
+
+@when(parsers.parse("the {table} table is dropped"))
+def drop_table(source_server: PostgresServer, table: str) -> None:
+    with connect(source_server.dsn()) as conn:
+        conn.execute(f'DROP TABLE "{table}"')
+
+
+def _restore(
+    repository: Storage,
+    pg_backend: PostgresBackend,
+    source_server: PostgresServer,
+    marker: Marker,
+    kind: str,
+    table: str,
+    drill_record: ScenarioRecord,
+    *,
+    as_name: str | None = None,
+    replace_rows: bool = False,
+) -> RestoredTable:
+    result = restore_table(
+        repository,
+        pg_backend,
+        table=f"public.{table}",
+        target=marker.target(kind),
+        into_dsn=source_server.dsn(),
+        as_name=as_name,
+        replace_rows=replace_rows,
+    )
+    drill_record.used_backup(result.backup_id, {})
+    return RestoredTable(result)
+
+
+@when(
+    parsers.parse('the {table} table is restored from the {kind} of marker "{name}" as "{new}"'),
+    target_fixture="restored",
+)
+def restore_table_as(
+    repository: Storage,
+    pg_backend: PostgresBackend,
+    source_server: PostgresServer,
+    markers: dict[str, Marker],
+    drill_record: ScenarioRecord,
+    table: str,
+    kind: str,
+    name: str,
+    new: str,
+) -> RestoredTable:
+    return _restore(
+        repository, pg_backend, source_server, markers[name], kind, table, drill_record, as_name=new
+    )
+
+
+@when(
+    parsers.parse('the {table} table is restored from the {kind} of marker "{name}" replacing it'),
+    target_fixture="restored",
+)
+def restore_table_replacing(
+    repository: Storage,
+    pg_backend: PostgresBackend,
+    source_server: PostgresServer,
+    markers: dict[str, Marker],
+    drill_record: ScenarioRecord,
+    table: str,
+    kind: str,
+    name: str,
+) -> RestoredTable:
+    return _restore(
+        repository, pg_backend, source_server, markers[name], kind, table, drill_record,
+        replace_rows=True,
+    )  # fmt: skip
+
+
+@then(parsers.parse('table "{table}" holds the recorded content of "{original}"'))
+def table_has_recorded_content(
+    source_server: PostgresServer,
+    recorded_tables: dict[str, TableFingerprint],
+    table: str,
+    original: str,
+) -> None:
+    actual = table_fingerprint(source_server.dsn(), f"public.{table}")
+    expected = recorded_tables[f"public.{original}"]
+    assert actual == expected, f"{table}: {actual}, recorded {original}: {expected}"
+
+
+@then(parsers.parse('the tables "{names}" are as recorded'))
+def tables_as_recorded(
+    source_server: PostgresServer, recorded_tables: dict[str, TableFingerprint], names: str
+) -> None:
+    for name in (n.strip() for n in names.split(",")):
+        actual = table_fingerprint(source_server.dsn(), f"public.{name}")
+        assert actual == recorded_tables[f"public.{name}"], f"{name} changed: {actual}"
+
+
+@then(parsers.parse('table "{table}" still has {rows:d} rows'))
+def table_row_count(source_server: PostgresServer, table: str, rows: int) -> None:
+    assert table_fingerprint(source_server.dsn(), f"public.{table}").rows == rows
