@@ -157,6 +157,14 @@ class StreamingProcess:
             raise CommandFailed(f"{Path(self.argv[0]).name} failed: {result.last_error_line()}")
         return result
 
+    def poll(self) -> int | None:
+        return self._popen.poll()
+
+    def terminate(self) -> None:
+        """Ask the program to stop (SIGTERM): pg_receivewal flushes and exits cleanly."""
+        if self._popen.poll() is None:
+            self._popen.terminate()
+
     def kill(self) -> None:
         """Stop the program after a failure on our side; never raises."""
         if self._popen.poll() is None:

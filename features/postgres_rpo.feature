@@ -20,3 +20,16 @@ Feature: Data loss window (RPO) with continuous WAL archiving
     And the measured RPO is within 15 minutes
     And the measured RPO is within 10 seconds
     And the measured RTO is within 1 hour
+
+  Scenario: WAL streaming ships the open segment and bounds the loss by its interval
+    Given a running PostgreSQL server with the shop schema and 100 users
+    And a full backup is taken
+    And WAL is streamed to the repository with the open segment shipped every 1 second
+    And a writer commits a timestamped row every 20 milliseconds
+    When the writer has run for 5 seconds
+    And the server is destroyed
+    And the database is restored to the latest point
+    Then recovery ended on a new timeline
+    And the measured RPO is within 15 minutes
+    And the measured RPO is within 3 seconds
+    And the measured RTO is within 1 hour

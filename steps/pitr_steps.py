@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from pytest_bdd import given, parsers, then, when
 
+from backup_engine.codecs import get_codec
 from backup_engine.drill.evidence import ScenarioRecord
 from backup_engine.drill.markers import Marker, marker_exists, write_marker
 from backup_engine.drill.recovery import RestoredServer, point_in_time, restore_into_new_server
@@ -25,6 +26,7 @@ from backup_engine.postgres.recovery_config import tool_command
 from backup_engine.postgres.restore import restore_base_backup
 from backup_engine.postgres.targets import RecoveryTarget
 from backup_engine.postgres.wal import WAL_PREFIX
+from backup_engine.postgres.walstream import BackgroundStream, WalStreamer
 from backup_engine.servers import PostgresBackend, PostgresServer
 from backup_engine.storage import Storage
 
@@ -63,6 +65,30 @@ def archiving_server_with_timeout(
 ) -> PostgresServer:
     settings = archiving_settings(repository, archive_timeout_s=seconds)
     return pg_backend.create(settings=settings, env=repository.environment())
+
+
+@given(
+    parsers.parse(
+        "WAL is streamed to the repository with the open segment shipped every {seconds:d} second"
+    )
+)
+def stream_wal(
+    source_server: PostgresServer,
+    repository: Storage,
+    streams: list[BackgroundStream],
+    tmp_path: Path,
+    seconds: int,
+) -> None:
+    streamer = WalStreamer(
+        repository,
+        dsn=source_server.dsn(),
+        slot="drill",
+        spool_dir=tmp_path / "wal-spool",
+        codec=get_codec("zstd"),
+        partial_interval=seconds,
+    )
+    streamer.create_slot()
+    streams.append(BackgroundStream(streamer).start())
 
 
 @given(parsers.parse("the shop schema with {users:d} users"))

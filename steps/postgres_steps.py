@@ -19,6 +19,7 @@ from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backu
 from backup_engine.postgres.connection import connect
 from backup_engine.postgres.inspect import TableFingerprint, table_fingerprints
 from backup_engine.postgres.manifest import BaseBackupManifest
+from backup_engine.postgres.walstream import BackgroundStream
 from backup_engine.servers import PostgresBackend, PostgresServer
 from backup_engine.storage import Storage
 from backup_engine.storage.faults import FailingWrites
@@ -82,6 +83,15 @@ def writers() -> Iterator[list[HeartbeatWriter]]:
 
 
 @pytest.fixture
+def streams() -> Iterator[list[BackgroundStream]]:
+    """WAL streams a scenario started; stopped (and flushed) when it ends."""
+    started: list[BackgroundStream] = []
+    yield started
+    for stream in started:
+        stream.stop()
+
+
+@pytest.fixture
 def backups_taken() -> list[BaseBackupManifest]:
     """Every backup a scenario took, in order."""
     return []
@@ -105,12 +115,18 @@ def interrupted_backup(repository: Storage, source_server: PostgresServer) -> No
 
 @when("the server is destroyed")
 def destroy_server(
-    source_server: PostgresServer, writers: list[HeartbeatWriter], loss: Loss
+    source_server: PostgresServer,
+    writers: list[HeartbeatWriter],
+    streams: list[BackgroundStream],
+    loss: Loss,
 ) -> None:
-    loss.at = datetime.now(UTC)
     source_server.destroy()
+    # Taken once the server is gone, so the measured RPO is an upper bound, never flattering.
+    loss.at = datetime.now(UTC)
     for writer in writers:
         writer.stop()
+    while streams:  # what pg_receivewal got before the loss still reaches the repository
+        streams.pop().stop()
     assert not source_server.data_dir.exists()
 
 

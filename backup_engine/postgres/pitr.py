@@ -158,7 +158,10 @@ def plan_recovery(storage: Storage, ref: str, target: RecoveryTarget) -> Recover
                 hint="wait for the segment to be archived, or pick an earlier target",
             )
         needs = target_lsn
-    missing = archive.missing(timeline, stop, needs)
+    # The backup's own pg_wal holds every segment up to its stop segment (fetched complete:
+    # the backup ends with a segment switch); the archive must hold the rest.
+    after_backup = (stop // backup.wal_segment_size + 1) * backup.wal_segment_size
+    missing = archive.missing(timeline, after_backup, needs) if needs >= after_backup else []
     if missing:
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         shown = ", ".join(missing[:3]) + more
