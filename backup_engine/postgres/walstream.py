@@ -147,7 +147,7 @@ class BackgroundStream:
     def _run(self) -> None:
         try:
             self.streamer.run(self._stop)
-        except Exception as exc:  # reported by stop()
+        except Exception as exc:  # noqa: BLE001 - a thread hands its failure to stop()
             self._error = exc
 
     def start(self) -> BackgroundStream:
