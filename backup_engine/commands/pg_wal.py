@@ -26,6 +26,7 @@ class WalFetchFailed(BackupEngineError):
 def register_wal_commands(group: click.Group) -> None:
     group.add_command(wal_push)
     group.add_command(wal_fetch)
+    group.add_command(wal_stream)
 
 
 @click.command(name="wal-push")
@@ -65,3 +66,74 @@ def wal_fetch(obj: CliContext, name: str, destination: Path) -> None:
         raise WalFetchFailed(f"wal-fetch {name}: {type(exc).__name__}: {exc}") from exc
     if result.partial:
         click.echo(f"{name} served from its .partial copy (wal-stream)", err=True)
+
+
+@click.command(name="wal-stream")
+@click.option("--dsn", help="libpq connection string (a user with REPLICATION).")
+@click.option("--slot", default="restore_drill", show_default=True, help="Replication slot name.")
+@click.option("--no-create-slot", is_flag=True, help="Use an existing slot; do not create it.")
+@click.option(
+    "--spool-dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Local directory pg_receivewal writes into (keep it on durable storage).",
+)
+@click.option(
+    "--partial-interval",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds between uploads of the segment being written (bounds the repository's RPO).",
+)
+@click.option("--retry-delay", type=float, default=5.0, show_default=True, help="Seconds.")
+@click.pass_obj
+def wal_stream(
+    obj: CliContext,
+    dsn: str | None,
+    slot: str,
+    no_create_slot: bool,
+    spool_dir: Path,
+    partial_interval: float,
+    retry_delay: float,
+) -> None:
+    """Stream WAL with pg_receivewal and ship it to the repository, until stopped.
+
+    For servers where archive_command cannot be set, or to get a lower RPO: archive_command
+    ships a segment when it is full or archive_timeout expires; wal-stream receives every
+    record as it is written and uploads the open segment every --partial-interval seconds.
+    """
+    import signal
+    import threading
+
+    from backup_engine.postgres.walstream import WalStreamer
+
+    settings = obj.settings(**{"postgres.dsn": dsn})
+    streamer = WalStreamer(
+        settings.open_storage(),
+        dsn=settings.postgres.dsn,
+        slot=slot,
+        spool_dir=spool_dir,
+        codec=settings.compression.get(),
+        partial_interval=partial_interval,
+        bindir=settings.postgres.bindir,
+    )
+    if not no_create_slot:
+        streamer.create_slot()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    click.echo(f"streaming WAL from slot {slot} into {streamer.storage.url}", err=True)
+    while not stop.is_set():
+        stats = streamer.run(stop)
+        if not stop.is_set():
+            click.echo(
+                f"pg_receivewal stopped (shipped {stats.segments_shipped} segments so far); "
+                f"reconnecting in {retry_delay:.0f} s",
+                err=True,
+            )
+            stop.wait(retry_delay)
+    click.echo(
+        f"stopped: {streamer.stats.segments_shipped} segments and "
+        f"{streamer.stats.partial_uploads} partial uploads shipped",
+        err=True,
+    )

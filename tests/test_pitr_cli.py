@@ -1,0 +1,125 @@
+"""Point-in-time recovery through the command line, as an operator runs it, against a real
+server archiving into the embedded S3 server."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backup_engine.drill.seed import seed_shop
+from backup_engine.postgres.archiving import switch_and_wait_archived
+from backup_engine.postgres.connection import connect
+from backup_engine.postgres.recovery_config import tool_command
+from backup_engine.postgres.wal import WAL_PREFIX
+from backup_engine.servers import LocalPostgresBackend
+from backup_engine.storage import S3Storage
+from backup_engine.storage.embedded import EmbeddedS3
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def repo(embedded_s3: EmbeddedS3) -> S3Storage:
+    return embedded_s3.storage(f"cli-{os.urandom(4).hex()}")
+
+
+@pytest.fixture
+def backend() -> Iterator[LocalPostgresBackend]:
+    with LocalPostgresBackend() as servers:
+        yield servers
+
+
+def cli(repo: S3Storage, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BACKUP_ENGINE"))}
+    env.update(repo.environment())
+    return subprocess.run(
+        [sys.executable, "-m", "backup_engine", "--repo", repo.url, *args],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def orders(dsn: str) -> int:
+    with connect(dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM orders").fetchone()
+    return int(str(row[0])) if row else -1
+
+
+def test_restore_to_a_named_point_with_the_cli(
+    repo: S3Storage, backend: LocalPostgresBackend, tmp_path: Path
+) -> None:
+    archive = tool_command(["pg", "wal-push", "%p"], repo_url=repo.url)
+    source = backend.create(
+        settings={"archive_mode": "on", "archive_command": archive}, env=repo.environment()
+    )
+    seed_shop(source.dsn(), users=50)
+    assert cli(repo, "pg", "backup", "--dsn", source.dsn()).returncode == 0
+    point = cli(repo, "pg", "restore-point", "before-cleanup", "--dsn", source.dsn(), "--json")
+    assert point.returncode == 0, point.stderr
+    with connect(source.dsn()) as conn:
+        conn.execute("DELETE FROM orders")
+    switch_and_wait_archived(source.dsn(), repo)
+
+    listing = json.loads(cli(repo, "pg", "list", "--json").stdout)
+    assert [w["timeline"] for w in listing["recoverable_windows"]] == [1]
+
+    too_early = cli(repo, "pg", "restore", "auto", "--pgdata", str(tmp_path / "x"),
+                    "--target-time", "2001-01-01 00:00:00")  # fmt: skip
+    assert too_early.returncode == 2
+    assert "before the recoverable window" in too_early.stderr
+    assert not (tmp_path / "x").exists()
+
+    pgdata = backend.new_data_dir()
+    restored = cli(repo, "pg", "restore", "auto", "--pgdata", str(pgdata),
+                   "--target-name", "before-cleanup")  # fmt: skip
+    assert restored.returncode == 0, restored.stderr
+    assert "recover to name 'before-cleanup'" in restored.stdout
+    server = backend.start_existing(
+        pgdata, settings={"archive_mode": "off"}, env=repo.environment(), wait=False
+    )
+    waited = cli(repo, "pg", "wait-recovery", "--dsn", server.dsn(), "--json")
+    assert waited.returncode == 0, waited.stderr
+    outcome = json.loads(waited.stdout)
+    assert outcome["state"] == "promoted" and outcome["timeline"] == 2
+    assert orders(server.dsn()) == 100  # 50 users x 2 orders, from before the DELETE
+    assert orders(source.dsn()) == 0
+
+
+def test_wal_stream_command_ships_segments_until_stopped(
+    repo: S3Storage, backend: LocalPostgresBackend, tmp_path: Path
+) -> None:
+    source = backend.create()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BACKUP_ENGINE"))}
+    env.update(repo.environment())
+    stream = subprocess.Popen(
+        [sys.executable, "-m", "backup_engine", "--repo", repo.url, "pg", "wal-stream",
+         "--dsn", source.dsn(), "--spool-dir", str(tmp_path / "spool"),
+         "--partial-interval", "0.5"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not any(i.key.endswith(".partial.zst") for i in repo.list(WAL_PREFIX)):
+            assert time.monotonic() < deadline, "no partial segment was shipped"
+            assert stream.poll() is None, stream.stderr.read() if stream.stderr else ""
+            time.sleep(0.2)
+        with connect(source.dsn()) as conn:
+            conn.execute("CREATE TABLE t AS SELECT generate_series(1, 1000) AS i")
+            conn.execute("SELECT pg_switch_wal()")
+        completed = re.compile(re.escape(WAL_PREFIX) + r"[0-9A-F]{24}\.zst$")
+        while not any(completed.match(i.key) for i in repo.list(WAL_PREFIX)):
+            assert time.monotonic() < deadline, "no completed segment was shipped"
+            time.sleep(0.2)
+    finally:
+        stream.send_signal(signal.SIGTERM)
+        _, err = stream.communicate(timeout=60)
+    assert stream.returncode == 0, err
+    assert "stopped:" in err and "segments" in err
