@@ -46,7 +46,13 @@ def _from_log(server: PostgresServer, started: float) -> RecoveryOutcome:
         return RecoveryOutcome("shut down", None, moment, None, time.monotonic() - started)
     fatal = [line for line in log.splitlines() if "FATAL" in line or "PANIC" in line]
     reason = fatal[-1].split("FATAL:", 1)[-1].strip() if fatal else "the server exited"
-    raise RecoveryFailed(f"recovery failed: {reason}", hint="see the server log for the full story")
+    hint = "see the server log for the full story"
+    if "before configured recovery target was reached" in reason:
+        hint = (
+            "the archived WAL ends before the target: nothing was committed after it yet. "
+            "Restore again with an earlier target or --target latest"
+        )
+    raise RecoveryFailed(f"recovery failed: {reason}", hint=hint)
 
 
 def wait_for_recovery(server: PostgresServer, *, timeout: float = 24 * 3600) -> RecoveryOutcome:
