@@ -105,7 +105,10 @@ class LocalPostgresServer(PostgresServer):
         """pg_ctl --no-wait returns before the postmaster exists; wait until it does (or died)."""
         deadline = time.monotonic() + START_TIMEOUT_S
         while not (self.data_dir / "postmaster.pid").exists():
-            if time.monotonic() > deadline or "FATAL" in self.log_tail(5):
+            log = self.log_tail(5)
+            if "database system is shut down" in log:  # e.g. recovery_target_action=shutdown
+                return
+            if time.monotonic() > deadline or "FATAL" in log:
                 self._fail_to_start()
             time.sleep(0.05)
 
