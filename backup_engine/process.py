@@ -7,6 +7,8 @@ pg_basebackup, pg_ctl, pg_verifybackup and the rest.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import os
 import pwd
@@ -198,7 +200,18 @@ def spawn(
         )
     except FileNotFoundError as exc:
         raise MissingBinary(f"program not found: {argv[0]}") from exc
+    _widen_pipe(popen.stdout)
     return StreamingProcess(argv, popen)
+
+
+def _widen_pipe(stream: IO[bytes] | None) -> None:
+    """A 1 MiB pipe instead of 64 KiB: 16x fewer wake-ups when streaming a backup (Linux only;
+    best effort, the default size works too)."""
+    setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if stream is None or setpipe is None:
+        return
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(stream.fileno(), setpipe, 1 << 20)
 
 
 def pipe(
