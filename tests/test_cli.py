@@ -144,7 +144,7 @@ def test_backup_list_verify_restore_through_the_cli(
         *base, "restore", "20200101T000000Z", "--pgdata", str(tmp_path / "x"), cwd=tmp_path
     )
     assert missing.code == 5
-    assert "no backup '20200101T000000Z'" in missing.one_error_line()
+    assert "no base backup '20200101T000000Z'" in missing.one_error_line()
 
     stored = Path(repo_url.removeprefix("file://")) / manifest["files"][0]["key"]
     data = bytearray(stored.read_bytes())

@@ -80,7 +80,7 @@ def _reaches(backup: BaseBackupManifest, target: RecoveryTarget, target_lsn: int
 
 
 def choose_backup(
-    catalog: Catalog, ref: str, target: RecoveryTarget, target_lsn: int | None
+    catalog: Catalog[BaseBackupManifest], ref: str, target: RecoveryTarget, target_lsn: int | None
 ) -> BaseBackupManifest:
     if not catalog.backups:
         raise BackupNotFound("no complete base backup to recover from")
@@ -182,7 +182,9 @@ class RecoverableWindow:
     end_lsn: int | None
 
 
-def recoverable_windows(storage: Storage, catalog: Catalog) -> list[RecoverableWindow]:
+def recoverable_windows(
+    storage: Storage, catalog: Catalog[BaseBackupManifest]
+) -> list[RecoverableWindow]:
     """Per timeline in the archive: from the earliest usable backup to the newest archived WAL."""
     if not catalog.backups:
         return []
