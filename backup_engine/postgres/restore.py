@@ -9,12 +9,8 @@ backup_manifest, so the directory left behind is one PostgreSQL will start from.
 from __future__ import annotations
 
 import os
-import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import zstandard
@@ -23,8 +19,6 @@ from backup_engine.codecs import get_codec
 from backup_engine.errors import (
     CommandFailed,
     CorruptObject,
-    TargetNotEmpty,
-    UsageError,
     VerificationFailed,
 )
 from backup_engine.integrity import Expected, VerifyingReader
@@ -40,6 +34,7 @@ from backup_engine.progress import Progress
 from backup_engine.storage import Storage
 from backup_engine.streams import CountingReader
 from backup_engine.tarfiles import ExtractStats, extract_stream
+from backup_engine.targetdir import prepared_target
 
 
 @dataclass(frozen=True)
@@ -79,56 +74,9 @@ def running_postmaster(pgdata: Path) -> int | None:
     return pid
 
 
-@contextmanager
-def prepared_target(pgdata: Path, *, force: bool) -> Iterator[Path | None]:
-    """Yield with `pgdata` empty; on failure leave it as it was before (contents moved back)."""
-    if pgdata.exists() and not pgdata.is_dir():
-        raise UsageError(f"{pgdata} exists and is not a directory")
-    moved: Path | None = None
-    if pgdata.exists() and any(pgdata.iterdir()):
-        pid = running_postmaster(pgdata)
-        if pid is not None:
-            raise TargetNotEmpty(
-                f"a PostgreSQL server (pid {pid}) is running on {pgdata}",
-                hint="stop it first; a restore never replaces a live data directory",
-            )
-        if not force:
-            raise TargetNotEmpty(
-                f"{pgdata} is not empty",
-                hint="restore into an empty directory, or pass --force to move its contents "
-                "aside (nothing is deleted)",
-            )
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        moved = pgdata.with_name(f"{pgdata.name}.before-restore-{stamp}")
-        mode = pgdata.stat().st_mode & 0o777
-        try:
-            pgdata.rename(moved)
-        except OSError as exc:
-            raise TargetNotEmpty(
-                f"cannot move the contents of {pgdata} aside: {exc.strerror}",
-                hint="empty the directory yourself (it may be a mount point)",
-            ) from None
-        pgdata.mkdir(mode=mode)
-    created = not pgdata.exists()
-    pgdata.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        yield moved
-    except BaseException:
-        _clear_directory(pgdata)
-        if moved is not None:
-            pgdata.rmdir()
-            moved.rename(pgdata)
-        elif created:
-            pgdata.rmdir()
-        raise
-
-
-def _clear_directory(path: Path) -> None:
-    for child in path.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
+def _postmaster_in_use(pgdata: Path) -> str | None:
+    pid = running_postmaster(pgdata)
+    return None if pid is None else f"a PostgreSQL server (pid {pid}) is running on {pgdata}"
 
 
 def restore_base_backup(
@@ -159,7 +107,7 @@ def restore_base_backup(
     if verify:
         binaries.path("pg_verifybackup")  # fail before downloading anything
     pgdata = pgdata.absolute()
-    with prepared_target(pgdata, force=force) as moved:
+    with prepared_target(pgdata, force=force, in_use=_postmaster_in_use) as moved:
         stats, base = _download_and_extract(storage, manifest, pgdata, progress or Progress())
         pgdata.chmod(0o700)
         if verify:
