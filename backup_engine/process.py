@@ -251,3 +251,21 @@ def pipe(
     if not result.ok:
         raise CommandFailed(f"{Path(argv[0]).name} failed: {result.last_error_line()}")
     return result
+
+
+def start_background(
+    args: Sequence[str | os.PathLike[str]],
+    *,
+    log_file: Path,
+    env: Mapping[str, str] | None = None,
+    run_as: RunAs | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a long-running program (a throwaway server) with its output going to `log_file`."""
+    argv, kwargs = _prepare(args, env, run_as, None)
+    with log_file.open("ab") as log:
+        try:
+            return subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **kwargs
+            )
+        except FileNotFoundError as exc:
+            raise MissingBinary(f"program not found: {argv[0]}") from exc

@@ -1,0 +1,73 @@
+"""Manifests: the JSON record written last for every backup, and the objects it lists.
+
+Each kind of backup is a frozen dataclass with `backup_id`, `start_time`, `stop_time`, `files`,
+`kind` and `format_version` fields; `ManifestMixin` gives them JSON round trips that refuse
+anything malformed, of another kind, or from a newer format, as `CorruptObject` with its
+location.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from typing import Any, ClassVar, Self
+
+from backup_engine.errors import CorruptObject
+from backup_engine.timefmt import iso_utc, parse_utc
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    name: str  # name inside the backup, e.g. "base.tar.zst"
+    key: str  # storage key
+    size: int  # bytes in storage
+    sha256: str  # of the stored bytes
+    raw_size: int | None = None  # bytes before compression
+
+
+class ManifestMixin:
+    KIND: ClassVar[str]
+    FORMAT_VERSION: ClassVar[int] = 1
+
+    files: tuple[StoredFile, ...]
+    backup_id: str
+
+    @property
+    def stored_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def raw_bytes(self) -> int:
+        return sum(f.raw_size or f.size for f in self.files)
+
+    def file(self, name: str) -> StoredFile:
+        for stored in self.files:
+            if stored.name == name:
+                return stored
+        raise CorruptObject(f"backup {self.backup_id} has no {name} in its manifest")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)  # type: ignore[call-overload]
+        return {k: iso_utc(v) if isinstance(v, datetime) else v for k, v in data.items()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, where: str) -> Self:
+        try:
+            data = json.loads(text)
+            if data.get("kind") != cls.KIND:
+                raise ValueError(f"kind is {data.get('kind')!r}, expected {cls.KIND!r}")
+            if data.get("format_version", 0) > cls.FORMAT_VERSION:
+                raise ValueError(
+                    f"format_version {data['format_version']} is newer than this tool reads"
+                )
+            data["files"] = tuple(StoredFile(**f) for f in data["files"])
+            for field in fields(cls):  # type: ignore[arg-type]
+                if field.name.endswith("_time") and field.name in data:
+                    data[field.name] = parse_utc(data[field.name])
+            return cls(**data)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise CorruptObject(f"{where} is not a valid backup manifest: {exc}") from None

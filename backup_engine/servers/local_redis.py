@@ -1,0 +1,113 @@
+"""Redis servers as local processes, from the redis-server binary installed on this machine."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from backup_engine.errors import MissingBinary, ServerError
+from backup_engine.net import free_port
+from backup_engine.process import start_background
+from backup_engine.servers.redis_base import RedisBackend, RedisServer
+
+DUMP_FILE = "dump.rdb"
+START_TIMEOUT_S = 30
+_INSTALL_HINT = "install it (Debian/Ubuntu: apt-get install redis-server)"
+
+
+def find_redis_server() -> str:
+    found = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+    )
+    if found is None:
+        raise MissingBinary("redis-server not found", hint=_INSTALL_HINT)
+    return found
+
+
+class LocalRedisServer(RedisServer):
+    def __init__(self, binary: str, data_dir: Path, log_file: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.log_file = log_file
+        self._process: subprocess.Popen[bytes] | None = start_background(
+            [
+                binary, "--port", str(self.port), "--bind", "127.0.0.1",
+                "--dir", str(data_dir), "--dbfilename", DUMP_FILE,
+                "--save", "", "--appendonly", "no", "--enable-debug-command", "yes",
+                "--daemonize", "no", "--protected-mode", "no",
+            ],
+            log_file=log_file,
+        )  # fmt: skip
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self.is_ready():
+            if self._process is None or self._process.poll() is not None:
+                tail = " | ".join(self.log_file.read_text(errors="replace").splitlines()[-3:])
+                raise ServerError(f"redis-server did not start on {self.data_dir}: {tail}")
+            if time.monotonic() > deadline:
+                raise ServerError(f"redis-server on port {self.port} did not answer in time")
+            time.sleep(0.05)
+
+    def is_ready(self) -> bool:
+        try:
+            client = redis.Redis(host=self.host, port=self.port, socket_connect_timeout=1)
+            with client:
+                return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.terminate()  # redis-server exits without saving: --save ""
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def destroy(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+class LocalRedisBackend(RedisBackend):
+    name = "local"
+
+    def __init__(self, *, base_dir: Path | None = None) -> None:
+        self.binary = find_redis_server()
+        self.root = Path(tempfile.mkdtemp(prefix="restore-drill-redis-", dir=base_dir))
+        self._servers: list[LocalRedisServer] = []
+        self._count = 0
+
+    def new_data_dir(self) -> Path:
+        self._count += 1
+        path = self.root / f"data{self._count}"
+        path.mkdir(mode=0o700)
+        return path
+
+    def create(self) -> RedisServer:
+        return self.start_existing(self.new_data_dir())
+
+    def start_existing(self, data_dir: Path) -> RedisServer:
+        server = LocalRedisServer(self.binary, data_dir, self.root / f"{data_dir.name}.log")
+        self._servers.append(server)  # first, so close() stops it even if it never answers
+        server.wait_ready()
+        return server
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.stop()
+        self._servers.clear()
+        shutil.rmtree(self.root, ignore_errors=True)
