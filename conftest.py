@@ -26,6 +26,7 @@ pytest_plugins = [
     "steps.postgres_steps",
     "steps.pitr_steps",
     "steps.table_steps",
+    "steps.redis_steps",
     "steps.evidence_steps",
 ]
 

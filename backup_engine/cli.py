@@ -17,6 +17,7 @@ import click
 from backup_engine import __version__
 from backup_engine.commands.context import CliContext
 from backup_engine.commands.pg import pg
+from backup_engine.commands.redis_cmd import redis
 from backup_engine.errors import BackupEngineError
 
 EXIT_USAGE = 2
@@ -37,11 +38,12 @@ EXIT_INTERRUPTED = 130
 @click.version_option(__version__, prog_name="backup-engine")
 @click.pass_context
 def cli(ctx: click.Context, config: Path | None, repo: str | None, debug: bool) -> None:
-    """Back up and restore PostgreSQL, and prove the backups restore."""
+    """Back up and restore PostgreSQL, Redis and media files, and prove the backups restore."""
     ctx.obj = CliContext(config=config, repo=repo, debug=debug)
 
 
 cli.add_command(pg)
+cli.add_command(redis)
 
 
 def _fail(message: str, code: int) -> None:

@@ -78,6 +78,14 @@ OPTIONS: tuple[Option, ...] = (
         help="libpq connection string of the server to back up",
     ),
     Option(
+        "redis",
+        "url",
+        str,
+        None,
+        ("BACKUP_ENGINE_REDIS_URL", "REDIS_URL"),
+        help="redis://[:password@]host:port of the server to back up (rediss:// for TLS)",
+    ),
+    Option(
         "postgres",
         "bindir",
         str,
@@ -126,10 +134,16 @@ class PostgresSettings:
 
 
 @dataclass(frozen=True)
+class RedisSettings:
+    url: str | None
+
+
+@dataclass(frozen=True)
 class Settings:
     repository: RepositorySettings
     compression: CompressionSettings
     postgres: PostgresSettings
+    redis: RedisSettings
     source: Path | None = None
 
     def open_storage(self) -> Storage:
@@ -226,5 +240,6 @@ def load_settings(
         repository=RepositorySettings(**values["repository"]),
         compression=CompressionSettings(**values["compression"]),
         postgres=PostgresSettings(**values["postgres"]),
+        redis=RedisSettings(**values["redis"]),
         source=path if data else None,
     )

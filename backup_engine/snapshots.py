@@ -13,6 +13,7 @@ from typing import Generic, Protocol, TypeVar
 
 from backup_engine.errors import BackupNotFound, CorruptObject, ObjectNotFound
 from backup_engine.storage.base import Storage
+from backup_engine.timefmt import backup_id_for
 
 LATEST = "latest"
 
@@ -55,6 +56,15 @@ class SnapshotKind(Generic[M]):
 
     def backup_prefix(self, backup_id: str) -> str:
         return f"{self.prefix}{backup_id}/"
+
+    def new_backup_id(self, storage: Storage, now: datetime) -> str:
+        """A time-ordered id not used yet in this repository (two in one second get -2, -3)."""
+        base = backup_id_for(now)
+        candidate, n = base, 1
+        while any(True for _ in storage.list(self.backup_prefix(candidate))):
+            n += 1
+            candidate = f"{base}-{n}"
+        return candidate
 
     def manifest_key(self, backup_id: str) -> str:
         return f"{self.backup_prefix(backup_id)}{self.manifest_name}"

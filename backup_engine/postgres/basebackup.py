@@ -21,6 +21,7 @@ from backup_engine.postgres.backup_facts import (
     read_backup_facts,
 )
 from backup_engine.postgres.binaries import find_pg_binaries
+from backup_engine.postgres.catalog import BASE_BACKUPS
 from backup_engine.postgres.connection import ServerFacts, describe, next_xid, server_facts
 from backup_engine.postgres.lsn import format_lsn, wal_file_name
 from backup_engine.postgres.manifest import (
@@ -28,7 +29,6 @@ from backup_engine.postgres.manifest import (
     StoredFile,
     base_backup_prefix,
     manifest_key,
-    new_backup_id,
 )
 from backup_engine.postgres.tarstream import TarMemberCapture
 from backup_engine.process import spawn
@@ -46,15 +46,6 @@ class BaseBackupOptions:
     label: str | None = None
 
 
-def _unique_backup_id(storage: Storage, now: datetime) -> str:
-    base = new_backup_id(now)
-    candidate, n = base, 1
-    while any(True for _ in storage.list(base_backup_prefix(candidate))):
-        n += 1
-        candidate = f"{base}-{n}"
-    return candidate
-
-
 def take_base_backup(
     storage: Storage,
     codec: Codec,
@@ -69,7 +60,7 @@ def take_base_backup(
     storage.check()
     binaries = find_pg_binaries(options.bindir, major=facts.major)
     started = clock()
-    backup_id = _unique_backup_id(storage, started)
+    backup_id = BASE_BACKUPS.new_backup_id(storage, started)
     label = options.label or f"restore-drill {backup_id}"
     prefix = base_backup_prefix(backup_id)
     capture = TarMemberCapture({LABEL_MEMBER, MANIFEST_MEMBER, CONTROL_MEMBER})

@@ -7,9 +7,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import ParseResult, parse_qs, unquote, urlparse
 
 import redis
+from redis.connection import parse_url
 
 from backup_engine.errors import ConfigError, ServerUnreachable
 
@@ -26,7 +27,7 @@ class RedisTarget:
             )
 
     @property
-    def _parsed(self):  # type: ignore[no-untyped-def]
+    def _parsed(self) -> ParseResult:
         return urlparse(self.url)
 
     @property
@@ -60,10 +61,13 @@ class RedisTarget:
         return f"{parsed.scheme}://{parsed.hostname or 'localhost'}:{parsed.port or 6379}"
 
     def client(self, db: int | None = None) -> redis.Redis:
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=10, socket_timeout=60)
+        """A client for the URL's database, or for `db` on the same server."""
+        options = parse_url(self.url)
         if db is not None:
-            client = redis.Redis(connection_pool=client.connection_pool, db=db)
-        return client
+            options["db"] = db
+        options.setdefault("socket_connect_timeout", 10)
+        options.setdefault("socket_timeout", 60)
+        return redis.Redis(connection_pool=redis.ConnectionPool(**options))
 
     def check(self) -> redis.Redis:
         client = self.client()

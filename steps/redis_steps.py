@@ -1,0 +1,144 @@
+"""Steps about Redis servers, snapshots and their restores."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from pytest_bdd import given, parsers, then, when
+
+from backup_engine.codecs import get_codec
+from backup_engine.drill.evidence import ScenarioRecord
+from backup_engine.drill.redis_data import seed_redis
+from backup_engine.errors import BackupEngineError
+from backup_engine.redis.backup import take_redis_backup
+from backup_engine.redis.inspect import RedisFingerprint, fingerprint
+from backup_engine.redis.restore import RedisRestoreResult, restore_into_server, restore_to_dir
+from backup_engine.redis.target import RedisTarget
+from backup_engine.servers.local_redis import LocalRedisBackend
+from backup_engine.servers.redis_base import RedisBackend, RedisServer
+from backup_engine.storage import Storage
+
+
+@dataclass(frozen=True)
+class RecordedRedis:
+    fingerprint: RedisFingerprint
+    at: float  # monotonic time of the recording, to judge TTLs later
+
+
+@dataclass(frozen=True)
+class RestoredRedis:
+    server: RedisServer
+    result: RedisRestoreResult
+    rto_seconds: float
+
+
+@pytest.fixture
+def redis_backend() -> Iterator[RedisBackend]:
+    with LocalRedisBackend() as backend:
+        yield backend
+
+
+@given(
+    parsers.parse(
+        "a running Redis server with keys of every type, some expiring, and {count:d} plain keys"
+    ),
+    target_fixture="redis_server",
+)
+def redis_with_data(redis_backend: RedisBackend, count: int) -> RedisServer:
+    server = redis_backend.create()
+    seed_redis(RedisTarget(server.url), plain_keys=count)
+    return server
+
+
+@given("the Redis dataset is recorded", target_fixture="recorded_redis")
+def record_redis(redis_server: RedisServer) -> RecordedRedis:
+    return RecordedRedis(fingerprint(RedisTarget(redis_server.url)), time.monotonic())
+
+
+@when("a Redis backup is taken")
+def redis_backup(repository: Storage, redis_server: RedisServer) -> None:
+    take_redis_backup(repository, get_codec("zstd"), RedisTarget(redis_server.url))
+
+
+@when("the Redis server is destroyed")
+def destroy_redis(redis_server: RedisServer) -> None:
+    redis_server.destroy()
+    assert not redis_server.data_dir.exists()
+
+
+@when("the Redis server is flushed")
+def flush_redis(redis_server: RedisServer) -> None:
+    RedisTarget(redis_server.url).client().flushall()
+
+
+@when("the latest Redis backup is restored into a new server", target_fixture="restored")
+def restore_new_redis(
+    repository: Storage, redis_backend: RedisBackend, drill_record: ScenarioRecord
+) -> RestoredRedis:
+    started = time.monotonic()
+    data_dir = redis_backend.new_data_dir()
+    result = restore_to_dir(repository, "latest", data_dir)
+    server = redis_backend.start_existing(data_dir)
+    drill_record.used_backup(result.backup_id, result.sha256)
+    return RestoredRedis(server, result, time.monotonic() - started)
+
+
+@when(
+    "the latest Redis backup is restored into the running empty server", target_fixture="restored"
+)
+def restore_running_redis(
+    repository: Storage,
+    redis_server: RedisServer,
+    redis_backend: RedisBackend,
+    drill_record: ScenarioRecord,
+) -> RestoredRedis:
+    started = time.monotonic()
+    result = restore_into_server(repository, "latest", RedisTarget(redis_server.url), redis_backend)
+    drill_record.used_backup(result.backup_id, result.sha256)
+    return RestoredRedis(redis_server, result, time.monotonic() - started)
+
+
+@when(
+    "a restore of the latest Redis backup into the live server is attempted",
+    target_fixture="redis_attempt",
+)
+def attempt_redis_restore(
+    repository: Storage, redis_server: RedisServer, redis_backend: RedisBackend
+) -> BackupEngineError | None:
+    try:
+        restore_into_server(repository, "latest", RedisTarget(redis_server.url), redis_backend)
+    except BackupEngineError as exc:
+        return exc
+    return None
+
+
+@then("the restored Redis dataset has the same keys, values and types")
+def same_dataset(restored: RestoredRedis, recorded_redis: RecordedRedis) -> None:
+    actual = fingerprint(RedisTarget(restored.server.url))
+    expected = recorded_redis.fingerprint
+    assert (actual.keys, actual.types) == (expected.keys, expected.types)
+    assert actual.digest == expected.digest, "values differ after restore"
+    assert actual.ttls.keys() == expected.ttls.keys(), "keys with a TTL differ"
+
+
+@then("every expiring key still expires, no later than before and within the drill's duration")
+def ttls_kept(restored: RestoredRedis, recorded_redis: RecordedRedis) -> None:
+    elapsed_ms = (time.monotonic() - recorded_redis.at) * 1000
+    after = fingerprint(RedisTarget(restored.server.url)).ttls
+    for key, before in recorded_redis.fingerprint.ttls.items():
+        assert key in after, f"{key} lost its TTL"
+        assert before - elapsed_ms - 1000 <= after[key] <= before, (key, before, after[key])
+
+
+@then(parsers.parse('the Redis restore is refused with "{text}"'))
+def redis_refused(redis_attempt: BackupEngineError | None, text: str) -> None:
+    assert redis_attempt is not None, "the restore was not refused"
+    assert text in str(redis_attempt)
+
+
+@then(parsers.parse("the live Redis server still holds {count:d} keys"))
+def live_redis_count(redis_server: RedisServer, count: int) -> None:
+    assert fingerprint(RedisTarget(redis_server.url)).keys == count
