@@ -19,23 +19,33 @@ class RedisFingerprint:
     ttls: dict[str, int]  # "db:key" -> milliseconds left, for keys that expire
 
 
-def _value(client: redislib.Redis, key: bytes, kind: str) -> object:
+def _queue_value(pipe: redislib.client.Pipeline, key: bytes, kind: str) -> None:
     if kind == "string":
-        return client.get(key)
-    if kind == "hash":
-        return sorted(client.hgetall(key).items())
-    if kind == "list":
-        return client.lrange(key, 0, -1)
-    if kind == "set":
-        return sorted(client.smembers(key))
-    if kind == "zset":
-        return client.zrange(key, 0, -1, withscores=True)
-    if kind == "stream":
-        return client.xrange(key)
-    return client.dump(key)
+        pipe.get(key)
+    elif kind == "hash":
+        pipe.hgetall(key)
+    elif kind == "list":
+        pipe.lrange(key, 0, -1)
+    elif kind == "set":
+        pipe.smembers(key)
+    elif kind == "zset":
+        pipe.zrange(key, 0, -1, withscores=True)
+    elif kind == "stream":
+        pipe.xrange(key)
+    else:
+        pipe.dump(key)
 
 
-def fingerprint(target: RedisTarget) -> RedisFingerprint:
+def _canonical(value: object) -> object:
+    """Order-free containers (hashes, sets) in a fixed order."""
+    if isinstance(value, dict):
+        return sorted(value.items())
+    if isinstance(value, set):
+        return sorted(value)
+    return value
+
+
+def fingerprint(target: RedisTarget, *, batch: int = 500) -> RedisFingerprint:
     with target.client() as probe:
         dbs = [int(db[2:]) for db in probe.info("keyspace") if str(db).startswith("db")]
     digest = hashlib.sha256()
@@ -44,13 +54,24 @@ def fingerprint(target: RedisTarget) -> RedisFingerprint:
     count = 0
     for db in sorted(dbs):
         client = target.client(db=db)
-        for key in sorted(client.scan_iter(count=1000)):
-            raw_kind = client.type(key)
-            kind = raw_kind.decode() if isinstance(raw_kind, bytes) else str(raw_kind)
-            digest.update(repr((db, key, kind, _value(client, key, kind))).encode())
-            types[kind] = types.get(kind, 0) + 1
-            ttl = int(client.pttl(key))
-            if ttl >= 0:
-                ttls[f"{db}:{key.decode(errors='replace')}"] = ttl
-            count += 1
+        keys = sorted(client.scan_iter(count=1000))
+        for start in range(0, len(keys), batch):
+            chunk = keys[start : start + batch]
+            pipe = client.pipeline(transaction=False)
+            for key in chunk:
+                pipe.type(key)
+            kinds = [k.decode() if isinstance(k, bytes) else str(k) for k in pipe.execute()]
+            pipe = client.pipeline(transaction=False)
+            for key, kind in zip(chunk, kinds, strict=True):
+                _queue_value(pipe, key, kind)
+                pipe.pttl(key)
+            answers = pipe.execute()
+            for key, kind, value, ttl in zip(
+                chunk, kinds, answers[0::2], answers[1::2], strict=True
+            ):
+                digest.update(repr((db, key, kind, _canonical(value))).encode())
+                types[kind] = types.get(kind, 0) + 1
+                if int(ttl) >= 0:
+                    ttls[f"{db}:{key.decode(errors='replace')}"] = int(ttl)
+                count += 1
     return RedisFingerprint(count, digest.hexdigest(), types, ttls)

@@ -40,6 +40,8 @@ class LocalRedisServer(RedisServer):
                 "--dir", str(data_dir), "--dbfilename", DUMP_FILE,
                 "--save", "", "--appendonly", "no", "--enable-debug-command", "yes",
                 "--daemonize", "no", "--protected-mode", "no",
+                # Snapshots for replicas (and our backups) start at once, not after 5 s.
+                "--repl-diskless-sync-delay", "0",
             ],
             log_file=log_file,
         )  # fmt: skip
