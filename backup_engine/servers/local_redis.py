@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import redis
@@ -30,10 +31,17 @@ def find_redis_server() -> str:
 
 
 class LocalRedisServer(RedisServer):
-    def __init__(self, binary: str, data_dir: Path, log_file: Path) -> None:
+    def __init__(
+        self,
+        binary: str,
+        data_dir: Path,
+        log_file: Path,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.log_file = log_file
+        self._settings = dict(settings or {})
         self._process: subprocess.Popen[bytes] | None = start_background(
             [
                 binary, "--port", str(self.port), "--bind", "127.0.0.1",
@@ -42,9 +50,16 @@ class LocalRedisServer(RedisServer):
                 "--daemonize", "no", "--protected-mode", "no",
                 # Snapshots for replicas (and our backups) start at once, not after 5 s.
                 "--repl-diskless-sync-delay", "0",
+                *[arg for name, value in (settings or {}).items() for arg in (f"--{name}", value)],
             ],
             log_file=log_file,
         )  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        password = self._settings.get("requirepass")
+        auth = f":{password}@" if password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -58,7 +73,7 @@ class LocalRedisServer(RedisServer):
 
     def is_ready(self) -> bool:
         try:
-            client = redis.Redis(host=self.host, port=self.port, socket_connect_timeout=1)
+            client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
             with client:
                 return bool(client.ping())
         except redis.RedisError:
@@ -99,11 +114,14 @@ class LocalRedisBackend(RedisBackend):
         path.mkdir(mode=0o700)
         return path
 
-    def create(self) -> RedisServer:
-        return self.start_existing(self.new_data_dir())
+    def create(self, *, settings: Mapping[str, str] | None = None) -> RedisServer:
+        return self.start_existing(self.new_data_dir(), settings=settings)
 
-    def start_existing(self, data_dir: Path) -> RedisServer:
-        server = LocalRedisServer(self.binary, data_dir, self.root / f"{data_dir.name}.log")
+    def start_existing(
+        self, data_dir: Path, *, settings: Mapping[str, str] | None = None
+    ) -> RedisServer:
+        log_file = self.root / f"{data_dir.name}.log"
+        server = LocalRedisServer(self.binary, data_dir, log_file, settings)
         self._servers.append(server)  # first, so close() stops it even if it never answers
         server.wait_ready()
         return server

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -33,14 +34,16 @@ class RedisBackend(ABC):
     name: str
 
     @abstractmethod
-    def create(self) -> RedisServer:
-        """Start an empty server (no persistence of its own unless a restore puts a file)."""
+    def create(self, *, settings: Mapping[str, str] | None = None) -> RedisServer:
+        """Start an empty server; `settings` are redis.conf directives (requirepass, ...)."""
 
     @abstractmethod
     def new_data_dir(self) -> Path: ...
 
     @abstractmethod
-    def start_existing(self, data_dir: Path) -> RedisServer:
+    def start_existing(
+        self, data_dir: Path, *, settings: Mapping[str, str] | None = None
+    ) -> RedisServer:
         """Start a server that loads `data_dir/dump.rdb`."""
 
     @abstractmethod
