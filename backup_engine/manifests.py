@@ -55,6 +55,11 @@ class ManifestMixin:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     @classmethod
+    def _decode(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """Turn kind-specific JSON values back into their types (a hook for subclasses)."""
+        return data
+
+    @classmethod
     def from_json(cls, text: str | bytes, *, where: str) -> Self:
         try:
             data = json.loads(text)
@@ -68,6 +73,6 @@ class ManifestMixin:
             for field in fields(cls):  # type: ignore[arg-type]
                 if field.name.endswith("_time") and field.name in data:
                     data[field.name] = parse_utc(data[field.name])
-            return cls(**data)
+            return cls(**cls._decode(data))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise CorruptObject(f"{where} is not a valid backup manifest: {exc}") from None

@@ -1,0 +1,1 @@
+"""Media files (user uploads): content-addressed, incremental snapshots of a directory tree."""
