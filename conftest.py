@@ -27,6 +27,7 @@ pytest_plugins = [
     "steps.pitr_steps",
     "steps.table_steps",
     "steps.redis_steps",
+    "steps.media_steps",
     "steps.evidence_steps",
 ]
 

@@ -1,0 +1,108 @@
+"""Steps about media directories (user uploads), their snapshots and restores."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pytest_bdd import given, parsers, then, when
+
+from backup_engine.codecs import get_codec
+from backup_engine.drill.evidence import ScenarioRecord
+from backup_engine.drill.media_data import make_media_tree
+from backup_engine.drill.tree import TreeEntry, tree_fingerprint
+from backup_engine.media.manifest import MediaSnapshotManifest
+from backup_engine.media.restore import MediaRestoreResult, restore_media
+from backup_engine.media.snapshot import take_media_snapshot
+from backup_engine.storage import Storage
+
+
+@dataclass(frozen=True)
+class RestoredMedia:
+    result: MediaRestoreResult
+    rto_seconds: float
+
+
+@pytest.fixture
+def media_snapshots() -> list[MediaSnapshotManifest]:
+    return []
+
+
+@given(
+    parsers.parse(
+        "a media directory with nested folders, binary files, a {mb:d} MB file and unicode names"
+    ),
+    target_fixture="media_dir",
+)
+def media_directory(tmp_path: Path, mb: int) -> Path:
+    root = tmp_path / "uploads"
+    make_media_tree(root, large_mb=mb)
+    return root
+
+
+@given("the media directory is recorded", target_fixture="recorded_media")
+@when("the media directory is recorded", target_fixture="recorded_media")
+def record_media(media_dir: Path) -> dict[str, TreeEntry]:
+    return tree_fingerprint(media_dir)
+
+
+@when("a media snapshot is taken")
+def media_snapshot(
+    repository: Storage, media_dir: Path, media_snapshots: list[MediaSnapshotManifest]
+) -> None:
+    media_snapshots.append(take_media_snapshot(repository, get_codec("zstd"), media_dir))
+
+
+@when("the media directory is lost")
+def lose_media(media_dir: Path) -> None:
+    shutil.rmtree(media_dir)
+
+
+@when(parsers.parse("{added:d} files are added and {changed:d} file is changed"))
+def change_media(media_dir: Path, added: int, changed: int) -> None:
+    for n in range(added):
+        (media_dir / f"new-upload-{n}.bin").write_bytes(f"new content {n}".encode() * 1000)
+    for path in sorted(media_dir.rglob("avatar-*.png"))[:changed]:
+        path.write_bytes(path.read_bytes()[::-1] + b"edited")
+
+
+@when("a file is deleted and another is corrupted locally")
+def damage_media(media_dir: Path) -> None:
+    (media_dir / "documents" / "2026" / "11" / "invoice-0001.pdf").unlink()
+    victim = media_dir / "users" / "0001" / "avatars" / "avatar-0.png"
+    victim.write_bytes(b"\x00" * victim.stat().st_size)
+
+
+@when(parsers.parse("the {which} media snapshot is restored"), target_fixture="restored")
+def restore_snapshot(
+    repository: Storage,
+    media_snapshots: list[MediaSnapshotManifest],
+    tmp_path: Path,
+    drill_record: ScenarioRecord,
+    which: str,
+) -> RestoredMedia:
+    ref = {"latest": "latest", "first": media_snapshots[0].backup_id}[which]
+    started = time.monotonic()
+    result = restore_media(repository, ref, tmp_path / "restored")
+    drill_record.used_backup(result.backup_id, {})
+    return RestoredMedia(result, time.monotonic() - started)
+
+
+@then("every file is byte-identical, with its mode and modification time")
+def identical(restored: RestoredMedia, recorded_media: dict[str, TreeEntry]) -> None:
+    actual = tree_fingerprint(restored.result.destination)
+    missing = sorted(set(recorded_media) - set(actual))
+    extra = sorted(set(actual) - set(recorded_media))
+    changed = sorted(p for p in recorded_media if p in actual and actual[p] != recorded_media[p])
+    assert not (missing or extra or changed), f"missing {missing}, extra {extra}, changed {changed}"
+
+
+@then("the second snapshot stored only the new and changed content")
+def only_new(media_snapshots: list[MediaSnapshotManifest]) -> None:
+    first, second = media_snapshots[0], media_snapshots[1]
+    assert second.new_objects == 4, second.new_objects  # 3 added + 1 changed
+    assert second.new_bytes < first.new_bytes / 100
+    assert second.file_count == first.file_count + 3

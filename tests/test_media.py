@@ -1,0 +1,146 @@
+"""Media snapshots on both stores: dedup, incremental reads, damage found by name, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from backup_engine.codecs import get_codec
+from backup_engine.drill.media_data import make_media_tree
+from backup_engine.drill.tree import tree_fingerprint
+from backup_engine.errors import CorruptObject, TargetNotEmpty, UsageError
+from backup_engine.media import snapshot as snapshot_module
+from backup_engine.media.manifest import MEDIA_SNAPSHOTS, MediaEntry, object_key
+from backup_engine.media.restore import restore_media, verify_media
+from backup_engine.media.snapshot import take_media_snapshot
+from backup_engine.storage import LocalStorage, Storage
+from backup_engine.storage.embedded import EmbeddedS3
+
+pytestmark = pytest.mark.media
+ZSTD = get_codec("zstd")
+
+
+@pytest.fixture(params=["local", "s3"])
+def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    if request.param == "local":
+        (tmp_path / "repo").mkdir()
+        return LocalStorage(tmp_path / "repo")
+    embedded: EmbeddedS3 = request.getfixturevalue("embedded_s3")
+    return embedded.storage(f"media-{os.urandom(4).hex()}")
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    make_media_tree(tmp_path / "uploads", large_mb=3)
+    return tmp_path / "uploads"
+
+
+def test_round_trip_is_byte_identical(repo: Storage, tree: Path, tmp_path: Path) -> None:
+    before = tree_fingerprint(tree)
+    manifest = take_media_snapshot(repo, ZSTD, tree)
+    assert manifest.file_count == 23 and manifest.new_objects == 22  # one duplicate stored once
+    restore_media(repo, "latest", tmp_path / "out")
+    assert tree_fingerprint(tmp_path / "out") == before
+    assert verify_media(repo, "latest").objects == 22
+
+
+def test_unchanged_files_are_not_read_again(
+    repo: Storage, tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    take_media_snapshot(repo, ZSTD, tree)
+    (tree / "fresh.txt").write_text("new")
+    hashed: list[Path] = []
+    original = snapshot_module._sha256
+
+    def counting(path: Path) -> str:
+        hashed.append(path)
+        return original(path)
+
+    monkeypatch.setattr(snapshot_module, "_sha256", counting)
+    second = take_media_snapshot(repo, ZSTD, tree)
+    assert [p.name for p in hashed] == ["fresh.txt"]
+    assert second.new_objects == 1
+
+
+def test_a_missing_object_is_named_by_verify_and_restore(
+    repo: Storage, tree: Path, tmp_path: Path
+) -> None:
+    manifest = take_media_snapshot(repo, ZSTD, tree)
+    entry = next(e for e in manifest.entries if e.path == "documents/2026/11/invoice-0001.pdf")
+    assert entry.sha256 is not None
+    repo.delete(object_key(entry.sha256, ZSTD.suffix))
+    with pytest.raises(CorruptObject, match=r"invoice-0001\.pdf"):
+        verify_media(repo, "latest")
+    with pytest.raises(CorruptObject, match=r"invoice-0001\.pdf"):
+        restore_media(repo, "latest", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_damaged_object_is_detected(tree: Path, tmp_path: Path) -> None:
+    (tmp_path / "repo").mkdir()
+    repo = LocalStorage(tmp_path / "repo")
+    manifest = take_media_snapshot(repo, ZSTD, tree)
+    entry = next(e for e in manifest.entries if e.path == "videos-large.bin")
+    assert entry.sha256 is not None
+    stored = repo.root / object_key(entry.sha256, ZSTD.suffix)
+    data = bytearray(stored.read_bytes())
+    data[1000] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    with pytest.raises(CorruptObject, match=r"videos-large\.bin"):
+        verify_media(repo, "latest")
+
+
+def test_restore_refuses_a_non_empty_directory(repo: Storage, tree: Path, tmp_path: Path) -> None:
+    take_media_snapshot(repo, ZSTD, tree)
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    with pytest.raises(TargetNotEmpty):
+        restore_media(repo, "latest", target)
+    assert [p.name for p in target.iterdir()] == ["keep.txt"]
+
+
+def test_a_manifest_cannot_write_outside_the_target(tmp_path: Path, tree: Path) -> None:
+    (tmp_path / "repo").mkdir()
+    repo = LocalStorage(tmp_path / "repo")
+    manifest = take_media_snapshot(repo, ZSTD, tree)
+    evil = replace(manifest, entries=(MediaEntry("../escaped", "dir", 0o755, 0),))
+    repo.put_bytes(MEDIA_SNAPSHOTS.manifest_key(manifest.backup_id), evil.to_json().encode())
+    with pytest.raises(CorruptObject, match="escape"):
+        restore_media(repo, "latest", tmp_path / "out")
+    assert not (tmp_path / "escaped").exists()
+
+
+def test_only_directories_can_be_snapshotted(repo: Storage, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="not a directory"):
+        take_media_snapshot(repo, ZSTD, tmp_path / "nope")
+
+
+def test_command_line(tree: Path, tmp_path: Path) -> None:
+    (tmp_path / "repo").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKUP_ENGINE")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "backup_engine", "--repo", f"file://{tmp_path / 'repo'}",
+             "media", *args],
+            capture_output=True, text=True, env=env, cwd=tmp_path, check=False, timeout=120,
+        )  # fmt: skip
+
+    taken = cli("backup", "--path", str(tree), "--json")
+    assert taken.returncode == 0, taken.stderr
+    assert json.loads(taken.stdout)["file_count"] == 23
+    assert "new: 0 objects" in cli("backup", "--path", str(tree)).stdout
+    listed = json.loads(cli("list", "--json").stdout)["snapshots"]
+    assert len(listed) == 2
+    assert cli("verify", "latest").returncode == 0
+    restored = cli("restore", "latest", "--to", str(tmp_path / "out"))
+    assert restored.returncode == 0, restored.stderr
+    again = cli("restore", "latest", "--to", str(tmp_path / "out"))
+    assert again.returncode == 2 and "is not empty" in again.stderr
