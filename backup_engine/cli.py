@@ -17,6 +17,7 @@ import click
 from backup_engine import __version__
 from backup_engine.commands.context import CliContext
 from backup_engine.commands.media_cmd import media
+from backup_engine.commands.ops import expire, run_all
 from backup_engine.commands.pg import pg
 from backup_engine.commands.redis_cmd import redis
 from backup_engine.errors import BackupEngineError
@@ -46,6 +47,8 @@ def cli(ctx: click.Context, config: Path | None, repo: str | None, debug: bool) 
 cli.add_command(pg)
 cli.add_command(redis)
 cli.add_command(media)
+cli.add_command(run_all)
+cli.add_command(expire)
 
 
 def _fail(message: str, code: int) -> None:

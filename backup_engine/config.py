@@ -32,6 +32,7 @@ class Option:
     env: tuple[str, ...] = ()
     choices: tuple[str, ...] | None = None
     help: str = ""
+    minimum: int | None = None  # for integers
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -62,8 +63,22 @@ OPTIONS: tuple[Option, ...] = (
         help="server-side encryption requested on every object",
     ),
     Option("repository", "kms_key_id", str, None, ("BACKUP_ENGINE_KMS_KEY_ID",)),
-    Option("repository", "part_size_mb", int, 8, help="first multipart part size; grows"),
-    Option("repository", "upload_concurrency", int, 4, help="parts uploaded/downloaded at once"),
+    Option(
+        "repository",
+        "part_size_mb",
+        int,
+        8,
+        help="first multipart part size (S3's minimum is 5); grows",
+        minimum=5,
+    ),
+    Option(
+        "repository",
+        "upload_concurrency",
+        int,
+        4,
+        help="parts uploaded/downloaded at once",
+        minimum=1,
+    ),
     Option("compression", "codec", str, "zstd", ("BACKUP_ENGINE_COMPRESSION",), CODEC_NAMES),
     # Level 1 with a worker per core keeps up with pg_basebackup; level 3 costs ~2x the CPU time
     # for ~4% smaller backups (benchmarks/backup_throughput.py).
@@ -93,6 +108,28 @@ OPTIONS: tuple[Option, ...] = (
         ("BACKUP_ENGINE_PG_BINDIR",),
         help="directory holding pg_basebackup & co; found automatically when empty",
     ),
+    Option(
+        "media",
+        "paths",
+        tuple,
+        (),
+        ("BACKUP_ENGINE_MEDIA_PATHS",),
+        help="directories `run-all` snapshots (comma-separated in the environment)",
+    ),
+    # The plan's retention table. Days are counted back from now; see retention.py.
+    Option("retention", "daily_days", int, 30, help="keep every base backup this long", minimum=1),
+    Option("retention", "weekly_days", int, 90, help="keep the weekly backup this long", minimum=1),
+    Option(
+        "retention",
+        "weekly_day",
+        str,
+        "sunday",
+        choices=("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"),
+        help="the day whose backup is the weekly one",
+    ),
+    Option("retention", "wal_days", int, 7, help="point-in-time recovery window", minimum=1),
+    Option("retention", "redis_days", int, 30, help="keep Redis snapshots this long", minimum=1),
+    Option("retention", "media_days", int, 30, help="keep media snapshots this long", minimum=1),
 )
 
 
@@ -139,11 +176,28 @@ class RedisSettings:
 
 
 @dataclass(frozen=True)
+class MediaSettings:
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    daily_days: int
+    weekly_days: int
+    weekly_day: str
+    wal_days: int
+    redis_days: int
+    media_days: int
+
+
+@dataclass(frozen=True)
 class Settings:
     repository: RepositorySettings
     compression: CompressionSettings
     postgres: PostgresSettings
     redis: RedisSettings
+    media: MediaSettings
+    retention: RetentionSettings
     source: Path | None = None
 
     def open_storage(self) -> Storage:
@@ -165,10 +219,14 @@ def _coerce(option: Option, value: Any, origin: str) -> Any:
             value = int(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{where} must be an integer, not {value!r}") from None
-        if option.name in ("part_size_mb", "upload_concurrency") and value < 1:
-            raise ConfigError(f"{where} must be at least 1")
-        if option.name == "part_size_mb" and value < 5:
-            raise ConfigError(f"{where} must be at least 5 (the S3 minimum part size)")
+        if option.minimum is not None and value < option.minimum:
+            raise ConfigError(f"{where} must be at least {option.minimum}", hint=option.help)
+    elif option.kind is tuple:
+        if isinstance(value, str):  # from the environment: comma-separated
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where} must be a list of strings, not {value!r}")
+        return tuple(value)
     elif not isinstance(value, str):
         raise ConfigError(f"{where} must be a string, not {value!r}")
     if value == "" and option.default is None:
@@ -241,5 +299,7 @@ def load_settings(
         compression=CompressionSettings(**values["compression"]),
         postgres=PostgresSettings(**values["postgres"]),
         redis=RedisSettings(**values["redis"]),
+        media=MediaSettings(**values["media"]),
+        retention=RetentionSettings(**values["retention"]),
         source=path if data else None,
     )

@@ -1,0 +1,93 @@
+"""Commands that span every kind of backup: `run-all` and `expire`."""
+
+from __future__ import annotations
+
+import click
+
+from backup_engine.commands.context import CliContext
+from backup_engine.commands.output import emit_json, emit_table, human_bytes
+
+
+@click.command(name="run-all")
+@click.option("--no-progress", is_flag=True, help="Do not draw progress bars.")
+@click.option("--json", "json_output", is_flag=True, help="Print JSON for machines.")
+@click.pass_obj
+def run_all(obj: CliContext, no_progress: bool, json_output: bool) -> None:
+    """Run every backup the config describes (PostgreSQL, Redis, media), past failures.
+
+    Exits 1 if any of them failed; the summary says which and why.
+    """
+    from backup_engine.runall import run_all_backups
+
+    results = run_all_backups(
+        obj.settings(), progress=obj.progress(json_output=json_output, enabled=not no_progress)
+    )
+    if json_output:
+        emit_json([r.to_dict() for r in results])
+    else:
+        if not results:
+            click.echo("nothing to back up: configure [postgres] dsn, [redis] url or [media] paths")
+        emit_table(
+            ("JOB", "STATUS", "BACKUP ID", "STORED", "SECONDS", "ERROR"),
+            [
+                (
+                    r.job,
+                    r.status,
+                    r.backup_id or "-",
+                    human_bytes(r.stored_bytes) if r.stored_bytes is not None else "-",
+                    f"{r.seconds:.1f}",
+                    r.error or "",
+                )
+                for r in results
+            ],
+        )
+    if any(r.status != "ok" for r in results):
+        raise SystemExit(1)
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Show what would be deleted and why; delete nothing.")
+@click.option("--json", "json_output", is_flag=True, help="Print JSON for machines.")
+@click.pass_obj
+def expire(obj: CliContext, dry_run: bool, json_output: bool) -> None:
+    """Delete backups, WAL and media objects the retention policy no longer keeps."""
+    from datetime import UTC, datetime
+
+    from backup_engine.expire import apply_expire, plan_expire
+    from backup_engine.retention import RetentionPolicy
+
+    settings = obj.settings()
+    storage = settings.open_storage()
+    storage.check()
+    r = settings.retention
+    policy = RetentionPolicy(
+        r.daily_days, r.weekly_days, r.weekly_day, r.wal_days, r.redis_days, r.media_days
+    )
+    plan = plan_expire(storage, policy, datetime.now(UTC))
+    deleted = 0 if dry_run else apply_expire(storage, plan)
+    if json_output:
+        emit_json(
+            {
+                "dry_run": dry_run,
+                "objects_deleted": deleted,
+                "bytes_freed": plan.bytes_freed,
+                "items": [
+                    {"kind": i.kind, "name": i.name, "keep": i.keep, "reason": i.reason,
+                     "bytes": i.bytes}
+                    for i in plan.items
+                ],
+            }
+        )  # fmt: skip
+        return
+    rows = [
+        (i.kind, i.name, "keep" if i.keep else ("would delete" if dry_run else "deleted"), i.reason)
+        for i in plan.items
+        if not (i.keep and i.kind in ("wal", "media-object"))
+    ]
+    if rows:
+        emit_table(("KIND", "NAME", "ACTION", "WHY"), rows)
+    verb = "would free" if dry_run else "freed"
+    click.echo(
+        f"{len(plan.deletions)} items to delete, {verb} {human_bytes(plan.bytes_freed)}"
+        + ("" if dry_run else f" ({deleted} objects deleted)")
+    )

@@ -1,0 +1,163 @@
+"""`expire`: apply the retention policy to a repository, or show what it would delete and why.
+
+Deletion order is the reverse of writing: a backup's manifest goes first, so an interrupted
+expire leaves an incomplete backup (never listed, cleaned up next time), never a listed backup
+with missing pieces. Media objects are deleted only when no kept snapshot refers to them and
+they are older than a grace period (a snapshot being taken may not have written its manifest
+yet). Incomplete backups older than the grace period are cleaned up too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from backup_engine.media.manifest import MEDIA_SNAPSHOTS, OBJECTS_PREFIX, MediaSnapshotManifest
+from backup_engine.postgres.catalog import BASE_BACKUPS
+from backup_engine.postgres.manifest import BaseBackupManifest
+from backup_engine.postgres.wal import HISTORY, WAL_PREFIX, split_wal_key
+from backup_engine.postgres.walarchive import segment_number
+from backup_engine.redis.manifest import REDIS_BACKUPS
+from backup_engine.retention import (
+    Decision,
+    RetentionPolicy,
+    base_backup_decisions,
+    keep_segment,
+    snapshot_decisions,
+    wal_keep_ranges,
+)
+from backup_engine.snapshots import Catalog, M, SnapshotKind
+from backup_engine.storage.base import ObjectInfo, Storage
+
+GRACE = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class ExpireItem:
+    kind: str  # "postgres", "wal", "redis", "media", "media-object"
+    name: str  # backup id, or object key
+    keep: bool
+    reason: str
+    keys: tuple[str, ...] = ()  # what deleting it removes, manifest first
+    bytes: int = 0
+
+
+@dataclass
+class ExpirePlan:
+    items: list[ExpireItem] = field(default_factory=list)
+
+    @property
+    def deletions(self) -> list[ExpireItem]:
+        return [item for item in self.items if not item.keep]
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(item.bytes for item in self.deletions)
+
+
+def _backup_items(
+    kind: str,
+    snapshots: SnapshotKind[M],
+    catalog: Catalog[M],
+    decisions: Iterable[Decision],
+    listing: list[ObjectInfo],
+    now: datetime,
+) -> list[ExpireItem]:
+    items = []
+    for decision in decisions:
+        prefix = snapshots.backup_prefix(decision.backup_id)
+        objects = [o for o in listing if o.key.startswith(prefix)]
+        manifest = snapshots.manifest_key(decision.backup_id)
+        keys = (manifest, *(o.key for o in objects if o.key != manifest))
+        items.append(
+            ExpireItem(kind, decision.backup_id, decision.keep, decision.reason,
+                       () if decision.keep else keys, sum(o.size for o in objects))
+        )  # fmt: skip
+    for incomplete in catalog.incomplete:
+        prefix = snapshots.backup_prefix(incomplete.backup_id)
+        objects = [o for o in listing if o.key.startswith(prefix)]
+        newest = max((o.modified for o in objects if o.modified), default=None)
+        fresh = newest is not None and now - newest < GRACE
+        reason = f"incomplete ({incomplete.reason})" + (
+            ": may still be running, kept for a day" if fresh else ", older than a day"
+        )
+        items.append(
+            ExpireItem(kind, incomplete.backup_id, fresh, reason,
+                       () if fresh else tuple(o.key for o in objects), sum(o.size for o in objects))
+        )  # fmt: skip
+    return items
+
+
+def _wal_items(
+    listing: list[ObjectInfo],
+    kept: Sequence[BaseBackupManifest],
+    policy: RetentionPolicy,
+    now: datetime,
+) -> list[ExpireItem]:
+    if not kept:
+        return []
+    segment_size = kept[0].wal_segment_size
+    window_from, ranges = wal_keep_ranges(kept, policy, now, segment_size)
+    items = []
+    for info in listing:
+        split = split_wal_key(info.key)
+        if split is None or HISTORY.match(split[0]):
+            continue  # timeline history files are tiny and needed to follow timelines
+        _, number = segment_number(split[0][:24], segment_size)
+        if not keep_segment(number, window_from, ranges):
+            reason = f"before the {policy.wal_days}-day window and no kept backup needs it"
+            items.append(ExpireItem("wal", split[0], False, reason, (info.key,), info.size))
+    return items
+
+
+def _media_object_items(
+    listing: list[ObjectInfo], kept: Sequence[MediaSnapshotManifest], now: datetime
+) -> list[ExpireItem]:
+    referenced: set[str] = set()
+    for manifest in kept:
+        referenced |= manifest.object_keys()
+    items = []
+    for info in listing:
+        if info.key in referenced:
+            continue
+        if info.modified is not None and now - info.modified < GRACE:
+            continue  # may belong to a snapshot still being taken
+        reason = "no kept media snapshot refers to it"
+        items.append(ExpireItem("media-object", info.key, False, reason, (info.key,), info.size))
+    return items
+
+
+def plan_expire(storage: Storage, policy: RetentionPolicy, now: datetime) -> ExpirePlan:
+    plan = ExpirePlan()
+    base = BASE_BACKUPS.list(storage)
+    decisions = base_backup_decisions(base.backups, policy, now)
+    listing = list(storage.list("postgres/base/"))
+    plan.items += _backup_items("postgres", BASE_BACKUPS, base, decisions, listing, now)
+    kept_ids = {d.backup_id for d in decisions if d.keep}
+    kept = [b for b in base.backups if b.backup_id in kept_ids]
+    plan.items += _wal_items(list(storage.list(WAL_PREFIX)), kept, policy, now)
+
+    redis = REDIS_BACKUPS.list(storage)
+    decisions = snapshot_decisions(redis.backups, policy.redis_days, now, "Redis backup")
+    listing = list(storage.list(REDIS_BACKUPS.prefix))
+    plan.items += _backup_items("redis", REDIS_BACKUPS, redis, decisions, listing, now)
+
+    media = MEDIA_SNAPSHOTS.list(storage)
+    decisions = snapshot_decisions(media.backups, policy.media_days, now, "media snapshot")
+    listing = list(storage.list(MEDIA_SNAPSHOTS.prefix))
+    plan.items += _backup_items("media", MEDIA_SNAPSHOTS, media, decisions, listing, now)
+    kept_ids = {d.backup_id for d in decisions if d.keep}
+    kept_media = [m for m in media.backups if m.backup_id in kept_ids]
+    plan.items += _media_object_items(list(storage.list(OBJECTS_PREFIX)), kept_media, now)
+    return plan
+
+
+def apply_expire(storage: Storage, plan: ExpirePlan) -> int:
+    """Delete what the plan says, manifest first for each backup. Returns objects deleted."""
+    deleted = 0
+    for item in plan.deletions:
+        for key in item.keys:
+            storage.delete(key)
+            deleted += 1
+    return deleted

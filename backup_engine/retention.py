@@ -1,0 +1,148 @@
+"""Retention policy, as pure functions of the backups and a clock: which to keep, and why.
+
+The plan's table: daily base backups kept 30 days, the weekly one (Sunday) 90 days, WAL 7 days;
+Redis and media snapshots 30 days. On top of the table, three rules no policy may break:
+- the newest backup of each kind is always kept;
+- the point-in-time window is whole: the newest base backup that ended before the window
+  starts is kept, and every WAL segment from its start onwards (recovering to the start of the
+  window needs both);
+- a retained base backup keeps the WAL segments between its start and stop.
+Nothing here touches storage: `expire.py` turns decisions into deletions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    daily_days: int = 30
+    weekly_days: int = 90
+    weekly_day: str = "sunday"
+    wal_days: int = 7
+    redis_days: int = 30
+    media_days: int = 30
+
+    @property
+    def weekday(self) -> int:
+        return WEEKDAYS.index(self.weekly_day)
+
+
+class Dated(Protocol):
+    @property
+    def backup_id(self) -> str: ...
+
+    @property
+    def stop_time(self) -> datetime: ...
+
+
+class BaseBackupLike(Dated, Protocol):
+    @property
+    def start_lsn_value(self) -> int: ...
+
+    @property
+    def stop_lsn_value(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Decision:
+    backup_id: str
+    keep: bool
+    reason: str
+
+
+def _age_days(now: datetime, moment: datetime) -> float:
+    return (now - moment) / timedelta(days=1)
+
+
+def weekly_backups(backups: Sequence[Dated], weekday: int) -> set[str]:
+    """The first backup taken on `weekday` in each ISO week: "the weekly one"."""
+    chosen: dict[tuple[int, int], str] = {}
+    for backup in sorted(backups, key=lambda b: b.stop_time):
+        if backup.stop_time.weekday() == weekday:
+            week = tuple(backup.stop_time.isocalendar())[:2]
+            chosen.setdefault(week, backup.backup_id)  # type: ignore[arg-type]
+    return set(chosen.values())
+
+
+def base_backup_decisions(
+    backups: Sequence[BaseBackupLike], policy: RetentionPolicy, now: datetime
+) -> list[Decision]:
+    ordered = sorted(backups, key=lambda b: b.stop_time)
+    if not ordered:
+        return []
+    weekly = weekly_backups(ordered, policy.weekday)
+    window_start = now - timedelta(days=policy.wal_days)
+    anchor = pitr_anchor(ordered, window_start)
+    decisions = []
+    for backup in ordered:
+        age = _age_days(now, backup.stop_time)
+        if backup is ordered[-1]:
+            decisions.append(Decision(backup.backup_id, True, "newest backup (always kept)"))
+        elif age <= policy.daily_days:
+            reason = f"daily, {age:.1f} days old (kept {policy.daily_days} days)"
+            decisions.append(Decision(backup.backup_id, True, reason))
+        elif backup.backup_id in weekly and age <= policy.weekly_days:
+            reason = (
+                f"weekly ({policy.weekly_day}), {age:.1f} days old (kept {policy.weekly_days} days)"
+            )
+            decisions.append(Decision(backup.backup_id, True, reason))
+        elif backup is anchor:
+            reason = f"needed to recover to the start of the {policy.wal_days}-day PITR window"
+            decisions.append(Decision(backup.backup_id, True, reason))
+        else:
+            reason = f"{age:.1f} days old: past {policy.daily_days} days" + (
+                f" and past {policy.weekly_days} days for weekly backups"
+                if backup.backup_id in weekly
+                else " and not a weekly backup"
+            )
+            decisions.append(Decision(backup.backup_id, False, reason))
+    return decisions
+
+
+def pitr_anchor(ordered: Sequence[BaseBackupLike], window_start: datetime) -> BaseBackupLike:
+    """The newest backup that ended before the PITR window opens (else the oldest backup)."""
+    before = [b for b in ordered if b.stop_time <= window_start]
+    return before[-1] if before else ordered[0]
+
+
+def wal_keep_ranges(
+    kept: Sequence[BaseBackupLike], policy: RetentionPolicy, now: datetime, segment_size: int
+) -> tuple[int, list[tuple[int, int]]]:
+    """(first segment number of the PITR window's WAL, [(start, stop) segments of each kept
+    backup]). Every segment at or after the first number, or inside a range, is kept."""
+    ordered = sorted(kept, key=lambda b: b.stop_time)
+    anchor = pitr_anchor(ordered, now - timedelta(days=policy.wal_days))
+    ranges = [
+        (b.start_lsn_value // segment_size, b.stop_lsn_value // segment_size) for b in ordered
+    ]
+    return anchor.start_lsn_value // segment_size, ranges
+
+
+def keep_segment(number: int, window_from: int, ranges: Sequence[tuple[int, int]]) -> bool:
+    return number >= window_from or any(low <= number <= high for low, high in ranges)
+
+
+def snapshot_decisions(
+    snapshots: Sequence[Dated], keep_days: int, now: datetime, what: str
+) -> list[Decision]:
+    """Redis and media snapshots: kept `keep_days`, the newest always."""
+    ordered = sorted(snapshots, key=lambda s: s.stop_time)
+    decisions = []
+    for snapshot in ordered:
+        age = _age_days(now, snapshot.stop_time)
+        if snapshot is ordered[-1]:
+            decisions.append(Decision(snapshot.backup_id, True, f"newest {what} (always kept)"))
+        elif age <= keep_days:
+            reason = f"{age:.1f} days old (kept {keep_days} days)"
+            decisions.append(Decision(snapshot.backup_id, True, reason))
+        else:
+            reason = f"{age:.1f} days old: past {keep_days} days"
+            decisions.append(Decision(snapshot.backup_id, False, reason))
+    return decisions

@@ -1,0 +1,82 @@
+"""`run-all`: every configured backup in one go (the seed's run_all_backups.py), continuing
+past a failure so one broken source never stops the others from being backed up."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from backup_engine.config import Settings
+from backup_engine.errors import BackupEngineError
+from backup_engine.progress import Progress
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job: str
+    status: str  # "ok" or "failed"
+    backup_id: str | None
+    stored_bytes: int | None
+    seconds: float
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Job = tuple[str, Callable[[], tuple[str, int]]]
+
+
+def configured_jobs(settings: Settings, progress: Progress) -> list[Job]:
+    from backup_engine.media.snapshot import take_media_snapshot
+    from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
+    from backup_engine.redis.backup import take_redis_backup
+    from backup_engine.redis.target import RedisTarget
+
+    storage = settings.open_storage()
+    codec = settings.compression.get()
+    jobs: list[Job] = []
+    if settings.postgres.dsn:
+        options = BaseBackupOptions(dsn=settings.postgres.dsn, bindir=settings.postgres.bindir)
+
+        def postgres() -> tuple[str, int]:
+            manifest = take_base_backup(storage, codec, options, progress=progress)
+            return manifest.backup_id, manifest.stored_bytes
+
+        jobs.append(("postgres", postgres))
+    if settings.redis.url:
+        target = RedisTarget(settings.redis.url)
+
+        def redis() -> tuple[str, int]:
+            manifest = take_redis_backup(storage, codec, target, progress=progress)
+            return manifest.backup_id, manifest.stored_bytes
+
+        jobs.append(("redis", redis))
+    for path in settings.media.paths:
+
+        def media(root: Path = Path(path)) -> tuple[str, int]:
+            manifest = take_media_snapshot(storage, codec, root, progress=progress)
+            return manifest.backup_id, manifest.new_bytes
+
+        jobs.append((f"media {path}", media))
+    return jobs
+
+
+def run_all_backups(settings: Settings, *, progress: Progress | None = None) -> list[JobResult]:
+    results = []
+    for name, job in configured_jobs(settings, progress or Progress()):
+        started = time.monotonic()
+        try:
+            backup_id, stored = job()
+        except BackupEngineError as exc:
+            error = exc.one_line()
+        except Exception as exc:  # noqa: BLE001 - one job's bug must not stop the others
+            error = f"internal error: {type(exc).__name__}: {exc}"
+        else:
+            results.append(JobResult(name, "ok", backup_id, stored, time.monotonic() - started))
+            continue
+        results.append(JobResult(name, "failed", None, None, time.monotonic() - started, error))
+    return results
