@@ -28,6 +28,7 @@ pytest_plugins = [
     "steps.table_steps",
     "steps.redis_steps",
     "steps.media_steps",
+    "steps.retention_steps",
     "steps.evidence_steps",
 ]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
@@ -48,6 +48,9 @@ class BaseBackupLike(Dated, Protocol):
 
     @property
     def stop_lsn_value(self) -> int: ...
+
+
+B = TypeVar("B", bound=BaseBackupLike)
 
 
 @dataclass(frozen=True)
@@ -106,8 +109,9 @@ def base_backup_decisions(
     return decisions
 
 
-def pitr_anchor(ordered: Sequence[BaseBackupLike], window_start: datetime) -> BaseBackupLike:
+def pitr_anchor(backups: Sequence[B], window_start: datetime) -> B:
     """The newest backup that ended before the PITR window opens (else the oldest backup)."""
+    ordered = sorted(backups, key=lambda b: b.stop_time)
     before = [b for b in ordered if b.stop_time <= window_start]
     return before[-1] if before else ordered[0]
 

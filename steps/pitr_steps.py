@@ -130,7 +130,9 @@ def wipe_table(source_server: PostgresServer, table: str) -> None:
 
 @when("the WAL is archived")
 def archive_now(source_server: PostgresServer, repository: Storage) -> None:
-    switch_and_wait_archived(source_server.dsn(), repository)
+    # Generous: after months of simulated backups the archiver has hundreds of segments to
+    # push, one wal-push process each (~0.4 s apiece into S3 here).
+    switch_and_wait_archived(source_server.dsn(), repository, timeout=600)
 
 
 @when(

@@ -49,7 +49,7 @@ class Marker:
         raise ValueError(f"unknown target kind {kind!r}")
 
 
-def write_marker(dsn: str, storage: Storage, name: str) -> Marker:
+def write_marker(dsn: str, storage: Storage, name: str, *, restore_point: bool = True) -> Marker:
     with connect(dsn, autocommit=False) as conn:
         conn.execute(MARKER_TABLE)
         row = conn.execute(
@@ -65,11 +65,13 @@ def write_marker(dsn: str, storage: Storage, name: str) -> Marker:
         ).fetchone()
         conn.commit()
     assert after is not None
-    point = create_restore_point(storage, dsn, f"drill-{name}")
+    point_name = f"drill-{name}"
+    if restore_point:  # (also switches WAL, as pgBackRest's tests do before each target)
+        create_restore_point(storage, dsn, point_name)
     time.sleep(SEPARATION_S)
     committed_at, lsn = after
     assert isinstance(committed_at, datetime)
-    return Marker(name, committed_at, parse_lsn(str(lsn)), xid, point.name)
+    return Marker(name, committed_at, parse_lsn(str(lsn)), xid, point_name)
 
 
 def marker_exists(dsn: str, name: str) -> bool:

@@ -1,0 +1,91 @@
+"""Steps about retention: months of backups on a simulated clock, then expire."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from pytest_bdd import parsers, then, when
+
+from backup_engine.codecs import get_codec
+from backup_engine.drill.markers import Marker, write_marker
+from backup_engine.expire import ExpirePlan, apply_expire, plan_expire
+from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
+from backup_engine.postgres.catalog import BASE_BACKUPS
+from backup_engine.postgres.manifest import BaseBackupManifest
+from backup_engine.postgres.walarchive import read_wal_archive
+from backup_engine.retention import RetentionPolicy, pitr_anchor
+from backup_engine.servers import PostgresServer
+from backup_engine.storage import Storage
+
+PLAN = RetentionPolicy()  # the seed plan's table: 30 / 90 (Sunday) / 7 days
+
+
+@dataclass
+class SimulatedHistory:
+    now: datetime
+    backups: list[BaseBackupManifest]
+
+
+def fixed_clock(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
+
+
+@when(
+    parsers.parse(
+        "a base backup is taken every day for {days:d} days, each day after a marker is committed"
+    ),
+    target_fixture="history",
+)
+def daily_backups(
+    repository: Storage,
+    source_server: PostgresServer,
+    markers: dict[str, Marker],
+    backups_taken: list[BaseBackupManifest],
+    days: int,
+) -> SimulatedHistory:
+    now = datetime.now(UTC)
+    codec = get_codec("zstd")
+    options = BaseBackupOptions(dsn=source_server.dsn())
+    for day in range(days):
+        name = f"day-{day}"
+        # No restore point: its WAL switch would double the segments to archive.
+        markers[name] = write_marker(source_server.dsn(), repository, name, restore_point=False)
+        moment = now - timedelta(days=days - 1 - day)  # the simulated clock of that day
+        backups_taken.append(
+            take_base_backup(repository, codec, options, clock=fixed_clock(moment))
+        )
+    return SimulatedHistory(now + timedelta(minutes=1), list(backups_taken))
+
+
+@when("expire runs with the plan's retention policy", target_fixture="expire_plan")
+def run_expire(repository: Storage, history: SimulatedHistory) -> ExpirePlan:
+    plan = plan_expire(repository, PLAN, history.now)
+    apply_expire(repository, plan)
+    return plan
+
+
+@then(
+    "the kept base backups are exactly the last 30 days and the Sunday backups of the last 90 days"
+)
+def kept_exactly(repository: Storage, history: SimulatedHistory) -> None:
+    def expected(backup: BaseBackupManifest) -> bool:
+        age = history.now - backup.stop_time
+        sunday = backup.stop_time.weekday() == 6
+        return age <= timedelta(days=30) or (sunday and age <= timedelta(days=90))
+
+    kept = {b.backup_id for b in BASE_BACKUPS.list(repository).backups}
+    wanted = {b.backup_id for b in history.backups if expected(b)} | {history.backups[-1].backup_id}
+    assert kept == wanted, f"kept but not wanted {kept - wanted}, wanted but gone {wanted - kept}"
+    assert len(kept) < len(history.backups)
+
+
+@then(parsers.parse("the WAL archive has no gap from the start of the {days:d}-day window"))
+def no_gap(repository: Storage, history: SimulatedHistory, days: int) -> None:
+    backups = BASE_BACKUPS.list(repository).backups
+    anchor = pitr_anchor(backups, history.now - timedelta(days=days))
+    archive = read_wal_archive(repository, anchor.wal_segment_size)
+    end = archive.end_lsn(anchor.timeline)
+    assert end is not None
+    assert archive.missing(anchor.timeline, anchor.start_lsn_value, end - 1) == []
