@@ -27,6 +27,7 @@ def run_all(obj: CliContext, no_progress: bool, json_output: bool) -> None:
     else:
         if not results:
             click.echo("nothing to back up: configure [postgres] dsn, [redis] url or [media] paths")
+            return
         emit_table(
             ("JOB", "STATUS", "BACKUP ID", "STORED", "SECONDS", "ERROR"),
             [
