@@ -102,3 +102,19 @@ def test_open_storage_from_settings(tmp_path: Path) -> None:
         None, env={"BACKUP_ENGINE_REPOSITORY": "s3://b/p", "AWS_REGION": "eu-west-1"}
     )
     assert isinstance(s3.open_storage(), S3Storage)
+
+
+def test_the_example_config_in_the_repository_is_valid() -> None:
+    example = Path(__file__).parent.parent / "backup-engine.example.toml"
+    settings = load_settings(example, env={})
+    assert settings.repository.url == "s3://my-company-backups/prod"
+    assert settings.retention.weekly_day == "sunday"
+
+
+def test_list_options_from_file_and_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, '[media]\npaths = ["/a", "/b"]\n')
+    assert load_settings(path, env={}).media.paths == ("/a", "/b")
+    from_env = load_settings(path, env={"BACKUP_ENGINE_MEDIA_PATHS": "/x, /y"})
+    assert from_env.media.paths == ("/x", "/y")
+    with pytest.raises(ConfigError, match="list of strings"):
+        load_settings(write(tmp_path, "[media]\npaths = 3\n"), env={})
