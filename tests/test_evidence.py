@@ -3,7 +3,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
+
 from backup_engine.drill.evidence import DrillRun, ScenarioRecord
+from backup_engine.drill.report import report_schema, write_json
 
 
 def test_measurements_pass_only_within_target(tmp_path: Path) -> None:
@@ -14,9 +17,10 @@ def test_measurements_pass_only_within_target(tmp_path: Path) -> None:
     assert not over.passed and "OVER target 30 min 00 s" in over.describe()
 
     record.status = "passed"
-    run = DrillRun(scenarios=[record])
-    run.write(tmp_path / "out" / "drill-summary.json")
-    data = json.loads((tmp_path / "out" / "drill-summary.json").read_text())
+    run = DrillRun(scenarios=[record], finished_at=record.started_at)
+    write_json(run.to_dict(), tmp_path / "out")
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    jsonschema.validate(data, report_schema())
     assert data["passed"] is True
     assert [m["passed"] for m in data["scenarios"][0]["measurements"]] == [True, False]
     assert data["scenarios"][0]["measurements"][0]["target_seconds"] == 14400
@@ -27,3 +31,4 @@ def test_a_run_fails_when_any_scenario_fails() -> None:
     bad = ScenarioRecord(feature="F", scenario="b", nodeid="b", status="failed")
     assert DrillRun(scenarios=[ok]).passed
     assert not DrillRun(scenarios=[ok, bad]).passed
+    assert not DrillRun(scenarios=[]).passed  # nothing ran: nothing proven

@@ -1,19 +1,24 @@
-"""What a drill run proves, recorded as it runs: measurements against targets, and checks.
+"""What a drill run proves, recorded as it runs: measurements against targets, checklist
+results with their actual values, the backups restored, and where and with what it ran.
 
 Steps append to the `ScenarioRecord` of the scenario they run in; the pytest plugin fills in
-names, timings and outcomes and writes the run as JSON. (The full compliance report builds on
-this record.)
+names, timings and outcomes, and the report writers turn the `DrillRun` into report.json,
+report.html and the rest of the evidence.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+import platform
+import socket
+import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+from backup_engine import __version__
 from backup_engine.durations import format_duration
+
+REPORT_SCHEMA_VERSION = 1
 
 
 def utc_now() -> str:
@@ -37,6 +42,24 @@ class Measurement:
             f"({verdict} target {format_duration(self.target_seconds)})"
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "seconds": round(self.seconds, 3),
+            "target_seconds": self.target_seconds,
+            "passed": self.passed,
+        }
+
+
+@dataclass
+class CheckResult:
+    """One line of the restore checklist: what was expected, what was found."""
+
+    name: str
+    expected: str
+    actual: str
+    passed: bool
+
 
 @dataclass
 class StepRecord:
@@ -57,6 +80,7 @@ class ScenarioRecord:
     finished_at: str | None = None
     steps: list[StepRecord] = field(default_factory=list)
     measurements: list[Measurement] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
     backups: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
 
@@ -65,29 +89,66 @@ class ScenarioRecord:
         self.measurements.append(measurement)
         return measurement
 
+    def check(self, name: str, expected: object, actual: object, passed: bool) -> CheckResult:
+        """Record a checklist result; the step asserts on `passed` right after."""
+        result = CheckResult(name, str(expected), str(actual), passed)
+        self.checks.append(result)
+        return result
+
     def used_backup(self, backup_id: str, objects: dict[str, str]) -> None:
         """Record which backup a scenario restored, with the sha256 of each object."""
         self.backups.append({"backup_id": backup_id, "sha256": objects})
 
+    def to_dict(self) -> dict[str, Any]:
+        seconds = sum(step.seconds for step in self.steps)
+        return {
+            "feature": self.feature,
+            "scenario": self.scenario,
+            "nodeid": self.nodeid,
+            "tags": self.tags,
+            "status": self.status,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration_seconds": round(seconds, 3),
+            "steps": [
+                {"keyword": s.keyword, "text": s.text, "seconds": round(s.seconds, 3),
+                 "status": s.status}
+                for s in self.steps
+            ],
+            "measurements": [m.to_dict() for m in self.measurements],
+            "checks": [c.__dict__ for c in self.checks],
+            "backups": self.backups,
+            "error": self.error,
+        }  # fmt: skip
+
 
 @dataclass
 class DrillRun:
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started_at: str = field(default_factory=utc_now)
     finished_at: str | None = None
     scenarios: list[ScenarioRecord] = field(default_factory=list)
+    versions: dict[str, str | None] = field(default_factory=dict)
+    git_sha: str | None = None
 
     @property
     def passed(self) -> bool:
-        return all(s.status == "passed" for s in self.scenarios)
+        return bool(self.scenarios) and all(s.status == "passed" for s in self.scenarios)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for scenario, raw in zip(self.scenarios, data["scenarios"], strict=True):
-            for measurement, raw_m in zip(scenario.measurements, raw["measurements"], strict=True):
-                raw_m["passed"] = measurement.passed
-        data["passed"] = self.passed
-        return data
-
-    def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        counts = {
+            status: sum(s.status == status for s in self.scenarios)
+            for status in ("passed", "failed", "skipped")
+        }
+        return {
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "host": socket.gethostname(),
+            "tool": {"name": "restore-drill", "version": __version__, "git_sha": self.git_sha},
+            "versions": {"python": platform.python_version(), **self.versions},
+            "passed": self.passed,
+            "summary": {"scenarios": len(self.scenarios), **counts},
+            "scenarios": [s.to_dict() for s in self.scenarios],
+        }

@@ -1,8 +1,11 @@
-"""pytest plugin that turns pytest-bdd scenarios into drill evidence and a summary.
+"""pytest plugin that turns pytest-bdd scenarios into drill evidence.
 
-Loaded from the project's conftest. It records every scenario's steps and outcome, gives steps a
-`drill_record` fixture to add measurements (RTO, RPO) to, prints a pass/fail summary with the
-measured figures at the end, and writes the run to `<report dir>/drill-summary.json`.
+Loaded from the project's conftest (so `pytest features/` and `backup-engine drill` behave the
+same). It records every scenario's steps and outcome, gives steps a `drill_record` fixture to
+add measurements (RTO, RPO) and checklist results to, prints a pass/fail summary with the
+measured figures, and writes the evidence into the report directory: report.json,
+report.html, then SHA256SUMS (and its HMAC when DRILL_SIGNING_KEY is set) over everything
+there, junit.xml and cucumber.json included when they were asked for.
 """
 
 from __future__ import annotations
@@ -19,11 +22,28 @@ from typing import Any
 import pytest
 
 from backup_engine.drill.evidence import DrillRun, ScenarioRecord, StepRecord, utc_now
+from backup_engine.drill.report import REPORT_HTML, write_json
+from backup_engine.drill.report.html import render_html
+from backup_engine.drill.report.sums import SIGNING_KEY_ENV, write_sums
+from backup_engine.drill.versions import git_sha, server_versions
 
 RECORD = pytest.StashKey[ScenarioRecord]()
 STEP_STARTED = pytest.StashKey[float]()
 RUN = pytest.StashKey[DrillRun]()
+REPORT_DIR = pytest.StashKey[Path]()
 REPORT_DIR_ENV = "DRILL_REPORT_DIR"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("restore drill")
+    group.addoption(
+        "--drill-report-dir",
+        default=os.environ.get(REPORT_DIR_ENV),
+        help="where the drill evidence goes [default: ./drill-report/<UTC time>/]",
+    )
+    group.addoption(
+        "--drill-progress", action="store_true", help="print a line as each scenario starts/ends"
+    )
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -34,6 +54,9 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[RUN] = DrillRun()
+    configured = config.getoption("--drill-report-dir")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    config.stash[REPORT_DIR] = Path(configured) if configured else Path("drill-report") / stamp
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
@@ -47,6 +70,14 @@ def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: Any, sce
     )
     request.node.stash[RECORD] = record
     request.config.stash[RUN].scenarios.append(record)
+    if request.config.getoption("--drill-progress"):
+        _say(request.config, f"... {feature.name} / {scenario.name}")
+
+
+def _say(config: pytest.Config, line: str) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line)
 
 
 def pytest_bdd_before_step(request: pytest.FixtureRequest) -> None:
@@ -79,11 +110,14 @@ def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, Any, None]:
     record = item.stash.get(RECORD, None)
     if record is None:
         return
-    if report.when == "call" or (report.when == "setup" and report.failed):
+    if report.when == "call" or (report.when == "setup" and not report.passed):
         record.status = report.outcome
         record.finished_at = utc_now()
         if report.failed and record.error is None:
             record.error = _first_error_line(report.longreprtext)
+        if item.config.getoption("--drill-progress"):
+            figures = "; ".join(m.describe() for m in record.measurements)
+            _say(item.config, f"{record.status.upper():7} {record.scenario}  {figures}".rstrip())
 
 
 def _first_error_line(text: str) -> str:
@@ -104,21 +138,29 @@ def drill_record(request: pytest.FixtureRequest) -> ScenarioRecord:
     return record
 
 
-def _report_dir(config: pytest.Config) -> Path:
-    configured = os.environ.get(REPORT_DIR_ENV)
-    if configured:
-        return Path(configured)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return Path(config.rootpath) / "drill-report" / stamp
+def report_dir(config: pytest.Config) -> Path:
+    return config.stash[REPORT_DIR]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    run = config.stash[RUN]
+    if not run.scenarios:
+        return
+    run.finished_at = utc_now()
+    run.versions = server_versions()
+    run.git_sha = git_sha(Path(__file__).resolve().parent)
+    report = run.to_dict()
+    directory = report_dir(config)
+    write_json(report, directory)
+    (directory / REPORT_HTML).write_text(render_html(report))
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     run = config.stash[RUN]
     if not run.scenarios:
         return
-    run.finished_at = utc_now()
-    path = _report_dir(config) / "drill-summary.json"
-    run.write(path)
     tr = terminalreporter
     tr.section("restore drill summary")
     for scenario in run.scenarios:
@@ -129,4 +171,16 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         if scenario.error and scenario.status != "passed":
             tr.write_line(f"      {scenario.error}")
     passed = sum(s.status == "passed" for s in run.scenarios)
-    tr.write_line(f"{passed} of {len(run.scenarios)} scenarios passed; evidence: {path}")
+    tr.write_line(
+        f"{passed} of {len(run.scenarios)} scenarios passed; evidence: {report_dir(config)}"
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # After every other plugin wrote its files (junit.xml, cucumber.json): seal the directory.
+    if RUN not in config.stash or not config.stash[RUN].scenarios:
+        return
+    directory = report_dir(config)
+    if directory.is_dir():
+        write_sums(directory, os.environ.get(SIGNING_KEY_ENV) or None)
