@@ -16,6 +16,7 @@ import click
 
 from backup_engine import __version__
 from backup_engine.commands.context import CliContext
+from backup_engine.commands.drill_cmd import drill
 from backup_engine.commands.media_cmd import media
 from backup_engine.commands.ops import expire, run_all
 from backup_engine.commands.pg import pg
@@ -49,6 +50,7 @@ cli.add_command(redis)
 cli.add_command(media)
 cli.add_command(run_all)
 cli.add_command(expire)
+cli.add_command(drill)
 
 
 def _fail(message: str, code: int) -> None:

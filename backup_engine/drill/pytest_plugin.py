@@ -57,6 +57,8 @@ def pytest_configure(config: pytest.Config) -> None:
     configured = config.getoption("--drill-report-dir")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     config.stash[REPORT_DIR] = Path(configured) if configured else Path("drill-report") / stamp
+    if configured:  # other plugins (junit, cucumber) may write into it before we do
+        Path(configured).mkdir(parents=True, exist_ok=True)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
@@ -72,6 +74,16 @@ def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: Any, sce
     request.config.stash[RUN].scenarios.append(record)
     if request.config.getoption("--drill-progress"):
         _say(request.config, f"... {feature.name} / {scenario.name}")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(
+    report: pytest.TestReport, config: pytest.Config
+) -> tuple[str, str, str] | None:
+    """With --drill-progress our own lines say it all: no progress dots in between."""
+    if config.getoption("--drill-progress") and report.when == "call":
+        return report.outcome, "", report.outcome.upper()
+    return None
 
 
 def _say(config: pytest.Config, line: str) -> None:

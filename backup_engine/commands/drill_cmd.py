@@ -1,0 +1,150 @@
+"""`backup-engine drill`: run the restore drills and keep their evidence.
+
+The drills are the Gherkin scenarios in `features/`, run by pytest-bdd; tags are pytest
+markers (`--tags "postgres and not slow"`). With no configuration they run on the embedded
+defaults: throwaway local servers and an S3 server on loopback.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from backup_engine.commands.context import CliContext
+from backup_engine.commands.output import emit_json, emit_table
+from backup_engine.errors import UsageError
+
+EXIT_NO_SCENARIOS = 5  # pytest's "no tests collected"
+
+
+def default_features_dir() -> Path:
+    return Path(__file__).resolve().parent.parent.parent / "features"
+
+
+@click.group(invoke_without_command=True)
+@click.option("--tags", help='Which scenarios, as a marker expression: "postgres and not slow".')
+@click.option(
+    "--report-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where the evidence goes [default: drill-report/<UTC time>/].",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["local"]),
+    default=None,
+    help="Where throwaway servers run [default: $DRILL_BACKEND or local].",
+)
+@click.option(
+    "--features",
+    "features_dir",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Directory of .feature files [default: the checkout's features/].",
+)
+@click.option("-k", "keyword", help="Only scenarios whose name matches (pytest -k).")
+@click.pass_context
+def drill(
+    ctx: click.Context,
+    tags: str | None,
+    report_dir: Path | None,
+    backend: str | None,
+    features_dir: Path | None,
+    keyword: str | None,
+) -> None:
+    """Run the restore drills; exit 0 only if every selected scenario passed."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import pytest
+
+    obj: CliContext = ctx.obj
+    features = features_dir or default_features_dir()
+    if not features.is_dir():
+        raise UsageError(
+            f"no drill scenarios at {features}",
+            hint="run from a restore-drill checkout, or pass --features DIR",
+        )
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    directory = (report_dir or Path("drill-report") / stamp).absolute()
+    if backend:
+        os.environ["DRILL_BACKEND"] = backend
+    if obj.config is not None:
+        os.environ["BACKUP_ENGINE_CONFIG"] = str(obj.config.absolute())
+    args = [
+        str(features),
+        f"--rootdir={features.parent}",
+        "-p", "no:cacheprovider",
+        "-q", "--no-header", "-p", "no:randomly",
+        "--drill-progress",
+        f"--drill-report-dir={directory}",
+        f"--junitxml={directory / 'junit.xml'}",
+        f"--cucumberjson={directory / 'cucumber.json'}",
+    ]  # fmt: skip
+    if tags:
+        args += ["-m", tags]
+    if keyword:
+        args += ["-k", keyword]
+    code = int(pytest.main(args))
+    if code == EXIT_NO_SCENARIOS:
+        raise UsageError(f"no scenario matches --tags {tags!r}" if tags else "no scenarios found")
+    raise SystemExit(0 if code == 0 else 1)
+
+
+@drill.command(name="verify-report")
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.pass_obj
+def verify_report_command(obj: CliContext, directory: Path) -> None:
+    """Check a report directory against its SHA256SUMS (and HMAC when DRILL_SIGNING_KEY is set)."""
+    from backup_engine.drill.report.sums import SIGNING_KEY_ENV, verify_report
+
+    result = verify_report(directory, os.environ.get(SIGNING_KEY_ENV) or None)
+    signed = "signature valid" if result.signed else "not signed"
+    click.echo(f"{directory}: {result.files} files match SHA256SUMS, {signed}")
+
+
+@drill.command()
+@click.option(
+    "--report-root",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("drill-report"),
+    show_default=True,
+    help="Directory holding one directory per run.",
+)
+@click.option("--json", "json_output", is_flag=True, help="Print JSON for machines.")
+def history(report_root: Path, json_output: bool) -> None:
+    """List past drill runs with their RTO/RPO trends."""
+    from backup_engine.drill.history import load_history, trend
+
+    runs = load_history(report_root)
+    if json_output:
+        emit_json(
+            [
+                {"directory": str(r.directory), "started_at": r.started_at, "passed": r.passed,
+                 "scenarios": r.scenarios, "failed": r.failed, "measurements": r.measurements}
+                for r in runs
+            ]
+        )  # fmt: skip
+        return
+    if not runs:
+        click.echo(f"no drill runs under {report_root}")
+        return
+    emit_table(
+        ("STARTED", "RESULT", "SCENARIOS", "FAILED", "DIRECTORY"),
+        [
+            (r.started_at, "passed" if r.passed else "FAILED", str(r.scenarios), str(r.failed),
+             str(r.directory))
+            for r in runs
+        ],
+    )  # fmt: skip
+    series: dict[tuple[str, str], list[float]] = {}
+    for run in runs:
+        for scenario, figures in run.measurements.items():
+            for name, seconds in figures.items():
+                series.setdefault((scenario, name), []).append(seconds)
+    if series:
+        click.echo("")
+        emit_table(
+            ("SCENARIO", "MEASURE", "RUNS", "LATEST (vs earlier mean)"),
+            [(s, m, str(len(v)), trend(v)) for (s, m), v in sorted(series.items())],
+        )
