@@ -29,6 +29,8 @@ pytest_plugins = [
     "steps.redis_steps",
     "steps.media_steps",
     "steps.retention_steps",
+    "steps.checklist_steps",
+    "steps.latest_backup_steps",
     "steps.evidence_steps",
 ]
 

@@ -13,7 +13,8 @@ Feature: Media files (user uploads) backup and restore
     When a media snapshot is taken
     And the media directory is lost
     And the latest media snapshot is restored
-    Then every file is byte-identical, with its mode and modification time
+    Then the restored media holds 23 files, each matching its snapshot hash
+    And every file is byte-identical, with its mode and modification time
     And the measured RTO is within 2 hours
 
   Scenario: A second snapshot uploads only what changed

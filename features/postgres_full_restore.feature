@@ -9,11 +9,15 @@ Feature: Complete data loss on PostgreSQL
 
   Scenario: Restore the latest base backup after the server is destroyed
     Given the row count and content checksum of every table are recorded
+    And the indexes are recorded
     When a full backup is taken
     And the server is destroyed
     And the latest backup is restored into a new server
     Then the restored server accepts connections
     And every table has the same row count and content checksum as before the loss
+    And every index recorded before the loss is present
+    And every index is valid and passes amcheck
+    And no foreign key has orphans
     And the measured RTO is within 4 hours
 
   Scenario: The newest of several backups is the one restored

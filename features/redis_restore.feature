@@ -13,7 +13,9 @@ Feature: Redis snapshot backup and restore
     When a Redis backup is taken
     And the Redis server is destroyed
     And the latest Redis backup is restored into a new server
-    Then the restored Redis dataset has the same keys, values and types
+    Then the restored Redis DBSIZE adds up to 2010 keys
+    And the sampled keys hold the values recorded before the loss
+    And the restored Redis dataset has the same keys, values and types
     And every expiring key still expires, no later than before and within the drill's duration
     And the measured RTO is within 30 minutes
 

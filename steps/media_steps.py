@@ -14,7 +14,7 @@ from backup_engine.codecs import get_codec
 from backup_engine.drill.evidence import ScenarioRecord
 from backup_engine.drill.media_data import make_media_tree
 from backup_engine.drill.tree import TreeEntry, tree_fingerprint
-from backup_engine.media.manifest import MediaSnapshotManifest
+from backup_engine.media.manifest import MEDIA_SNAPSHOTS, MediaSnapshotManifest
 from backup_engine.media.restore import MediaRestoreResult, restore_media
 from backup_engine.media.snapshot import take_media_snapshot
 from backup_engine.storage import Storage
@@ -98,6 +98,26 @@ def identical(restored: RestoredMedia, recorded_media: dict[str, TreeEntry]) -> 
     extra = sorted(set(actual) - set(recorded_media))
     changed = sorted(p for p in recorded_media if p in actual and actual[p] != recorded_media[p])
     assert not (missing or extra or changed), f"missing {missing}, extra {extra}, changed {changed}"
+
+
+@then(parsers.parse("the restored media holds {count:d} files, each matching its snapshot hash"))
+def media_checklist(
+    restored: RestoredMedia,
+    repository: Storage,
+    drill_record: ScenarioRecord,
+    count: int,
+) -> None:
+    manifest = MEDIA_SNAPSHOTS.resolve(repository, restored.result.backup_id)
+    files = {e.path: e.sha256 for e in manifest.entries if e.type == "file"}
+    actual = tree_fingerprint(restored.result.destination)
+    restored_files = {p: e.sha256 for p, e in actual.items() if e.type == "file"}
+    drill_record.check("media file count", count, len(restored_files), len(restored_files) == count)
+    matching = sum(restored_files.get(path) == sha for path, sha in files.items())
+    drill_record.check(
+        "media files matching their hash", len(files), matching, matching == len(files)
+    )
+    assert len(restored_files) == count, f"{len(restored_files)} files restored, expected {count}"
+    assert matching == len(files), f"{len(files) - matching} files differ from the snapshot"
 
 
 @then("the second snapshot stored only the new and changed content")

@@ -21,11 +21,14 @@ from backup_engine.servers.local_redis import LocalRedisBackend
 from backup_engine.servers.redis_base import RedisBackend, RedisServer
 from backup_engine.storage import Storage
 
+SAMPLE_SIZE = 25
+
 
 @dataclass(frozen=True)
 class RecordedRedis:
     fingerprint: RedisFingerprint
     at: float  # monotonic time of the recording, to judge TTLs later
+    sample: dict[bytes, bytes]  # key -> DUMP payload of a random sample of db 0
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,11 @@ def redis_with_data(redis_backend: RedisBackend, count: int) -> RedisServer:
 
 @given("the Redis dataset is recorded", target_fixture="recorded_redis")
 def record_redis(redis_server: RedisServer) -> RecordedRedis:
-    return RecordedRedis(fingerprint(RedisTarget(redis_server.url)), time.monotonic())
+    target = RedisTarget(redis_server.url)
+    client = target.client()
+    keys = [client.randomkey() for _ in range(SAMPLE_SIZE)]
+    sample = {key: client.dump(key) for key in keys if key is not None}
+    return RecordedRedis(fingerprint(target), time.monotonic(), sample)  # type: ignore[arg-type]
 
 
 @when("a Redis backup is taken")
@@ -131,6 +138,27 @@ def ttls_kept(restored: RestoredRedis, recorded_redis: RecordedRedis) -> None:
     for key, before in recorded_redis.fingerprint.ttls.items():
         assert key in after, f"{key} lost its TTL"
         assert before - elapsed_ms - 1000 <= after[key] <= before, (key, before, after[key])
+
+
+@then(parsers.parse("the restored Redis DBSIZE adds up to {count:d} keys"))
+def restored_dbsize(restored: RestoredRedis, drill_record: ScenarioRecord, count: int) -> None:
+    target = RedisTarget(restored.server.url)
+    with target.client() as client:
+        dbs = [int(db[2:]) for db in client.info("keyspace") if str(db).startswith("db")]
+    total = sum(int(target.client(db=db).dbsize()) for db in dbs)
+    drill_record.check("Redis DBSIZE (all databases)", count, total, total == count)
+    assert total == count, f"DBSIZE adds up to {total}, expected {count}"
+
+
+@then("the sampled keys hold the values recorded before the loss")
+def sampled_keys(
+    restored: RestoredRedis, recorded_redis: RecordedRedis, drill_record: ScenarioRecord
+) -> None:
+    client = RedisTarget(restored.server.url).client()
+    same = sum(client.dump(key) == payload for key, payload in recorded_redis.sample.items())
+    total = len(recorded_redis.sample)
+    drill_record.check("sampled Redis keys identical", total, same, same == total)
+    assert total and same == total, f"{total - same} of {total} sampled keys differ"
 
 
 @then(parsers.parse('the Redis restore is refused with "{text}"'))

@@ -43,13 +43,14 @@ def restore_into_new_server(
     data_dir = backend.new_data_dir()
     pitr = point_in_time(storage, target) if target else None
     result = restore_base_backup(storage, ref, data_dir, point_in_time=pitr)
+    # The restored copy must not archive into the repository it was restored from.
+    settings = {"archive_mode": "off"}
     if target is None:
-        server = backend.start_existing(data_dir)
+        server = backend.start_existing(data_dir, settings=settings)
         _wait_ready(server)
         return RestoredServer(server, result, time.monotonic() - started)
-    # The restored copy must not archive into the repository it was restored from.
     server = backend.start_existing(
-        data_dir, settings={"archive_mode": "off"}, env=storage.environment(), wait=False
+        data_dir, settings=settings, env=storage.environment(), wait=False
     )
     outcome = wait_for_recovery(server)
     return RestoredServer(server, result, time.monotonic() - started, outcome)

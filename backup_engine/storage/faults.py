@@ -1,12 +1,13 @@
-"""Storage wrappers that fail on purpose, for drills and tests of what happens when the store
-breaks. A wrapper delegates everything to the store it wraps, like restic's backend wrappers."""
+"""Storage wrappers: ones that fail on purpose (for drills and tests of what happens when the
+store breaks) and a read-only view. A wrapper delegates everything to the store it wraps, like
+restic's backend wrappers."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from typing import IO
 
-from backup_engine.errors import StorageUnreachable
+from backup_engine.errors import StorageUnreachable, UsageError
 from backup_engine.storage.base import ObjectInfo, ObjectWriter, Storage
 
 
@@ -37,6 +38,9 @@ class StorageWrapper(Storage):
     def check(self) -> None:
         self.inner.check()
 
+    def environment(self) -> dict[str, str]:
+        return self.inner.environment()
+
 
 class FailingWrites(StorageWrapper):
     """Refuses to write keys that `matches` selects, as a store that went away would."""
@@ -51,3 +55,15 @@ class FailingWrites(StorageWrapper):
         if self.matches(key):
             raise StorageUnreachable(f"injected fault: the store refused to write {key}")
         return super().writer(key, metadata=metadata, if_absent=if_absent)
+
+
+class ReadOnlyStorage(StorageWrapper):
+    """A store the drill may only read: a production repository is evidence, not a scratch pad."""
+
+    def writer(
+        self, key: str, *, metadata: Mapping[str, str] | None = None, if_absent: bool = False
+    ) -> ObjectWriter:
+        raise UsageError(f"refusing to write {key}: {self.url} is opened read-only")
+
+    def delete(self, key: str) -> None:
+        raise UsageError(f"refusing to delete {key}: {self.url} is opened read-only")

@@ -1,0 +1,91 @@
+"""Steps for the seed plan's restore test: take the latest backup in the configured repository
+(production's, read-only) and restore it into an isolated server.
+
+With no repository configured, the embedded default first makes one: a seeded, archiving source
+server and its base backup in the embedded S3. Either way the steps after that are the same.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from pytest_bdd import given, when
+
+from backup_engine.codecs import get_codec
+from backup_engine.config import load_settings
+from backup_engine.drill.evidence import ScenarioRecord
+from backup_engine.drill.recovery import RestoredServer, restore_into_new_server
+from backup_engine.drill.seed import seed_shop
+from backup_engine.postgres.archiving import switch_and_wait_archived
+from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
+from backup_engine.postgres.catalog import resolve_backup
+from backup_engine.postgres.connection import connect
+from backup_engine.postgres.manifest import BaseBackupManifest
+from backup_engine.postgres.targets import RecoveryTarget
+from backup_engine.postgres.walarchive import read_wal_archive
+from backup_engine.servers import PostgresBackend
+from backup_engine.storage import Storage
+from backup_engine.storage.faults import ReadOnlyStorage
+from steps import StorageFactory
+from steps.pitr_steps import archiving_settings
+
+CONFIG_ENV = "BACKUP_ENGINE_CONFIG"
+LATER_SESSIONS = """
+INSERT INTO sessions (user_id, token, user_agent, created_at, expires_at)
+SELECT id, md5(random()::text), 'after-backup', now(), now() + interval '1 day'
+FROM users ORDER BY id LIMIT 100
+"""
+
+
+@dataclass(frozen=True)
+class LatestBackup:
+    repository: Storage
+    manifest: BaseBackupManifest
+    embedded: bool
+
+
+def _configured_repository() -> Storage | None:
+    if os.environ.get(CONFIG_ENV) or os.environ.get("BACKUP_ENGINE_REPOSITORY"):
+        settings = load_settings()
+        if settings.repository.url:
+            return ReadOnlyStorage(settings.open_storage())
+    return None
+
+
+@given("the latest PostgreSQL base backup in the configured repository", target_fixture="latest")
+def latest_backup(storage_factory: StorageFactory, pg_backend: PostgresBackend) -> LatestBackup:
+    repository = _configured_repository()
+    if repository is not None:
+        return LatestBackup(repository, resolve_backup(repository, "latest"), embedded=False)
+    repository = storage_factory()  # the embedded default: make a backup worth restoring
+    source = pg_backend.create(
+        settings=archiving_settings(repository, archive_timeout_s=60), env=repository.environment()
+    )
+    seed_shop(source.dsn(), users=1000)
+    manifest = take_base_backup(repository, get_codec("zstd"), BaseBackupOptions(dsn=source.dsn()))
+    with connect(source.dsn()) as conn:  # work after the backup: it must come back from WAL
+        conn.execute(LATER_SESSIONS)
+    switch_and_wait_archived(source.dsn(), repository)
+    return LatestBackup(ReadOnlyStorage(repository), manifest, embedded=True)
+
+
+@when(
+    "it is restored into a throwaway server with WAL to the end of the archive",
+    target_fixture="restored",
+)
+def restore_latest_with_wal(
+    latest: LatestBackup, pg_backend: PostgresBackend, drill_record: ScenarioRecord
+) -> RestoredServer:
+    archive = read_wal_archive(latest.repository, latest.manifest.wal_segment_size)
+    end = archive.end_lsn(latest.manifest.timeline)
+    has_wal = end is not None and end > latest.manifest.stop_lsn_value
+    target = RecoveryTarget("latest" if has_wal else "immediate")
+    restored = restore_into_new_server(
+        latest.repository, latest.manifest.backup_id, pg_backend, target=target
+    )
+    drill_record.used_backup(restored.restore.backup_id, restored.restore.sha256)
+    drill_record.check(
+        "restored from", "the latest complete base backup", latest.manifest.backup_id, True
+    )
+    return restored
