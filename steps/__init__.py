@@ -7,3 +7,20 @@ from collections.abc import Callable
 from backup_engine.storage import Storage
 
 StorageFactory = Callable[[], Storage]
+
+# Everything a drill needs loaded, in order: the evidence plugin, fixtures, then the steps.
+# conftest.py and `backup-engine drill` both load this list.
+PLUGINS = [
+    "backup_engine.drill.pytest_plugin",
+    "steps.fixtures",
+    "steps.repository_steps",
+    "steps.postgres_steps",
+    "steps.pitr_steps",
+    "steps.table_steps",
+    "steps.redis_steps",
+    "steps.media_steps",
+    "steps.retention_steps",
+    "steps.checklist_steps",
+    "steps.latest_backup_steps",
+    "steps.evidence_steps",
+]

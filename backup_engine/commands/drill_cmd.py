@@ -8,6 +8,7 @@ defaults: throwaway local servers and an S3 server on loopback.
 from __future__ import annotations
 
 import os
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,6 +45,12 @@ def default_features_dir() -> Path:
     help="Directory of .feature files [default: the checkout's features/].",
 )
 @click.option("-k", "keyword", help="Only scenarios whose name matches (pytest -k).")
+@click.option("--webhook", help="POST a Slack-compatible summary here [$DRILL_WEBHOOK_URL].")
+@click.option(
+    "--metrics-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write Prometheus textfile metrics here [$DRILL_METRICS_FILE].",
+)
 @click.pass_context
 def drill(
     ctx: click.Context,
@@ -52,6 +59,8 @@ def drill(
     backend: str | None,
     features_dir: Path | None,
     keyword: str | None,
+    webhook: str | None,
+    metrics_file: Path | None,
 ) -> None:
     """Run the restore drills; exit 0 only if every selected scenario passed."""
     if ctx.invoked_subcommand is not None:
@@ -71,9 +80,15 @@ def drill(
         os.environ["DRILL_BACKEND"] = backend
     if obj.config is not None:
         os.environ["BACKUP_ENGINE_CONFIG"] = str(obj.config.absolute())
+    checkout = default_features_dir().parent  # where steps/ lives, next to the package
+    if str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))
+    from steps import PLUGINS
+
     args = [
         str(features),
         f"--rootdir={features.parent}",
+        *[arg for plugin in PLUGINS for arg in ("-p", plugin)],
         "-p", "no:cacheprovider",
         "-q", "--no-header", "-p", "no:randomly",
         "--drill-progress",
@@ -81,6 +96,10 @@ def drill(
         f"--junitxml={directory / 'junit.xml'}",
         f"--cucumberjson={directory / 'cucumber.json'}",
     ]  # fmt: skip
+    if webhook:
+        args.append(f"--drill-webhook={webhook}")
+    if metrics_file:
+        args.append(f"--drill-metrics-file={metrics_file.absolute()}")
     if tags:
         args += ["-m", tags]
     if keyword:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from backup_engine.commands.context import CliContext
@@ -91,4 +93,24 @@ def expire(obj: CliContext, dry_run: bool, json_output: bool) -> None:
     click.echo(
         f"{len(plan.deletions)} items to delete, {verb} {human_bytes(plan.bytes_freed)}"
         + ("" if dry_run else f" ({deleted} objects deleted)")
+    )
+
+
+@click.command()
+@click.option(
+    "--textfile",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Prometheus textfile to (re)write, e.g. in node_exporter's textfile directory.",
+)
+@click.pass_obj
+def metrics(obj: CliContext, textfile: Path) -> None:
+    """Write the age and size of the newest backup of each kind, and of the newest WAL."""
+    from backup_engine.drill.metrics import write_backup_metrics
+
+    storage = obj.settings().open_storage()
+    storage.check()
+    backups = write_backup_metrics(textfile, storage)
+    click.echo(
+        f"wrote {textfile}: newest backup of {', '.join(b.kind for b in backups) or 'no kind'}"
     )

@@ -22,16 +22,19 @@ from typing import Any
 import pytest
 
 from backup_engine.drill.evidence import DrillRun, ScenarioRecord, StepRecord, utc_now
+from backup_engine.drill.metrics import write_drill_metrics
 from backup_engine.drill.report import REPORT_HTML, write_json
 from backup_engine.drill.report.html import render_html
 from backup_engine.drill.report.sums import SIGNING_KEY_ENV, write_sums
 from backup_engine.drill.versions import git_sha, server_versions
+from backup_engine.drill.webhook import WEBHOOK_ENV, post_summary, summary_message
 
 RECORD = pytest.StashKey[ScenarioRecord]()
 STEP_STARTED = pytest.StashKey[float]()
 RUN = pytest.StashKey[DrillRun]()
 REPORT_DIR = pytest.StashKey[Path]()
 REPORT_DIR_ENV = "DRILL_REPORT_DIR"
+METRICS_ENV = "DRILL_METRICS_FILE"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -43,6 +46,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--drill-progress", action="store_true", help="print a line as each scenario starts/ends"
+    )
+    group.addoption(
+        "--drill-webhook",
+        default=os.environ.get(WEBHOOK_ENV),
+        help="POST a Slack-compatible summary here [$DRILL_WEBHOOK_URL]",
+    )
+    group.addoption(
+        "--drill-metrics-file",
+        default=os.environ.get(METRICS_ENV),
+        help="write Prometheus textfile metrics here [$DRILL_METRICS_FILE]",
     )
 
 
@@ -196,3 +209,25 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     directory = report_dir(config)
     if directory.is_dir():
         write_sums(directory, os.environ.get(SIGNING_KEY_ENV) or None)
+    _notify(config)
+
+
+def _notify(config: pytest.Config) -> None:
+    """Metrics and webhook: reported when they fail, never changing the drill's result."""
+    run = config.stash[RUN]
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    problems = []
+    metrics_file = config.getoption("--drill-metrics-file")
+    if metrics_file:
+        try:
+            write_drill_metrics(Path(metrics_file), run)
+        except OSError as exc:
+            problems.append(f"metrics not written to {metrics_file}: {exc.strerror}")
+    webhook = config.getoption("--drill-webhook")
+    if webhook:
+        problem = post_summary(webhook, summary_message(run, str(report_dir(config))))
+        if problem:
+            problems.append(problem)
+    for problem in problems:
+        if reporter is not None:
+            reporter.write_line(f"warning: {problem} (the drill result stands)")
