@@ -18,7 +18,7 @@ from backup_engine import __version__
 from backup_engine.commands.context import CliContext
 from backup_engine.commands.drill_cmd import drill
 from backup_engine.commands.media_cmd import media
-from backup_engine.commands.ops import expire, metrics, run_all
+from backup_engine.commands.ops import check, expire, metrics, run_all
 from backup_engine.commands.pg import pg
 from backup_engine.commands.redis_cmd import redis
 from backup_engine.errors import BackupEngineError
@@ -52,6 +52,7 @@ cli.add_command(run_all)
 cli.add_command(expire)
 cli.add_command(drill)
 cli.add_command(metrics)
+cli.add_command(check)
 
 
 def _fail(message: str, code: int) -> None:

@@ -130,6 +130,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("retention", "wal_days", int, 7, help="point-in-time recovery window", minimum=1),
     Option("retention", "redis_days", int, 30, help="keep Redis snapshots this long", minimum=1),
     Option("retention", "media_days", int, 30, help="keep media snapshots this long", minimum=1),
+    Option("check", "warn_age_hours", int, 24, help="newest backup older: WARNING", minimum=1),
+    Option("check", "critical_age_hours", int, 26, help="newest backup older: CRITICAL", minimum=1),
+    Option("check", "wal_warn_seconds", int, 30, help="WAL probe slower: WARNING", minimum=1),
+    Option("check", "wal_timeout_seconds", int, 60, help="WAL probe slower: CRITICAL", minimum=1),
 )
 
 
@@ -191,6 +195,14 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True)
+class CheckSettings:
+    warn_age_hours: int
+    critical_age_hours: int
+    wal_warn_seconds: int
+    wal_timeout_seconds: int
+
+
+@dataclass(frozen=True)
 class Settings:
     repository: RepositorySettings
     compression: CompressionSettings
@@ -198,6 +210,7 @@ class Settings:
     redis: RedisSettings
     media: MediaSettings
     retention: RetentionSettings
+    check: CheckSettings
     source: Path | None = None
 
     def open_storage(self) -> Storage:
@@ -301,5 +314,6 @@ def load_settings(
         redis=RedisSettings(**values["redis"]),
         media=MediaSettings(**values["media"]),
         retention=RetentionSettings(**values["retention"]),
+        check=CheckSettings(**values["check"]),
         source=path if data else None,
     )

@@ -114,3 +114,32 @@ def metrics(obj: CliContext, textfile: Path) -> None:
     click.echo(
         f"wrote {textfile}: newest backup of {', '.join(b.kind for b in backups) or 'no kind'}"
     )
+
+
+@click.command()
+@click.option("--no-wal-probe", is_flag=True, help="Do not force a WAL switch to time archiving.")
+@click.pass_obj
+def check(obj: CliContext, no_wal_probe: bool) -> None:
+    """Nagios-style health check: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+
+    Config valid, storage reachable and writable, newest backup per configured kind within
+    [check] limits, and (with [postgres] dsn) WAL archiving alive: a forced WAL switch must
+    reach storage in time, the live RPO probe.
+    """
+    from backup_engine.errors import BackupEngineError
+    from backup_engine.health import CRITICAL, STATE_NAMES, UNKNOWN, Finding, overall, run_checks
+
+    try:
+        findings = run_checks(obj.settings(), wal_probe=not no_wal_probe)
+    except BackupEngineError as exc:
+        findings = [Finding("config", CRITICAL, exc.one_line())]
+    except Exception as exc:  # noqa: BLE001 - a monitoring probe must answer UNKNOWN, not crash
+        findings = [Finding("check", UNKNOWN, f"{type(exc).__name__}: {exc}")]
+    state = overall(findings)
+    worst = [f for f in findings if f.state == state and state != 0] or findings[-1:]
+    perfdata = " ".join(f.perfdata for f in findings if f.perfdata)
+    headline = "; ".join(f"{f.name}: {f.message}" for f in worst)
+    click.echo(f"BACKUP {STATE_NAMES[state]} - {headline}" + (f" | {perfdata}" if perfdata else ""))
+    for finding in findings:
+        click.echo(f"{STATE_NAMES[finding.state]:8} {finding.name}: {finding.message}")
+    raise SystemExit(state)
