@@ -19,6 +19,7 @@ from backup_engine.commands.output import emit_json, emit_table
 from backup_engine.errors import UsageError
 
 EXIT_NO_SCENARIOS = 5  # pytest's "no tests collected"
+EXIT_PYTEST_USAGE = 4
 
 
 def default_features_dir() -> Path:
@@ -107,6 +108,11 @@ def drill(
     code = int(pytest.main(args))
     if code == EXIT_NO_SCENARIOS:
         raise UsageError(f"no scenario matches --tags {tags!r}" if tags else "no scenarios found")
+    if code == EXIT_PYTEST_USAGE:
+        raise UsageError(
+            "the drill could not start (see the message above)",
+            hint="tags are the markers in pyproject.toml, e.g. --tags 'postgres and not slow'",
+        )
     raise SystemExit(0 if code == 0 else 1)
 
 

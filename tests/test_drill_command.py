@@ -1,0 +1,169 @@
+"""`backup-engine drill` end to end: evidence files, schema, tamper detection, signatures,
+webhook, metrics and history. Runs real (small) scenarios through the command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from backup_engine.drill.report import report_schema
+from backup_engine.net import free_port
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+@dataclass
+class Hook:
+    url: str
+    status: int = 200
+    received: list[dict[str, Any]] = field(default_factory=list)
+
+
+@pytest.fixture
+def webhook() -> Iterator[Hook]:
+    hook = Hook("")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", 0))
+            hook.received.append(json.loads(self.rfile.read(length)))
+            self.send_response(hook.status)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    hook.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield hook
+    server.shutdown()
+    server.server_close()
+
+
+def drill(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("BACKUP_ENGINE", "DRILL_"))}
+    full.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "backup_engine", "drill", *args],
+        capture_output=True, text=True, cwd=cwd, env=full, check=False, timeout=600,
+    )  # fmt: skip
+
+
+def test_a_passing_drill_leaves_complete_evidence(tmp_path: Path, webhook: Hook) -> None:
+    report = tmp_path / "evidence"
+    metrics = tmp_path / "restore_drill.prom"
+    out = drill(
+        "--tags", "full_restore", "--report-dir", str(report), "--webhook", webhook.url,
+        "--metrics-file", str(metrics), cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "3 of 3 scenarios passed" in out.stdout
+    names = {p.name for p in report.iterdir()}
+    assert names >= {"report.json", "report.html", "junit.xml", "cucumber.json", "SHA256SUMS"}
+
+    data = json.loads((report / "report.json").read_text())
+    jsonschema.validate(data, report_schema())
+    assert data["passed"] and data["summary"]["passed"] == 3
+    first = data["scenarios"][0]
+    assert first["backups"] and all(len(s) == 64 for s in first["backups"][0]["sha256"].values())
+    assert first["measurements"][0]["name"] == "RTO" and first["measurements"][0]["passed"]
+    assert any(c["name"].startswith("orphans of") for c in first["checks"])
+    assert data["versions"]["postgresql"] and data["tool"]["version"]
+
+    junit = ET.parse(report / "junit.xml").getroot()
+    assert len(junit.findall(".//testcase")) == 3
+    assert len(json.loads((report / "cucumber.json").read_text())[0]["elements"]) == 3
+
+    assert webhook.received and "passed: 3 of 3" in webhook.received[0]["text"]
+    assert len(webhook.received[0]["attachments"][0]["fields"]) == 3
+
+    samples = {
+        s.name: s.value
+        for family in text_string_to_metric_families(metrics.read_text())
+        for s in family.samples
+    }
+    assert samples["restore_drill_passed"] == 1
+    assert samples["restore_drill_last_success_timestamp_seconds"] > 0
+    assert "restore_drill_scenario_rto_seconds" in samples
+
+    verified = drill("verify-report", str(report), cwd=tmp_path)
+    assert verified.returncode == 0 and "4 files match" in verified.stdout
+
+    tampered = json.loads((report / "report.json").read_text())
+    tampered["passed"] = True
+    tampered["scenarios"][0]["measurements"][0]["seconds"] = 0.001
+    (report / "report.json").write_text(json.dumps(tampered))
+    caught = drill("verify-report", str(report), cwd=tmp_path)
+    assert caught.returncode == 4 and "report.json does not match" in caught.stderr
+
+
+FAILING_FEATURE = """
+Feature: A drill that must fail
+  Scenario: An impossible recovery time
+    Given an empty backup repository
+    And a running PostgreSQL server with the shop schema and 10 users
+    When a full backup is taken
+    And the server is destroyed
+    And the latest backup is restored into a new server
+    Then the measured RTO is within 0.001 seconds
+"""
+
+
+def test_a_failing_drill_exits_1_and_a_broken_webhook_changes_nothing(tmp_path: Path) -> None:
+    features = tmp_path / "my-features"
+    features.mkdir()
+    (features / "impossible.feature").write_text(FAILING_FEATURE)
+    (features / "test_mine.py").write_text("from pytest_bdd import scenarios\n\nscenarios('.')\n")
+    report = tmp_path / "evidence"
+    metrics = tmp_path / "m.prom"
+    metrics.write_text("restore_drill_last_success_timestamp_seconds 1700000000.0\n")
+    out = drill(
+        "--features", str(features), "--report-dir", str(report),
+        "--webhook", f"http://127.0.0.1:{free_port()}/nobody", "--metrics-file", str(metrics),
+        cwd=tmp_path, env={"DRILL_SIGNING_KEY": "k3y"},
+    )  # fmt: skip
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "OVER target" in out.stdout
+    assert "warning: webhook unreachable" in out.stdout
+    data = json.loads((report / "report.json").read_text())
+    jsonschema.validate(data, report_schema())
+    assert data["passed"] is False and data["scenarios"][0]["error"]
+    text = metrics.read_text()
+    assert "restore_drill_passed 0.0" in text
+    assert "restore_drill_last_success_timestamp_seconds 1.7e+09" in text  # kept from before
+
+    assert (report / "SHA256SUMS.hmac").exists()
+    signed = drill("verify-report", str(report), cwd=tmp_path, env={"DRILL_SIGNING_KEY": "k3y"})
+    assert signed.returncode == 0 and "signature valid" in signed.stdout
+    wrong = drill("verify-report", str(report), cwd=tmp_path, env={"DRILL_SIGNING_KEY": "nope"})
+    assert wrong.returncode == 4 and "signature" in wrong.stderr
+    unkeyed = drill("verify-report", str(report), cwd=tmp_path)
+    assert unkeyed.returncode == 2 and "DRILL_SIGNING_KEY" in unkeyed.stderr
+
+    history = drill("history", "--report-root", str(tmp_path), "--json", cwd=tmp_path)
+    runs = json.loads(history.stdout)
+    assert len(runs) == 1 and runs[0]["passed"] is False
+
+
+def test_no_matching_scenario_is_an_error(tmp_path: Path) -> None:
+    none = drill("--tags", "redis and retention", cwd=tmp_path)
+    assert none.returncode == 2 and "no scenario matches" in none.stderr
+    unknown = drill("--tags", "no_such_tag", cwd=tmp_path)
+    assert unknown.returncode == 2 and "Unknown marker" in unknown.stderr
