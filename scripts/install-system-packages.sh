@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Install the server programs the drills need, only when missing: PostgreSQL, Redis, and
-# Python's venv module. As root on Debian/Ubuntu this uses apt-get; otherwise it says what to
-# install and fails.
+# Install the programs the drills and tests need, only when missing: PostgreSQL, Redis,
+# Chromium (for the report test) and Python's venv module. As root on Debian/Ubuntu this uses
+# apt-get; otherwise it says what to install and fails.
 set -euo pipefail
 
 need=()
@@ -12,6 +12,13 @@ fi
 if ! command -v redis-server >/dev/null 2>&1 \
     && ! [ -x /usr/bin/redis-server ]; then
   need+=(redis-server)
+fi
+# Headless Chromium checks the drill's HTML report in the test suite.
+if ! command -v chromium >/dev/null 2>&1; then
+  need+=(chromium)
+fi
+if ! command -v chromedriver >/dev/null 2>&1; then
+  need+=(chromium-driver)
 fi
 python=$(test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 if ! "$python" -c 'import venv, ensurepip' >/dev/null 2>&1; then

@@ -1,0 +1,117 @@
+"""The alert rules file, and `check` / `metrics` against a real server and store."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from backup_engine.config import load_settings
+from backup_engine.drill.metrics import ALL_METRICS
+from backup_engine.health import CRITICAL, OK, WARNING, _age_finding
+from backup_engine.postgres.recovery_config import tool_command
+from backup_engine.servers import LocalPostgresBackend, PostgresServer
+from backup_engine.storage import S3Storage
+from backup_engine.storage.embedded import EmbeddedS3
+
+ALERTS = Path(__file__).parent.parent / "monitoring" / "alerts.yml"
+
+
+def test_alert_rules_are_well_formed_and_use_our_metrics() -> None:
+    rules = yaml.safe_load(ALERTS.read_text())
+    group = rules["groups"][0]
+    assert group["name"] == "restore-drill"
+    names = {rule["alert"] for rule in group["rules"]}
+    assert names >= {
+        "BackupMissing",
+        "RestoreDrillFailed",
+        "WalArchiveLagging",
+        "RestoreRtoOverTarget",
+    }
+    for rule in group["rules"]:
+        assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}
+        assert rule["labels"]["severity"] in ("warning", "critical")
+        assert rule["annotations"]["summary"]
+        assert re.fullmatch(r"\d+[smh]", rule.get("for", "0s"))
+        used = set(re.findall(r"[a-z_]+_(?:seconds|bytes|passed)\b", rule["expr"]))
+        assert used and used <= set(ALL_METRICS), (rule["alert"], used - set(ALL_METRICS))
+    backup = next(r for r in group["rules"] if r["alert"] == "BackupMissing")
+    assert "26 * 3600" in backup["expr"]
+
+
+def test_age_thresholds() -> None:
+    settings = load_settings(None, env={"BACKUP_ENGINE_REPOSITORY": "file:///x"})
+    now = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    assert _age_finding("redis", now - timedelta(hours=2), settings, now).state == OK
+    assert _age_finding("redis", now - timedelta(hours=25), settings, now).state == WARNING
+    assert _age_finding("redis", now - timedelta(hours=27), settings, now).state == CRITICAL
+    assert _age_finding("redis", None, settings, now).state == CRITICAL
+
+
+@pytest.fixture
+def server_and_repo(embedded_s3: EmbeddedS3) -> Iterator[tuple[PostgresServer, S3Storage]]:
+    repo = embedded_s3.storage(f"check-{os.urandom(4).hex()}")
+    with LocalPostgresBackend() as backend:
+        archive = tool_command(["pg", "wal-push", "%p"], repo_url=repo.url)
+        server = backend.create(
+            settings={"archive_mode": "on", "archive_command": archive}, env=repo.environment()
+        )
+        yield server, repo
+
+
+def run(config: Path, repo: S3Storage, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKUP_ENGINE", "AWS_"))}
+    env.update(repo.environment())
+    return subprocess.run(
+        [sys.executable, "-m", "backup_engine", "--config", str(config), *args],
+        capture_output=True, text=True, env=env, check=False, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.mark.postgres
+def test_check_and_metrics_commands(
+    server_and_repo: tuple[PostgresServer, S3Storage], tmp_path: Path
+) -> None:
+    server, repo = server_and_repo
+    config = tmp_path / "backup-engine.toml"
+    config.write_text(f'[repository]\nurl = "{repo.url}"\n[postgres]\ndsn = "{server.dsn()}"\n')
+    before = run(config, repo, "check")
+    assert before.returncode == 2
+    assert before.stdout.startswith(
+        "BACKUP CRITICAL - postgres backup: no complete postgres backup"
+    )
+
+    assert run(config, repo, "pg", "backup").returncode == 0
+    healthy = run(config, repo, "check")
+    assert healthy.returncode == 0, healthy.stdout
+    assert healthy.stdout.startswith("BACKUP OK")
+    assert "wal_probe_seconds=" in healthy.stdout and "postgres_age_hours=" in healthy.stdout
+    assert "WAL archiving: segment" in healthy.stdout
+
+    textfile = tmp_path / "backups.prom"
+    assert run(config, repo, "metrics", "--textfile", str(textfile)).returncode == 0
+    samples = [s for f in text_string_to_metric_families(textfile.read_text()) for s in f.samples]
+    last = {
+        s.labels.get("kind"): s.value for s in samples if s.name == "backup_last_timestamp_seconds"
+    }
+    assert abs(last["postgres"] - datetime.now(UTC).timestamp()) < 300
+    assert any(s.name == "backup_wal_last_archived_timestamp_seconds" for s in samples)
+
+
+def test_check_reports_an_unreachable_store_as_critical(
+    tmp_path: Path, embedded_s3: EmbeddedS3
+) -> None:
+    repo = embedded_s3.storage("x")
+    config = tmp_path / "backup-engine.toml"
+    config.write_text('[repository]\nurl = "s3://no-such-bucket/p"\n')
+    out = run(config, repo, "check")
+    assert out.returncode == 2
+    assert "bucket no-such-bucket does not exist" in out.stdout
