@@ -7,6 +7,7 @@ PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo pyth
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+DRILL_ARGS ?=
 
 .PHONY: setup system-packages drill test lint benchmark clean
 
@@ -21,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 drill: setup
-	$(BIN)/python -m pytest features $(PYTEST_ARGS)
+	$(BIN)/backup-engine drill $(DRILL_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

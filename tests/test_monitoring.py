@@ -115,3 +115,15 @@ def test_check_reports_an_unreachable_store_as_critical(
     out = run(config, repo, "check")
     assert out.returncode == 2
     assert "bucket no-such-bucket does not exist" in out.stdout
+
+
+def test_nightly_workflow_runs_the_readme_drill_and_keeps_the_evidence() -> None:
+    workflow = Path(__file__).parent.parent / ".github" / "workflows" / "restore-drill.yml"
+    data = yaml.safe_load(workflow.read_text())
+    triggers = data.get("on", data.get(True))  # YAML 1.1 reads a bare `on` as true
+    assert triggers["schedule"][0]["cron"].count(" ") == 4
+    steps = data["jobs"]["drill"]["steps"]
+    commands = " ".join(step.get("run", "") for step in steps)
+    assert "make drill" in commands and "verify-report" in commands
+    upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact"))
+    assert upload["if"] == "always()" and upload["with"]["path"] == "drill-report/nightly"
