@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import zstandard
+
+from backup_engine.codecs import Codec
 from backup_engine.errors import CorruptObject
-from backup_engine.progress import Progress
+from backup_engine.progress import Progress, ProgressTask
 from backup_engine.storage import Storage
-from backup_engine.streams import Readable
+from backup_engine.streams import CountingReader, Readable
 
 CHUNK = 1 << 20
 
@@ -80,3 +85,26 @@ def verify_object(storage: Storage, expected: Expected, progress: Progress | Non
         while data := reader.read(CHUNK):
             task.advance(len(data))
         reader.finish()
+
+
+@contextmanager
+def verified_content(
+    storage: Storage, expected: Expected, codec: Codec, progress: ProgressTask
+) -> Iterator[Readable]:
+    """The decompressed content of a stored object, checked against its recorded sha256.
+
+    The check runs when the caller is done, on every byte of the object (a consumer such as a
+    tar reader may stop before the end). When decoding fails, the hash verdict is raised if the
+    object is damaged: it names the object, which is the more useful message.
+    """
+    with storage.open_reader(expected.key) as raw:
+        checked = VerifyingReader(CountingReader(raw, progress), expected)
+        try:
+            yield codec.open_decompressed(checked)
+        except zstandard.ZstdError as exc:
+            checked.drain()
+            raise CorruptObject(f"{expected.key} does not decompress: {exc}") from None
+        except CorruptObject:
+            checked.drain()
+            raise
+        checked.drain()

@@ -13,15 +13,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import zstandard
-
 from backup_engine.codecs import get_codec
 from backup_engine.errors import (
     CommandFailed,
-    CorruptObject,
     VerificationFailed,
 )
-from backup_engine.integrity import Expected, VerifyingReader
+from backup_engine.integrity import Expected, verified_content
 from backup_engine.postgres.basebackup import BASE_TAR
 from backup_engine.postgres.binaries import find_pg_binaries
 from backup_engine.postgres.catalog import LATEST, resolve_backup
@@ -32,7 +29,6 @@ from backup_engine.postgres.targets import RecoveryTarget
 from backup_engine.process import run
 from backup_engine.progress import Progress
 from backup_engine.storage import Storage
-from backup_engine.streams import CountingReader
 from backup_engine.tarfiles import ExtractStats, extract_stream
 from backup_engine.targetdir import prepared_target
 
@@ -139,21 +135,12 @@ def _download_and_extract(
 ) -> tuple[ExtractStats, StoredFile]:
     codec = get_codec(manifest.compression)
     stored = manifest.file(BASE_TAR + codec.suffix)
+    expected = Expected(stored.key, stored.size, stored.sha256)
     with (
         progress.task(f"restore {manifest.backup_id}", stored.size) as task,
-        storage.open_reader(stored.key) as raw,
+        verified_content(storage, expected, codec, task) as content,
     ):
-        checked = VerifyingReader(
-            CountingReader(raw, task), Expected(stored.key, stored.size, stored.sha256)
-        )
-        try:
-            stats = extract_stream(codec.open_decompressed(checked), pgdata, where=stored.key)
-        except (zstandard.ZstdError, CorruptObject) as exc:
-            checked.drain()  # a hash mismatch names the damaged object: the better message
-            if isinstance(exc, CorruptObject):
-                raise
-            raise CorruptObject(f"{stored.key} does not decompress: {exc}") from None
-        checked.drain()  # the tar end marker may come before the end of the object
+        stats = extract_stream(content, pgdata, where=stored.key)
     return stats, stored
 
 

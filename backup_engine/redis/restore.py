@@ -14,18 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis as redislib
-import zstandard
 
 from backup_engine.codecs import get_codec
-from backup_engine.errors import CorruptObject, MissingBinary, TargetNotEmpty, VerificationFailed
-from backup_engine.integrity import CHUNK, Expected, VerifyingReader
+from backup_engine.errors import MissingBinary, TargetNotEmpty, VerificationFailed
+from backup_engine.integrity import CHUNK, Expected, verified_content
 from backup_engine.process import run
 from backup_engine.progress import Progress
 from backup_engine.redis.manifest import RDB_NAME, REDIS_BACKUPS, RedisBackupManifest
 from backup_engine.redis.target import RedisTarget
 from backup_engine.servers.redis_base import RedisBackend
 from backup_engine.storage.base import Storage
-from backup_engine.streams import CountingReader
 from backup_engine.targetdir import prepared_target
 
 COPY_BATCH = 500
@@ -67,23 +65,15 @@ def _write_rdb(
     codec = get_codec(manifest.compression)
     stored = manifest.file(RDB_NAME + codec.suffix)
     size = 0
+    expected = Expected(stored.key, stored.size, stored.sha256)
     with (
         progress.task(f"restore {manifest.backup_id}", stored.size) as task,
-        storage.open_reader(stored.key) as raw,
+        verified_content(storage, expected, codec, task) as content,
         path.open("wb") as out,
     ):
-        checked = VerifyingReader(
-            CountingReader(raw, task), Expected(stored.key, stored.size, stored.sha256)
-        )
-        stream = codec.open_decompressed(checked)
-        try:
-            while chunk := stream.read(CHUNK):
-                out.write(chunk)
-                size += len(chunk)
-        except zstandard.ZstdError as exc:
-            checked.drain()
-            raise CorruptObject(f"{stored.key} does not decompress: {exc}") from None
-        checked.drain()
+        while chunk := content.read(CHUNK):
+            out.write(chunk)
+            size += len(chunk)
     return size
 
 
