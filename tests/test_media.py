@@ -137,8 +137,8 @@ def test_command_line(tree: Path, tmp_path: Path) -> None:
     assert taken.returncode == 0, taken.stderr
     assert json.loads(taken.stdout)["file_count"] == 23
     assert "new: 0 objects" in cli("backup", "--path", str(tree)).stdout
-    listed = json.loads(cli("list", "--json").stdout)["snapshots"]
-    assert len(listed) == 2
+    listed = json.loads(cli("list", "--json").stdout)["backups"]
+    assert len(listed) == 2 and listed[0]["file_count"] == 23 and "entries" not in listed[0]
     assert cli("verify", "latest").returncode == 0
     restored = cli("restore", "latest", "--to", str(tmp_path / "out"))
     assert restored.returncode == 0, restored.stderr

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from backup_engine.commands.context import CliContext
-from backup_engine.commands.output import emit_json, emit_table, human_bytes
+from backup_engine.commands.output import emit_json, human_bytes, show_catalog, stopped
 from backup_engine.durations import format_duration
+
+if TYPE_CHECKING:
+    from backup_engine.media.manifest import MediaSnapshotManifest
 
 json_option = click.option("--json", "json_output", is_flag=True, help="Print JSON for machines.")
 
@@ -41,10 +45,7 @@ def backup(obj: CliContext, root: Path, no_progress: bool, json_output: bool) ->
         progress=obj.progress(json_output=json_output, enabled=not no_progress),
     )
     if json_output:
-        data = manifest.to_dict()
-        data.pop("entries")
-        data.update(file_count=manifest.file_count, total_bytes=manifest.total_bytes)
-        emit_json(data)
+        emit_json(_summary(manifest))
         return
     click.echo(
         f"media snapshot {manifest.backup_id} complete: {manifest.file_count} files, "
@@ -62,41 +63,30 @@ def list_snapshots(obj: CliContext, json_output: bool) -> None:
 
     storage = obj.settings().open_storage()
     storage.check()
-    catalog = MEDIA_SNAPSHOTS.list(storage)
-    rows = [
-        {
-            "backup_id": m.backup_id,
-            "stop_time": m.stop_time.isoformat(),
-            "source": m.source,
-            "files": m.file_count,
-            "total_bytes": m.total_bytes,
-            "new_bytes": m.new_bytes,
-        }
-        for m in catalog.backups
-    ]
-    if json_output:
-        incomplete = [{"backup_id": i.backup_id, "reason": i.reason} for i in catalog.incomplete]
-        emit_json({"repository": storage.url, "snapshots": rows, "incomplete": incomplete})
-        return
-    if not rows:
-        click.echo(f"no complete media snapshots in {storage.url}")
-    else:
-        emit_table(
-            ("SNAPSHOT", "STOPPED (UTC)", "FILES", "SIZE", "NEW", "SOURCE"),
-            [
-                (
-                    m.backup_id,
-                    m.stop_time.strftime("%Y-%m-%d %H:%M:%S"),
-                    str(m.file_count),
-                    human_bytes(m.total_bytes),
-                    human_bytes(m.new_bytes),
-                    m.source,
-                )
-                for m in catalog.backups
-            ],
-        )
-    for item in catalog.incomplete:
-        click.echo(f"not restorable: {item.backup_id} ({item.reason})", err=True)
+    show_catalog(
+        MEDIA_SNAPSHOTS.list(storage),
+        repository=storage.url,
+        what="media snapshots",
+        headers=("SNAPSHOT", "STOPPED (UTC)", "FILES", "SIZE", "NEW", "SOURCE"),
+        row=lambda m: (
+            m.backup_id,
+            stopped(m.stop_time),
+            str(m.file_count),
+            human_bytes(m.total_bytes),
+            human_bytes(m.new_bytes),
+            m.source,
+        ),
+        json_output=json_output,
+        as_dict=_summary,
+    )
+
+
+def _summary(manifest: MediaSnapshotManifest) -> dict[str, Any]:
+    """A snapshot without its (possibly huge) list of entries."""
+    data = manifest.to_dict()
+    data.pop("entries")
+    data.update(file_count=manifest.file_count, total_bytes=manifest.total_bytes)
+    return data
 
 
 @media.command()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import click
+
+from backup_engine.snapshots import Catalog
 
 
 def emit_json(data: Any) -> None:
@@ -25,3 +28,39 @@ def emit_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
     for line in (headers, *rows):
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+
+
+def show_catalog(
+    catalog: Catalog[Any],
+    *,
+    repository: str,
+    what: str,
+    headers: Sequence[str],
+    row: Callable[[Any], Sequence[str]],
+    json_output: bool,
+    extra: dict[str, Any] | None = None,
+    as_dict: Callable[[Any], dict[str, Any]] = lambda m: m.to_dict(),
+) -> None:
+    """A `list` command's output: complete backups as a table or JSON, incomplete ones named."""
+    if json_output:
+        emit_json(
+            {
+                "repository": repository,
+                "backups": [as_dict(m) for m in catalog.backups],
+                "incomplete": [
+                    {"backup_id": i.backup_id, "reason": i.reason} for i in catalog.incomplete
+                ],
+                **(extra or {}),
+            }
+        )
+        return
+    if not catalog.backups:
+        click.echo(f"no complete {what} in {repository}")
+    else:
+        emit_table(headers, [row(m) for m in catalog.backups])
+    for item in catalog.incomplete:
+        click.echo(f"not restorable: {item.backup_id} ({item.reason})", err=True)
+
+
+def stopped(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from backup_engine.commands.context import CliContext
-from backup_engine.commands.output import emit_json, emit_table, human_bytes
+from backup_engine.commands.output import emit_json, human_bytes, show_catalog, stopped
 from backup_engine.commands.pg_wal import register_wal_commands
 from backup_engine.durations import format_duration
 
@@ -76,63 +76,37 @@ def list_backups(obj: CliContext, json_output: bool) -> None:
     storage.check()
     catalog = list_base_backups(storage)
     windows = recoverable_windows(storage, catalog)
+    window_data = [
+        {
+            "timeline": w.timeline,
+            "from": w.start_time.isoformat(),
+            "from_backup": w.start_backup,
+            "to": w.end_time.isoformat() if w.end_time else None,
+            "to_lsn": format_lsn(w.end_lsn) if w.end_lsn is not None else None,
+        }
+        for w in windows
+    ]
+    show_catalog(
+        catalog,
+        repository=storage.url,
+        what="base backups",
+        headers=("BACKUP ID", "STOPPED (UTC)", "STORED", "ORIGINAL", "WAL START", "WAL STOP",
+                 "TLI", "PG"),
+        row=lambda m: (
+            m.backup_id, stopped(m.stop_time), human_bytes(m.stored_bytes),
+            human_bytes(m.raw_bytes), m.start_lsn, m.stop_lsn, str(m.timeline), m.pg_version,
+        ),
+        json_output=json_output,
+        extra={"recoverable_windows": window_data},
+    )  # fmt: skip
     if json_output:
-        emit_json(
-            {
-                "repository": storage.url,
-                "backups": [m.to_dict() for m in catalog.backups],
-                "incomplete": [
-                    {"backup_id": i.backup_id, "reason": i.reason} for i in catalog.incomplete
-                ],
-                "recoverable_windows": [
-                    {
-                        "timeline": w.timeline,
-                        "from": w.start_time.isoformat(),
-                        "from_backup": w.start_backup,
-                        "to": w.end_time.isoformat() if w.end_time else None,
-                        "to_lsn": format_lsn(w.end_lsn) if w.end_lsn is not None else None,
-                    }
-                    for w in windows
-                ],
-            }
-        )
         return
-    if not catalog.backups:
-        click.echo(f"no complete base backups in {storage.url}")
-    else:
-        emit_table(
-            (
-                "BACKUP ID",
-                "STOPPED (UTC)",
-                "STORED",
-                "ORIGINAL",
-                "WAL START",
-                "WAL STOP",
-                "TLI",
-                "PG",
-            ),
-            [
-                (
-                    m.backup_id,
-                    m.stop_time.strftime("%Y-%m-%d %H:%M:%S"),
-                    human_bytes(m.stored_bytes),
-                    human_bytes(m.raw_bytes),
-                    m.start_lsn,
-                    m.stop_lsn,
-                    str(m.timeline),
-                    m.pg_version,
-                )
-                for m in catalog.backups
-            ],
-        )
     for window in windows:
         end = window.end_time.strftime("%Y-%m-%d %H:%M:%S") if window.end_time else "?"
         click.echo(
             f"timeline {window.timeline}: recoverable from "
             f"{window.start_time.strftime('%Y-%m-%d %H:%M:%S')} to {end} UTC"
         )
-    for item in catalog.incomplete:
-        click.echo(f"not restorable: {item.backup_id} ({item.reason})", err=True)
 
 
 @pg.command()

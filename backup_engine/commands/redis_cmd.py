@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from backup_engine.commands.context import CliContext
-from backup_engine.commands.output import emit_json, emit_table, human_bytes
+from backup_engine.commands.output import emit_json, human_bytes, show_catalog, stopped
 from backup_engine.durations import format_duration
 from backup_engine.errors import ConfigError, UsageError
 
@@ -71,38 +71,22 @@ def list_backups(obj: CliContext, json_output: bool) -> None:
 
     storage = obj.settings().open_storage()
     storage.check()
-    catalog = REDIS_BACKUPS.list(storage)
-    if json_output:
-        emit_json(
-            {
-                "repository": storage.url,
-                "backups": [m.to_dict() for m in catalog.backups],
-                "incomplete": [
-                    {"backup_id": i.backup_id, "reason": i.reason} for i in catalog.incomplete
-                ],
-            }
-        )
-        return
-    if not catalog.backups:
-        click.echo(f"no complete Redis backups in {storage.url}")
-    else:
-        emit_table(
-            ("BACKUP ID", "STOPPED (UTC)", "KEYS", "RDB", "STORED", "REDIS", "SOURCE"),
-            [
-                (
-                    m.backup_id,
-                    m.stop_time.strftime("%Y-%m-%d %H:%M:%S"),
-                    str(sum(m.keys.values())),
-                    human_bytes(m.raw_bytes),
-                    human_bytes(m.stored_bytes),
-                    m.redis_version,
-                    m.source,
-                )
-                for m in catalog.backups
-            ],
-        )
-    for item in catalog.incomplete:
-        click.echo(f"not restorable: {item.backup_id} ({item.reason})", err=True)
+    show_catalog(
+        REDIS_BACKUPS.list(storage),
+        repository=storage.url,
+        what="Redis backups",
+        headers=("BACKUP ID", "STOPPED (UTC)", "KEYS", "RDB", "STORED", "REDIS", "SOURCE"),
+        row=lambda m: (
+            m.backup_id,
+            stopped(m.stop_time),
+            str(sum(m.keys.values())),
+            human_bytes(m.raw_bytes),
+            human_bytes(m.stored_bytes),
+            m.redis_version,
+            m.source,
+        ),
+        json_output=json_output,
+    )
 
 
 @redis.command()
