@@ -69,11 +69,15 @@ def drill(
 def test_a_passing_drill_leaves_complete_evidence(tmp_path: Path, webhook: Hook) -> None:
     report = tmp_path / "evidence"
     metrics = tmp_path / "restore_drill.prom"
+    (tmp_path / "repo").mkdir()
+    keep = {"BACKUP_ENGINE_REPOSITORY": f"file://{tmp_path / 'repo'}"}
     out = drill(
         "--tags", "full_restore", "--report-dir", str(report), "--webhook", webhook.url,
-        "--metrics-file", str(metrics), cwd=tmp_path,
+        "--metrics-file", str(metrics), "--keep-in-repository", cwd=tmp_path, env=keep,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
+    stored = drill("history", "--from-repository", "--json", cwd=tmp_path, env=keep)
+    assert [r["passed"] for r in json.loads(stored.stdout)] == [True]
     assert "3 of 3 scenarios passed" in out.stdout
     names = {p.name for p in report.iterdir()}
     assert names >= {"report.json", "report.html", "junit.xml", "cucumber.json", "SHA256SUMS"}

@@ -52,6 +52,11 @@ def default_features_dir() -> Path:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write Prometheus textfile metrics here [$DRILL_METRICS_FILE].",
 )
+@click.option(
+    "--keep-in-repository",
+    is_flag=True,
+    help="Also copy the sealed evidence into the configured repository (drill-reports/).",
+)
 @click.pass_context
 def drill(
     ctx: click.Context,
@@ -62,6 +67,7 @@ def drill(
     keyword: str | None,
     webhook: str | None,
     metrics_file: Path | None,
+    keep_in_repository: bool,
 ) -> None:
     """Run the restore drills; exit 0 only if every selected scenario passed."""
     if ctx.invoked_subcommand is not None:
@@ -69,6 +75,7 @@ def drill(
     import pytest
 
     obj: CliContext = ctx.obj
+    repository = obj.settings().open_storage() if keep_in_repository else None
     features = features_dir or default_features_dir()
     if not features.is_dir():
         raise UsageError(
@@ -106,6 +113,10 @@ def drill(
     if keyword:
         args += ["-k", keyword]
     code = int(pytest.main(args))
+    if repository is not None and directory.is_dir():
+        from backup_engine.drill.history import store_report
+
+        click.echo(f"evidence kept in {repository.url}/{store_report(repository, directory)}")
     if code == EXIT_NO_SCENARIOS:
         raise UsageError(f"no scenario matches --tags {tags!r}" if tags else "no scenarios found")
     if code == EXIT_PYTEST_USAGE:
@@ -136,29 +147,36 @@ def verify_report_command(obj: CliContext, directory: Path) -> None:
     show_default=True,
     help="Directory holding one directory per run.",
 )
+@click.option(
+    "--from-repository", is_flag=True, help="Read the runs kept in the configured repository."
+)
 @click.option("--json", "json_output", is_flag=True, help="Print JSON for machines.")
-def history(report_root: Path, json_output: bool) -> None:
+@click.pass_obj
+def history(obj: CliContext, report_root: Path, from_repository: bool, json_output: bool) -> None:
     """List past drill runs with their RTO/RPO trends."""
-    from backup_engine.drill.history import load_history, trend
+    from backup_engine.drill.history import load_history, load_stored_history, trend
 
-    runs = load_history(report_root)
+    if from_repository:
+        runs = load_stored_history(obj.settings().open_storage())
+    else:
+        runs = load_history(report_root)
     if json_output:
         emit_json(
             [
-                {"directory": str(r.directory), "started_at": r.started_at, "passed": r.passed,
+                {"location": r.location, "started_at": r.started_at, "passed": r.passed,
                  "scenarios": r.scenarios, "failed": r.failed, "measurements": r.measurements}
                 for r in runs
             ]
         )  # fmt: skip
         return
     if not runs:
-        click.echo(f"no drill runs under {report_root}")
+        click.echo("no drill runs found")
         return
     emit_table(
-        ("STARTED", "RESULT", "SCENARIOS", "FAILED", "DIRECTORY"),
+        ("STARTED", "RESULT", "SCENARIOS", "FAILED", "EVIDENCE"),
         [
             (r.started_at, "passed" if r.passed else "FAILED", str(r.scenarios), str(r.failed),
-             str(r.directory))
+             r.location)
             for r in runs
         ],
     )  # fmt: skip
