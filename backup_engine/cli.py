@@ -21,6 +21,7 @@ from backup_engine.commands.media_cmd import media
 from backup_engine.commands.ops import check, expire, metrics, run_all
 from backup_engine.commands.pg import pg
 from backup_engine.commands.redis_cmd import redis
+from backup_engine.commands.storage_cmd import storage
 from backup_engine.errors import BackupEngineError
 
 EXIT_USAGE = 2
@@ -53,6 +54,7 @@ cli.add_command(expire)
 cli.add_command(drill)
 cli.add_command(metrics)
 cli.add_command(check)
+cli.add_command(storage)
 
 
 def _fail(message: str, code: int) -> None:

@@ -73,6 +73,14 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "repository",
+        "noncurrent_days",
+        int,
+        30,
+        help="storage init: how long overwritten or deleted object versions survive",
+        minimum=1,
+    ),
+    Option(
+        "repository",
         "upload_concurrency",
         int,
         4,
@@ -145,6 +153,7 @@ class RepositorySettings:
     sse: str | None
     kms_key_id: str | None
     part_size_mb: int
+    noncurrent_days: int
     upload_concurrency: int
 
     def s3_options(self) -> S3Options:

@@ -157,7 +157,14 @@ class S3Storage(Storage):
         self._call("delete", key, lambda: self.client.delete_object(Bucket=self.bucket, Key=full))
 
     def check(self) -> None:
-        self._call("check", None, lambda: self.client.head_bucket(Bucket=self.bucket))
+        # A one-key listing of our prefix, not HeadBucket: a least-privilege role may list only
+        # under its prefix (s3:ListBucket with an s3:prefix condition), which HeadBucket fails.
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        self._call(
+            "check",
+            None,
+            lambda: self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1),
+        )
 
 
 def translate_error(exc: Exception, storage: S3Storage, key: str | None, what: str) -> Exception:

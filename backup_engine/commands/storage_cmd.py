@@ -1,0 +1,101 @@
+"""`backup-engine storage ...`: set up the backup store safely, check it, and print IAM policies."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import click
+
+from backup_engine.commands.context import CliContext
+
+if TYPE_CHECKING:
+    from backup_engine.config import Settings
+    from backup_engine.storage.admin import BucketAdmin, StorePolicy
+
+
+@click.group()
+def storage() -> None:
+    """The backup store: init, check, policy."""
+
+
+def _admin_and_policy(
+    obj: CliContext, lock_days: int | None, lock_mode: str
+) -> tuple[Settings, BucketAdmin, StorePolicy]:
+    from backup_engine.storage.admin import BucketAdmin, StorePolicy, require_s3
+
+    settings = obj.settings()
+    admin = BucketAdmin(require_s3(settings.open_storage()))
+    repo = settings.repository
+    policy = StorePolicy(
+        repo.noncurrent_days, repo.sse or "AES256", repo.kms_key_id, lock_days, lock_mode
+    )
+    return settings, admin, policy
+
+
+@storage.command()
+@click.option("--dry-run", is_flag=True, help="Print the changes; change nothing.")
+@click.option(
+    "--object-lock-days",
+    type=click.IntRange(min=1),
+    help="Default Object Lock retention (new buckets only).",
+)
+@click.option(
+    "--object-lock-mode",
+    type=click.Choice(["GOVERNANCE", "COMPLIANCE"]),
+    default="GOVERNANCE",
+    show_default=True,
+)
+@click.pass_obj
+def init(
+    obj: CliContext, dry_run: bool, object_lock_days: int | None, object_lock_mode: str
+) -> None:
+    """Create or configure the bucket: versioning, default encryption, lifecycle, Object Lock."""
+    settings, admin, policy = _admin_and_policy(obj, object_lock_days, object_lock_mode)
+    changes = admin.drift(policy)
+    for change in changes:
+        verb = "would set" if dry_run else "setting"
+        click.echo(f"{verb} {change.what}: {change.current} -> {change.wanted}")
+    if not changes:
+        click.echo(f"{admin.storage.url}: already configured, nothing to change")
+        return
+    if not dry_run:
+        admin.apply(policy, changes, region=settings.repository.region)
+        remaining = admin.drift(policy)
+        if remaining:
+            raise click.ClickException(
+                f"still different after init: {', '.join(c.what for c in remaining)}"
+            )
+        click.echo(f"{admin.storage.url}: configured")
+
+
+@storage.command(name="check")
+@click.option(
+    "--object-lock-days", type=click.IntRange(min=1), help="Expect this Object Lock retention."
+)
+@click.option(
+    "--object-lock-mode", type=click.Choice(["GOVERNANCE", "COMPLIANCE"]), default="GOVERNANCE"
+)
+@click.pass_obj
+def check_store(obj: CliContext, object_lock_days: int | None, object_lock_mode: str) -> None:
+    """Report drift from the configuration `storage init` sets; exit 1 if anything differs."""
+    _, admin, policy = _admin_and_policy(obj, object_lock_days, object_lock_mode)
+    changes = admin.drift(policy)
+    if not changes:
+        click.echo(f"{admin.storage.url}: versioning, encryption and lifecycle as configured")
+        return
+    for change in changes:
+        click.echo(f"drift: {change.what} is {change.current}, should be {change.wanted}")
+    raise SystemExit(1)
+
+
+@storage.command()
+@click.option("--role", required=True, type=click.Choice(["backup", "restore", "expire"]))
+@click.pass_obj
+def policy(obj: CliContext, role: str) -> None:
+    """Print the least-privilege IAM policy JSON for one role on this repository."""
+    from backup_engine.storage.admin import require_s3
+    from backup_engine.storage.iam import role_policy
+
+    store = require_s3(obj.settings().open_storage())
+    click.echo(json.dumps(role_policy(role, store.bucket, store.prefix), indent=2))
