@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,23 @@ OPTIONS: tuple[Option, ...] = (
         8,
         help="first multipart part size (S3's minimum is 5); grows",
         minimum=5,
+    ),
+    Option(
+        "repository",
+        "encryption",
+        str,
+        None,
+        ("BACKUP_ENGINE_ENCRYPTION",),
+        ("aes-256-gcm",),
+        help="client-side encryption: the store only ever sees ciphertext",
+    ),
+    Option(
+        "repository",
+        "encryption_key_file",
+        str,
+        None,
+        ("BACKUP_ENGINE_ENCRYPTION_KEY_FILE",),
+        help="32-byte key (raw, base64 or hex); or set BACKUP_ENGINE_ENCRYPTION_KEY",
     ),
     Option(
         "repository",
@@ -153,6 +170,8 @@ class RepositorySettings:
     sse: str | None
     kms_key_id: str | None
     part_size_mb: int
+    encryption: str | None
+    encryption_key_file: str | None
     noncurrent_days: int
     upload_concurrency: int
 
@@ -221,6 +240,7 @@ class Settings:
     retention: RetentionSettings
     check: CheckSettings
     source: Path | None = None
+    environment: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def open_storage(self) -> Storage:
         if not self.repository.url:
@@ -229,7 +249,13 @@ class Settings:
                 hint="set [repository] url in backup-engine.toml, BACKUP_ENGINE_REPOSITORY "
                 "or --repo (s3://bucket/prefix or file:///path)",
             )
-        return open_storage(self.repository.url, self.repository.s3_options())
+        storage = open_storage(self.repository.url, self.repository.s3_options())
+        if self.repository.encryption is None:
+            return storage
+        from backup_engine.storage.encrypted import KEY_ENV, EncryptedStorage, load_key
+
+        key, env = load_key(self.environment.get(KEY_ENV), self.repository.encryption_key_file)
+        return EncryptedStorage(storage, key, env)
 
 
 def _coerce(option: Option, value: Any, origin: str) -> Any:
@@ -324,5 +350,6 @@ def load_settings(
         media=MediaSettings(**values["media"]),
         retention=RetentionSettings(**values["retention"]),
         check=CheckSettings(**values["check"]),
+        environment=env,
         source=path if data else None,
     )

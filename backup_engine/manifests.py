@@ -11,10 +11,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self
 
 from backup_engine.errors import CorruptObject
 from backup_engine.timefmt import iso_utc, parse_utc
+
+
+class Encrypting(Protocol):
+    def encryption_info(self) -> dict[str, str] | None: ...
 
 
 @dataclass(frozen=True)
@@ -76,3 +80,9 @@ class ManifestMixin:
             return cls(**cls._decode(data))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise CorruptObject(f"{where} is not a valid backup manifest: {exc}") from None
+
+
+def encryption_extra(storage: Encrypting) -> dict[str, Any]:
+    """What a manifest records about client-side encryption: algorithm and key id, not the key."""
+    info = storage.encryption_info()
+    return {"encryption": info} if info else {}

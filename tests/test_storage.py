@@ -23,21 +23,28 @@ from backup_engine.errors import (
 )
 from backup_engine.storage import LocalStorage, S3Options, S3Storage, Storage, open_storage
 from backup_engine.storage.embedded import EmbeddedS3
+from backup_engine.storage.encrypted import EncryptedStorage
 
 MiB = 1024 * 1024
-BACKENDS = ["local", "s3"] + (["s3-external"] if os.environ.get("TEST_S3_URL") else [])
+BACKENDS = ["local", "s3", "local-encrypted", "s3-encrypted"] + (
+    ["s3-external"] if os.environ.get("TEST_S3_URL") else []
+)
 
 
 @pytest.fixture(params=BACKENDS)
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
     prefix = f"test-{uuid.uuid4().hex[:10]}"
-    if request.param == "local":
-        return LocalStorage(tmp_path / "repo")
-    if request.param == "s3":
+    kind, _, encrypted = request.param.partition("-")
+    store: Storage
+    if kind == "local":
+        store = LocalStorage(tmp_path / "repo")
+    elif encrypted == "external":
+        store = open_storage(f"{os.environ['TEST_S3_URL'].rstrip('/')}/{prefix}", S3Options())
+    else:
         embedded: EmbeddedS3 = request.getfixturevalue("embedded_s3")
         # Small parts so a few MiB exercise multipart uploads and ranged reads.
-        return S3Storage(embedded.bucket, prefix, replace(embedded.options(), part_size=5 * MiB))
-    return open_storage(f"{os.environ['TEST_S3_URL'].rstrip('/')}/{prefix}", S3Options())
+        store = S3Storage(embedded.bucket, prefix, replace(embedded.options(), part_size=5 * MiB))
+    return EncryptedStorage(store, os.urandom(32)) if encrypted == "encrypted" else store
 
 
 def _write(storage: Storage, key: str, chunks: list[bytes]) -> str:

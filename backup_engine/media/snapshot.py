@@ -18,6 +18,7 @@ from pathlib import Path
 from backup_engine import __version__
 from backup_engine.codecs import Codec
 from backup_engine.errors import BackupEngineError, ObjectExists, UsageError
+from backup_engine.manifests import encryption_extra
 from backup_engine.media.manifest import (
     MEDIA_SNAPSHOTS,
     OBJECTS_PREFIX,
@@ -126,6 +127,7 @@ def take_media_snapshot(
         new_objects=uploaded.objects,
         new_bytes=uploaded.bytes,
         tool_version=__version__,
+        extra=encryption_extra(storage),
     )
     storage.put_bytes(MEDIA_SNAPSHOTS.manifest_key(backup_id), manifest.to_json().encode())
     return manifest

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from backup_engine import __version__
 from backup_engine.codecs import Codec
 from backup_engine.errors import CommandFailed, StorageError
+from backup_engine.manifests import encryption_extra
 from backup_engine.postgres.backup_facts import (
     CONTROL_MEMBER,
     LABEL_MEMBER,
@@ -159,7 +160,7 @@ def _describe_backup(
         tool_version=__version__,
         source=describe(dsn),
         next_xid=next_xid(dsn),
-        extra={"tar_members": capture.members},
+        extra={"tar_members": capture.members, **encryption_extra(storage)},
     )
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from backup_engine import __version__
 from backup_engine.codecs import Codec
-from backup_engine.manifests import StoredFile
+from backup_engine.manifests import StoredFile, encryption_extra
 from backup_engine.progress import Progress
 from backup_engine.redis.manifest import RDB_NAME, REDIS_BACKUPS, RedisBackupManifest
 from backup_engine.redis.rdbsync import RdbTransferFailed, stream_rdb
@@ -70,6 +70,7 @@ def take_redis_backup(
             StoredFile(RDB_NAME + codec.suffix, stored.key, stored.size, stored.sha256, raw_size),
         ),
         tool_version=__version__,
+        extra=encryption_extra(storage),
     )
     storage.put_bytes(REDIS_BACKUPS.manifest_key(backup_id), manifest.to_json().encode())
     return manifest

@@ -136,6 +136,10 @@ class Storage(ABC):
     def check(self) -> None:
         """Raise a `StorageUnreachable` subclass unless the store can be read."""
 
+    def encryption_info(self) -> dict[str, str] | None:
+        """How the tool encrypts what it stores here (algorithm, key id), or None."""
+        return None
+
     def environment(self) -> dict[str, str]:
         """Variables another process needs to open this same store from its URL (`--repo`),
         e.g. PostgreSQL running archive_command. Empty when the URL says it all."""

@@ -41,6 +41,9 @@ class StorageWrapper(Storage):
     def environment(self) -> dict[str, str]:
         return self.inner.environment()
 
+    def encryption_info(self) -> dict[str, str] | None:
+        return self.inner.encryption_info()
+
 
 class FailingWrites(StorageWrapper):
     """Refuses to write keys that `matches` selects, as a store that went away would."""
