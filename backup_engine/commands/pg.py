@@ -35,11 +35,23 @@ register_wal_commands(pg)
 @pg.command()
 @click.option("--dsn", help="libpq connection string of the server (default: [postgres] dsn, PG*).")
 @click.option("--label", help="Backup label recorded by PostgreSQL.")
+@click.option(
+    "--lock-wait",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seconds to wait for another base backup of this repository to finish.",
+)
 @progress_option
 @json_option
 @click.pass_obj
 def backup(
-    obj: CliContext, dsn: str | None, label: str | None, no_progress: bool, json_output: bool
+    obj: CliContext,
+    dsn: str | None,
+    label: str | None,
+    lock_wait: float,
+    no_progress: bool,
+    json_output: bool,
 ) -> None:
     """Take a base backup (pg_basebackup, streamed and compressed into the repository)."""
     from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
@@ -48,7 +60,12 @@ def backup(
     manifest = take_base_backup(
         settings.open_storage(),
         settings.compression.get(),
-        BaseBackupOptions(dsn=settings.postgres.dsn, bindir=settings.postgres.bindir, label=label),
+        BaseBackupOptions(
+            dsn=settings.postgres.dsn,
+            bindir=settings.postgres.bindir,
+            label=label,
+            lock_wait=lock_wait,
+        ),
         progress=obj.progress(json_output=json_output, enabled=not no_progress),
     )
     if json_output:

@@ -99,3 +99,20 @@ def policy(obj: CliContext, role: str) -> None:
 
     store = require_s3(obj.settings().open_storage())
     click.echo(json.dumps(role_policy(role, store.bucket, store.prefix), indent=2))
+
+
+@storage.command()
+@click.argument("name", metavar="NAME")
+@click.pass_obj
+def unlock(obj: CliContext, name: str) -> None:
+    """Remove a backup lock left by a process that is gone (e.g. postgres-base, redis)."""
+    from backup_engine.locks import lock_key
+
+    store = obj.settings().open_storage()
+    key = lock_key(name)
+    if not store.exists(key):
+        click.echo(f"no lock {key} in {store.url}")
+        return
+    holder = store.get_bytes(key).decode(errors="replace")
+    store.delete(key)
+    click.echo(f"removed {key} (was held by {holder})")

@@ -18,6 +18,7 @@ from pathlib import Path
 from backup_engine import __version__
 from backup_engine.codecs import Codec
 from backup_engine.errors import BackupEngineError, ObjectExists, UsageError
+from backup_engine.locks import repository_lock
 from backup_engine.manifests import encryption_extra
 from backup_engine.media.manifest import (
     MEDIA_SNAPSHOTS,
@@ -88,6 +89,17 @@ def take_media_snapshot(
     if not root.is_dir():
         raise UsageError(f"{root} is not a directory", hint="pass the directory to back up")
     storage.check()
+    with repository_lock(storage, f"media-{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"):
+        return _take(storage, codec, root, progress, clock)
+
+
+def _take(
+    storage: Storage,
+    codec: Codec,
+    root: Path,
+    progress: Progress | None,
+    clock: Callable[[], datetime],
+) -> MediaSnapshotManifest:
     started = clock()
     previous = _previous_entries(storage, str(root))
     existing = {info.key for info in storage.list(OBJECTS_PREFIX)}

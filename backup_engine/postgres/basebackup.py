@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from backup_engine import __version__
 from backup_engine.codecs import Codec
 from backup_engine.errors import CommandFailed, StorageError
+from backup_engine.locks import repository_lock
 from backup_engine.manifests import encryption_extra
 from backup_engine.postgres.backup_facts import (
     CONTROL_MEMBER,
@@ -45,6 +46,7 @@ class BaseBackupOptions:
     dsn: str = ""
     bindir: str | None = None
     label: str | None = None
+    lock_wait: float = 0  # seconds to wait for another base backup to finish
 
 
 def take_base_backup(
@@ -59,6 +61,18 @@ def take_base_backup(
     progress = progress or Progress()
     facts = server_facts(options.dsn)  # fails fast, with a clear message, if unreachable
     storage.check()
+    with repository_lock(storage, "postgres-base", wait=options.lock_wait):
+        return _take(storage, codec, options, facts, progress, clock)
+
+
+def _take(
+    storage: Storage,
+    codec: Codec,
+    options: BaseBackupOptions,
+    facts: ServerFacts,
+    progress: Progress,
+    clock: Callable[[], datetime],
+) -> BaseBackupManifest:
     binaries = find_pg_binaries(options.bindir, major=facts.major)
     started = clock()
     backup_id = BASE_BACKUPS.new_backup_id(storage, started)

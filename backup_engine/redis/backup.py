@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from backup_engine import __version__
 from backup_engine.codecs import Codec
+from backup_engine.locks import repository_lock
 from backup_engine.manifests import StoredFile, encryption_extra
 from backup_engine.progress import Progress
 from backup_engine.redis.manifest import RDB_NAME, REDIS_BACKUPS, RedisBackupManifest
@@ -39,6 +40,19 @@ def take_redis_backup(
         version = str(client.info("server").get("redis_version", "unknown"))
         keys = keyspace(client.info("keyspace"))
     storage.check()
+    with repository_lock(storage, "redis"):
+        return _take(storage, codec, target, version, keys, progress, clock)
+
+
+def _take(
+    storage: Storage,
+    codec: Codec,
+    target: RedisTarget,
+    version: str,
+    keys: dict[str, int],
+    progress: Progress | None,
+    clock: Callable[[], datetime],
+) -> RedisBackupManifest:
     started = clock()
     backup_id = REDIS_BACKUPS.new_backup_id(storage, started)
     key = f"{REDIS_BACKUPS.backup_prefix(backup_id)}{RDB_NAME}{codec.suffix}"

@@ -1,0 +1,96 @@
+"""One backup of a kind at a time: a lock object in the repository, taken with a conditional
+write so two hosts cannot both get it. A lock left by a crashed process is stale when its
+holder was on this host and is gone, or when it is older than `STALE_AFTER`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+from backup_engine.errors import BackupEngineError, ObjectExists, ObjectNotFound, StorageError
+from backup_engine.storage.base import Storage
+
+LOCK_PREFIX = "locks/"
+STALE_AFTER = timedelta(hours=24)
+
+
+class BackupLocked(BackupEngineError):
+    """Another backup of the same kind holds the repository lock."""
+
+    exit_code = 1
+
+
+def lock_key(name: str) -> str:
+    return f"{LOCK_PREFIX}{name}.lock"
+
+
+def _holder() -> dict[str, object]:
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "since": datetime.now(UTC).isoformat(),
+    }
+
+
+def _stale(holder: dict[str, object]) -> bool:
+    since = datetime.fromisoformat(str(holder.get("since")))
+    if datetime.now(UTC) - since > STALE_AFTER:
+        return True
+    if holder.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(str(holder.get("pid"))), 0)
+    except ProcessLookupError:
+        return True  # the process that took it is gone
+    except PermissionError:
+        return False
+    return False
+
+
+def _read(storage: Storage, key: str) -> dict[str, object] | None:
+    try:
+        data: dict[str, object] = json.loads(storage.get_bytes(key))
+        return data
+    except ObjectNotFound:
+        return None
+    except ValueError:
+        return {"host": "?", "pid": 0, "since": datetime.now(UTC).isoformat()}
+
+
+@contextmanager
+def repository_lock(
+    storage: Storage, name: str, *, wait: float = 0, poll: float = 0.5
+) -> Iterator[None]:
+    key = lock_key(name)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            storage.put_bytes(key, json.dumps(_holder()).encode(), if_absent=True)
+            break
+        except ObjectExists:
+            holder = _read(storage, key)
+            if holder is None:
+                continue  # released meanwhile: try again at once
+            if _stale(holder):
+                storage.delete(key)
+                continue
+            if time.monotonic() >= deadline:
+                raise BackupLocked(
+                    f"another {name} backup is running (host {holder.get('host')}, pid "
+                    f"{holder.get('pid')}, since {holder.get('since')})",
+                    hint=f"wait for it (--lock-wait SECONDS); if it is gone, remove {key} "
+                    f"with: backup-engine storage unlock {name}",
+                ) from None
+            time.sleep(poll)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(StorageError):  # else it goes stale and is taken over
+            storage.delete(key)
