@@ -76,6 +76,7 @@ def run_checks(
     settings: Settings,
     *,
     wal_probe: bool = True,
+    deep: bool = False,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> list[Finding]:
     from backup_engine.media.manifest import MEDIA_SNAPSHOTS
@@ -89,6 +90,7 @@ def run_checks(
     except BackupEngineError as exc:
         findings.append(Finding("storage", CRITICAL, exc.one_line()))
         return findings
+    findings += check_backups(storage, deep=deep)
     moment = now()
     if settings.postgres.dsn:
         latest = BASE_BACKUPS.list(storage).latest
@@ -108,6 +110,53 @@ def run_checks(
         latest_media = MEDIA_SNAPSHOTS.list(storage).latest
         stop = latest_media.stop_time if latest_media else None
         findings.append(_age_finding("media", stop, settings, moment))
+    return findings
+
+
+def check_backups(storage: Storage, *, deep: bool = False) -> list[Finding]:
+    """The newest backup of each kind still holds every object its manifest lists (and, with
+    `deep`, every byte matches its sha256). A damaged backup is CRITICAL, named by object."""
+    from backup_engine.integrity import Expected, verify_object
+    from backup_engine.media.manifest import MEDIA_SNAPSHOTS
+    from backup_engine.media.restore import verify_media
+    from backup_engine.postgres.catalog import BASE_BACKUPS
+    from backup_engine.redis.manifest import REDIS_BACKUPS
+
+    findings = []
+    for kind, latest in (
+        ("postgres", BASE_BACKUPS.list(storage).latest),
+        ("redis", REDIS_BACKUPS.list(storage).latest),
+    ):
+        if latest is None:
+            continue
+        name = f"{kind} backup {latest.backup_id}"
+        try:
+            for stored in latest.files:
+                if deep:
+                    verify_object(storage, Expected(stored.key, stored.size, stored.sha256))
+                elif storage.stat(stored.key).size != stored.size:
+                    raise BackupEngineError(f"stored object {stored.key} has the wrong size")
+        except BackupEngineError as exc:
+            findings.append(Finding(name, CRITICAL, exc.message))
+            continue
+        how = "every object matches its sha256" if deep else "every object present, sizes match"
+        findings.append(Finding(name, OK, how))
+    media = MEDIA_SNAPSHOTS.list(storage).latest
+    if media is not None:
+        name = f"media snapshot {media.backup_id}"
+        try:
+            if deep:
+                verify_media(storage, media.backup_id)
+            else:
+                present = {info.key for info in storage.list("media/objects/")}
+                missing = sorted(media.object_keys() - present)
+                if missing:
+                    raise BackupEngineError(
+                        f"object {missing[0]} is missing ({len(missing)} in all)"
+                    )
+            findings.append(Finding(name, OK, "every object present"))
+        except BackupEngineError as exc:
+            findings.append(Finding(name, CRITICAL, exc.message))
     return findings
 
 

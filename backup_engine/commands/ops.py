@@ -118,19 +118,21 @@ def metrics(obj: CliContext, textfile: Path) -> None:
 
 @click.command()
 @click.option("--no-wal-probe", is_flag=True, help="Do not force a WAL switch to time archiving.")
+@click.option("--deep", is_flag=True, help="Re-read the newest backups and check every sha256.")
 @click.pass_obj
-def check(obj: CliContext, no_wal_probe: bool) -> None:
+def check(obj: CliContext, no_wal_probe: bool, deep: bool) -> None:
     """Nagios-style health check: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
-    Config valid, storage reachable and writable, newest backup per configured kind within
-    [check] limits, and (with [postgres] dsn) WAL archiving alive: a forced WAL switch must
-    reach storage in time, the live RPO probe.
+    Config valid, storage reachable and writable, the newest backup of each kind complete (with
+    --deep: every sha256 re-checked), newest backup per configured kind within [check] limits,
+    and (with [postgres] dsn) WAL archiving alive: a forced WAL switch must reach storage in
+    time, the live RPO probe.
     """
     from backup_engine.errors import BackupEngineError
     from backup_engine.health import CRITICAL, STATE_NAMES, UNKNOWN, Finding, overall, run_checks
 
     try:
-        findings = run_checks(obj.settings(), wal_probe=not no_wal_probe)
+        findings = run_checks(obj.settings(), wal_probe=not no_wal_probe, deep=deep)
     except BackupEngineError as exc:
         findings = [Finding("config", CRITICAL, exc.one_line())]
     except Exception as exc:  # noqa: BLE001 - a monitoring probe must answer UNKNOWN, not crash
