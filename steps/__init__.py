@@ -22,5 +22,6 @@ PLUGINS = [
     "steps.retention_steps",
     "steps.checklist_steps",
     "steps.latest_backup_steps",
+    "steps.fault_steps",
     "steps.evidence_steps",
 ]

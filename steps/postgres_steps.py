@@ -50,6 +50,19 @@ def record_tables(source_server: PostgresServer) -> Fingerprints:
     return table_fingerprints(source_server.dsn())
 
 
+@given(parsers.parse("the server holds {mb:d} MB of incompressible data"))
+def incompressible(source_server: PostgresServer, mb: int) -> None:
+    """Random bytes: the backup stays as big compressed, so it needs a multipart upload."""
+    with connect(source_server.dsn()) as conn:
+        conn.execute(
+            "CREATE TABLE attachments AS SELECT i AS id,"
+            " decode((SELECT string_agg(md5(random()::text || i || j), '')"
+            "         FROM generate_series(1, 64) AS j), 'hex') AS body"
+            " FROM generate_series(1, %s) AS i",
+            (mb * 1024,),
+        )
+
+
 @when(parsers.parse("{count:d} more users sign up"))
 def more_users(source_server: PostgresServer, count: int) -> None:
     with connect(source_server.dsn()) as conn:

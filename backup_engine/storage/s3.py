@@ -35,6 +35,12 @@ if TYPE_CHECKING:
 
 MiB = 1024 * 1024
 _BOTO_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+_NETWORK_ERRORS = (
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectTimeoutError,
+    botocore.exceptions.ConnectionClosedError,
+    botocore.exceptions.ReadTimeoutError,
+)
 _MAX_PARTS = 10_000
 _PARTS_PER_DOUBLING = 1_000
 _MAX_PART_SIZE = 5 * 1024 * MiB
@@ -176,9 +182,7 @@ def translate_error(exc: Exception, storage: S3Storage, key: str | None, what: s
             "no S3 credentials found",
             hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or an AWS profile",
         )
-    if isinstance(
-        exc, botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectTimeoutError
-    ):
+    if isinstance(exc, _NETWORK_ERRORS):
         return StorageUnreachable(
             f"cannot reach the S3 endpoint {endpoint}",
             hint="check endpoint_url / AWS_ENDPOINT_URL and that the service is running",
@@ -199,7 +203,13 @@ def translate_error(exc: Exception, storage: S3Storage, key: str | None, what: s
                 f"access denied to {where} ({what})",
                 hint="check the credentials and the IAM policy for this prefix",
             )
-        return StorageError(f"S3 {what} of {where} failed: {code or exc}")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        retried = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+        after = f" after {retried + 1} attempts" if retried else ""
+        return StorageError(
+            f"S3 {what} of {where} failed{after}: {code or exc} (HTTP {status})",
+            hint="the store is failing; nothing incomplete was left listed, try again later",
+        )
     return StorageUnreachable(f"S3 {what} of {where} failed: {exc}")
 
 

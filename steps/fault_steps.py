@@ -1,0 +1,210 @@
+"""Steps that break things on purpose: a failing or vanishing store, damaged objects, two
+backups at once. Each scenario checks that nothing is lost and the message says what happened."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import pytest
+from pytest_bdd import given, parsers, then, when
+
+from backup_engine.codecs import get_codec
+from backup_engine.drill.faultproxy import FaultProxy, Rule
+from backup_engine.errors import BackupEngineError
+from backup_engine.health import CRITICAL, check_backups
+from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
+from backup_engine.postgres.catalog import list_base_backups
+from backup_engine.postgres.manifest import BaseBackupManifest
+from backup_engine.postgres.restore import restore_base_backup
+from backup_engine.postgres.verify import verify_base_backup
+from backup_engine.servers import PostgresBackend, PostgresServer
+from backup_engine.storage import S3Storage, Storage
+from backup_engine.storage.embedded import EmbeddedS3
+from steps import StorageFactory
+
+ZSTD = get_codec("zstd")
+
+
+@dataclass
+class Outcome:
+    manifest: BaseBackupManifest | None = None
+    error: BackupEngineError | None = None
+
+
+@pytest.fixture
+def fault_proxy(embedded_s3: EmbeddedS3) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(embedded_s3.port).start()
+    yield proxy
+    proxy.stop()
+
+
+@given("an empty backup repository behind a fault-injecting proxy", target_fixture="repository")
+def repository_behind_proxy(fault_proxy: FaultProxy, storage_factory: StorageFactory) -> Storage:
+    direct = storage_factory()
+    assert isinstance(direct, S3Storage)
+    # 5 MiB parts (the S3 minimum) so even a small backup is a multipart upload.
+    options = replace(direct.options, endpoint_url=fault_proxy.url, part_size=5 * 1024 * 1024)
+    return S3Storage(direct.bucket, direct.prefix, options)
+
+
+@when(
+    parsers.parse("the next {failing:d} part uploads answer 503 and {dropped:d} more are dropped")
+)
+def flaky_parts(fault_proxy: FaultProxy, failing: int, dropped: int) -> None:
+    fault_proxy.add(Rule("503", "partNumber=", times=failing))
+    fault_proxy.add(Rule("drop", "partNumber=", times=dropped))
+
+
+@when("every part upload fails with HTTP 500")
+def failing_parts(fault_proxy: FaultProxy) -> None:
+    fault_proxy.add(Rule("500", "partNumber=", times=None))
+
+
+@when("every request to the store is slowed down by 200 milliseconds")
+def slow_store(fault_proxy: FaultProxy) -> None:
+    fault_proxy.add(Rule("delay", "", times=None, delay_s=0.2))
+
+
+@when("the store stops answering")
+def store_gone(fault_proxy: FaultProxy) -> None:
+    fault_proxy.add(Rule("drop", "", times=None))
+
+
+@when("the store is reachable again")
+def store_back(fault_proxy: FaultProxy) -> None:
+    fault_proxy.clear()
+
+
+@when("a full backup is attempted", target_fixture="outcome")
+def attempt_backup(repository: Storage, source_server: PostgresServer) -> Outcome:
+    try:
+        return Outcome(
+            take_base_backup(repository, ZSTD, BaseBackupOptions(dsn=source_server.dsn()))
+        )
+    except BackupEngineError as exc:
+        return Outcome(error=exc)
+
+
+@then(parsers.parse('the backup failed with a message saying "{text}"'))
+def failed_with(outcome: Outcome, text: str) -> None:
+    assert outcome.error is not None, "the backup did not fail"
+    message = str(outcome.error)
+    assert text in message and "\n" not in message, message
+
+
+@then("the backup succeeded")
+def succeeded(outcome: Outcome, backups_taken: list[BaseBackupManifest]) -> None:
+    assert outcome.error is None, str(outcome.error)
+    assert outcome.manifest is not None
+    backups_taken.append(outcome.manifest)
+
+
+@then("no backup is listed as complete")
+def none_listed(repository: Storage, fault_proxy: FaultProxy) -> None:
+    fault_proxy.clear()
+    assert list_base_backups(repository).backups == ()
+
+
+@then("no multipart upload is left behind")
+def no_uploads(repository: Storage, fault_proxy: FaultProxy) -> None:
+    fault_proxy.clear()
+    assert isinstance(repository, S3Storage)
+    uploads = repository.client.list_multipart_uploads(Bucket=repository.bucket).get("Uploads", [])
+    assert not [u for u in uploads if u["Key"].startswith(repository.prefix)], uploads
+
+
+@then(parsers.parse("the store saw {count:d} injected faults"))
+def faults_seen(fault_proxy: FaultProxy, count: int) -> None:
+    injected = [line for line in fault_proxy.log if not line.startswith("pass")]
+    assert len(injected) == count, injected
+
+
+# --- damaged objects ----------------------------------------------------------------------
+
+
+@when(
+    parsers.parse("one byte of the latest base backup is flipped in the store"),
+    target_fixture="damaged_key",
+)
+def flip_byte(repository: Storage) -> str:
+    key = list_base_backups(repository).backups[-1].file("base.tar.zst").key
+    data = bytearray(repository.get_bytes(key))
+    data[len(data) // 2] ^= 0x01
+    repository.put_bytes(key, bytes(data))  # a raw overwrite: what bit rot or a vandal does
+    return key
+
+
+@when("the base tar of the latest backup is deleted from the store", target_fixture="damaged_key")
+def delete_object(repository: Storage) -> str:
+    key = list_base_backups(repository).backups[-1].file("base.tar.zst").key
+    repository.delete(key)
+    return key
+
+
+@then("verify names the damaged object")
+def verify_names(repository: Storage, damaged_key: str) -> None:
+    with pytest.raises(BackupEngineError, match=damaged_key):
+        verify_base_backup(repository, "latest", hashes_only=True)
+
+
+@then("a restore names the damaged object and leaves the target directory empty")
+def restore_names(repository: Storage, pg_backend: PostgresBackend, damaged_key: str) -> None:
+    target = pg_backend.new_data_dir()
+    with pytest.raises(BackupEngineError, match=damaged_key):
+        restore_base_backup(repository, "latest", target)
+    assert list(target.iterdir()) == []
+
+
+@then("the deep check reports the damaged object as critical")
+def check_reports(repository: Storage, damaged_key: str) -> None:
+    findings = check_backups(repository, deep=True)
+    damaged = [f for f in findings if f.state == CRITICAL]
+    assert damaged and damaged_key in damaged[0].message, findings
+
+
+@then("the quick check reports the missing object as critical")
+def quick_check_reports(repository: Storage, damaged_key: str) -> None:
+    findings = check_backups(repository)
+    damaged = [f for f in findings if f.state == CRITICAL]
+    assert damaged and damaged_key in damaged[0].message, findings
+
+
+# --- two at once ------------------------------------------------------------------------
+
+
+@when("two full backups start at the same time", target_fixture="outcomes")
+def two_at_once(repository: Storage, source_server: PostgresServer) -> list[Outcome]:
+    outcomes = [Outcome(), Outcome()]
+    start = threading.Barrier(2)
+
+    def run(outcome: Outcome) -> None:
+        start.wait()
+        try:
+            options = BaseBackupOptions(dsn=source_server.dsn())
+            outcome.manifest = take_base_backup(repository, ZSTD, options)
+        except BackupEngineError as exc:
+            outcome.error = exc
+
+    threads = [threading.Thread(target=run, args=(o,)) for o in outcomes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    return outcomes
+
+
+@then(parsers.parse('one completes and the other fails saying "{text}"'))
+def one_wins(outcomes: list[Outcome], text: str) -> None:
+    done = [o for o in outcomes if o.manifest is not None]
+    refused = [o for o in outcomes if o.error is not None]
+    assert len(done) == 1 and len(refused) == 1, outcomes
+    assert text in str(refused[0].error)
+
+
+@then(parsers.parse("exactly {count:d} backup is listed and it verifies"))
+def listed_and_verifies(repository: Storage, count: int) -> None:
+    backups = list_base_backups(repository).backups
+    assert len(backups) == count
+    verify_base_backup(repository, "latest")
