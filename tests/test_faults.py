@@ -69,7 +69,10 @@ def test_a_backup_killed_at_any_moment_never_looks_complete(
             verify_base_backup(repo, backup.backup_id, hashes_only=True)
     assert outcomes.count("killed") >= 4, outcomes
     catalog = list_base_backups(repo)
-    assert len(catalog.backups) == outcomes.count("finished") + outcomes.count("finished early")
+    # A process killed in its last milliseconds may have written its manifest: then it is
+    # complete, and verified above. What must never happen is a listed backup that is not.
+    finished = outcomes.count("finished") + outcomes.count("finished early")
+    assert finished <= len(catalog.backups) < len(outcomes)
     assert catalog.incomplete, "the killed backups should have left incomplete remains"
 
 
