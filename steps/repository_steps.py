@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
-from pytest_bdd import given
+import base64
+import os
+
+from pytest_bdd import given, then
 
 from backup_engine.storage import Storage
+from backup_engine.storage.encrypted import KEY_ENV, MAGIC, EncryptedStorage
 from steps import StorageFactory
 
 
 @given("an empty backup repository", target_fixture="repository")
 def empty_repository(storage_factory: StorageFactory) -> Storage:
     return storage_factory()
+
+
+@given("an empty client-side encrypted backup repository", target_fixture="repository")
+def empty_encrypted_repository(storage_factory: StorageFactory) -> Storage:
+    key = os.urandom(32)
+    # The key travels to archive_command / restore_command through the environment.
+    env = {KEY_ENV: base64.b64encode(key).decode()}
+    return EncryptedStorage(storage_factory(), key, env)
+
+
+@then("the store holds nothing but ciphertext")
+def only_ciphertext(repository: Storage) -> None:
+    assert isinstance(repository, EncryptedStorage)
+    raw = repository.inner
+    keys = [info.key for info in raw.list()]
+    assert keys, "the repository is empty"
+    for key in keys:
+        with raw.open_reader(key) as stream:
+            assert stream.read(len(MAGIC)) == MAGIC, f"{key} is stored in the clear"
