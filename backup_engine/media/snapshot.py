@@ -141,7 +141,8 @@ def _take(
         tool_version=__version__,
         extra=encryption_extra(storage),
     )
-    storage.put_bytes(MEDIA_SNAPSHOTS.manifest_key(backup_id), manifest.to_json().encode())
+    manifest_key = MEDIA_SNAPSHOTS.manifest_key(backup_id)
+    storage.put_bytes(manifest_key, manifest.to_json().encode(), if_absent=True)
     return manifest
 
 

@@ -94,7 +94,7 @@ def _take(
     proc = spawn(argv)
     try:
         with (
-            storage.writer(f"{prefix}{BASE_TAR}{codec.suffix}") as out,
+            storage.writer(f"{prefix}{BASE_TAR}{codec.suffix}", if_absent=True) as out,
             progress.task(f"backup {backup_id}", facts.database_bytes) as task,
         ):
             compressor = codec.compressor()
@@ -127,7 +127,7 @@ def _take(
         _discard_partial(storage, prefix)
         raise
     # Written last: its presence is what makes the backup complete.
-    storage.put_bytes(manifest_key(backup_id), manifest.to_json().encode())
+    storage.put_bytes(manifest_key(backup_id), manifest.to_json().encode(), if_absent=True)
     return manifest
 
 
@@ -149,7 +149,9 @@ def _describe_backup(
     except (ValueError, KeyError) as exc:
         raise CommandFailed(f"cannot read the backup's own manifest: {exc}") from None
     prefix = base_backup_prefix(backup_id)
-    pg_manifest = storage.put_bytes(f"{prefix}{MANIFEST_MEMBER}", capture.captured[MANIFEST_MEMBER])
+    pg_manifest = storage.put_bytes(
+        f"{prefix}{MANIFEST_MEMBER}", capture.captured[MANIFEST_MEMBER], if_absent=True
+    )
     return BaseBackupManifest(
         backup_id=backup_id,
         label=label,

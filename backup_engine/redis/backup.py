@@ -58,7 +58,7 @@ def _take(
     key = f"{REDIS_BACKUPS.backup_prefix(backup_id)}{RDB_NAME}{codec.suffix}"
     raw_size = 0
     with (
-        storage.writer(key) as out,
+        storage.writer(key, if_absent=True) as out,
         (progress or Progress()).task(f"redis backup {backup_id}", None) as task,
     ):
         compressor = codec.compressor()
@@ -86,5 +86,6 @@ def _take(
         tool_version=__version__,
         extra=encryption_extra(storage),
     )
-    storage.put_bytes(REDIS_BACKUPS.manifest_key(backup_id), manifest.to_json().encode())
+    manifest_key = REDIS_BACKUPS.manifest_key(backup_id)
+    storage.put_bytes(manifest_key, manifest.to_json().encode(), if_absent=True)
     return manifest
