@@ -20,11 +20,12 @@ from backup_engine.drill.seed import seed_shop
 from backup_engine.postgres.archiving import switch_and_wait_archived
 from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
 from backup_engine.postgres.catalog import resolve_backup
-from backup_engine.postgres.connection import connect
+from backup_engine.postgres.connection import connect, describe
 from backup_engine.postgres.manifest import BaseBackupManifest
 from backup_engine.postgres.targets import RecoveryTarget
 from backup_engine.postgres.walarchive import read_wal_archive
-from backup_engine.servers import PostgresBackend
+from backup_engine.servers import PostgresBackend, PostgresServer
+from backup_engine.servers.attached import AttachedPostgresServer
 from backup_engine.storage import Storage
 from backup_engine.storage.faults import ReadOnlyStorage
 from steps import StorageFactory
@@ -89,3 +90,28 @@ def restore_latest_with_wal(
         "restored from", "the latest complete base backup", latest.manifest.backup_id, True
     )
     return restored
+
+
+TARGET_ENV = "DRILL_TARGET_DSN"
+
+
+@dataclass(frozen=True)
+class AttachedServer:
+    """A server restored and started by someone else: the checklist only looks at it."""
+
+    server: PostgresServer
+
+
+@given("the restored PostgreSQL server to check", target_fixture="restored")
+def restored_server_to_check(
+    storage_factory: StorageFactory, pg_backend: PostgresBackend, drill_record: ScenarioRecord
+) -> RestoredServer | AttachedServer:
+    dsn = os.environ.get(TARGET_ENV)
+    if dsn:
+        server = AttachedPostgresServer(dsn)
+        server.wait_until_ready()
+        named = "the one named by DRILL_TARGET_DSN"
+        drill_record.check("server checked", named, describe(dsn), True)
+        return AttachedServer(server)
+    latest = latest_backup(storage_factory, pg_backend)
+    return restore_latest_with_wal(latest, pg_backend, drill_record)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from backup_engine.redis.backup import take_redis_backup
 from backup_engine.redis.inspect import RedisFingerprint, fingerprint
 from backup_engine.redis.restore import RedisRestoreResult, restore_into_server, restore_to_dir
 from backup_engine.redis.target import RedisTarget
-from backup_engine.servers.local_redis import LocalRedisBackend
+from backup_engine.servers import make_redis_backend
 from backup_engine.servers.redis_base import RedisBackend, RedisServer
 from backup_engine.storage import Storage
 
@@ -40,7 +41,8 @@ class RestoredRedis:
 
 @pytest.fixture
 def redis_backend() -> Iterator[RedisBackend]:
-    with LocalRedisBackend() as backend:
+    """Throwaway Redis servers on the drill's backend (DRILL_BACKEND, local by default)."""
+    with make_redis_backend(os.environ.get("DRILL_BACKEND", "local")) as backend:
         yield backend
 
 

@@ -35,7 +35,7 @@ def default_features_dir() -> Path:
 )
 @click.option(
     "--backend",
-    type=click.Choice(["local"]),
+    type=click.Choice(["local", "docker"]),
     default=None,
     help="Where throwaway servers run [default: $DRILL_BACKEND or local].",
 )
@@ -85,6 +85,9 @@ def drill(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     directory = (report_dir or Path("drill-report") / stamp).absolute()
     if backend:
+        from backup_engine.servers import preflight
+
+        preflight(backend)
         os.environ["DRILL_BACKEND"] = backend
     if obj.config is not None:
         os.environ["BACKUP_ENGINE_CONFIG"] = str(obj.config.absolute())

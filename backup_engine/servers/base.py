@@ -33,9 +33,17 @@ class PostgresServer(ABC):
     def destroy(self) -> None:
         """Simulate losing the server: kill it and delete its data directory."""
 
-    @abstractmethod
     def is_ready(self) -> bool:
-        """True when the server accepts connections (what pg_isready reports)."""
+        """True when the server accepts connections, as pg_isready reports it."""
+        from backup_engine.postgres.binaries import find_pg_binaries
+        from backup_engine.process import run
+
+        result = run(
+            [find_pg_binaries().path("pg_isready"), "--host", self.host, "--port",
+             str(self.port), "--username", self.user, "--timeout=5"],
+            check=False,
+        )  # fmt: skip
+        return result.ok
 
     @abstractmethod
     def log_tail(self, lines: int = 3) -> str:

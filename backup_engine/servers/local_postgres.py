@@ -129,18 +129,6 @@ class LocalPostgresServer(PostgresServer):
     def is_running(self) -> bool:
         return self.data_dir.exists() and self._pg_ctl("status", check=False) == 0
 
-    def is_ready(self) -> bool:
-        result = self._backend.run_pg(
-            "pg_isready",
-            "--host",
-            self.host,
-            "--port",
-            str(self.port),
-            "--timeout=5",
-            check=False,
-        )
-        return result == 0
-
     def stop(self, *, mode: str = "fast") -> None:
         if not self.is_running():
             return

@@ -1,0 +1,353 @@
+"""PostgreSQL and Redis servers as Docker containers (testcontainers), for drills run where
+Docker is the norm.
+
+The containers use host networking and bind 127.0.0.1 on a free port, so the host's
+pg_basebackup, pg_receivewal and the drill reach them exactly as they reach local servers. The
+backend does not rely on an image's entrypoint: it starts the server binaries itself, so any
+Debian-based image with PostgreSQL (and python3, for archive/restore commands run inside the
+server) works, including the one scripts/build-test-image.sh builds without a registry. Data
+directories are bind-mounted host directories: a restore writes into one on the host, then a
+new container starts on it. This checkout and its virtualenv are mounted read-only at the same
+paths, so archive_command / restore_command run this very tool inside the container.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from backup_engine.errors import ConfigError, MissingBinary, ServerError, Unreachable
+from backup_engine.net import free_port
+from backup_engine.postgres.binaries import PgBinaries, find_pg_binaries
+from backup_engine.servers.base import PostgresBackend, PostgresServer
+from backup_engine.servers.redis_base import RedisBackend, RedisServer
+
+DEFAULT_IMAGE = "restore-drill/servers:bookworm"
+POSTGRES_IMAGE_ENV = "DRILL_POSTGRES_IMAGE"
+REDIS_IMAGE_ENV = "DRILL_REDIS_IMAGE"
+DATA = "/data"
+START_TIMEOUT_S = 120
+_SUGGEST = "or run the drill with --backend local"
+
+# The Ryuk reaper image cannot be pulled where there is no registry; this backend removes its
+# own containers (close()), so testcontainers need not.
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+
+def _docker_client() -> Any:
+    try:
+        import docker
+    except ImportError:
+        raise MissingBinary(
+            "the docker backend needs the docker and testcontainers packages",
+            hint=f"pip install 'restore-drill[docker]', {_SUGGEST}",
+        ) from None
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        reason = (
+            "Docker is not installed"
+            if shutil.which("docker") is None
+            else "the Docker daemon is not reachable"
+        )
+        raise Unreachable(f"{reason}: {str(exc).splitlines()[0]}", hint=_SUGGEST) from None
+    return client
+
+
+def _check_image(client: Any, image: str) -> None:
+    import docker
+
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        raise ConfigError(
+            f"Docker image {image} is not available here",
+            hint=f"build it with scripts/build-test-image.sh, or pull it, {_SUGGEST}",
+        ) from None
+
+
+def check_docker() -> None:
+    """Docker reachable and the server images present, or one line saying what is missing."""
+    client = _docker_client()
+    for image in {os.environ.get(POSTGRES_IMAGE_ENV, DEFAULT_IMAGE),
+                  os.environ.get(REDIS_IMAGE_ENV, DEFAULT_IMAGE)}:  # fmt: skip
+        _check_image(client, image)
+
+
+def _tool_mounts() -> list[tuple[str, str, str]]:
+    """This checkout and the interpreter's environment, read-only, at the same paths."""
+    checkout = Path(__file__).resolve().parents[2]
+    mounts = {str(checkout)}
+    if not Path(sys.prefix).resolve().is_relative_to(checkout):
+        mounts.add(str(Path(sys.prefix).resolve()))
+    return [(path, path, "ro") for path in sorted(mounts)]
+
+
+class _Container:
+    """A started container and the few things the servers need from it."""
+
+    def __init__(
+        self,
+        image: str,
+        command: str,
+        *,
+        data_dir: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        from testcontainers.core.container import DockerContainer
+
+        container = DockerContainer(image).with_command(["sh", "-c", command])
+        container = container.with_kwargs(network_mode="host")
+        container = container.with_volume_mapping(str(data_dir), DATA, "rw")
+        for host, inside, mode in _tool_mounts():
+            container = container.with_volume_mapping(host, inside, mode)
+        for name, value in (env or {}).items():
+            container = container.with_env(name, value)
+        self._container = container.start()
+
+    def running(self) -> bool:
+        wrapped = self._container.get_wrapped_container()
+        try:
+            wrapped.reload()
+        except Exception:  # noqa: BLE001 - gone is not running
+            return False
+        return bool(wrapped.status == "running")
+
+    def logs(self) -> str:
+        out, err = self._container.get_logs()
+        return (out + err).decode(errors="replace")
+
+    def signal(self, name: str) -> None:
+        if self.running():
+            self._container.get_wrapped_container().kill(signal=name)
+
+    def wait_stopped(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def remove(self) -> None:
+        self._container.stop(force=True)
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+
+
+def _postgres_command(port: int, settings: Mapping[str, str], initdb: bool) -> str:
+    overrides = {
+        **settings,
+        "port": str(port),
+        "listen_addresses": "127.0.0.1",
+        "unix_socket_directories": "/tmp",
+    }
+    flags = " ".join(f"-c {shlex.quote(f'{k}={v}')}" for k, v in overrides.items())
+    bindir = '"$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"'
+    as_postgres = "setpriv --reuid=postgres --regid=postgres --init-groups"
+    steps = [
+        "set -e",
+        f"BIN={bindir}",
+        f"chown -R postgres:postgres {DATA}",
+        f"chmod 700 {DATA}",
+    ]
+    if initdb:
+        steps.append(
+            f'{as_postgres} "$BIN/initdb" -D {DATA} -U postgres --auth=trust -E UTF8 --no-locale'
+            " --no-sync >/dev/null"
+        )
+    steps.append(f'exec {as_postgres} "$BIN/postgres" -D {DATA} {flags}')
+    return "; ".join(steps)
+
+
+class DockerPostgresServer(PostgresServer):
+    def __init__(
+        self,
+        backend: DockerPostgresBackend,
+        data_dir: Path,
+        *,
+        settings: Mapping[str, str],
+        env: Mapping[str, str] | None,
+        initdb: bool,
+    ) -> None:
+        self._backend = backend
+        self.data_dir = data_dir
+        self.port = free_port()
+        command = _postgres_command(self.port, settings, initdb)
+        self._container = _Container(backend.image, command, data_dir=data_dir, env=env)
+
+    def wait_started(self, *, ready: bool) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if ready and self.is_ready():
+                return
+            if not ready and (self.data_dir / "postmaster.pid").exists():
+                return
+            if not self._container.running():
+                if "database system is shut down" in self.log_tail(5):
+                    return  # reached its recovery target and stopped, as asked
+                tail = " | ".join(self.log_tail().splitlines())
+                raise ServerError(f"PostgreSQL container did not start: {tail}")
+            time.sleep(0.1)
+        raise ServerError(f"PostgreSQL container on port {self.port} did not start in time")
+
+    def is_running(self) -> bool:
+        return self._container.running()
+
+    def log_tail(self, lines: int = 3) -> str:
+        text = self._container.logs().strip().splitlines()
+        return "\n".join(text[-lines:]) or "empty log"
+
+    def stop(self, *, mode: str = "fast") -> None:
+        signal = {"smart": "SIGTERM", "fast": "SIGINT", "immediate": "SIGQUIT"}[mode]
+        self._container.signal(signal)
+        self._container.wait_stopped(60)
+        self._container.remove()
+
+    def destroy(self) -> None:
+        self._container.signal("SIGKILL")
+        self._container.remove()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+class DockerPostgresBackend(PostgresBackend):
+    name = "docker"
+
+    def __init__(self, *, image: str | None = None, base_dir: Path | None = None) -> None:
+        self.image = image or os.environ.get(POSTGRES_IMAGE_ENV, DEFAULT_IMAGE)
+        _check_image(_docker_client(), self.image)
+        self.binaries: PgBinaries = find_pg_binaries()  # the host's clients: pg_isready & co
+        self.root = Path(tempfile.mkdtemp(prefix="restore-drill-docker-pg-", dir=base_dir))
+        self._servers: list[DockerPostgresServer] = []
+        self._count = 0
+
+    def new_data_dir(self) -> Path:
+        self._count += 1
+        path = self.root / f"data{self._count}"
+        path.mkdir(mode=0o700)
+        return path
+
+    def _start(self, data_dir: Path, settings: Mapping[str, str], env: Mapping[str, str] | None,
+               *, initdb: bool, wait: bool) -> DockerPostgresServer:  # fmt: skip
+        server = DockerPostgresServer(self, data_dir, settings=settings, env=env, initdb=initdb)
+        self._servers.append(server)
+        server.wait_started(ready=wait)
+        return server
+
+    def create(
+        self, *, settings: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None
+    ) -> PostgresServer:
+        from backup_engine.servers.local_postgres import DRILL_SETTINGS
+
+        merged = {**DRILL_SETTINGS, **(settings or {})}
+        return self._start(self.new_data_dir(), merged, env, initdb=True, wait=True)
+
+    def start_existing(
+        self,
+        data_dir: Path,
+        *,
+        settings: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+        wait: bool = True,
+    ) -> PostgresServer:
+        return self._start(data_dir, settings or {}, env, initdb=False, wait=wait)
+
+    def close(self) -> None:
+        for server in self._servers:
+            with contextlib.suppress(Exception):  # cleanup must go on
+                server.destroy()
+        self._servers.clear()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+# --- Redis --------------------------------------------------------------------------------
+
+
+class DockerRedisServer(RedisServer):
+    def __init__(self, image: str, data_dir: Path, settings: Mapping[str, str] | None) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self._settings = dict(settings or {})
+        args = [
+            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", DATA,
+            "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no",
+            "--enable-debug-command", "yes", "--daemonize", "no", "--protected-mode", "no",
+            "--repl-diskless-sync-delay", "0",
+            *[arg for name, value in self._settings.items() for arg in (f"--{name}", value)],
+        ]  # fmt: skip
+        command = f"chown -R redis:redis {DATA} 2>/dev/null || true; exec " + shlex.join(args)
+        self._container = _Container(image, command, data_dir=data_dir)
+
+    @property
+    def url(self) -> str:
+        password = self._settings.get("requirepass")
+        auth = f":{password}@" if password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self.is_ready():
+            if not self._container.running() or time.monotonic() > deadline:
+                raise ServerError(f"redis container did not start: {self._container.logs()[-300:]}")
+            time.sleep(0.1)
+
+    def is_ready(self) -> bool:
+        import redis as redislib
+
+        try:
+            with redislib.Redis.from_url(self.url, socket_connect_timeout=1) as client:
+                return bool(client.ping())
+        except redislib.RedisError:
+            return False
+
+    def stop(self) -> None:
+        self._container.signal("SIGTERM")
+        self._container.wait_stopped(30)
+        self._container.remove()
+
+    def destroy(self) -> None:
+        self._container.signal("SIGKILL")
+        self._container.remove()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+class DockerRedisBackend(RedisBackend):
+    name = "docker"
+
+    def __init__(self, *, image: str | None = None, base_dir: Path | None = None) -> None:
+        self.image = image or os.environ.get(REDIS_IMAGE_ENV, DEFAULT_IMAGE)
+        _check_image(_docker_client(), self.image)
+        self.root = Path(tempfile.mkdtemp(prefix="restore-drill-docker-redis-", dir=base_dir))
+        self._servers: list[DockerRedisServer] = []
+        self._count = 0
+
+    def new_data_dir(self) -> Path:
+        self._count += 1
+        path = self.root / f"data{self._count}"
+        path.mkdir(mode=0o777)
+        return path
+
+    def create(self, *, settings: Mapping[str, str] | None = None) -> RedisServer:
+        return self.start_existing(self.new_data_dir(), settings=settings)
+
+    def start_existing(
+        self, data_dir: Path, *, settings: Mapping[str, str] | None = None
+    ) -> RedisServer:
+        server = DockerRedisServer(self.image, data_dir, settings)
+        self._servers.append(server)
+        server.wait_ready()
+        return server
+
+    def close(self) -> None:
+        for server in self._servers:
+            with contextlib.suppress(Exception):  # cleanup must go on
+                server.destroy()
+        self._servers.clear()
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,128 @@
+"""The docker backend: the same drills on containers, docker-compose.restore-test.yml brought
+up for real, and one-line errors when Docker or its image is missing.
+
+Needs a Docker engine and the image scripts/build-test-image.sh builds (`.ci/run` starts both);
+where no engine can run, these tests are skipped with that reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from backup_engine.codecs import get_codec
+from backup_engine.drill.seed import seed_shop
+from backup_engine.errors import ConfigError, Unreachable
+from backup_engine.net import free_port
+from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
+from backup_engine.postgres.restore import restore_base_backup
+from backup_engine.servers import LocalPostgresBackend
+from backup_engine.servers.docker_servers import DEFAULT_IMAGE, DockerPostgresBackend, check_docker
+from backup_engine.storage import LocalStorage
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+DOCKER_TAGS = "full_restore or rpo or redis or (pitr and not table_restore and not secure_store)"
+
+
+def _docker_ready() -> str | None:
+    try:
+        check_docker()
+    except (Unreachable, ConfigError) as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - any reason is a reason to skip
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+NOT_READY = _docker_ready()
+needs_docker = pytest.mark.skipif(
+    NOT_READY is not None,
+    reason=f"environment limit: no Docker engine with the {DEFAULT_IMAGE} image here "
+    f"({NOT_READY}); .ci/run starts dockerd and builds the image",
+)
+
+
+def test_missing_image_and_unreachable_daemon_are_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    with pytest.raises(Unreachable, match="--backend local"):
+        check_docker()
+    out = subprocess.run(
+        [sys.executable, "-m", "backup_engine", "drill", "--backend", "docker"],
+        capture_output=True, text=True, check=False, timeout=60,
+        env={**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"},
+    )  # fmt: skip
+    assert out.returncode == 3
+    assert out.stderr.count("\n") == 1 and "--backend local" in out.stderr
+
+
+@needs_docker
+def test_a_missing_image_names_the_fix() -> None:
+    with pytest.raises(ConfigError, match=r"scripts/build-test-image\.sh"):
+        DockerPostgresBackend(image="restore-drill/no-such-image:1")
+
+
+@needs_docker
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_the_same_drills_run_on_containers(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "backup_engine", "drill", "--backend", "docker",
+         "--tags", DOCKER_TAGS,
+         "--report-dir", str(tmp_path / "evidence")],
+        capture_output=True, text=True, check=False, timeout=900, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr
+    report = json.loads((tmp_path / "evidence" / "report.json").read_text())
+    assert report["passed"] and report["summary"]["passed"] >= 14
+
+
+@needs_docker
+@pytest.mark.postgres
+def test_restore_test_compose_file_checks_a_restored_server(tmp_path: Path) -> None:
+    compose = shutil.which("docker-compose") or "docker-compose"
+    tool = CHECKOUT / ".venv" / "bin" / "backup-engine"
+    assert tool.exists(), "the compose file runs the checkout's .venv (make setup)"
+    project = f"restoretest{uuid.uuid4().hex[:8]}"
+    report = f"restore-test/report-{project}"
+    env = {
+        **os.environ,
+        "RESTORE_TEST_PGDATA": str(tmp_path / "pgdata"),
+        "RESTORE_TEST_PORT": str(free_port()),
+        "RESTORE_TEST_REPORT": report,
+        "PWD": str(CHECKOUT),
+    }
+    base = [compose, "-f", str(CHECKOUT / "docker-compose.restore-test.yml"), "-p", project]
+    config = subprocess.run(
+        [*base, "config"], capture_output=True, text=True, env=env, cwd=CHECKOUT
+    )
+    assert config.returncode == 0, config.stderr
+
+    (tmp_path / "repo").mkdir()
+    repo = LocalStorage(tmp_path / "repo")
+    with LocalPostgresBackend() as servers:
+        source = servers.create()
+        seed_shop(source.dsn(), users=100)
+        take_base_backup(repo, get_codec("zstd"), BaseBackupOptions(dsn=source.dsn()))
+    restore_base_backup(repo, "latest", tmp_path / "pgdata")
+    try:
+        up = subprocess.run(
+            [*base, "up", "--abort-on-container-exit", "--exit-code-from", "drill"],
+            capture_output=True, text=True, env=env, cwd=CHECKOUT, timeout=600,
+        )  # fmt: skip
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-2000:]
+        evidence = json.loads((CHECKOUT / report / "report.json").read_text())
+        assert evidence["passed"]
+        checks = evidence["scenarios"][0]["checks"]
+        assert checks[0]["name"] == "server checked" and any(
+            c["name"] == "rows in users" and c["actual"] == "100" for c in checks
+        )
+    finally:
+        subprocess.run([*base, "down", "-v"], capture_output=True, env=env, cwd=CHECKOUT)
+        shutil.rmtree(CHECKOUT / report, ignore_errors=True)
