@@ -71,9 +71,11 @@ def test_a_backup_killed_at_any_moment_never_looks_complete(
     catalog = list_base_backups(repo)
     # A process killed in its last milliseconds may have written its manifest: then it is
     # complete, and verified above. What must never happen is a listed backup that is not.
+    # Killed runs leave at most unlisted remains (an uncommitted multipart upload is not even
+    # an object), and their stale lock did not stop the last run.
     finished = outcomes.count("finished") + outcomes.count("finished early")
     assert finished <= len(catalog.backups) < len(outcomes)
-    assert catalog.incomplete, "the killed backups should have left incomplete remains"
+    assert outcomes[-1] == "finished"
 
 
 BAD_ARGV = [
