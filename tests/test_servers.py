@@ -61,3 +61,23 @@ def test_missing_binaries_name_the_package(tmp_path: Path) -> None:
         find_pg_binaries(str(tmp_path)).path("pg_basebackup")
     with pytest.raises(MissingBinary, match="initdb"):
         LocalPostgresBackend(bindir=str(tmp_path))
+
+
+def test_scratch_area_disposes_every_server_even_when_one_fails(tmp_path: Path) -> None:
+    from backup_engine.servers.scratch import ScratchArea
+
+    area: ScratchArea[str] = ScratchArea("scratch-", tmp_path)
+    first, second = area.new_data_dir(), area.new_data_dir()
+    assert (first.name, second.name) == ("data1", "data2")
+    disposed: list[str] = []
+
+    def dispose(server: str) -> None:
+        disposed.append(server)
+        if server == "a":
+            raise RuntimeError("stuck")
+
+    area.track("a")
+    area.track("b")
+    area.close(dispose)
+    assert disposed == ["a", "b"]
+    assert not area.root.exists()

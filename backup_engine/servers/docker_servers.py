@@ -13,12 +13,10 @@ paths, so archive_command / restore_command run this very tool inside the contai
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +27,7 @@ from backup_engine.net import free_port
 from backup_engine.postgres.binaries import PgBinaries, find_pg_binaries
 from backup_engine.servers.base import PostgresBackend, PostgresServer
 from backup_engine.servers.redis_base import RedisBackend, RedisServer
+from backup_engine.servers.scratch import ScratchArea
 
 DEFAULT_IMAGE = "restore-drill/servers:bookworm"
 POSTGRES_IMAGE_ENV = "DRILL_POSTGRES_IMAGE"
@@ -224,20 +223,17 @@ class DockerPostgresBackend(PostgresBackend):
         self.image = image or os.environ.get(POSTGRES_IMAGE_ENV, DEFAULT_IMAGE)
         _check_image(_docker_client(), self.image)
         self.binaries: PgBinaries = find_pg_binaries()  # the host's clients: pg_isready & co
-        self.root = Path(tempfile.mkdtemp(prefix="restore-drill-docker-pg-", dir=base_dir))
-        self._servers: list[DockerPostgresServer] = []
-        self._count = 0
+        self._scratch: ScratchArea[DockerPostgresServer] = ScratchArea(
+            "restore-drill-docker-pg-", base_dir
+        )
 
     def new_data_dir(self) -> Path:
-        self._count += 1
-        path = self.root / f"data{self._count}"
-        path.mkdir(mode=0o700)
-        return path
+        return self._scratch.new_data_dir()
 
     def _start(self, data_dir: Path, settings: Mapping[str, str], env: Mapping[str, str] | None,
                *, initdb: bool, wait: bool) -> DockerPostgresServer:  # fmt: skip
         server = DockerPostgresServer(self, data_dir, settings=settings, env=env, initdb=initdb)
-        self._servers.append(server)
+        self._scratch.track(server)
         server.wait_started(ready=wait)
         return server
 
@@ -260,11 +256,7 @@ class DockerPostgresBackend(PostgresBackend):
         return self._start(data_dir, settings or {}, env, initdb=False, wait=wait)
 
     def close(self) -> None:
-        for server in self._servers:
-            with contextlib.suppress(Exception):  # cleanup must go on
-                server.destroy()
-        self._servers.clear()
-        shutil.rmtree(self.root, ignore_errors=True)
+        self._scratch.close(lambda server: server.destroy())
 
 
 # --- Redis --------------------------------------------------------------------------------
@@ -324,15 +316,13 @@ class DockerRedisBackend(RedisBackend):
     def __init__(self, *, image: str | None = None, base_dir: Path | None = None) -> None:
         self.image = image or os.environ.get(REDIS_IMAGE_ENV, DEFAULT_IMAGE)
         _check_image(_docker_client(), self.image)
-        self.root = Path(tempfile.mkdtemp(prefix="restore-drill-docker-redis-", dir=base_dir))
-        self._servers: list[DockerRedisServer] = []
-        self._count = 0
+        # readable by others: the container's redis user takes it over (chown) on start
+        self._scratch: ScratchArea[DockerRedisServer] = ScratchArea(
+            "restore-drill-docker-redis-", base_dir, dir_mode=0o777
+        )
 
     def new_data_dir(self) -> Path:
-        self._count += 1
-        path = self.root / f"data{self._count}"
-        path.mkdir(mode=0o777)
-        return path
+        return self._scratch.new_data_dir()
 
     def create(self, *, settings: Mapping[str, str] | None = None) -> RedisServer:
         return self.start_existing(self.new_data_dir(), settings=settings)
@@ -341,13 +331,9 @@ class DockerRedisBackend(RedisBackend):
         self, data_dir: Path, *, settings: Mapping[str, str] | None = None
     ) -> RedisServer:
         server = DockerRedisServer(self.image, data_dir, settings)
-        self._servers.append(server)
+        self._scratch.track(server)
         server.wait_ready()
         return server
 
     def close(self) -> None:
-        for server in self._servers:
-            with contextlib.suppress(Exception):  # cleanup must go on
-                server.destroy()
-        self._servers.clear()
-        shutil.rmtree(self.root, ignore_errors=True)
+        self._scratch.close(lambda server: server.destroy())

@@ -6,12 +6,10 @@ unprivileged `postgres` OS user, and the directories it needs are handed over to
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import shlex
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +21,7 @@ from backup_engine.postgres.binaries import PgBinaries, find_pg_binaries
 from backup_engine.postgres.recovery_config import conf_quote
 from backup_engine.process import RunAs, run
 from backup_engine.servers.base import PostgresBackend, PostgresServer
+from backup_engine.servers.scratch import ScratchArea
 
 SERVER_OS_USER = "postgres"
 START_TIMEOUT_S = 120
@@ -148,13 +147,12 @@ class LocalPostgresBackend(PostgresBackend):
         for program in ("initdb", "pg_ctl", "postgres", "pg_isready"):
             self.binaries.path(program)
         self.run_as = _run_as_for_current_user()
-        self.root = Path(tempfile.mkdtemp(prefix="restore-drill-pg-", dir=base_dir))
+        self._scratch: ScratchArea[LocalPostgresServer] = ScratchArea("restore-drill-pg-", base_dir)
+        self.root = self._scratch.root
         self._hand_over(self.root)
         self.socket_dir = self.root / "sockets"
         self.socket_dir.mkdir()
         self._hand_over(self.socket_dir)
-        self._servers: list[LocalPostgresServer] = []
-        self._count = 0
 
     def run_pg(
         self,
@@ -183,9 +181,7 @@ class LocalPostgresBackend(PostgresBackend):
                 self._hand_over(Path(dirpath) / name)
 
     def new_data_dir(self) -> Path:
-        self._count += 1
-        path = self.root / f"data{self._count}"
-        path.mkdir(mode=0o700)
+        path = self._scratch.new_data_dir()
         self._hand_over(path)
         return path
 
@@ -227,13 +223,9 @@ class LocalPostgresBackend(PostgresBackend):
         return self._start(server, wait=wait)
 
     def _start(self, server: LocalPostgresServer, *, wait: bool) -> LocalPostgresServer:
-        self._servers.append(server)
+        self._scratch.track(server)
         server.start(wait=wait)
         return server
 
     def close(self) -> None:
-        for server in self._servers:
-            with contextlib.suppress(CommandFailed):
-                server.stop(mode="immediate")
-        self._servers.clear()
-        shutil.rmtree(self.root, ignore_errors=True)
+        self._scratch.close(lambda server: server.stop(mode="immediate"))

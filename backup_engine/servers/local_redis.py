@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +14,7 @@ from backup_engine.errors import MissingBinary, ServerError
 from backup_engine.net import free_port
 from backup_engine.process import start_background
 from backup_engine.servers.redis_base import RedisBackend, RedisServer
+from backup_engine.servers.scratch import ScratchArea
 
 DUMP_FILE = "dump.rdb"
 START_TIMEOUT_S = 30
@@ -104,15 +104,11 @@ class LocalRedisBackend(RedisBackend):
 
     def __init__(self, *, base_dir: Path | None = None) -> None:
         self.binary = find_redis_server()
-        self.root = Path(tempfile.mkdtemp(prefix="restore-drill-redis-", dir=base_dir))
-        self._servers: list[LocalRedisServer] = []
-        self._count = 0
+        self._scratch: ScratchArea[LocalRedisServer] = ScratchArea("restore-drill-redis-", base_dir)
+        self.root = self._scratch.root
 
     def new_data_dir(self) -> Path:
-        self._count += 1
-        path = self.root / f"data{self._count}"
-        path.mkdir(mode=0o700)
-        return path
+        return self._scratch.new_data_dir()
 
     def create(self, *, settings: Mapping[str, str] | None = None) -> RedisServer:
         return self.start_existing(self.new_data_dir(), settings=settings)
@@ -122,12 +118,9 @@ class LocalRedisBackend(RedisBackend):
     ) -> RedisServer:
         log_file = self.root / f"{data_dir.name}.log"
         server = LocalRedisServer(self.binary, data_dir, log_file, settings)
-        self._servers.append(server)  # first, so close() stops it even if it never answers
+        self._scratch.track(server)
         server.wait_ready()
         return server
 
     def close(self) -> None:
-        for server in self._servers:
-            server.stop()
-        self._servers.clear()
-        shutil.rmtree(self.root, ignore_errors=True)
+        self._scratch.close(LocalRedisServer.stop)
