@@ -93,6 +93,42 @@ def test_restore_to_a_named_point_with_the_cli(
     assert orders(source.dsn()) == 0
 
 
+def test_restore_table_with_the_cli_to_a_point_and_to_the_end(
+    repo: S3Storage, backend: LocalPostgresBackend, tmp_path: Path
+) -> None:
+    archive = tool_command(["pg", "wal-push", "%p"], repo_url=repo.url)
+    source = backend.create(
+        settings={"archive_mode": "on", "archive_command": archive}, env=repo.environment()
+    )
+    seed_shop(source.dsn(), users=20)
+    assert cli(repo, "pg", "backup", "--dsn", source.dsn()).returncode == 0
+    assert cli(repo, "pg", "restore-point", "before-wipe", "--dsn", source.dsn()).returncode == 0
+    with connect(source.dsn()) as conn:
+        conn.execute("DELETE FROM orders")
+    switch_and_wait_archived(source.dsn(), repo)
+
+    def restore_table(*options: str) -> subprocess.CompletedProcess[str]:
+        return cli(repo, "pg", "restore-table", "--table", "public.orders",
+                   "--into", source.dsn(), "--json", *options)  # fmt: skip
+
+    if os.geteuid() == 0:  # the server runs as postgres, which cannot enter pytest's tmp dir
+        refused = restore_table("--as", "never", "--scratch-dir", str(tmp_path))
+        assert refused.returncode != 0
+        assert "'postgres' OS user, which cannot enter" in refused.stderr
+
+    before = restore_table("--target-name", "before-wipe", "--as", "orders_before_wipe")
+    assert before.returncode == 0, before.stderr
+    assert json.loads(before.stdout)["rows"] == 40  # 20 users x 2 orders
+    latest = restore_table("--as", "orders_latest")  # no target: the end of the archive
+    assert latest.returncode == 0, latest.stderr
+    assert json.loads(latest.stdout)["rows"] == 0  # the archive holds the wipe
+    with connect(source.dsn()) as conn:
+        row = conn.execute("SELECT count(*) FROM orders_before_wipe").fetchone()
+        assert row is not None and row[0] == 40
+        assert conn.execute("SELECT to_regclass('never')").fetchone() == (None,)
+    assert orders(source.dsn()) == 0  # the damaged table is left alone
+
+
 def test_wal_stream_command_ships_segments_until_stopped(
     repo: S3Storage, backend: LocalPostgresBackend, tmp_path: Path
 ) -> None:

@@ -6,9 +6,10 @@ must not pay for what the other commands need.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -174,57 +175,64 @@ def verify(
     click.echo(f"backup {result.backup_id} OK: {checks} ({format_duration(result.seconds)})")
 
 
-def target_options(command: Callable[..., None]) -> Callable[..., None]:
-    """The recovery target options, shared by restore and restore-table."""
-    options = [
-        click.option("--target-time", help="Recover to this time (ISO 8601; UTC unless zoned)."),
-        click.option("--target-lsn", help="Recover to this WAL location, e.g. 0/16B3740."),
-        click.option("--target-xid", help="Recover to the commit of this transaction id."),
-        click.option("--target-name", help="Recover to this restore point (pg restore-point)."),
-        click.option(
-            "--target",
-            type=click.Choice(["immediate", "latest"]),
-            help="immediate: the end of the backup; latest: the end of the WAL archive.",
-        ),
-        click.option(
-            "--target-action",
-            type=click.Choice(["promote", "pause", "shutdown"]),
-            default="promote",
-            show_default=True,
-            help="What the server does once the target is reached.",
-        ),
-        click.option("--target-exclusive", is_flag=True, help="Stop just before the target."),
-        click.option(
-            "--target-timeline", default="latest", show_default=True, help="latest, current, N."
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+_TARGET_KINDS = ("target_time", "target_lsn", "target_xid", "target_name", "target")
+_TARGET_PARAMS = (*_TARGET_KINDS, "target_action", "target_exclusive", "target_timeline")
 
 
-def _target(
-    target_time: str | None,
-    target_lsn: str | None,
-    target_xid: str | None,
-    target_name: str | None,
-    target: str | None,
-    target_action: str,
-    target_exclusive: bool,
-    target_timeline: str,
-) -> RecoveryTarget | None:
-    from backup_engine.postgres.targets import parse_target
+def target_options(*, default_latest: bool) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The recovery target options, shared by restore and restore-table. The command receives
+    them parsed, as `recovery_target`: None when no target is given, unless `default_latest`
+    (then the end of the archive)."""
 
-    return parse_target(
-        time=target_time,
-        lsn=target_lsn,
-        xid=target_xid,
-        name=target_name,
-        target=target,
-        action=target_action,
-        inclusive=not target_exclusive,
-        timeline=target_timeline,
-    )
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(command)
+        def parsed(*args: Any, **kwargs: Any) -> None:
+            from backup_engine.postgres.targets import parse_target
+
+            given = {name: kwargs.pop(name) for name in _TARGET_PARAMS}
+            if default_latest and all(given[kind] is None for kind in _TARGET_KINDS):
+                given["target"] = "latest"
+            kwargs["recovery_target"] = parse_target(
+                time=given["target_time"],
+                lsn=given["target_lsn"],
+                xid=given["target_xid"],
+                name=given["target_name"],
+                target=given["target"],
+                action=given["target_action"],
+                inclusive=not given["target_exclusive"],
+                timeline=given["target_timeline"],
+            )
+            command(*args, **kwargs)
+
+        options = [
+            click.option(
+                "--target-time", help="Recover to this time (ISO 8601; UTC unless zoned)."
+            ),
+            click.option("--target-lsn", help="Recover to this WAL location, e.g. 0/16B3740."),
+            click.option("--target-xid", help="Recover to the commit of this transaction id."),
+            click.option("--target-name", help="Recover to this restore point (pg restore-point)."),
+            click.option(
+                "--target",
+                type=click.Choice(["immediate", "latest"]),
+                help="immediate: the end of the backup; latest: the end of the WAL archive.",
+            ),
+            click.option(
+                "--target-action",
+                type=click.Choice(["promote", "pause", "shutdown"]),
+                default="promote",
+                show_default=True,
+                help="What the server does once the target is reached.",
+            ),
+            click.option("--target-exclusive", is_flag=True, help="Stop just before the target."),
+            click.option(
+                "--target-timeline", default="latest", show_default=True, help="latest, current, N."
+            ),
+        ]
+        for option in reversed(options):
+            parsed = option(parsed)
+        return parsed
+
+    return decorate
 
 
 @pg.command()
@@ -235,7 +243,7 @@ def _target(
     type=click.Path(path_type=Path, file_okay=False),
     help="Data directory to restore into; must be empty or not exist.",
 )
-@target_options
+@target_options(default_latest=False)
 @click.option(
     "--force", is_flag=True, help="Move a non-empty --pgdata aside first (never deleted)."
 )
@@ -247,14 +255,7 @@ def restore(
     obj: CliContext,
     backup_id: str,
     pgdata: Path,
-    target_time: str | None,
-    target_lsn: str | None,
-    target_xid: str | None,
-    target_name: str | None,
-    target: str | None,
-    target_action: str,
-    target_exclusive: bool,
-    target_timeline: str,
+    recovery_target: RecoveryTarget | None,
     force: bool,
     no_verify: bool,
     no_progress: bool,
@@ -270,10 +271,6 @@ def restore(
     from backup_engine.postgres.recovery_config import tool_command
     from backup_engine.postgres.restore import PointInTime, restore_base_backup
 
-    recovery_target = _target(
-        target_time, target_lsn, target_xid, target_name, target, target_action,
-        target_exclusive, target_timeline,
-    )  # fmt: skip
     settings = obj.settings()
     storage = settings.open_storage()
     pitr = None
@@ -380,7 +377,7 @@ def wait_recovery(obj: CliContext, dsn: str | None, timeout: float, json_output:
     "--as", "as_name", help="Name of the restored copy [default: <name>_restored_<time>]."
 )
 @click.option("--replace", "replace_rows", is_flag=True, help="Replace the live table's rows.")
-@target_options
+@target_options(default_latest=True)
 @click.option(
     "--scratch-dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -395,14 +392,7 @@ def restore_table_command(
     into_dsn: str,
     as_name: str | None,
     replace_rows: bool,
-    target_time: str | None,
-    target_lsn: str | None,
-    target_xid: str | None,
-    target_name: str | None,
-    target: str | None,
-    target_action: str,
-    target_exclusive: bool,
-    target_timeline: str,
+    recovery_target: RecoveryTarget | None,
     scratch_dir: Path | None,
     json_output: bool,
 ) -> None:
@@ -414,13 +404,9 @@ def restore_table_command(
     is given (superuser; its rows are swapped in one transaction).
     """
     from backup_engine.postgres.table_restore import restore_table
-    from backup_engine.postgres.targets import RecoveryTarget
     from backup_engine.servers import LocalPostgresBackend
 
-    recovery_target = _target(
-        target_time, target_lsn, target_xid, target_name, target, target_action,
-        target_exclusive, target_timeline,
-    ) or RecoveryTarget("latest", timeline=target_timeline)  # fmt: skip
+    assert recovery_target is not None  # default_latest
     settings = obj.settings()
     with LocalPostgresBackend(bindir=settings.postgres.bindir, base_dir=scratch_dir) as side:
         result = restore_table(

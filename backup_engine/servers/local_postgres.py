@@ -10,6 +10,8 @@ import os
 import pwd
 import shlex
 import shutil
+import stat
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -47,6 +49,29 @@ def _run_as_for_current_user() -> RunAs | None:
             hint="install the postgresql package (it creates the user) or run as a normal user",
         ) from None
     return RunAs(SERVER_OS_USER)
+
+
+def _check_reachable(directory: Path, user: str) -> None:
+    """The server runs as `user`, so every directory above its data must be searchable by it;
+    otherwise it fails to start with no log at all. Say so before anything is created."""
+    entry = pwd.getpwnam(user)
+    path = directory.resolve()
+    for step in (*reversed(path.parents), path):
+        try:
+            st = step.stat()
+        except FileNotFoundError:
+            return  # created later, by us, searchable
+        if st.st_uid == entry.pw_uid:
+            allowed = st.st_mode & stat.S_IXUSR
+        elif st.st_gid == entry.pw_gid:
+            allowed = st.st_mode & stat.S_IXGRP
+        else:
+            allowed = st.st_mode & stat.S_IXOTH
+        if not allowed:
+            raise ServerError(
+                f"PostgreSQL runs as the {user!r} OS user, which cannot enter {step}",
+                hint=f"choose a scratch directory under /tmp, or let it in: chmod o+x {step}",
+            )
 
 
 class LocalPostgresServer(PostgresServer):
@@ -147,6 +172,8 @@ class LocalPostgresBackend(PostgresBackend):
         for program in ("initdb", "pg_ctl", "postgres", "pg_isready"):
             self.binaries.path(program)
         self.run_as = _run_as_for_current_user()
+        if self.run_as is not None:
+            _check_reachable(Path(base_dir or tempfile.gettempdir()), self.run_as.user)
         self._scratch: ScratchArea[LocalPostgresServer] = ScratchArea("restore-drill-pg-", base_dir)
         self.root = self._scratch.root
         self._hand_over(self.root)
