@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from backup_engine.media.manifest import MEDIA_SNAPSHOTS, OBJECTS_PREFIX, MediaSnapshotManifest
 from backup_engine.postgres.catalog import BASE_BACKUPS
 from backup_engine.postgres.manifest import BaseBackupManifest
+from backup_engine.postgres.timelines import segment_number
 from backup_engine.postgres.wal import HISTORY, WAL_PREFIX, split_wal_key
-from backup_engine.postgres.walarchive import segment_number
 from backup_engine.redis.manifest import REDIS_BACKUPS
 from backup_engine.retention import (
     Decision,

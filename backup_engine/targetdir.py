@@ -1,14 +1,47 @@
-"""Restore targets: a directory must be empty, or moved aside with --force, never deleted."""
+"""Restore targets: a directory must be empty, or moved aside with --force, never deleted.
+
+One restore per target at a time: a lock file beside the target (`.<name>.restore-lock`, held
+with flock for the whole restore) makes a second restore into the same directory fail at once
+instead of interleaving its files with the first one's.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
 from backup_engine.errors import TargetNotEmpty, UsageError
+
+
+@contextmanager
+def _target_lock(path: Path) -> Iterator[None]:
+    lock = path.parent / f".{path.name}.restore-lock"
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create {lock}: {exc.strerror}",
+            hint="the directory above the restore target must exist and be writable",
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TargetNotEmpty(
+                f"another restore into {path} is running", hint="wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            with suppress(FileNotFoundError):
+                os.unlink(lock)
+    finally:
+        os.close(fd)
 
 
 @contextmanager
@@ -18,45 +51,55 @@ def prepared_target(
     """Yield with `path` an empty directory; yield where --force moved its old contents.
 
     If the block fails, the directory is left as it was: what the restore wrote is removed and
-    moved contents come back. `in_use` says why a directory must not be touched even with
-    --force (a server running on it).
+    moved contents come back. `in_use` says why a directory must not be touched at all, even
+    empty and even with --force (a server running on, in or under it).
     """
+    path = Path(os.path.abspath(path))
+    if path.is_symlink():
+        raise UsageError(f"{path} is a symbolic link", hint="give the real directory's path")
     if path.exists() and not path.is_dir():
         raise UsageError(f"{path} exists and is not a directory")
-    moved: Path | None = None
-    if path.exists() and any(path.iterdir()):
-        reason = in_use(path) if in_use else None
-        if reason is not None:
-            raise TargetNotEmpty(reason, hint="stop it first; a restore never replaces live data")
-        if not force:
-            raise TargetNotEmpty(
-                f"{path} is not empty",
-                hint="restore into an empty directory, or pass --force to move its contents "
-                "aside (nothing is deleted)",
-            )
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        moved = path.with_name(f"{path.name}.before-restore-{stamp}")
-        mode = path.stat().st_mode & 0o777
+    reason = in_use(path) if in_use else None
+    if reason is not None:
+        raise TargetNotEmpty(reason, hint="stop it first; a restore never replaces live data")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _target_lock(path):
+        moved = _move_aside(path, force=force)
+        created = not path.exists()
+        path.mkdir(mode=0o700, exist_ok=True)
         try:
-            path.rename(moved)
-        except OSError as exc:
-            raise TargetNotEmpty(
-                f"cannot move the contents of {path} aside: {exc.strerror}",
-                hint="empty the directory yourself (it may be a mount point)",
-            ) from None
-        path.mkdir(mode=mode)
-    created = not path.exists()
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            yield moved
+        except BaseException:
+            _clear_directory(path)
+            if moved is not None:
+                path.rmdir()
+                moved.rename(path)
+            elif created:
+                path.rmdir()
+            raise
+
+
+def _move_aside(path: Path, *, force: bool) -> Path | None:
+    if not (path.exists() and any(path.iterdir())):
+        return None
+    if not force:
+        raise TargetNotEmpty(
+            f"{path} is not empty",
+            hint="restore into an empty directory, or pass --force to move its contents "
+            "aside (nothing is deleted)",
+        )
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    moved = path.with_name(f"{path.name}.before-restore-{stamp}")
+    mode = path.stat().st_mode & 0o777
     try:
-        yield moved
-    except BaseException:
-        _clear_directory(path)
-        if moved is not None:
-            path.rmdir()
-            moved.rename(path)
-        elif created:
-            path.rmdir()
-        raise
+        path.rename(moved)
+    except OSError as exc:
+        raise TargetNotEmpty(
+            f"cannot move the contents of {path} aside: {exc.strerror}",
+            hint="empty the directory yourself (it may be a mount point)",
+        ) from None
+    path.mkdir(mode=mode)
+    return moved
 
 
 def _clear_directory(path: Path) -> None:

@@ -12,6 +12,7 @@ from pytest_bdd import given, parsers, then, when
 
 from backup_engine.codecs import get_codec
 from backup_engine.drill.faultproxy import FaultProxy, Rule
+from backup_engine.drill.recovery import recovery_from
 from backup_engine.errors import BackupEngineError
 from backup_engine.health import CRITICAL, check_backups
 from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
@@ -153,7 +154,7 @@ def verify_names(repository: Storage, damaged_key: str) -> None:
 def restore_names(repository: Storage, pg_backend: PostgresBackend, damaged_key: str) -> None:
     target = pg_backend.new_data_dir()
     with pytest.raises(BackupEngineError, match=damaged_key):
-        restore_base_backup(repository, "latest", target)
+        restore_base_backup(repository, "latest", target, recovery=recovery_from(repository, None))
     assert list(target.iterdir()) == []
 
 

@@ -22,8 +22,6 @@ from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backu
 from backup_engine.postgres.catalog import resolve_backup
 from backup_engine.postgres.connection import connect, describe
 from backup_engine.postgres.manifest import BaseBackupManifest
-from backup_engine.postgres.targets import RecoveryTarget
-from backup_engine.postgres.walarchive import read_wal_archive
 from backup_engine.servers import PostgresBackend, PostgresServer
 from backup_engine.servers.attached import AttachedPostgresServer
 from backup_engine.storage import Storage
@@ -78,13 +76,8 @@ def latest_backup(storage_factory: StorageFactory, pg_backend: PostgresBackend) 
 def restore_latest_with_wal(
     latest: LatestBackup, pg_backend: PostgresBackend, drill_record: ScenarioRecord
 ) -> RestoredServer:
-    archive = read_wal_archive(latest.repository, latest.manifest.wal_segment_size)
-    end = archive.end_lsn(latest.manifest.timeline)
-    has_wal = end is not None and end > latest.manifest.stop_lsn_value
-    target = RecoveryTarget("latest" if has_wal else "immediate")
-    restored = restore_into_new_server(
-        latest.repository, latest.manifest.backup_id, pg_backend, target=target
-    )
+    # No target: the end of the archive, or the end of the backup when no WAL follows it.
+    restored = restore_into_new_server(latest.repository, latest.manifest.backup_id, pg_backend)
     drill_record.used_backup(restored.restore.backup_id, restored.restore.sha256)
     drill_record.check(
         "restored from", "the latest complete base backup", latest.manifest.backup_id, True

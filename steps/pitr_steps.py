@@ -14,7 +14,7 @@ from pytest_bdd import given, parsers, then, when
 from backup_engine.codecs import get_codec
 from backup_engine.drill.evidence import ScenarioRecord
 from backup_engine.drill.markers import Marker, marker_exists, write_marker
-from backup_engine.drill.recovery import RestoredServer, point_in_time, restore_into_new_server
+from backup_engine.drill.recovery import RestoredServer, recovery_from, restore_into_new_server
 from backup_engine.drill.seed import seed_shop
 from backup_engine.drill.writer import HeartbeatWriter
 from backup_engine.errors import BackupEngineError
@@ -201,7 +201,7 @@ def _attempt(repository: Storage, target_dir: Path, target: RecoveryTarget) -> A
             "auto",
             target_dir,
             force=True,
-            point_in_time=point_in_time(repository, target),
+            recovery=recovery_from(repository, target),
         )
     except BackupEngineError as exc:
         return Attempt(exc, target_dir, before)

@@ -14,7 +14,7 @@ from backup_engine.expire import ExpirePlan, apply_expire, plan_expire
 from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
 from backup_engine.postgres.catalog import BASE_BACKUPS
 from backup_engine.postgres.manifest import BaseBackupManifest
-from backup_engine.postgres.walarchive import read_wal_archive
+from backup_engine.postgres.timelines import read_timeline_tree
 from backup_engine.retention import RetentionPolicy, pitr_anchor
 from backup_engine.servers import PostgresServer
 from backup_engine.storage import Storage
@@ -85,7 +85,7 @@ def kept_exactly(repository: Storage, history: SimulatedHistory) -> None:
 def no_gap(repository: Storage, history: SimulatedHistory, days: int) -> None:
     backups = BASE_BACKUPS.list(repository).backups
     anchor = pitr_anchor(backups, history.now - timedelta(days=days))
-    archive = read_wal_archive(repository, anchor.wal_segment_size)
+    archive = read_timeline_tree(repository, anchor.wal_segment_size)
     end = archive.end_lsn(anchor.timeline)
     assert end is not None
     assert archive.missing(anchor.timeline, anchor.start_lsn_value, end - 1) == []

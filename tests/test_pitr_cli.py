@@ -81,16 +81,18 @@ def test_restore_to_a_named_point_with_the_cli(
     restored = cli(repo, "pg", "restore", "auto", "--pgdata", str(pgdata),
                    "--target-name", "before-cleanup")  # fmt: skip
     assert restored.returncode == 0, restored.stderr
-    assert "recover to name 'before-cleanup'" in restored.stdout
-    server = backend.start_existing(
-        pgdata, settings={"archive_mode": "off"}, env=repo.environment(), wait=False
-    )
-    waited = cli(repo, "pg", "wait-recovery", "--dsn", server.dsn(), "--json")
+    assert "recovery: to name 'before-cleanup' along timeline 1" in restored.stdout
+    assert "archiving: off" in restored.stdout
+    server = backend.start_existing(pgdata, env=repo.environment(), wait=False)
+    waited = cli(repo, "pg", "wait-recovery", "--dsn", server.dsn(), "--pgdata", str(pgdata),
+                 "--json")  # fmt: skip
     assert waited.returncode == 0, waited.stderr
     outcome = json.loads(waited.stdout)
     assert outcome["state"] == "promoted" and outcome["timeline"] == 2
     assert orders(server.dsn()) == 100  # 50 users x 2 orders, from before the DELETE
     assert orders(source.dsn()) == 0
+    with connect(server.dsn()) as conn:  # the restore wrote it: the copy never archives
+        assert conn.execute("SHOW archive_mode").fetchone() == ("off",)
 
 
 def test_restore_table_with_the_cli_to_a_point_and_to_the_end(

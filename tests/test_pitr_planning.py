@@ -10,14 +10,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from backup_engine.postgres.timelines import parse_history, read_timeline_tree, segment_name
 
 from backup_engine.errors import BackupNotFound, UsageError
 from backup_engine.postgres.lsn import format_lsn
 from backup_engine.postgres.manifest import manifest_key
-from backup_engine.postgres.pitr import TargetOutOfRange, WalGap, plan_recovery
+from backup_engine.postgres.pitr import AmbiguousTarget, TargetOutOfRange, WalGap, plan_recovery
 from backup_engine.postgres.targets import RecoveryTarget
 from backup_engine.postgres.wal import META_ARCHIVED_AT, WAL_PREFIX
-from backup_engine.postgres.walarchive import parse_history, read_wal_archive, segment_name
 from backup_engine.storage import LocalStorage
 from tests.test_manifest import sample_manifest
 
@@ -177,7 +177,7 @@ def test_timelines_are_followed_through_their_history(tmp_path: Path) -> None:
     )
     plan = plan_recovery(repo, "auto", RecoveryTarget("latest"))
     assert plan.timeline == 2
-    archive = read_wal_archive(repo, SEG)
+    archive = read_timeline_tree(repo, SEG)
     assert archive.missing(2, 2 * SEG, 6 * SEG) == []
     repo.delete(f"{WAL_PREFIX}{segment_name(1, 3, SEG)}")
     with pytest.raises(WalGap, match=segment_name(1, 3, SEG)):
@@ -188,3 +188,158 @@ def test_history_files_parse() -> None:
     text = "1\t0/3000000\tno recovery target specified\n\n2\t0/5000098\tbefore 2026-11-25\n"
     switches = parse_history(text)
     assert [(s.parent, s.switch_lsn) for s in switches] == [(1, 0x3000000), (2, 0x5000098)]
+
+
+# --- timelines: one tree, ambiguity refused, broken timelines are gaps -------------------------
+
+
+def add_history(repo: LocalStorage, timeline: int, text: str, archived: datetime) -> None:
+    key = f"{WAL_PREFIX}{timeline:08X}.history"
+    repo.put_bytes(key, text.encode(), metadata={META_ARCHIVED_AT: archived.isoformat()})
+    stamp = archived.timestamp()
+    os.utime(repo.root / key, (stamp, stamp))
+
+
+BRANCH = 4 * SEG + 0x80  # timeline 2 branched off timeline 1 here (segment 4)
+
+
+@pytest.fixture
+def forked(tmp_path: Path) -> LocalStorage:
+    """Timeline 1 kept archiving (segments 2..9, to T0 + 18 min) after timeline 2 branched off
+    it at segment 4 and was born at T0 + 8 min (segments 4..7, to T0 + 14 min): a restored copy
+    that archived into its source's repository."""
+    repo = LocalStorage(tmp_path)
+    add_backup(repo, "20261125T020000Z", 2, T0, next_xid=1000)
+    for number in range(2, 10):
+        add_wal(repo, 1, number, T0 + timedelta(minutes=2 * number))
+    add_history(
+        repo, 2, f"1\t{format_lsn(BRANCH)}\tbefore the bad change\n", T0 + timedelta(minutes=8)
+    )
+    for number in range(4, 8):
+        add_wal(repo, 2, number, T0 + timedelta(minutes=2 * number + 1))
+    return repo
+
+
+def test_an_lsn_on_both_histories_is_refused_until_a_timeline_is_named(
+    forked: LocalStorage,
+) -> None:
+    past_branch = RecoveryTarget("lsn", lsn=5 * SEG)
+    with pytest.raises(AmbiguousTarget, match=r"timeline 2 \(branched off 1 at 0/4000080\)"):
+        plan_recovery(forked, "auto", past_branch)
+    assert plan_recovery(forked, "auto", replace(past_branch, timeline="1")).timeline == 1
+    plan = plan_recovery(forked, "auto", replace(past_branch, timeline="2"))
+    assert (plan.timeline, plan.timeline_setting) == (2, "2")
+
+
+def test_an_lsn_before_the_branch_means_the_same_data_on_both(forked: LocalStorage) -> None:
+    plan = plan_recovery(forked, "auto", RecoveryTarget("lsn", lsn=3 * SEG))
+    assert (plan.timeline, plan.timeline_setting) == (1, "current")
+
+
+def test_latest_is_ambiguous_when_two_timelines_archived_at_the_same_time(
+    forked: LocalStorage,
+) -> None:
+    with pytest.raises(AmbiguousTarget, match="archiving WAL at the same time"):
+        plan_recovery(forked, "auto", RecoveryTarget("latest"))
+    assert plan_recovery(forked, "auto", RecoveryTarget("latest", timeline="1")).timeline == 1
+
+
+def test_latest_follows_the_timeline_born_after_the_old_one_stopped(tmp_path: Path) -> None:
+    """The incident: timeline 1 archived up to the bad change and died; the PITR made 2."""
+    repo = LocalStorage(tmp_path)
+    add_backup(repo, "20261125T020000Z", 2, T0)
+    for number in range(2, 6):
+        add_wal(repo, 1, number, T0 + timedelta(minutes=number))
+    add_history(repo, 2, f"1\t{format_lsn(BRANCH)}\tpitr\n", T0 + timedelta(minutes=30))
+    for number in range(4, 7):
+        add_wal(repo, 2, number, T0 + timedelta(minutes=30 + number))
+    plan = plan_recovery(repo, "auto", RecoveryTarget("latest"))
+    assert (plan.timeline, plan.timeline_setting) == (2, "2")
+    # A time after timeline 1 stopped archiving can only be on timeline 2.
+    assert plan_recovery(repo, "auto", at(35)).timeline == 2
+    # A time while timeline 1 was still archiving, after the backup: it may lie past the
+    # branch on timeline 1 (the bad change) or mean the branch point on 2.
+    with pytest.raises(AmbiguousTarget, match="more than one history"):
+        plan_recovery(repo, "auto", at(4))
+
+
+def test_a_time_before_the_last_backup_start_below_the_branch_is_not_ambiguous(
+    forked: LocalStorage,
+) -> None:
+    add_backup(forked, "20261125T020300Z", 3, T0 + timedelta(minutes=3), next_xid=1100)
+    # backup 2 started at T0 + 3 min - 5 s at LSN 3/28, below the branch: everything past the
+    # branch was written after that, so a target before it is the same on both histories.
+    assert plan_recovery(forked, "auto", at(2.9)).timeline == 1
+    with pytest.raises(AmbiguousTarget):
+        plan_recovery(forked, "auto", at(3.5))
+
+
+def test_a_backup_taken_after_a_pitr_is_used_for_latest(tmp_path: Path) -> None:
+    """PITR -> promote -> backup -> new commits -> restore latest: the backup of timeline 2
+    and its WAL are used, never the old target of timeline 1."""
+    repo = LocalStorage(tmp_path)
+    add_backup(repo, "20261125T020000Z", 2, T0)
+    for number in range(2, 5):
+        add_wal(repo, 1, number, T0 + timedelta(minutes=number))
+    add_history(repo, 2, f"1\t{format_lsn(BRANCH)}\tpitr\n", T0 + timedelta(minutes=30))
+    add_backup(repo, "20261125T024000Z", 6, T0 + timedelta(minutes=40), timeline=2)
+    for number in range(4, 9):
+        add_wal(repo, 2, number, T0 + timedelta(minutes=30 + number))
+    plan = plan_recovery(repo, "auto", RecoveryTarget("latest"))
+    assert (plan.backup.backup_id, plan.timeline, plan.timeline_setting) == (
+        "20261125T024000Z", 2, "current",
+    )  # fmt: skip
+    # Timeline 1 asked for: the backup of timeline 2 is not on its history.
+    plan = plan_recovery(repo, "auto", RecoveryTarget("latest", timeline="1"))
+    assert plan.backup.backup_id == "20261125T020000Z"
+    with pytest.raises(TargetOutOfRange, match="not on the history"):
+        plan_recovery(repo, "20261125T024000Z", RecoveryTarget("latest", timeline="1"))
+
+
+def test_a_timeline_without_its_history_file_is_a_gap(forked: LocalStorage) -> None:
+    forked.delete(f"{WAL_PREFIX}00000002.history")
+    for target in (RecoveryTarget("latest"), at(3), RecoveryTarget("lsn", lsn=3 * SEG)):
+        with pytest.raises(WalGap, match="00000002.history is missing") as raised:
+            plan_recovery(forked, "auto", target)
+        assert raised.value.exit_code == 4
+    with pytest.raises(WalGap, match="cannot be followed"):
+        plan_recovery(forked, "auto", RecoveryTarget("latest", timeline="2"))
+    assert plan_recovery(forked, "auto", RecoveryTarget("latest", timeline="1")).timeline == 1
+    tree = read_timeline_tree(forked, SEG)
+    assert list(tree.broken()) == [2]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "garbage\n",
+        "2\t0/4000080\tparent not older\n",
+        "1\t0/5000000\tfirst\n1\t0/6000000\tsame parent twice\n",
+        "1\tnot-an-lsn\tx\n",
+        "\u00b9\t0/1\tx\n",
+    ],
+)
+def test_a_malformed_history_file_breaks_its_timeline(forked: LocalStorage, text: str) -> None:
+    add_history(forked, 2, text, T0)  # overwrites: LocalStorage.put_bytes replaces
+    with pytest.raises(WalGap, match="00000002.history is unreadable"):
+        plan_recovery(forked, "auto", RecoveryTarget("latest"))
+
+
+def test_a_restore_point_recovers_on_the_timeline_it_was_made_on(forked: LocalStorage) -> None:
+    record = {"name": "p", "lsn": format_lsn(5 * SEG), "time": T0.isoformat(), "timeline": 2}
+    forked.put_bytes("postgres/restore-points/p.json", json.dumps(record).encode())
+    assert plan_recovery(forked, "auto", RecoveryTarget("name", name="p")).timeline == 2
+    with pytest.raises(TargetOutOfRange, match="made on timeline 2"):
+        plan_recovery(forked, "auto", RecoveryTarget("name", name="p", timeline="1"))
+
+
+def test_an_explicit_timeline_that_branched_before_the_backup_is_refused(tmp_path: Path) -> None:
+    repo = LocalStorage(tmp_path)
+    for number in range(2, 9):
+        add_wal(repo, 1, number, T0 + timedelta(minutes=number))
+    add_history(repo, 2, f"1\t{format_lsn(3 * SEG)}\told\n", T0 + timedelta(minutes=20))
+    add_wal(repo, 2, 3, T0 + timedelta(minutes=21))
+    add_backup(repo, "20261125T020600Z", 6, T0 + timedelta(minutes=6))  # after the branch
+    with pytest.raises(TargetOutOfRange, match="not on the history of timeline 2"):
+        plan_recovery(repo, "auto", RecoveryTarget("latest", timeline="2"))
+    assert plan_recovery(repo, "auto", RecoveryTarget("latest")).timeline == 1

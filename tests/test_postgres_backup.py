@@ -25,7 +25,7 @@ from backup_engine.postgres.binaries import find_pg_binaries
 from backup_engine.postgres.catalog import list_base_backups, resolve_backup
 from backup_engine.postgres.inspect import table_fingerprints
 from backup_engine.postgres.manifest import BaseBackupManifest, manifest_key
-from backup_engine.postgres.restore import restore_base_backup, verify_data_directory
+from backup_engine.postgres.restore import Recovery, restore_base_backup, verify_data_directory
 from backup_engine.postgres.verify import verify_base_backup
 from backup_engine.process import run
 from backup_engine.servers import LocalPostgresBackend, PostgresServer
@@ -34,6 +34,8 @@ from backup_engine.storage.faults import FailingWrites
 
 pytestmark = pytest.mark.postgres
 ZSTD = get_codec("zstd")
+# These repositories archive no WAL: recovery ends with the backup, nothing is fetched.
+OFFLINE = Recovery("false")
 
 
 @pytest.fixture(scope="module")
@@ -169,11 +171,11 @@ def test_restore_of_a_corrupt_backup_leaves_the_target_as_it_was(
     _flip_byte(repo, manifest.file("base.tar.zst").key, 0.9)
     target = tmp_path / "pgdata"
     with pytest.raises(CorruptObject):
-        restore_base_backup(repo, "latest", target)
+        restore_base_backup(repo, "latest", target, recovery=OFFLINE)
     assert not target.exists()
     target.mkdir()
     with pytest.raises(CorruptObject):
-        restore_base_backup(repo, "latest", target)
+        restore_base_backup(repo, "latest", target, recovery=OFFLINE)
     assert list(target.iterdir()) == []
 
 
@@ -184,7 +186,7 @@ def test_truncated_object_is_detected(
     path = repo.root / manifest.file("base.tar.zst").key
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
     with pytest.raises(CorruptObject, match=r"base\.tar\.zst"):
-        restore_base_backup(repo, "latest", tmp_path / "pgdata")
+        restore_base_backup(repo, "latest", tmp_path / "pgdata", recovery=OFFLINE)
 
 
 def test_restore_refuses_a_non_empty_directory_and_leaves_it_untouched(
@@ -195,7 +197,7 @@ def test_restore_refuses_a_non_empty_directory_and_leaves_it_untouched(
     target.mkdir()
     (target / "precious.txt").write_text("do not lose me")
     with pytest.raises(TargetNotEmpty, match="--force"):
-        restore_base_backup(repo, "latest", target)
+        restore_base_backup(repo, "latest", target, recovery=OFFLINE)
     assert [p.name for p in target.iterdir()] == ["precious.txt"]
 
 
@@ -206,7 +208,7 @@ def test_force_moves_old_contents_aside_and_never_deletes(
     target = tmp_path / "pgdata"
     target.mkdir()
     (target / "precious.txt").write_text("do not lose me")
-    result = restore_base_backup(repo, "latest", target, force=True)
+    result = restore_base_backup(repo, "latest", target, recovery=OFFLINE, force=True)
     assert result.previous_contents is not None
     assert (result.previous_contents / "precious.txt").read_text() == "do not lose me"
     assert (target / "PG_VERSION").exists() and not (target / "precious.txt").exists()
@@ -216,7 +218,7 @@ def test_force_still_refuses_a_running_server(repo: LocalStorage, source: Postgr
     backup(repo, source)
     before = sorted(p.name for p in source.data_dir.iterdir())
     with pytest.raises(TargetNotEmpty, match="running"):
-        restore_base_backup(repo, "latest", source.data_dir, force=True)
+        restore_base_backup(repo, "latest", source.data_dir, recovery=OFFLINE, force=True)
     assert sorted(p.name for p in source.data_dir.iterdir()) == before
     assert source.is_ready()
 
@@ -227,7 +229,7 @@ def test_restored_directory_starts_with_the_same_data(
     expected = table_fingerprints(source.dsn())
     backup(repo, source)
     target = backend.new_data_dir()
-    result = restore_base_backup(repo, "latest", target)
+    result = restore_base_backup(repo, "latest", target, recovery=OFFLINE)
     assert result.verified and result.files > 100
     restored = backend.start_existing(target)
     assert table_fingerprints(restored.dsn()) == expected
@@ -239,7 +241,7 @@ def test_pg_verifybackup_catches_a_changed_data_file(
 ) -> None:
     backup(repo, source)
     target = tmp_path / "pgdata"
-    restore_base_backup(repo, "latest", target, verify=False)
+    restore_base_backup(repo, "latest", target, recovery=OFFLINE, verify=False)
     (target / "PG_VERSION").write_text("99\n")
     pg_verifybackup = find_pg_binaries().path("pg_verifybackup")
     with pytest.raises(VerificationFailed, match="PG_VERSION"):

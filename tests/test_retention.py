@@ -18,8 +18,8 @@ from backup_engine.expire import apply_expire, plan_expire
 from backup_engine.postgres.catalog import BASE_BACKUPS
 from backup_engine.postgres.lsn import format_lsn
 from backup_engine.postgres.manifest import BaseBackupManifest
+from backup_engine.postgres.timelines import read_timeline_tree, segment_name
 from backup_engine.postgres.wal import WAL_PREFIX
-from backup_engine.postgres.walarchive import read_wal_archive, segment_name
 from backup_engine.retention import RetentionPolicy, base_backup_decisions, pitr_anchor
 from backup_engine.storage import LocalStorage
 from tests.test_manifest import sample_manifest
@@ -93,7 +93,7 @@ def test_expire_dry_run_deletes_nothing_and_apply_deletes_manifest_first(tmp_pat
     remaining = BASE_BACKUPS.list(repo)
     assert remaining.incomplete == ()
     assert len(remaining.backups) == len([d for d in plan.items if d.kind == "postgres" and d.keep])
-    archive = read_wal_archive(repo, SEG)
+    archive = read_timeline_tree(repo, SEG)
     anchor = pitr_anchor(remaining.backups, now - timedelta(days=7))
     assert archive.missing(1, anchor.start_lsn_value, 81 * SEG) == []
 
@@ -167,12 +167,12 @@ class RetentionMachine(RuleBasedStateMachine):
     def pitr_window_has_no_gap(self) -> None:
         backups = self._backups()
         anchor = pitr_anchor(backups, self.now - timedelta(days=POLICY.wal_days))
-        archive = read_wal_archive(self.repo, SEG)
+        archive = read_timeline_tree(self.repo, SEG)
         assert archive.missing(1, anchor.start_lsn_value, max(self.pushed) * SEG) == []
 
     @invariant()
     def kept_backups_keep_their_own_wal(self) -> None:
-        archive = read_wal_archive(self.repo, SEG)
+        archive = read_timeline_tree(self.repo, SEG)
         for backup in self._backups():
             assert archive.missing(1, backup.start_lsn_value, backup.stop_lsn_value) == []
 

@@ -87,23 +87,13 @@ def backup(
 def list_backups(obj: CliContext, json_output: bool) -> None:
     """List complete base backups and the recoverable window of each timeline."""
     from backup_engine.postgres.catalog import list_base_backups
-    from backup_engine.postgres.lsn import format_lsn
-    from backup_engine.postgres.pitr import recoverable_windows
+    from backup_engine.postgres.windows import recoverable_windows
 
     storage = obj.settings().open_storage()
     storage.check()
     catalog = list_base_backups(storage)
     windows = recoverable_windows(storage, catalog)
-    window_data = [
-        {
-            "timeline": w.timeline,
-            "from": w.start_time.isoformat(),
-            "from_backup": w.start_backup,
-            "to": w.end_time.isoformat() if w.end_time else None,
-            "to_lsn": format_lsn(w.end_lsn) if w.end_lsn is not None else None,
-        }
-        for w in windows
-    ]
+    window_data = [w.to_dict() for w in windows]
     show_catalog(
         catalog,
         repository=storage.url,
@@ -120,11 +110,7 @@ def list_backups(obj: CliContext, json_output: bool) -> None:
     if json_output:
         return
     for window in windows:
-        end = window.end_time.strftime("%Y-%m-%d %H:%M:%S") if window.end_time else "?"
-        click.echo(
-            f"timeline {window.timeline}: recoverable from "
-            f"{window.start_time.strftime('%Y-%m-%d %H:%M:%S')} to {end} UTC"
-        )
+        click.echo(window.describe())
 
 
 @pg.command()
@@ -245,6 +231,14 @@ def target_options(*, default_latest: bool) -> Callable[[Callable[..., None]], C
 )
 @target_options(default_latest=False)
 @click.option(
+    "--archive-mode",
+    type=click.Choice(["off", "preserve"]),
+    default="off",
+    show_default=True,
+    help="off: the restored server does not archive (never into its source's repository); "
+    "preserve: keep the backup's archive settings (a new primary, archiving on a new timeline).",
+)
+@click.option(
     "--force", is_flag=True, help="Move a non-empty --pgdata aside first (never deleted)."
 )
 @click.option("--no-verify", is_flag=True, help="Skip pg_verifybackup after extraction.")
@@ -256,69 +250,46 @@ def restore(
     backup_id: str,
     pgdata: Path,
     recovery_target: RecoveryTarget | None,
+    archive_mode: str,
     force: bool,
     no_verify: bool,
     no_progress: bool,
     json_output: bool,
 ) -> None:
-    """Restore a base backup into a data directory, optionally to a point in time.
+    """Restore a base backup into a data directory, set up to recover to one point.
 
-    With a target, the backup is chosen (auto: the newest that ends before the target), the
-    target is checked against the recoverable window and the WAL archive for gaps before
-    anything is written, and the directory is set up to fetch WAL with `pg wal-fetch`. Start
-    PostgreSQL on it as usual; it recovers to the target.
+    Without a target the server recovers to the end of the WAL archive (latest), or to the end
+    of the backup when no WAL follows it. The timeline, the backup (auto: the newest that ends
+    before the target), the window and the archive's completeness are checked before anything
+    is written; an ambiguous target is refused. The backup's own recovery settings are
+    removed, and the server always ends recovery on a new timeline. Start PostgreSQL on it as
+    usual and follow it with `pg wait-recovery`.
     """
+    from backup_engine.commands.restore_report import restore_summary
     from backup_engine.postgres.recovery_config import tool_command
-    from backup_engine.postgres.restore import PointInTime, restore_base_backup
+    from backup_engine.postgres.restore import Recovery, restore_base_backup
 
     settings = obj.settings()
     storage = settings.open_storage()
-    pitr = None
-    if recovery_target is not None:
-        command = tool_command(
-            ["pg", "wal-fetch", "%f", "%p"], repo_url=storage.url, config_file=settings.source
-        )
-        pitr = PointInTime(recovery_target, command)
+    command = tool_command(
+        ["pg", "wal-fetch", "%f", "%p"], repo_url=storage.url, config_file=settings.source
+    )
     result = restore_base_backup(
         storage,
         backup_id,
         pgdata,
+        recovery=Recovery(command, recovery_target, archive_mode),
         force=force,
         verify=not no_verify,
         bindir=settings.postgres.bindir,
         progress=obj.progress(json_output=json_output, enabled=not no_progress),
-        point_in_time=pitr,
     )
+    summary = restore_summary(result)
     if json_output:
-        emit_json(
-            {
-                "backup_id": result.backup_id,
-                "pgdata": str(result.pgdata),
-                "files": result.files,
-                "restored_bytes": result.restored_bytes,
-                "stored_bytes": result.stored_bytes,
-                "verified": result.verified,
-                "seconds": round(result.seconds, 3),
-                "previous_contents": str(result.previous_contents)
-                if result.previous_contents
-                else None,
-                "recovery_target": recovery_target.settings() if recovery_target else None,
-            }
-        )
+        emit_json(summary.data)
         return
-    if result.previous_contents:
-        click.echo(f"previous contents of {pgdata} moved to {result.previous_contents}")
-    verified = "verified by pg_verifybackup" if result.verified else "NOT verified"
-    click.echo(
-        f"restored backup {result.backup_id} into {result.pgdata}: {result.files} files, "
-        f"{human_bytes(result.restored_bytes)}, {verified}, in {format_duration(result.seconds)}"
-    )
-    if recovery_target is not None:
-        click.echo(
-            f"on start, PostgreSQL will recover to {recovery_target.describe()} and "
-            f"{recovery_target.action}; wait for it with: backup-engine pg wait-recovery --dsn ..."
-        )
-    click.echo(f"start it with: pg_ctl --pgdata {result.pgdata} start")
+    for line in summary.lines:
+        click.echo(line)
 
 
 @pg.command(name="restore-point")
@@ -342,15 +313,38 @@ def restore_point(obj: CliContext, name: str, dsn: str | None, json_output: bool
 
 @pg.command(name="wait-recovery")
 @click.option("--dsn", help="libpq connection string of the recovering server.")
+@click.option(
+    "--pgdata",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Its data directory: a server that stops is noticed at once, its log read for why.",
+)
+@click.option(
+    "--log",
+    "log_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Its log file (pg_ctl --log); default: what current_logfiles names.",
+)
 @click.option("--timeout", type=float, default=24 * 3600, show_default=True, help="Seconds.")
 @json_option
 @click.pass_obj
-def wait_recovery(obj: CliContext, dsn: str | None, timeout: float, json_output: bool) -> None:
-    """Wait until a restored server has finished (or paused) recovery; report where it stopped."""
+def wait_recovery(
+    obj: CliContext,
+    dsn: str | None,
+    pgdata: Path | None,
+    log_file: Path | None,
+    timeout: float,
+    json_output: bool,
+) -> None:
+    """Wait until a restored server has finished (or paused) recovery; report where it stopped.
+
+    A server that stops during recovery is reported with PostgreSQL's reason and a remedy.
+    """
     from backup_engine.postgres.recovery import wait_for_connected_recovery
 
     settings = obj.settings(**{"postgres.dsn": dsn})
-    outcome = wait_for_connected_recovery(settings.postgres.dsn, timeout=timeout)
+    outcome = wait_for_connected_recovery(
+        settings.postgres.dsn, timeout=timeout, pgdata=pgdata, log_file=log_file
+    )
     if json_output:
         emit_json(
             {

@@ -5,29 +5,28 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from backup_engine.errors import ServerError
 from backup_engine.postgres.recovery import RecoveryOutcome, wait_for_recovery
 from backup_engine.postgres.recovery_config import tool_command
-from backup_engine.postgres.restore import PointInTime, RestoreResult, restore_base_backup
+from backup_engine.postgres.restore import Recovery, RestoreResult, restore_base_backup
 from backup_engine.postgres.targets import RecoveryTarget
 from backup_engine.servers.base import PostgresBackend, PostgresServer
 from backup_engine.storage import Storage
-
-READY_TIMEOUT_S = 120
 
 
 @dataclass(frozen=True)
 class RestoredServer:
     server: PostgresServer
     restore: RestoreResult
-    rto_seconds: float  # restore start -> server accepts connections (recovery finished)
-    recovery: RecoveryOutcome | None = None
+    rto_seconds: float  # restore start -> recovery finished (server promoted or paused)
+    recovery: RecoveryOutcome
 
 
-def point_in_time(storage: Storage, target: RecoveryTarget) -> PointInTime:
+def recovery_from(
+    storage: Storage, target: RecoveryTarget | None, *, archive_mode: str = "off"
+) -> Recovery:
     """Recovery that fetches WAL from `storage` through this tool's wal-fetch."""
     command = tool_command(["pg", "wal-fetch", "%f", "%p"], repo_url=storage.url)
-    return PointInTime(target=target, restore_command=command)
+    return Recovery(command, target, archive_mode)
 
 
 def restore_into_new_server(
@@ -36,29 +35,19 @@ def restore_into_new_server(
     backend: PostgresBackend,
     *,
     target: RecoveryTarget | None = None,
+    archive_mode: str = "off",
+    settings: dict[str, str] | None = None,
 ) -> RestoredServer:
-    """Restore backup `ref` into a fresh data directory and start a server on it; with a
-    target, wait until it has recovered to that point."""
+    """Restore backup `ref` into a fresh data directory, start a server on it and wait until
+    it has recovered (to `target`; without one, to the end of the archive). Drills restore
+    with archiving off unless a scenario is about archiving from the restored copy."""
     started = time.monotonic()
     data_dir = backend.new_data_dir()
-    pitr = point_in_time(storage, target) if target else None
-    result = restore_base_backup(storage, ref, data_dir, point_in_time=pitr)
-    # The restored copy must not archive into the repository it was restored from.
-    settings = {"archive_mode": "off"}
-    if target is None:
-        server = backend.start_existing(data_dir, settings=settings)
-        _wait_ready(server)
-        return RestoredServer(server, result, time.monotonic() - started)
+    result = restore_base_backup(
+        storage, ref, data_dir, recovery=recovery_from(storage, target, archive_mode=archive_mode)
+    )
     server = backend.start_existing(
-        data_dir, settings=settings, env=storage.environment(), wait=False
+        data_dir, settings=settings or {}, env=storage.environment(), wait=False
     )
     outcome = wait_for_recovery(server)
     return RestoredServer(server, result, time.monotonic() - started, outcome)
-
-
-def _wait_ready(server: PostgresServer) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while not server.is_ready():  # pg_ctl --wait already waited; this is pg_isready's verdict
-        if time.monotonic() > deadline:
-            raise ServerError(f"restored server on {server.data_dir} never accepted connections")
-        time.sleep(0.1)

@@ -74,6 +74,7 @@ def _take(
     clock: Callable[[], datetime],
 ) -> BaseBackupManifest:
     binaries = find_pg_binaries(options.bindir, major=facts.major)
+    start_xid = next_xid(options.dsn)  # read before the backup starts: a lower bound for later
     started = clock()
     backup_id = BASE_BACKUPS.new_backup_id(storage, started)
     label = options.label or f"restore-drill {backup_id}"
@@ -122,6 +123,7 @@ def _take(
             capture,
             facts,
             options.dsn,
+            start_xid,
         )
     except BaseException:
         _discard_partial(storage, prefix)
@@ -143,6 +145,7 @@ def _describe_backup(
     capture: TarMemberCapture,
     facts: ServerFacts,
     dsn: str,
+    start_xid: int | None,
 ) -> BaseBackupManifest:
     try:
         backup_facts = read_backup_facts(capture.captured)
@@ -176,6 +179,7 @@ def _describe_backup(
         tool_version=__version__,
         source=describe(dsn),
         next_xid=next_xid(dsn),
+        start_next_xid=start_xid,
         extra={"tar_members": capture.members, **encryption_extra(storage)},
     )
 

@@ -44,6 +44,7 @@ class BaseBackupManifest(ManifestMixin):
     tool_version: str
     source: str
     next_xid: int | None = None  # first xid not yet assigned when the backup ended
+    start_next_xid: int | None = None  # the same, read just before the backup started
     kind: str = KIND
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)

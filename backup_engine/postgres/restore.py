@@ -1,36 +1,63 @@
-"""Restoring a base backup into a data directory.
+"""Restoring a base backup into a data directory, set up to recover to exactly one point.
 
 Stream: storage -> sha256 check -> decompress -> tar extract, nothing staged on disk. The target
 must be empty; with `force`, what was there is moved aside (never deleted) and moved back if the
-restore fails. After extraction pg_verifybackup checks every file against PostgreSQL's own
-backup_manifest, so the directory left behind is one PostgreSQL will start from.
+restore fails; a target inside, above or around a running server is refused, forced or not.
+After extraction pg_verifybackup checks every file against PostgreSQL's own backup_manifest.
+
+Then the recovery: planned before anything is written (timeline, backup, window, gaps), and
+written so the restored server always recovers from the archive and ends on a new timeline: the
+backup's own recovery settings are removed, `recovery.signal` is always created, the timeline
+is written as a number, and archiving is off unless the operator asks to preserve it. Without a
+target, "latest" is the end of the archive (the end of the backup when no WAL follows it).
 """
 
 from __future__ import annotations
 
-import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from backup_engine.codecs import get_codec
-from backup_engine.errors import (
-    CommandFailed,
-    VerificationFailed,
-)
+from backup_engine.errors import CommandFailed, UsageError, VerificationFailed
 from backup_engine.integrity import Expected, verified_content
 from backup_engine.postgres.basebackup import BASE_TAR
 from backup_engine.postgres.binaries import find_pg_binaries
 from backup_engine.postgres.catalog import LATEST, resolve_backup
+from backup_engine.postgres.live import live_server_near
 from backup_engine.postgres.manifest import BaseBackupManifest, StoredFile
-from backup_engine.postgres.pitr import AUTO, RecoveryPlan, plan_recovery
-from backup_engine.postgres.recovery_config import write_recovery_config
+from backup_engine.postgres.pitr import AUTO, RecoveryPlan, TargetOutOfRange, plan_recovery
+from backup_engine.postgres.recovery_config import (
+    ARCHIVE_MODES,
+    ConfigChanges,
+    write_recovery_config,
+)
 from backup_engine.postgres.targets import RecoveryTarget
 from backup_engine.process import run
 from backup_engine.progress import Progress
 from backup_engine.storage import Storage
 from backup_engine.tarfiles import ExtractStats, extract_stream
 from backup_engine.targetdir import prepared_target
+
+__all__ = ["Recovery", "RestoreResult", "restore_base_backup", "verify_data_directory"]
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """How the restored server recovers: to `target` (None: the end of the archive), fetching
+    WAL with `restore_command`; `archive_mode` "off" (default: a restored copy never archives
+    into its source's repository) or "preserve" (the operator makes it the new primary)."""
+
+    restore_command: str
+    target: RecoveryTarget | None = None
+    archive_mode: str = "off"
+
+    def __post_init__(self) -> None:
+        if self.archive_mode not in ARCHIVE_MODES:
+            raise UsageError(
+                f"archive mode {self.archive_mode!r}", hint=f"use {' or '.join(ARCHIVE_MODES)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -44,35 +71,23 @@ class RestoreResult:
     verified: bool
     previous_contents: Path | None  # where --force moved what was in the directory
     sha256: dict[str, str]  # storage key -> sha256 of every object checked on the way
-    plan: RecoveryPlan | None = None  # set for point-in-time restores
+    plan: RecoveryPlan | None = None  # None only for a files-only (verification) restore
+    config: ConfigChanges | None = None
+    archive_mode: str | None = None
 
 
-@dataclass(frozen=True)
-class PointInTime:
-    """Recover past the backup: to `target`, fetching WAL with `restore_command`."""
-
-    target: RecoveryTarget
-    restore_command: str
-
-
-def running_postmaster(pgdata: Path) -> int | None:
-    """The pid of a live server using `pgdata`, from its postmaster.pid, else None."""
+def plan_for(storage: Storage, ref: str, target: RecoveryTarget | None) -> RecoveryPlan:
+    """The plan for `target`; without one, the end of the archive, or the end of the backup
+    when the archive holds no WAL after it (said so in the plan's `why`)."""
+    if target is not None:
+        return plan_recovery(storage, ref, target)
     try:
-        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
-    except (FileNotFoundError, ValueError, IndexError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    return pid
-
-
-def _postmaster_in_use(pgdata: Path) -> str | None:
-    pid = running_postmaster(pgdata)
-    return None if pid is None else f"a PostgreSQL server (pid {pid}) is running on {pgdata}"
+        return plan_recovery(storage, ref, RecoveryTarget("latest"))
+    except TargetOutOfRange as exc:
+        if "no WAL archived after backup" not in exc.message:
+            raise
+        plan = plan_recovery(storage, ref, RecoveryTarget("immediate"))
+        return replace(plan, why="no WAL is archived after the backup, so its end (immediate)")
 
 
 def restore_base_backup(
@@ -80,22 +95,22 @@ def restore_base_backup(
     ref: str,
     pgdata: Path,
     *,
+    recovery: Recovery | None,
     force: bool = False,
     verify: bool = True,
     bindir: str | None = None,
     progress: Progress | None = None,
-    point_in_time: PointInTime | None = None,
 ) -> RestoreResult:
-    """Restore backup `ref` (an id, "latest", or "auto" with a target) into `pgdata`.
+    """Restore backup `ref` (an id, "latest", or "auto": chosen for the target) into `pgdata`.
 
-    With `point_in_time`, the recovery is planned first (backup chosen, target checked against
-    the recoverable window, WAL checked for gaps): a plan that cannot work stops here, before
-    the target directory is touched.
+    The recovery is planned first: a plan that cannot work stops here, before the target
+    directory is touched. `recovery=None` restores the files only, for verification (pg verify's
+    trial restore); such a directory is never started.
     """
     started = time.monotonic()
     plan = None
-    if point_in_time is not None:
-        plan = plan_recovery(storage, ref, point_in_time.target)
+    if recovery is not None:
+        plan = plan_for(storage, ref, recovery.target)
         manifest = plan.backup
     else:
         manifest = resolve_backup(storage, LATEST if ref == AUTO else ref)
@@ -103,19 +118,14 @@ def restore_base_backup(
     if verify:
         binaries.path("pg_verifybackup")  # fail before downloading anything
     pgdata = pgdata.absolute()
-    with prepared_target(pgdata, force=force, in_use=_postmaster_in_use) as moved:
+    config = None
+    with prepared_target(pgdata, force=force, in_use=live_server_near) as moved:
         stats, base = _download_and_extract(storage, manifest, pgdata, progress or Progress())
         pgdata.chmod(0o700)
         if verify:
             verify_data_directory(binaries.path("pg_verifybackup"), pgdata, manifest.backup_id)
-        if point_in_time is not None:  # after pg_verifybackup: this changes a backed-up file
-            write_recovery_config(
-                pgdata,
-                point_in_time.target.settings(),
-                restore_command=point_in_time.restore_command,
-                comment=f"restore-drill: recover backup {manifest.backup_id} to "
-                f"{point_in_time.target.describe()}",
-            )
+        if recovery is not None and plan is not None:  # after pg_verifybackup: edits config
+            config = _configure(pgdata, plan, recovery)
     return RestoreResult(
         backup_id=manifest.backup_id,
         pgdata=pgdata,
@@ -127,6 +137,26 @@ def restore_base_backup(
         previous_contents=moved,
         sha256={base.key: base.sha256},
         plan=plan,
+        config=config,
+        archive_mode=recovery.archive_mode if recovery else None,
+    )
+
+
+def _configure(pgdata: Path, plan: RecoveryPlan, recovery: Recovery) -> ConfigChanges:
+    settings = plan.target.settings()
+    settings["recovery_target_timeline"] = plan.timeline_setting
+    if plan.target.kind == "latest":
+        settings.pop("recovery_target_action", None)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return write_recovery_config(
+        pgdata,
+        settings,
+        restore_command=recovery.restore_command,
+        archive_mode=recovery.archive_mode,
+        note=f"Removed by restore-drill restore of backup {plan.backup.backup_id} on {stamp}",
+        comment=f"restore-drill {stamp}: recover backup {plan.backup.backup_id} to "
+        f"{plan.target.describe()} along timeline {plan.timeline} ({plan.why}); "
+        f"archive_mode {recovery.archive_mode}",
     )
 
 

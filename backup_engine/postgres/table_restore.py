@@ -26,7 +26,7 @@ from backup_engine.postgres.binaries import find_pg_binaries
 from backup_engine.postgres.connection import connect
 from backup_engine.postgres.recovery import RecoveryOutcome, wait_for_recovery
 from backup_engine.postgres.recovery_config import tool_command
-from backup_engine.postgres.restore import PointInTime, restore_base_backup
+from backup_engine.postgres.restore import Recovery, restore_base_backup
 from backup_engine.postgres.targets import RecoveryTarget
 from backup_engine.process import pipe
 from backup_engine.servers.base import PostgresBackend
@@ -186,7 +186,7 @@ def restore_table(
     )
     data_dir = backend.new_data_dir()
     restored = restore_base_backup(
-        storage, ref, data_dir, bindir=bindir, point_in_time=PointInTime(side_target, command)
+        storage, ref, data_dir, bindir=bindir, recovery=Recovery(command, side_target, "off")
     )
     side = backend.start_existing(
         data_dir, settings={"archive_mode": "off"}, env=storage.environment(), wait=False

@@ -58,6 +58,22 @@ class RecoveryTarget:
         return settings
 
 
+MAX_TIMELINE = 0xFFFFFFFF
+MAX_XID = (1 << 64) - 1  # 64-bit, epoch included, as pg_current_xact_id() shows it
+_DIGITS = re.compile(r"^[0-9]{1,20}$")
+
+
+def _number(text: str, what: str, *, low: int, high: int) -> int:
+    """A decimal number in PostgreSQL's range for `what`, or one clear refusal."""
+    value = int(text) if _DIGITS.match(text) else None
+    if value is None or not low <= value <= high:
+        raise UsageError(
+            f"{what} {text!r} is not a number from {low} to {high}",
+            hint="write it in decimal digits, as PostgreSQL shows it",
+        )
+    return value
+
+
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
 
 
@@ -100,20 +116,18 @@ def parse_target(
         raise UsageError(
             f"unknown target action {action!r}", hint=f"use one of: {', '.join(ACTIONS)}"
         )
-    if timeline not in ("latest", "current") and not timeline.isdigit():
-        raise UsageError(f"bad target timeline {timeline!r}", hint="latest, current or a number")
+    if timeline not in ("latest", "current"):
+        timeline = str(_number(timeline, "target timeline", low=1, high=MAX_TIMELINE))
     base = RecoveryTarget("latest", action=action, inclusive=inclusive, timeline=timeline)
     if time is not None:
         return replace(base, kind="time", time=parse_target_time(time))
     if lsn is not None:
         return replace(base, kind="lsn", lsn=parse_lsn(lsn))
     if xid is not None:
-        if not xid.isdigit():
-            raise UsageError(f"transaction id {xid!r} is not a number")
-        return replace(base, kind="xid", xid=int(xid))
+        return replace(base, kind="xid", xid=_number(xid, "transaction id", low=3, high=MAX_XID))
     if name is not None:
-        if not name or len(name) > 63:
-            raise UsageError("a restore point name has 1 to 63 characters")
+        if not name or len(name.encode()) > 63 or "\0" in name:
+            raise UsageError("a restore point name has 1 to 63 bytes")
         return replace(base, kind="name", name=name)
     if target is not None:
         if target not in ("immediate", "latest"):

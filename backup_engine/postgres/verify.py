@@ -56,6 +56,7 @@ def verify_base_backup(
                 storage,
                 manifest.backup_id,
                 scratch / "pgdata",
+                recovery=None,  # files only: checked, never started
                 verify=True,
                 bindir=bindir,
                 progress=progress,

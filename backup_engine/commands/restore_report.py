@@ -1,0 +1,72 @@
+"""What `pg restore` tells the operator: where recovery will stop, on which timeline and why,
+whether the restored server archives, what was removed from the backup's configuration, and
+the two commands to run next."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from backup_engine.commands.output import human_bytes
+from backup_engine.durations import format_duration
+from backup_engine.postgres.restore import RestoreResult
+
+
+@dataclass(frozen=True)
+class RestoreSummary:
+    lines: list[str]
+    data: dict[str, Any]
+
+
+def restore_summary(result: RestoreResult) -> RestoreSummary:
+    plan, config = result.plan, result.config
+    assert plan is not None and config is not None
+    pgdata = result.pgdata
+    log = pgdata.with_name(f"{pgdata.name}.recovery.log")
+    verified = "verified by pg_verifybackup" if result.verified else "NOT verified"
+    lines = []
+    if result.previous_contents:
+        lines.append(f"previous contents of {pgdata} moved to {result.previous_contents}")
+    lines.append(
+        f"restored backup {result.backup_id} into {pgdata}: {result.files} files, "
+        f"{human_bytes(result.restored_bytes)}, {verified}, in {format_duration(result.seconds)}"
+    )
+    action = "" if plan.target.kind == "latest" else f", then {plan.target.action}"
+    lines.append(
+        f"recovery: to {plan.target.describe()} along timeline {plan.timeline} ({plan.why})"
+        f"{action}; it ends on a new timeline"
+    )
+    if result.archive_mode == "off":
+        lines.append(
+            "archiving: off (archive_mode = off written: the restored server never writes to "
+            "the repository; restore with --archive-mode preserve to make it the new primary)"
+        )
+    else:
+        lines.append("archiving: preserved from the backup (on the new timeline)")
+    for removed in config.removed:
+        lines.append(f"removed from the backup's configuration: {removed}")
+    for name in config.files_removed:
+        lines.append(f"removed from the backup: {name}")
+    lines.append(f"start it with: pg_ctl --pgdata {pgdata} --log {log} start")
+    lines.append(
+        f"follow recovery with: backup-engine pg wait-recovery --pgdata {pgdata} --log {log} "
+        "--dsn 'host=... port=...'"
+    )
+    data = {
+        "backup_id": result.backup_id,
+        "pgdata": str(pgdata),
+        "files": result.files,
+        "restored_bytes": result.restored_bytes,
+        "stored_bytes": result.stored_bytes,
+        "verified": result.verified,
+        "seconds": round(result.seconds, 3),
+        "previous_contents": str(result.previous_contents) if result.previous_contents else None,
+        "recovery_target": plan.target.describe(),
+        "timeline": plan.timeline,
+        "timeline_reason": plan.why,
+        "archive_mode": result.archive_mode,
+        "settings_written": {k: v for k, v in config.written.items() if k != "restore_command"},
+        "settings_removed": list(config.removed),
+        "files_removed": list(config.files_removed),
+    }
+    return RestoreSummary(lines, data)
