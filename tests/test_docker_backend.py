@@ -21,11 +21,13 @@ from backup_engine.codecs import get_codec
 from backup_engine.drill.seed import seed_shop
 from backup_engine.errors import ConfigError, Unreachable
 from backup_engine.net import free_port
+from backup_engine.postgres.archiving import switch_and_wait_archived
 from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
-from backup_engine.postgres.restore import restore_base_backup
+from backup_engine.postgres.connection import connect
+from backup_engine.postgres.recovery_config import tool_command
 from backup_engine.servers import LocalPostgresBackend
 from backup_engine.servers.docker_servers import DEFAULT_IMAGE, DockerPostgresBackend, check_docker
-from backup_engine.storage import LocalStorage
+from backup_engine.storage.embedded import EmbeddedS3
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 DOCKER_TAGS = "full_restore or rpo or redis or (pitr and not table_restore and not secure_store)"
@@ -85,14 +87,22 @@ def test_the_same_drills_run_on_containers(tmp_path: Path) -> None:
 
 @needs_docker
 @pytest.mark.postgres
-def test_restore_test_compose_file_checks_a_restored_server(tmp_path: Path) -> None:
+def test_restore_test_compose_file_checks_a_restored_server(
+    tmp_path: Path, embedded_s3: EmbeddedS3
+) -> None:
+    """The README's flow: `pg restore latest` on the host, then compose up. The restored server
+    recovers in its container through the tool's wal-fetch (the checkout is mounted, the
+    repository settings passed through), so rows committed after the backup come back."""
     compose = shutil.which("docker-compose") or "docker-compose"
     tool = CHECKOUT / ".venv" / "bin" / "backup-engine"
     assert tool.exists(), "the compose file runs the checkout's .venv (make setup)"
     project = f"restoretest{uuid.uuid4().hex[:8]}"
     report = f"restore-test/report-{project}"
+    repo = embedded_s3.storage(f"compose-{uuid.uuid4().hex[:8]}")
+    repository_env = {**repo.environment(), "BACKUP_ENGINE_REPOSITORY": repo.url}
     env = {
         **os.environ,
+        **repository_env,
         "RESTORE_TEST_PGDATA": str(tmp_path / "pgdata"),
         "RESTORE_TEST_PORT": str(free_port()),
         "RESTORE_TEST_REPORT": report,
@@ -104,13 +114,23 @@ def test_restore_test_compose_file_checks_a_restored_server(tmp_path: Path) -> N
     )
     assert config.returncode == 0, config.stderr
 
-    (tmp_path / "repo").mkdir()
-    repo = LocalStorage(tmp_path / "repo")
+    archive = tool_command(["pg", "wal-push", "%p"], repo_url=repo.url)
     with LocalPostgresBackend() as servers:
-        source = servers.create()
+        source = servers.create(
+            settings={"archive_mode": "on", "archive_command": archive}, env=repo.environment()
+        )
         seed_shop(source.dsn(), users=100)
         take_base_backup(repo, get_codec("zstd"), BaseBackupOptions(dsn=source.dsn()))
-    restore_base_backup(repo, "latest", tmp_path / "pgdata")
+        with connect(source.dsn()) as conn:  # after the backup: only the WAL brings it back
+            conn.execute("CREATE TABLE after_backup AS SELECT 42 AS answer")
+        switch_and_wait_archived(source.dsn(), repo)
+    restored = subprocess.run(
+        [str(tool), "pg", "restore", "latest", "--pgdata", str(tmp_path / "pgdata"),
+         "--no-progress"],
+        capture_output=True, text=True, env=env, cwd=CHECKOUT,
+    )  # fmt: skip
+    assert restored.returncode == 0, restored.stderr
+    assert "archiving: off" in restored.stdout
     try:
         up = subprocess.run(
             [*base, "up", "--abort-on-container-exit", "--exit-code-from", "drill"],
@@ -123,6 +143,9 @@ def test_restore_test_compose_file_checks_a_restored_server(tmp_path: Path) -> N
         assert checks[0]["name"] == "server checked" and any(
             c["name"] == "rows in users" and c["actual"] == "100" for c in checks
         )
+        port = env["RESTORE_TEST_PORT"]
+        with connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres") as conn:
+            assert conn.execute("SELECT answer FROM after_backup").fetchone() == (42,)
     finally:
         subprocess.run([*base, "down", "-v"], capture_output=True, env=env, cwd=CHECKOUT)
         shutil.rmtree(CHECKOUT / report, ignore_errors=True)

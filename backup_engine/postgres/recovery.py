@@ -46,6 +46,15 @@ SELECT pg_is_in_recovery(),
        (SELECT timeline_id FROM pg_control_checkpoint())
 """
 
+# FATAL lines of clients refused while the server starts or stops: not why recovery ended.
+_CLIENT_NOISE = (
+    "the database system is starting up",
+    "the database system is in recovery mode",
+    "the database system is shutting down",
+    "the database system is not yet accepting connections",
+    "the database system is not accepting connections",
+)
+
 _REMEDIES = {
     "before configured recovery target was reached": (
         "the archived WAL ends before the target: nothing was committed after it (or the "
@@ -65,8 +74,13 @@ def outcome_from_log(log: str, started: float) -> RecoveryOutcome:
         match = re.search(r"recovery stopping (?:before|after) .*?, time (\S+ \S+)", log)
         moment = datetime.fromisoformat(match.group(1)) if match else None
         return RecoveryOutcome("shut down", None, moment, None, time.monotonic() - started)
-    fatal = [line for line in log.splitlines() if "FATAL" in line or "PANIC" in line]
-    reason = re.split(r"(?:FATAL|PANIC):\s*", fatal[-1], maxsplit=1)[-1].strip() if fatal else ""
+    fatal = [
+        re.split(r"(?:FATAL|PANIC):\s*", line, maxsplit=1)[-1].strip()
+        for line in log.splitlines()
+        if ("FATAL" in line or "PANIC" in line) and not any(n in line for n in _CLIENT_NOISE)
+    ]
+    known = [line for line in fatal if any(key in line for key in _REMEDIES)]
+    reason = (known or fatal or [""])[-1]
     hint = next((r for key, r in _REMEDIES.items() if key in reason), "see the server log")
     raise RecoveryFailed(
         f"recovery failed, the server stopped: {reason or 'no FATAL line in its log'}", hint=hint

@@ -21,9 +21,16 @@ from pathlib import Path
 
 from psycopg import sql
 
-from backup_engine.errors import BackupEngineError, UsageError
+from backup_engine.errors import BackupEngineError
 from backup_engine.postgres.binaries import find_pg_binaries
 from backup_engine.postgres.connection import connect
+from backup_engine.postgres.identifiers import (
+    dump_pattern,
+    parse_identifier,
+    parse_table_name,
+    qualified,
+    truncate_identifier,
+)
 from backup_engine.postgres.recovery import RecoveryOutcome, wait_for_recovery
 from backup_engine.postgres.recovery_config import tool_command
 from backup_engine.postgres.restore import Recovery, restore_base_backup
@@ -50,32 +57,46 @@ class TableRestoreResult:
     seconds: float
 
 
-def split_table(table: str) -> tuple[str, str]:
-    schema, _, name = table.rpartition(".")
-    if not name:
-        raise UsageError(f"bad table name {table!r}", hint="write it as schema.table")
-    return schema or "public", name
-
-
 def default_copy_name(name: str, now: datetime) -> str:
     suffix = f"_restored_{now.astimezone(UTC).strftime('%Y%m%d%H%M%S')}"
-    return name[: MAX_IDENTIFIER - len(suffix)] + suffix
+    return truncate_identifier(name)[: MAX_IDENTIFIER - len(suffix)].rstrip() + suffix
+
+
+def _table_oid(conn: object, schema: str, name: str) -> int | None:
+    row = conn.execute(  # type: ignore[attr-defined]
+        "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))::oid", (schema, name)
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else None
 
 
 def _table_exists(conn: object, schema: str, name: str) -> bool:
+    return _table_oid(conn, schema, name) is not None
+
+
+def _spelled_otherwise(conn: object, schema: str, name: str) -> str | None:
+    """A table whose name differs only in case: what the operator probably meant."""
     row = conn.execute(  # type: ignore[attr-defined]
-        "SELECT to_regclass(format('%%I.%%I', %s::text, %s::text)) IS NOT NULL", (schema, name)
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE lower(n.nspname) = lower(%s) AND lower(c.relname) = lower(%s)"
+        " AND c.relkind IN ('r', 'p') LIMIT 1",
+        (schema, name),
     ).fetchone()
-    return bool(row[0])
+    return qualified(str(row[0]), str(row[1])) if row else None
 
 
 def _check_live(into_dsn: str, schema: str, name: str, new_name: str, replace_rows: bool) -> bool:
     """Validate against the live database before any work; return whether the table exists."""
     with connect(into_dsn) as conn:
         exists = _table_exists(conn, schema, name)
+        if not exists and (other := _spelled_otherwise(conn, schema, name)) is not None:
+            raise TableRestoreError(
+                f"there is no table {qualified(schema, name)} in the live database, but there "
+                f"is {other}",
+                hint=f"names with capitals must be quoted: --table '{other}'",
+            )
         if new_name != name and _table_exists(conn, schema, new_name):
             raise TableRestoreError(
-                f"{schema}.{new_name} already exists in the live database",
+                f"{qualified(schema, new_name)} already exists in the live database",
                 hint="choose another name with --as",
             )
         if replace_rows and exists:
@@ -96,13 +117,15 @@ def _prepare_copy(
 ) -> int:
     """In the side cluster: rename the table and what would collide; return its row count."""
     with connect(side_dsn) as conn:
-        if not _table_exists(conn, schema, name):
-            raise TableRestoreError(f"table {schema}.{name} did not exist at the recovery target")
+        oid = _table_oid(conn, schema, name)
+        if oid is None:
+            raise TableRestoreError(
+                f"table {qualified(schema, name)} did not exist at the recovery target"
+            )
         table = sql.Identifier(schema, name)
         if not keep_foreign_keys:
             for (constraint,) in conn.execute(
-                "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f'",
-                (f"{schema}.{name}",),
+                "SELECT conname FROM pg_constraint WHERE conrelid = %s AND contype = 'f'", (oid,)
             ).fetchall():
                 conn.execute(
                     sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
@@ -110,7 +133,7 @@ def _prepare_copy(
                     )
                 )
         if new_name != name:
-            _rename_dependents(conn, schema, name, new_name)
+            _rename_dependents(conn, schema, oid, name, new_name)
             conn.execute(
                 sql.SQL("ALTER TABLE {} RENAME TO {}").format(table, sql.Identifier(new_name))
             )
@@ -121,17 +144,17 @@ def _prepare_copy(
     return int(str(row[0]))
 
 
-def _rename_dependents(conn: object, schema: str, name: str, new_name: str) -> None:
+def _rename_dependents(conn: object, schema: str, oid: int, name: str, new_name: str) -> None:
     """Indexes (and so PK/unique constraints) and owned sequences have schema-wide names."""
     relations = conn.execute(  # type: ignore[attr-defined]
         """
         SELECT c.relname, c.relkind FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-        WHERE i.indrelid = %(t)s::regclass
+        WHERE i.indrelid = %(t)s
         UNION ALL
         SELECT s.relname, s.relkind FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
-        WHERE d.refobjid = %(t)s::regclass AND s.relkind = 'S' AND d.deptype IN ('a', 'i')
+        WHERE d.refobjid = %(t)s AND s.relkind = 'S' AND d.deptype IN ('a', 'i')
         """,
-        {"t": f"{schema}.{name}"},
+        {"t": oid},
     ).fetchall()
     for relname, relkind in relations:
         renamed = (
@@ -142,7 +165,9 @@ def _rename_dependents(conn: object, schema: str, name: str, new_name: str) -> N
         kind = sql.SQL("INDEX") if relkind == "i" else sql.SQL("SEQUENCE")
         conn.execute(  # type: ignore[attr-defined]
             sql.SQL("ALTER {} {} RENAME TO {}").format(
-                kind, sql.Identifier(schema, str(relname)), sql.Identifier(renamed[:MAX_IDENTIFIER])
+                kind,
+                sql.Identifier(schema, str(relname)),
+                sql.Identifier(truncate_identifier(renamed)),
             )
         )
 
@@ -175,8 +200,8 @@ def restore_table(
     config_file: Path | None = None,
 ) -> TableRestoreResult:
     started = time.monotonic()
-    schema, name = split_table(table)
-    copy_name = as_name or default_copy_name(name, datetime.now(UTC))
+    schema, name = parse_table_name(table)
+    copy_name = parse_identifier(as_name) if as_name else default_copy_name(name, datetime.now(UTC))
     live_exists = _check_live(into_dsn, schema, name, copy_name, replace_rows)
     # A dropped table comes back under its own name when --replace is given.
     restored_name = name if replace_rows and not live_exists else copy_name
@@ -200,7 +225,8 @@ def restore_table(
             bindir, major=restored.plan.backup.pg_major if restored.plan else None
         )
         pipe(
-            [binaries.path("pg_dump"), "--format=custom", f"--table={schema}.{restored_name}",
+            [binaries.path("pg_dump"), "--format=custom",
+             f"--table={dump_pattern(schema, restored_name)}",
              f"--dbname={side.dsn()}"],
             [binaries.path("pg_restore"), "--no-owner", "--no-privileges", "--single-transaction",
              "--exit-on-error", f"--dbname={into_dsn}"],
@@ -211,8 +237,8 @@ def restore_table(
         _swap_rows(into_dsn, schema, name, restored_name)
         restored_name = name
     return TableRestoreResult(
-        table=f"{schema}.{name}",
-        restored_as=f"{schema}.{restored_name}",
+        table=qualified(schema, name),
+        restored_as=qualified(schema, restored_name),
         rows=rows,
         backup_id=restored.backup_id,
         replaced=replace_rows,
