@@ -41,3 +41,13 @@ Feature: Single table recovery
     Then table "users" holds the recorded content of "users"
     And the tables "sessions, orders" are as recorded
     And the measured RTO is within 30 minutes
+
+  Scenario: A table whose name needs quoting comes back under its own name
+    Given a table public."Order Items.v2" with 250 rows
+    When the row count and content checksum of every table are recorded
+    And marker "safe" is committed
+    And the public."Order Items.v2" table is dropped
+    And the WAL is archived
+    And the public."Order Items.v2" table is restored from the time of marker "safe" replacing it
+    Then table "public."Order Items.v2"" holds the recorded content of "public."Order Items.v2""
+    And the tables "users, sessions, orders" are as recorded

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 from pytest_bdd import given, parsers, then, when
 
 from backup_engine.codecs import get_codec
@@ -20,6 +21,7 @@ from backup_engine.drill.writer import HeartbeatWriter
 from backup_engine.errors import BackupEngineError
 from backup_engine.postgres.archiving import switch_and_wait_archived
 from backup_engine.postgres.connection import connect
+from backup_engine.postgres.identifiers import parse_table_name
 from backup_engine.postgres.inspect import TableFingerprint, table_fingerprint
 from backup_engine.postgres.manifest import BaseBackupManifest
 from backup_engine.postgres.recovery_config import tool_command
@@ -125,7 +127,7 @@ def wipe_table(source_server: PostgresServer, table: str) -> None:
         # Like a mistaken DELETE run by hand: foreign-key actions do not fire, so rows that
         # referenced the wiped ones stay (ON DELETE CASCADE would have taken them along).
         conn.execute("SET session_replication_role = replica")
-        conn.execute(f'DELETE FROM "{table}"')
+        conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(*parse_table_name(table))))
 
 
 @when("the WAL is archived")

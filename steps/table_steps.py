@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pytest_bdd import parsers, then, when
+from psycopg import sql
+from pytest_bdd import given, parsers, then, when
 
 from backup_engine.drill.evidence import ScenarioRecord
 from backup_engine.drill.markers import Marker
 from backup_engine.postgres.connection import connect
+from backup_engine.postgres.identifiers import parse_table_name, qualified
 from backup_engine.postgres.inspect import TableFingerprint, table_fingerprint
 from backup_engine.postgres.table_restore import TableRestoreResult, restore_table
 from backup_engine.servers import PostgresBackend, PostgresServer
@@ -24,10 +26,29 @@ class RestoredTable:
         return self.result.seconds
 
 
+def _name(table: str) -> str:
+    """A table as the scenario writes it (`orders`, `public."Order Items.v2"`), fully
+    qualified and quoted where needed: the key of recorded fingerprints."""
+    return qualified(*parse_table_name(table))
+
+
+@given(parsers.parse("a table {table} with {rows:d} rows"))
+def odd_table(source_server: PostgresServer, table: str, rows: int) -> None:
+    with connect(source_server.dsn()) as conn:
+        name = sql.Identifier(*parse_table_name(table))
+        conn.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY, note text)").format(name))
+        conn.execute(
+            sql.SQL("INSERT INTO {} SELECT g, md5(g::text) FROM generate_series(1, %s) g").format(
+                name
+            ),
+            (rows,),
+        )
+
+
 @when(parsers.parse("the {table} table is dropped"))
 def drop_table(source_server: PostgresServer, table: str) -> None:
     with connect(source_server.dsn()) as conn:
-        conn.execute(f'DROP TABLE "{table}"')
+        conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(*parse_table_name(table))))
 
 
 def _restore(
@@ -45,7 +66,7 @@ def _restore(
     result = restore_table(
         repository,
         pg_backend,
-        table=f"public.{table}",
+        table=table,
         target=marker.target(kind),
         into_dsn=source_server.dsn(),
         as_name=as_name,
@@ -102,8 +123,8 @@ def table_has_recorded_content(
     table: str,
     original: str,
 ) -> None:
-    actual = table_fingerprint(source_server.dsn(), f"public.{table}")
-    expected = recorded_tables[f"public.{original}"]
+    actual = table_fingerprint(source_server.dsn(), _name(table))
+    expected = recorded_tables[_name(original)]
     assert actual == expected, f"{table}: {actual}, recorded {original}: {expected}"
 
 
@@ -112,10 +133,10 @@ def tables_as_recorded(
     source_server: PostgresServer, recorded_tables: dict[str, TableFingerprint], names: str
 ) -> None:
     for name in (n.strip() for n in names.split(",")):
-        actual = table_fingerprint(source_server.dsn(), f"public.{name}")
-        assert actual == recorded_tables[f"public.{name}"], f"{name} changed: {actual}"
+        actual = table_fingerprint(source_server.dsn(), _name(name))
+        assert actual == recorded_tables[_name(name)], f"{name} changed: {actual}"
 
 
 @then(parsers.parse('table "{table}" still has {rows:d} rows'))
 def table_row_count(source_server: PostgresServer, table: str, rows: int) -> None:
-    assert table_fingerprint(source_server.dsn(), f"public.{table}").rows == rows
+    assert table_fingerprint(source_server.dsn(), _name(table)).rows == rows

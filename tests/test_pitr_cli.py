@@ -161,3 +161,38 @@ def test_wal_stream_command_ships_segments_until_stopped(
         _, err = stream.communicate(timeout=60)
     assert stream.returncode == 0, err
     assert "stopped:" in err and "segments" in err
+
+
+def test_wait_recovery_reports_a_server_that_stopped_short_of_its_target(
+    repo: S3Storage, backend: LocalPostgresBackend
+) -> None:
+    """A transaction id that never existed: PostgreSQL replays everything and stops with FATAL.
+    wait-recovery says so with PostgreSQL's reason, instead of waiting for its 24 h timeout."""
+    archive = tool_command(["pg", "wal-push", "%p"], repo_url=repo.url)
+    source = backend.create(
+        settings={"archive_mode": "on", "archive_command": archive}, env=repo.environment()
+    )
+    seed_shop(source.dsn(), users=10)
+    listed = cli(repo, "pg", "backup", "--dsn", source.dsn(), "--json")
+    assert listed.returncode == 0, listed.stderr
+    switch_and_wait_archived(source.dsn(), repo)
+    never = str(json.loads(listed.stdout)["next_xid"] + 10_000_000)
+    for watch in ("--pgdata", "--dsn-only"):
+        pgdata = backend.new_data_dir()
+        restored = cli(
+            repo, "pg", "restore", "auto", "--pgdata", str(pgdata), "--target-xid", never
+        )
+        assert restored.returncode == 0, restored.stderr
+        server = backend.start_existing(pgdata, env=repo.environment(), wait=False)
+        options = ["--pgdata", str(pgdata), "--log", str(server.log_file)]  # type: ignore[attr-defined]
+        started = time.monotonic()
+        waited = cli(repo, "pg", "wait-recovery", "--dsn", server.dsn(), "--timeout", "600",
+                     *(options if watch == "--pgdata" else []))  # fmt: skip
+        assert waited.returncode == 1, waited.stdout
+        assert time.monotonic() - started < 300  # seconds, never the timeout
+        if watch == "--pgdata":
+            assert "before configured recovery target was reached" in waited.stderr
+            assert "earlier target" in waited.stderr
+        else:
+            assert "stopped answering during recovery" in waited.stderr
+        assert len(waited.stderr.strip().splitlines()) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -272,3 +273,33 @@ def test_unreachable_server_fails_before_anything_is_written(repo: LocalStorage)
     with pytest.raises(ServerUnreachable, match=r"127\.0\.0\.1"):
         take_base_backup(repo, ZSTD, BaseBackupOptions(dsn=dsn))
     assert not os.path.exists(repo.root) or list(repo.list()) == []
+
+
+def test_force_refuses_anything_inside_or_around_a_running_server(
+    repo: LocalStorage, source: PostgresServer
+) -> None:
+    """`--pgdata LIVE/base --force` once moved a live server's directory aside."""
+    backup(repo, source)
+    live = source.data_dir
+    before = sorted(p.name for p in live.iterdir())
+    for target in (live / "base", live / "global", live / "pg_wal", live / "new", live.parent):
+        with pytest.raises(TargetNotEmpty, match="running"):
+            restore_base_backup(repo, "latest", target, recovery=OFFLINE, force=True)
+    assert sorted(p.name for p in live.iterdir()) == before
+    assert not (live / "new").exists()
+    assert source.is_ready()
+
+
+def test_two_restores_into_one_directory_never_interleave(
+    repo: LocalStorage, source: PostgresServer, tmp_path: Path
+) -> None:
+    backup(repo, source)
+    target = tmp_path / "pgdata"
+    lock = tmp_path / ".pgdata.restore-lock"
+    with lock.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a restore in another process holds it
+        with pytest.raises(TargetNotEmpty, match="another restore into"):
+            restore_base_backup(repo, "latest", target, recovery=OFFLINE)
+    assert not target.exists()
+    restore_base_backup(repo, "latest", target, recovery=OFFLINE)
+    assert (target / "PG_VERSION").exists() and not lock.exists()

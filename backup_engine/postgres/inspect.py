@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from backup_engine.postgres.connection import connect
+from backup_engine.postgres.identifiers import parse_table_name, qualified
 
 _USER_TABLES = """
 SELECT n.nspname, c.relname
@@ -25,16 +26,17 @@ class TableFingerprint:
 
 
 def table_fingerprint(dsn: str, table: str) -> TableFingerprint:
-    schema, _, name = table.rpartition(".")
+    """`table` as an operator writes it: orders, public.orders, public."Order Items"."""
+    schema, name = parse_table_name(table)
     with connect(dsn) as conn:
-        return _fingerprint(conn, schema or "public", name)
+        return _fingerprint(conn, schema, name)
 
 
 def table_fingerprints(dsn: str) -> dict[str, TableFingerprint]:
-    """Every user table, as "schema.table" -> fingerprint."""
+    """Every user table, as "schema.table" (quoted where SQL needs it) -> fingerprint."""
     with connect(dsn) as conn:
         tables = [(str(s), str(t)) for s, t in conn.execute(_USER_TABLES).fetchall()]
-        return {f"{s}.{t}": _fingerprint(conn, s, t) for s, t in tables}
+        return {qualified(s, t): _fingerprint(conn, s, t) for s, t in tables}
 
 
 def _fingerprint(conn: object, schema: str, table: str) -> TableFingerprint:
