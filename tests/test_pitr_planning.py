@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from backup_engine.postgres.timelines import parse_history, read_timeline_tree, segment_name
 
 from backup_engine.errors import BackupNotFound, UsageError
 from backup_engine.postgres.lsn import format_lsn
 from backup_engine.postgres.manifest import manifest_key
 from backup_engine.postgres.pitr import AmbiguousTarget, TargetOutOfRange, WalGap, plan_recovery
 from backup_engine.postgres.targets import RecoveryTarget
+from backup_engine.postgres.timelines import parse_history, read_timeline_tree, segment_name
 from backup_engine.postgres.wal import META_ARCHIVED_AT, WAL_PREFIX
 from backup_engine.storage import LocalStorage
 from tests.test_manifest import sample_manifest
