@@ -299,7 +299,7 @@ def test_a_backup_taken_after_a_pitr_is_used_for_latest(tmp_path: Path) -> None:
 def test_a_timeline_without_its_history_file_is_a_gap(forked: LocalStorage) -> None:
     forked.delete(f"{WAL_PREFIX}00000002.history")
     for target in (RecoveryTarget("latest"), at(3), RecoveryTarget("lsn", lsn=3 * SEG)):
-        with pytest.raises(WalGap, match="00000002.history is missing") as raised:
+        with pytest.raises(WalGap, match=r"00000002\.history is missing") as raised:
             plan_recovery(forked, "auto", target)
         assert raised.value.exit_code == 4
     with pytest.raises(WalGap, match="cannot be followed"):
@@ -321,7 +321,7 @@ def test_a_timeline_without_its_history_file_is_a_gap(forked: LocalStorage) -> N
 )
 def test_a_malformed_history_file_breaks_its_timeline(forked: LocalStorage, text: str) -> None:
     add_history(forked, 2, text, T0)  # overwrites: LocalStorage.put_bytes replaces
-    with pytest.raises(WalGap, match="00000002.history is unreadable"):
+    with pytest.raises(WalGap, match=r"00000002\.history is unreadable"):
         plan_recovery(forked, "auto", RecoveryTarget("latest"))
 
 
