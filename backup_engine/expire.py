@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from backup_engine.media.manifest import MEDIA_SNAPSHOTS, OBJECTS_PREFIX, MediaSnapshotManifest
 from backup_engine.postgres.catalog import BASE_BACKUPS
 from backup_engine.postgres.manifest import BaseBackupManifest
-from backup_engine.postgres.timelines import segment_number
-from backup_engine.postgres.wal import HISTORY, WAL_PREFIX, split_wal_key
+from backup_engine.postgres.timelines import build_tree
+from backup_engine.postgres.wal import WAL_PREFIX, split_wal_key
 from backup_engine.redis.manifest import REDIS_BACKUPS
 from backup_engine.retention import (
     Decision,
@@ -90,24 +90,29 @@ def _backup_items(
 
 
 def _wal_items(
+    storage: Storage,
     listing: list[ObjectInfo],
     kept: Sequence[BaseBackupManifest],
     policy: RetentionPolicy,
     now: datetime,
 ) -> list[ExpireItem]:
+    """WAL segments (and .partial files) no kept backup and no day of the PITR window needs,
+    per timeline as the timeline tree sees the archive. History files are never deleted: they
+    are tiny, and without them a timeline cannot be followed."""
     if not kept:
         return []
     segment_size = kept[0].wal_segment_size
     window_from, ranges = wal_keep_ranges(kept, policy, now, segment_size)
+    tree = build_tree(storage, segment_size, listing)
     items = []
-    for info in listing:
-        split = split_wal_key(info.key)
-        if split is None or HISTORY.match(split[0]):
-            continue  # timeline history files are tiny and needed to follow timelines
-        _, number = segment_number(split[0][:24], segment_size)
-        if not keep_segment(number, window_from, ranges):
-            reason = f"before the {policy.wal_days}-day window and no kept backup needs it"
-            items.append(ExpireItem("wal", split[0], False, reason, (info.key,), info.size))
+    for timeline in tree.timelines.values():
+        for number, info in sorted(
+            [*timeline.segments.items(), *timeline.partial.items()], key=lambda i: i[1].key
+        ):
+            if not keep_segment(number, window_from, ranges):
+                name = (split_wal_key(info.key) or (info.key, ""))[0]
+                reason = f"before the {policy.wal_days}-day window and no kept backup needs it"
+                items.append(ExpireItem("wal", name, False, reason, (info.key,), info.size))
     return items
 
 
@@ -136,7 +141,7 @@ def plan_expire(storage: Storage, policy: RetentionPolicy, now: datetime) -> Exp
     plan.items += _backup_items("postgres", BASE_BACKUPS, base, decisions, listing, now)
     kept_ids = {d.backup_id for d in decisions if d.keep}
     kept = [b for b in base.backups if b.backup_id in kept_ids]
-    plan.items += _wal_items(list(storage.list(WAL_PREFIX)), kept, policy, now)
+    plan.items += _wal_items(storage, list(storage.list(WAL_PREFIX)), kept, policy, now)
 
     redis = REDIS_BACKUPS.list(storage)
     decisions = snapshot_decisions(redis.backups, policy.redis_days, now, "Redis backup")

@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 
 from backup_engine.errors import BackupNotFound, UsageError
+from backup_engine.postgres.catalog import list_base_backups
 from backup_engine.postgres.lsn import format_lsn
 from backup_engine.postgres.manifest import manifest_key
 from backup_engine.postgres.pitr import AmbiguousTarget, TargetOutOfRange, WalGap, plan_recovery
 from backup_engine.postgres.targets import RecoveryTarget
 from backup_engine.postgres.timelines import parse_history, read_timeline_tree, segment_name
 from backup_engine.postgres.wal import META_ARCHIVED_AT, WAL_PREFIX
+from backup_engine.postgres.windows import recoverable_windows
 from backup_engine.storage import LocalStorage
 from tests.test_manifest import sample_manifest
 
@@ -343,3 +345,18 @@ def test_an_explicit_timeline_that_branched_before_the_backup_is_refused(tmp_pat
     with pytest.raises(TargetOutOfRange, match="not on the history of timeline 2"):
         plan_recovery(repo, "auto", RecoveryTarget("latest", timeline="2"))
     assert plan_recovery(repo, "auto", RecoveryTarget("latest")).timeline == 1
+
+
+def test_pg_list_names_a_broken_timeline(forked: LocalStorage) -> None:
+    forked.delete(f"{WAL_PREFIX}00000002.history")
+    windows = recoverable_windows(forked, list_base_backups(forked))
+    assert [w.timeline for w in windows] == [1, 2]
+    assert windows[0].describe().startswith("timeline 1: recoverable from 2026-11-25 02:00:00")
+    assert windows[1].broken and "BROKEN" in windows[1].describe()
+    assert windows[1].to_dict()["broken"].endswith("where it branched off is unknown")
+
+
+def test_pg_list_shows_where_each_timeline_branched(forked: LocalStorage) -> None:
+    windows = recoverable_windows(forked, list_base_backups(forked))
+    assert windows[1].describe().startswith("timeline 2 (branched off 1 at 0/4000080)")
+    assert windows[1].to_dict()["parent"] == 1
