@@ -108,6 +108,10 @@ class VerificationFailed(IntegrityError):
     """pg_verifybackup (or another content check) rejected a backup."""
 
 
+class TargetWriteFailed(BackupEngineError):
+    """The restore target cannot be written (disk full, permissions): named, never a traceback."""
+
+
 class CommandFailed(BackupEngineError):
     """An external program exited with an error."""
 

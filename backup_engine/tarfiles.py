@@ -1,16 +1,23 @@
-"""Extracting a tar stream safely: no member may land outside the target directory."""
+"""Extracting a tar stream into a target directory, never outside it.
+
+tarfile only parses: every entry is written by `SafeTree`, which walks from the target's root
+with O_NOFOLLOW and creates with O_EXCL, so no member (absolute, `..`, through a symlink made by
+an earlier member, a symlink or hard link replacing an earlier name) can create, write, chmod or
+utime anything outside the target. Devices, FIFOs and other special members are refused;
+setuid/setgid bits are dropped. What is extracted is bounded by `limit` (the uncompressed size
+the manifest recorded), so a forged stream cannot fill the disk past what the backup said.
+"""
 
 from __future__ import annotations
 
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, cast
 
 from backup_engine.errors import CorruptObject
+from backup_engine.safefs import Attributes, SafeTree
 from backup_engine.streams import Readable
-
-_ALLOWED = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE)
 
 
 @dataclass(frozen=True)
@@ -19,31 +26,54 @@ class ExtractStats:
     bytes: int
 
 
-def _check_member(member: tarfile.TarInfo, target: Path, where: str) -> None:
-    name = Path(member.name)
-    if name.is_absolute() or ".." in name.parts:
-        raise CorruptObject(f"{where} holds an unsafe path {member.name!r}; refusing to extract")
-    if member.type not in _ALLOWED:
-        raise CorruptObject(f"{where} holds {member.name!r} of unexpected type {member.type!r}")
-    if member.issym() and not (target / name).parent.resolve().is_relative_to(target.resolve()):
-        raise CorruptObject(f"{where} holds a symlink outside the target: {member.name!r}")
+class _Limited:
+    """Refuses to read past `limit` bytes of the uncompressed stream."""
+
+    def __init__(self, raw: Readable, limit: int | None, where: str) -> None:
+        self._raw, self._limit, self._where, self.read_bytes = raw, limit, where, 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._raw.read(size)
+        self.read_bytes += len(data)
+        if self._limit is not None and self.read_bytes > self._limit:
+            raise CorruptObject(
+                f"{self._where} holds more than the {self._limit} bytes its manifest records"
+            )
+        return data
 
 
-def extract_stream(stream: Readable, target: Path, *, where: str) -> ExtractStats:
+def _attributes(member: tarfile.TarInfo) -> Attributes:
+    return Attributes(member.mode, int(member.mtime * 1_000_000_000), member.uid, member.gid)
+
+
+def extract_stream(
+    stream: Readable, target: Path, *, where: str, limit: int | None = None
+) -> ExtractStats:
     """Extract an uncompressed tar stream into `target`, in one pass, member by member."""
     files = size = 0
-    # Python >= 3.12 filters extraction; "tar" keeps modes and symlinks (tablespaces) but still
-    # refuses absolute or escaping paths. Older Pythons rely on _check_member alone.
-    extra: dict[str, Any] = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
+    limited = _Limited(stream, limit, where)
     try:
-        tar_stream = cast(IO[bytes], stream)
-        with tarfile.open(fileobj=tar_stream, mode="r|", copybufsize=1 << 20) as tar:  # type: ignore[call-overload]
+        with (
+            SafeTree(target, where) as tree,
+            tarfile.open(fileobj=cast(IO[bytes], limited), mode="r|") as tar,
+        ):
             for member in tar:
-                _check_member(member, target, where)
-                tar.extract(member, target, set_attrs=True, numeric_owner=True, **extra)
-                if member.isfile():
+                if member.isreg():
+                    data = tar.extractfile(member)
+                    assert data is not None
+                    size += tree.write_file(member.name, data, member.size, _attributes(member))
                     files += 1
-                    size += member.size
+                elif member.isdir():
+                    tree.mkdir(member.name, _attributes(member))
+                elif member.issym():
+                    tree.symlink(member.name, member.linkname, _attributes(member))
+                elif member.islnk():
+                    tree.hardlink(member.name, member.linkname)
+                else:
+                    raise CorruptObject(
+                        f"{where} holds {member.name!r} of unexpected type {member.type!r}"
+                    )
+            tree.finish()
     except tarfile.TarError as exc:
         raise CorruptObject(f"{where} is not a readable tar stream: {exc}") from None
     return ExtractStats(files=files, bytes=size)

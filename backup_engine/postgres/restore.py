@@ -170,7 +170,7 @@ def _download_and_extract(
         progress.task(f"restore {manifest.backup_id}", stored.size) as task,
         verified_content(storage, expected, codec, task) as content,
     ):
-        stats = extract_stream(content, pgdata, where=stored.key)
+        stats = extract_stream(content, pgdata, where=stored.key, limit=stored.raw_size)
     return stats, stored
 
 
