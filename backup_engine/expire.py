@@ -12,10 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
+from backup_engine.errors import IntegrityError
 from backup_engine.media.manifest import MEDIA_SNAPSHOTS, OBJECTS_PREFIX, MediaSnapshotManifest
 from backup_engine.postgres.catalog import BASE_BACKUPS
 from backup_engine.postgres.manifest import BaseBackupManifest
+from backup_engine.postgres.manifest_checks import manifest_problems
 from backup_engine.postgres.timelines import build_tree
 from backup_engine.postgres.wal import WAL_PREFIX, split_wal_key
 from backup_engine.redis.manifest import REDIS_BACKUPS
@@ -31,6 +34,10 @@ from backup_engine.snapshots import Catalog, M, SnapshotKind
 from backup_engine.storage.base import ObjectInfo, Storage
 
 GRACE = timedelta(days=1)
+
+
+class ExpireRefused(IntegrityError):
+    """Expire found something it cannot reason from, and deleted nothing."""
 
 
 @dataclass(frozen=True)
@@ -104,11 +111,21 @@ def _wal_items(
     segment_size = kept[0].wal_segment_size
     window_from, ranges = wal_keep_ranges(kept, policy, now, segment_size)
     tree = build_tree(storage, segment_size, listing)
+    newest = max((t.last_segment or 0 for t in tree.timelines.values()), default=None)
+    if newest is not None and window_from > newest + 1:
+        raise ExpireRefused(
+            f"expire deleted nothing: the PITR window would start at WAL segment {window_from}, "
+            f"after everything archived (up to {newest}); a base backup manifest is not genuine",
+            hint="check the newest base backups' start LSNs with: backup-engine pg list",
+        )
+    recent = now - timedelta(days=policy.wal_days)
     items = []
     for timeline in tree.timelines.values():
         for number, info in sorted(
             [*timeline.segments.items(), *timeline.partial.items()], key=lambda i: i[1].key
         ):
+            if info.modified is None or info.modified >= recent:
+                continue  # archived inside the window (the store's own clock says so): kept
             if not keep_segment(number, window_from, ranges):
                 name = (split_wal_key(info.key) or (info.key, ""))[0]
                 reason = f"before the {policy.wal_days}-day window and no kept backup needs it"
@@ -126,29 +143,51 @@ def _media_object_items(
     for info in listing:
         if info.key in referenced:
             continue
-        if info.modified is not None and now - info.modified < GRACE:
+        if info.modified is None or now - info.modified < GRACE:
             continue  # may belong to a snapshot still being taken
         reason = "no kept media snapshot refers to it"
         items.append(ExpireItem("media-object", info.key, False, reason, (info.key,), info.size))
     return items
 
 
+def _refuse_unreadable(catalogs: dict[str, Catalog[Any]], base: Catalog[BaseBackupManifest],
+                       listing: list[ObjectInfo], now: datetime) -> None:  # fmt: skip
+    """Expire reasons from every manifest; one it cannot read or trust stops it entirely."""
+    for what, catalog in catalogs.items():
+        for item in catalog.unreadable:
+            raise ExpireRefused(
+                f"expire deleted nothing: the manifest of {what} {item.backup_id} cannot be "
+                f"read ({item.reason})",
+                hint="a wrong or missing encryption key makes every manifest unreadable; "
+                "otherwise inspect that manifest (it may be damaged or forged)",
+            )
+    problems = manifest_problems(base.backups, listing, now)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ExpireRefused(
+            f"expire deleted nothing: {problems[0]}{more}",
+            hint="inspect that manifest: it may be damaged or forged",
+        )
+
+
 def plan_expire(storage: Storage, policy: RetentionPolicy, now: datetime) -> ExpirePlan:
     plan = ExpirePlan()
     base = BASE_BACKUPS.list(storage)
-    decisions = base_backup_decisions(base.backups, policy, now)
+    redis = REDIS_BACKUPS.list(storage)
+    media = MEDIA_SNAPSHOTS.list(storage)
     listing = list(storage.list("postgres/base/"))
+    catalogs = {"base backup": base, "Redis backup": redis, "media snapshot": media}
+    _refuse_unreadable(catalogs, base, listing, now)  # type: ignore[arg-type]
+    decisions = base_backup_decisions(base.backups, policy, now)
     plan.items += _backup_items("postgres", BASE_BACKUPS, base, decisions, listing, now)
     kept_ids = {d.backup_id for d in decisions if d.keep}
     kept = [b for b in base.backups if b.backup_id in kept_ids]
     plan.items += _wal_items(storage, list(storage.list(WAL_PREFIX)), kept, policy, now)
 
-    redis = REDIS_BACKUPS.list(storage)
     decisions = snapshot_decisions(redis.backups, policy.redis_days, now, "Redis backup")
     listing = list(storage.list(REDIS_BACKUPS.prefix))
     plan.items += _backup_items("redis", REDIS_BACKUPS, redis, decisions, listing, now)
 
-    media = MEDIA_SNAPSHOTS.list(storage)
     decisions = snapshot_decisions(media.backups, policy.media_days, now, "media snapshot")
     listing = list(storage.list(MEDIA_SNAPSHOTS.prefix))
     plan.items += _backup_items("media", MEDIA_SNAPSHOTS, media, decisions, listing, now)

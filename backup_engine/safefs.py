@@ -205,6 +205,17 @@ class SafeTree:
         with self._guard(name):
             self._hardlink(name, existing)
 
+    def forget(self, name: str) -> None:
+        """Remove a regular file this tree began to write (a failed entry leaves nothing)."""
+        parts = split_relative(name, self.where)
+        try:
+            with self._directory(parts[:-1], create=False) as parent:
+                st = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode):
+                    os.unlink(parts[-1], dir_fd=parent)
+        except (OSError, CorruptObject):
+            pass  # nothing was created, or not by us
+
     def set_root(self, attrs: Attributes) -> None:
         """The target directory itself gets the recorded mode and time (at the end)."""
         self._dirs.append(([], attrs))

@@ -11,11 +11,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
-from backup_engine.errors import BackupNotFound, CorruptObject, ObjectNotFound
+from backup_engine.errors import (
+    BackupNotFound,
+    CorruptObject,
+    IntegrityError,
+    ObjectNotFound,
+    UsageError,
+)
 from backup_engine.storage.base import Storage
 from backup_engine.timefmt import backup_id_for
 
 LATEST = "latest"
+
+
+def id_order(backup_id: str) -> tuple[str, int]:
+    """Backup ids sort by time, then by the -2, -3 ... -10 of ids taken in the same second."""
+    base, _, n = backup_id.partition("-")
+    return base, int(n) if n.isdigit() else 0
 
 
 class Manifest(Protocol):
@@ -37,8 +49,14 @@ class Incomplete:
 
 @dataclass(frozen=True)
 class Catalog(Generic[M]):
+    """What a repository holds of one kind. `incomplete`: objects without a manifest (a backup
+    interrupted or still running). `unreadable`: a manifest that is there but cannot be read
+    (damaged, forged, encrypted with another key, a newer format): nothing may be concluded
+    from it, least of all that its backup can be deleted."""
+
     backups: tuple[M, ...]  # complete ones, oldest first
     incomplete: tuple[Incomplete, ...]
+    unreadable: tuple[Incomplete, ...] = ()
 
     @property
     def latest(self) -> M | None:
@@ -83,6 +101,7 @@ class SnapshotKind(Generic[M]):
             names.setdefault(backup_id, set()).add(name)
         complete: list[M] = []
         incomplete: list[Incomplete] = []
+        unreadable: list[Incomplete] = []
         for backup_id, found in sorted(names.items()):
             if self.manifest_name not in found:
                 reason = f"no {self.manifest_name}: interrupted or running"
@@ -90,14 +109,26 @@ class SnapshotKind(Generic[M]):
                 continue
             try:
                 complete.append(self.read(storage, backup_id))
-            except (CorruptObject, ObjectNotFound) as exc:
-                incomplete.append(Incomplete(backup_id, exc.message))
-        complete.sort(key=lambda m: (m.stop_time, m.backup_id))
-        return Catalog(tuple(complete), tuple(incomplete))
+            except ObjectNotFound:  # deleted between the listing and the read
+                incomplete.append(Incomplete(backup_id, f"{self.manifest_name} vanished"))
+            except (CorruptObject, IntegrityError, UsageError) as exc:
+                unreadable.append(Incomplete(backup_id, exc.message))
+        complete.sort(key=lambda m: (m.stop_time, id_order(m.backup_id)))
+        return Catalog(tuple(complete), tuple(incomplete), tuple(unreadable))
 
     def resolve(self, storage: Storage, ref: str) -> M:
         """`ref` is a backup id or "latest"; only complete backups resolve."""
         catalog = self.list(storage)
+        for item in catalog.unreadable:
+            newer = catalog.latest is None or id_order(item.backup_id) > id_order(
+                catalog.latest.backup_id
+            )
+            if item.backup_id == ref or (ref == LATEST and newer):
+                raise CorruptObject(
+                    f"the manifest of {self.what} {item.backup_id} cannot be read: {item.reason}",
+                    hint="refusing to guess; name another backup explicitly, and check the "
+                    "repository (encryption key, tool version, tampering)",
+                )
         if ref == LATEST:
             if catalog.latest is None:
                 raise BackupNotFound(

@@ -93,7 +93,7 @@ def _assert_contained(box: Path, before: dict[str, tuple[int, int, bytes | str]]
             assert not mode & (stat.S_ISUID | stat.S_ISGID), f"{name} kept setuid/setgid"
 
 
-ATTACKS = {
+ATTACKS: dict[str, list[tuple[str, ...]]] = {
     "absolute symlink, then a file through it": [
         ("symlink", "a", "{outside}"),
         ("file", "a/secret"),

@@ -15,9 +15,12 @@ from backup_engine.postgres.lsn import format_lsn, parse_lsn, wal_file_name
 from backup_engine.postgres.manifest import (
     BaseBackupManifest,
     StoredFile,
+    base_backup_prefix,
     is_backup_id,
+    manifest_key,
     new_backup_id,
 )
+from backup_engine.storage.base import Storage
 
 SEG = 16 * 1024 * 1024
 
@@ -42,6 +45,27 @@ def sample_manifest() -> BaseBackupManifest:
         tool_version="0.1.0",
         source="db:5432/postgres",
     )
+
+
+def genuine(manifest: BaseBackupManifest) -> BaseBackupManifest:
+    """The manifest as the tool writes it: WAL file names that match its LSNs, one object under
+    its own prefix (expire refuses manifests that do not hang together)."""
+    seg, tli = manifest.wal_segment_size, manifest.timeline
+    key = f"{base_backup_prefix(manifest.backup_id)}base.tar.zst"
+    return replace(
+        manifest,
+        start_wal_file=wal_file_name(tli, manifest.start_lsn_value, seg),
+        stop_wal_file=wal_file_name(tli, manifest.stop_lsn_value, seg, previous=True),
+        files=(StoredFile("base.tar.zst", key, 1, "ab" * 32, 99),),
+    )
+
+
+def store_backup(repo: Storage, manifest: BaseBackupManifest) -> BaseBackupManifest:
+    """Write a genuine-looking backup (its one-byte object and its manifest) into `repo`."""
+    stored = genuine(manifest)
+    repo.put_bytes(stored.files[0].key, b"x")
+    repo.put_bytes(manifest_key(stored.backup_id), stored.to_json().encode())
+    return stored
 
 
 def test_manifest_round_trips_through_json() -> None:

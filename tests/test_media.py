@@ -8,6 +8,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from backup_engine.drill.tree import tree_fingerprint
 from backup_engine.errors import CorruptObject, TargetNotEmpty, UsageError
 from backup_engine.media import snapshot as snapshot_module
 from backup_engine.media.manifest import MEDIA_SNAPSHOTS, MediaEntry, object_key
-from backup_engine.media.restore import restore_media, verify_media
+from backup_engine.media.restore import PartialRestore, restore_media, verify_media
 from backup_engine.media.snapshot import take_media_snapshot
 from backup_engine.storage import LocalStorage, Storage
 from backup_engine.storage.embedded import EmbeddedS3
@@ -56,15 +57,15 @@ def test_unchanged_files_are_not_read_again(
     take_media_snapshot(repo, ZSTD, tree)
     (tree / "fresh.txt").write_text("new")
     hashed: list[Path] = []
-    original = snapshot_module._sha256
+    original = snapshot_module._read_once
 
-    def counting(path: Path) -> str:
+    def counting(path: Path, sink: Any = None) -> Any:
         hashed.append(path)
-        return original(path)
+        return original(path, sink)
 
-    monkeypatch.setattr(snapshot_module, "_sha256", counting)
+    monkeypatch.setattr(snapshot_module, "_read_once", counting)
     second = take_media_snapshot(repo, ZSTD, tree)
-    assert [p.name for p in hashed] == ["fresh.txt"]
+    assert [p.name for p in hashed] == ["fresh.txt", "fresh.txt"]  # hashed, then stored
     assert second.new_objects == 1
 
 
@@ -77,9 +78,12 @@ def test_a_missing_object_is_named_by_verify_and_restore(
     repo.delete(object_key(entry.sha256, ZSTD.suffix))
     with pytest.raises(CorruptObject, match=r"invoice-0001\.pdf"):
         verify_media(repo, "latest")
-    with pytest.raises(CorruptObject, match=r"invoice-0001\.pdf"):
+    with pytest.raises(PartialRestore, match=r"1 could not be restored: .*invoice-0001\.pdf") as e:
         restore_media(repo, "latest", tmp_path / "out")
-    assert not (tmp_path / "out").exists()
+    assert e.value.exit_code == 4
+    assert e.value.result.files == manifest.file_count - 1  # everything else came back
+    assert not (tmp_path / "out" / entry.path).exists()
+    assert (tmp_path / "out" / "videos-large.bin").stat().st_size == 3 * 1024 * 1024
 
 
 def test_a_damaged_object_is_detected(tree: Path, tmp_path: Path) -> None:
@@ -112,7 +116,7 @@ def test_a_manifest_cannot_write_outside_the_target(tmp_path: Path, tree: Path) 
     manifest = take_media_snapshot(repo, ZSTD, tree)
     evil = replace(manifest, entries=(MediaEntry("../escaped", "dir", 0o755, 0),))
     repo.put_bytes(MEDIA_SNAPSHOTS.manifest_key(manifest.backup_id), evil.to_json().encode())
-    with pytest.raises(CorruptObject, match="escape"):
+    with pytest.raises(CorruptObject, match=r"cannot be read: .*not inside the snapshot"):
         restore_media(repo, "latest", tmp_path / "out")
     assert not (tmp_path / "escaped").exists()
 

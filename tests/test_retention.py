@@ -3,6 +3,7 @@ backups, WAL pushes, clock jumps and expire runs may break (hypothesis state mac
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import replace
@@ -22,7 +23,7 @@ from backup_engine.postgres.timelines import read_timeline_tree, segment_name
 from backup_engine.postgres.wal import WAL_PREFIX
 from backup_engine.retention import RetentionPolicy, base_backup_decisions, pitr_anchor
 from backup_engine.storage import LocalStorage
-from tests.test_manifest import sample_manifest
+from tests.test_manifest import sample_manifest, store_backup
 
 SEG = 16 * 1024 * 1024
 POLICY = RetentionPolicy()
@@ -39,6 +40,13 @@ def synthetic_backup(day: float, segment: int) -> BaseBackupManifest:
         start_lsn=format_lsn(segment * SEG + 0x28),
         stop_lsn=format_lsn(segment * SEG + 0x100),
     )
+
+
+def push_wal(repo: LocalStorage, number: int, archived: datetime) -> None:
+    """A segment archived at `archived` (the store's own time, which expire also trusts)."""
+    key = f"{WAL_PREFIX}{segment_name(1, number, SEG)}.zst"
+    repo.put_bytes(key, b"w")
+    os.utime(repo.root / key, (archived.timestamp(), archived.timestamp()))
 
 
 def test_the_plans_table_over_100_days() -> None:
@@ -78,11 +86,9 @@ def test_the_pitr_window_keeps_its_anchor_even_with_a_short_daily_rule() -> None
 def test_expire_dry_run_deletes_nothing_and_apply_deletes_manifest_first(tmp_path: Path) -> None:
     repo = LocalStorage(tmp_path)
     for day in range(40):
-        manifest = synthetic_backup(day, day * 2 + 2)
-        repo.put_bytes(f"{BASE_BACKUPS.backup_prefix(manifest.backup_id)}base.tar.zst", b"x")
-        repo.put_bytes(BASE_BACKUPS.manifest_key(manifest.backup_id), manifest.to_json().encode())
+        store_backup(repo, synthetic_backup(day, day * 2 + 2))
     for number in range(2, 82):
-        repo.put_bytes(f"{WAL_PREFIX}{segment_name(1, number, SEG)}.zst", b"w")
+        push_wal(repo, number, DAY0 + timedelta(days=(number - 2) / 2))
     now = DAY0 + timedelta(days=39, hours=1)
     before = sorted(i.key for i in repo.list())
     plan = plan_expire(repo, POLICY, now)
@@ -116,7 +122,7 @@ class RetentionMachine(RuleBasedStateMachine):
         self.take_backup()
 
     def _push(self, number: int) -> None:
-        self.repo.put_bytes(f"{WAL_PREFIX}{segment_name(1, number, SEG)}.zst", b"w")
+        push_wal(self.repo, number, self.now)
         self.pushed.add(number)
 
     @rule()
@@ -130,8 +136,7 @@ class RetentionMachine(RuleBasedStateMachine):
         )
         self._push(start)  # the backup's own segment, archived when it ends
         self.next_segment += 1
-        key = BASE_BACKUPS.manifest_key(manifest.backup_id)
-        self.repo.put_bytes(key, manifest.to_json().encode())
+        store_backup(self.repo, manifest)
         self.taken[manifest.backup_id] = manifest.stop_time
         self.newest = manifest.backup_id
 

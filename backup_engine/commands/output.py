@@ -50,6 +50,9 @@ def show_catalog(
                 "incomplete": [
                     {"backup_id": i.backup_id, "reason": i.reason} for i in catalog.incomplete
                 ],
+                "unreadable": [
+                    {"backup_id": i.backup_id, "reason": i.reason} for i in catalog.unreadable
+                ],
                 **(extra or {}),
             }
         )
@@ -60,6 +63,8 @@ def show_catalog(
         emit_table(headers, [row(m) for m in catalog.backups])
     for item in catalog.incomplete:
         click.echo(f"not restorable: {item.backup_id} ({item.reason})", err=True)
+    for item in catalog.unreadable:
+        click.echo(f"UNREADABLE manifest: {item.backup_id} ({item.reason})", err=True)
 
 
 def stopped(moment: datetime) -> str:

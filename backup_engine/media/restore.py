@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import zstandard
 
 from backup_engine.codecs import get_codec
-from backup_engine.errors import CorruptObject, ObjectNotFound, UsageError
+from backup_engine.errors import CorruptObject, IntegrityError, ObjectNotFound
 from backup_engine.media.manifest import (
     MEDIA_SNAPSHOTS,
     MediaEntry,
@@ -19,7 +18,9 @@ from backup_engine.media.manifest import (
     object_key,
 )
 from backup_engine.progress import Progress
+from backup_engine.safefs import Attributes, SafeTree
 from backup_engine.storage.base import Storage
+from backup_engine.streams import Readable
 from backup_engine.targetdir import prepared_target
 
 CHUNK = 1 << 20
@@ -32,41 +33,90 @@ class MediaRestoreResult:
     files: int
     bytes: int
     seconds: float
+    failed: tuple[str, ...] = ()  # "path: why" for every entry that could not be restored
 
 
-def _safe_path(root: Path, relative: str) -> Path:
-    path = root / relative
-    if Path(relative).is_absolute() or ".." in Path(relative).parts:
-        raise CorruptObject(f"snapshot entry {relative!r} would escape the target directory")
-    return path
+class PartialRestore(IntegrityError):
+    """Some entries could not be restored (damaged or missing objects); the rest were."""
+
+    def __init__(self, result: MediaRestoreResult) -> None:
+        shown = "; ".join(result.failed[:3]) + (
+            f" and {len(result.failed) - 3} more" if len(result.failed) > 3 else ""
+        )
+        super().__init__(
+            f"restored {result.files} files into {result.destination}, but "
+            f"{len(result.failed)} could not be restored: {shown}",
+            hint="those objects are damaged or missing; restore them from an older snapshot",
+        )
+        self.result = result
 
 
-def _fetch(
-    storage: Storage, manifest: MediaSnapshotManifest, entry: MediaEntry, destination: Path
+class _Failed(Exception):
+    pass
+
+
+def _fetch_into(
+    storage: Storage, manifest: MediaSnapshotManifest, entry: MediaEntry, tree: SafeTree
 ) -> int:
-    """Stream one object into `destination`, checking the content against its sha256."""
     assert entry.sha256 is not None
     codec = get_codec(manifest.compression)
     key = object_key(entry.sha256, codec.suffix)
-    digest = hashlib.sha256()
-    size = 0
     try:
-        with storage.open_reader(key) as raw, destination.open("wb") as out:
-            stream = codec.open_decompressed(raw)
-            while chunk := stream.read(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
+        with storage.open_reader(key) as raw:
+            checked = _Checked(codec.open_decompressed(raw), entry, key)
+            attrs = Attributes(entry.mode, entry.mtime_ns)
+            written = tree.write_file(entry.path, checked, entry.size, attrs)
+            checked.finish()
+            return written
     except ObjectNotFound:
-        raise CorruptObject(
-            f"object {key} for {entry.path} is missing from the repository",
-            hint="the snapshot is damaged; restore another one",
-        ) from None
+        raise _Failed(f"{entry.path}: object {key} is missing") from None
     except zstandard.ZstdError as exc:
-        raise CorruptObject(f"object {key} for {entry.path} does not decompress: {exc}") from None
-    if digest.hexdigest() != entry.sha256 or size != entry.size:
-        raise CorruptObject(f"object {key} for {entry.path} does not match its sha256")
-    return size
+        raise _Failed(f"{entry.path}: object {key} does not decompress ({exc})") from None
+    except CorruptObject as exc:
+        if exc.message.startswith(_CHECK):
+            raise _Failed(f"{entry.path}: {exc.message.removeprefix(_CHECK)}") from None
+        raise
+
+
+_CHECK = "content check: "
+
+
+class _Checked:
+    """The decompressed object, hashed as it is read; finish() says whether it is the entry."""
+
+    def __init__(self, raw: Readable, entry: MediaEntry, key: str) -> None:
+        self._raw, self._entry, self._key = raw, entry, key
+        self._digest = hashlib.sha256()
+        self._size = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._raw.read(size)
+        self._digest.update(data)
+        self._size += len(data)
+        return data
+
+    def finish(self) -> None:
+        extra = self._raw.read(1)
+        if extra or self._size != self._entry.size or (
+            self._digest.hexdigest() != self._entry.sha256
+        ):
+            raise CorruptObject(f"{_CHECK}object {self._key} does not match its sha256")
+
+
+def _restore_entry(
+    storage: Storage, manifest: MediaSnapshotManifest, entry: MediaEntry, tree: SafeTree
+) -> int:
+    if entry.type == "dir":
+        tree.mkdir(entry.path, Attributes(entry.mode, entry.mtime_ns))
+    elif entry.type == "symlink":
+        assert entry.target is not None
+        tree.symlink(entry.path, entry.target)
+    elif entry.type == "hardlink":
+        assert entry.target is not None
+        tree.hardlink(entry.path, entry.target)
+    else:
+        return _fetch_into(storage, manifest, entry, tree)
+    return 0
 
 
 def restore_media(
@@ -77,38 +127,41 @@ def restore_media(
     force: bool = False,
     progress: Progress | None = None,
 ) -> MediaRestoreResult:
+    """Restore a snapshot into an empty directory. Every entry is written through SafeTree (no
+    entry can reach outside the destination); an object that is missing or damaged is named
+    and skipped, the rest is restored, and PartialRestore (exit 4) says what is missing."""
     started = time.monotonic()
     manifest = MEDIA_SNAPSHOTS.resolve(storage, ref)
     destination = destination.absolute()
-    total = 0
+    total = files = 0
+    failed: list[str] = []
     with (
         prepared_target(destination, force=force),
         (progress or Progress()).task(
             f"restore {manifest.backup_id}", manifest.total_bytes
         ) as task,
+        SafeTree(destination, f"media snapshot {manifest.backup_id}") as tree,
     ):
         for entry in manifest.entries:
-            path = _safe_path(destination, entry.path)
-            if entry.type == "dir":
-                path.mkdir(exist_ok=True)
-            elif entry.type == "symlink":
-                assert entry.target is not None
-                os.symlink(entry.target, path)
-            elif entry.type == "file":
-                total += _fetch(storage, manifest, entry, path)
-                os.chmod(path, entry.mode)
-                os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns))
+            try:
+                written = _restore_entry(storage, manifest, entry, tree)
+            except _Failed as exc:
+                failed.append(str(exc))
+                tree.forget(entry.path)
+                continue
+            if entry.type == "file":
+                total += written
+                files += 1
                 task.advance(entry.size)
-            else:
-                raise UsageError(f"snapshot entry {entry.path} has unknown type {entry.type!r}")
-        for entry in reversed(manifest.entries):  # directories last: files changed their mtimes
-            if entry.type == "dir":
-                path = destination / entry.path
-                os.chmod(path, entry.mode)
-                os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns))
-    return MediaRestoreResult(
-        manifest.backup_id, destination, manifest.file_count, total, time.monotonic() - started
+        if manifest.root_mode is not None:
+            tree.set_root(Attributes(manifest.root_mode, manifest.root_mtime_ns))
+        tree.finish()
+    result = MediaRestoreResult(
+        manifest.backup_id, destination, files, total, time.monotonic() - started, tuple(failed)
     )
+    if failed:
+        raise PartialRestore(result)
+    return result
 
 
 @dataclass(frozen=True)
@@ -125,15 +178,34 @@ def verify_media(
     started = time.monotonic()
     manifest = MEDIA_SNAPSHOTS.resolve(storage, ref)
     checked: set[str] = set()
-    scratch = Path(os.devnull)
+    failed: list[str] = []
+    codec = get_codec(manifest.compression)
     with (progress or Progress()).task(
         f"verify {manifest.backup_id}", manifest.total_bytes
     ) as task:
         for entry in manifest.entries:
             if entry.type != "file" or entry.sha256 in checked:
                 continue
-            _fetch(storage, manifest, entry, scratch)
             assert entry.sha256 is not None
             checked.add(entry.sha256)
+            key = object_key(entry.sha256, codec.suffix)
+            try:
+                with storage.open_reader(key) as raw:
+                    content = _Checked(codec.open_decompressed(raw), entry, key)
+                    while content.read(CHUNK):
+                        pass
+                    content.finish()
+            except ObjectNotFound:
+                failed.append(f"{key} (for {entry.path}) is missing")
+            except zstandard.ZstdError:
+                failed.append(f"{key} (for {entry.path}) does not decompress")
+            except CorruptObject:
+                failed.append(f"{key} (for {entry.path}) does not match its sha256")
             task.advance(entry.size)
+    if failed:
+        more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
+        raise CorruptObject(
+            f"media snapshot {manifest.backup_id}: {'; '.join(failed[:3])}{more}",
+            hint="the snapshot is damaged; restore another one",
+        )
     return MediaVerifyResult(manifest.backup_id, len(checked), time.monotonic() - started)

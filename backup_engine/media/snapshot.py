@@ -11,7 +11,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,12 +25,14 @@ from backup_engine.media.manifest import (
     OBJECTS_PREFIX,
     MediaEntry,
     MediaSnapshotManifest,
+    SkippedEntry,
     object_key,
 )
 from backup_engine.progress import Progress
 from backup_engine.storage.base import Storage
 
 CHUNK = 1 << 20
+RETRIES = 3  # reads of a file that keeps changing before it is listed as skipped
 
 
 class FileChanged(BackupEngineError):
@@ -43,38 +45,103 @@ class _Upload:
     bytes: int = 0
 
 
-def _walk(root: Path) -> Iterator[tuple[str, os.stat_result, Path]]:
-    """Every path below `root`, sorted, as (relative posix path, lstat, absolute path)."""
+def _walk(root: Path) -> Iterator[tuple[str, os.stat_result | None, Path]]:
+    """Every path below `root`, sorted, as (relative posix path, lstat or None if it vanished,
+    absolute path)."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         base = Path(dirpath)
         for name in sorted(dirnames) + sorted(filenames):
             path = base / name
-            yield path.relative_to(root).as_posix(), path.lstat(), path
+            try:
+                st = path.lstat()
+            except FileNotFoundError:
+                st = None
+            yield path.relative_to(root).as_posix(), st, path
 
 
-def _sha256(path: Path) -> str:
+@dataclass(frozen=True)
+class _Read:
+    sha256: str
+    size: int
+    mtime_ns: int
+
+
+def _read_once(path: Path, sink: Callable[[bytes], None] | None = None) -> _Read:
+    """One pass over an open file: hash and count exactly the bytes read (and hand them to
+    `sink`, which compresses and uploads); the file's mtime before and after must agree."""
     digest = hashlib.sha256()
+    size = 0
     with path.open("rb") as fh:
+        before = os.fstat(fh.fileno())
         while chunk := fh.read(CHUNK):
             digest.update(chunk)
-    return digest.hexdigest()
+            size += len(chunk)
+            if sink is not None:
+                sink(chunk)
+        after = os.fstat(fh.fileno())
+    if (before.st_mtime_ns, before.st_size) != (after.st_mtime_ns, after.st_size) or (
+        size != after.st_size
+    ):
+        raise FileChanged(f"{path} changed while it was read")
+    return _Read(digest.hexdigest(), size, after.st_mtime_ns)
 
 
-def _upload(storage: Storage, codec: Codec, path: Path, sha256: str, key: str) -> int:
-    digest = hashlib.sha256()
+def _upload(storage: Storage, codec: Codec, path: Path, expected: _Read, key: str) -> int:
+    """Store the file under its content's key; the bytes stored must be the bytes hashed."""
     try:
-        with storage.writer(key, if_absent=True) as out, path.open("rb") as fh:
+        with storage.writer(key, if_absent=True) as out:
             compressor = codec.compressor()
-            while chunk := fh.read(CHUNK):
-                digest.update(chunk)
-                out.write(compressor.compress(chunk))
+            read = _read_once(path, lambda chunk: out.write(compressor.compress(chunk)))
             out.write(compressor.flush())
-            if digest.hexdigest() != sha256:
-                raise FileChanged(f"{path} changed while it was backed up", hint="run again")
+            if read != expected:
+                raise FileChanged(f"{path} changed while it was backed up")
             return out.commit().size
     except ObjectExists:  # stored meanwhile by a concurrent snapshot: same content by name
         return 0
+
+
+@dataclass
+class _Walker:
+    storage: Storage
+    codec: Codec
+    previous: dict[str, MediaEntry]
+    existing: set[str]
+    uploaded: _Upload = field(default_factory=_Upload)
+    skipped: list[SkippedEntry] = field(default_factory=list)
+    links: dict[tuple[int, int], str] = field(default_factory=dict)  # (dev, ino) -> first path
+
+    def file(self, rel: str, st: os.stat_result, path: Path) -> MediaEntry | None:
+        if st.st_nlink > 1:
+            first = self.links.setdefault((st.st_dev, st.st_ino), rel)
+            if first != rel:
+                return MediaEntry(rel, "hardlink", stat.S_IMODE(st.st_mode), st.st_mtime_ns,
+                                  target=first)  # fmt: skip
+        known = self.previous.get(rel)
+        reads: list[Callable[[], _Read]] = [lambda: _read_once(path)] * RETRIES
+        if known and known.sha256 and (known.size, known.mtime_ns) == (st.st_size, st.st_mtime_ns):
+            recorded = _Read(known.sha256, known.size, known.mtime_ns)
+            reads.insert(0, lambda: recorded)  # unchanged since the last snapshot: not re-read
+        for read in reads:
+            try:
+                return self._stored(rel, st, path, read())
+            except FileNotFoundError:
+                self.skipped.append(SkippedEntry(rel, "vanished while read"))
+                return None
+            except FileChanged:
+                continue  # still being written (or not what was recorded): read it again
+        self.skipped.append(SkippedEntry(rel, f"changed while read ({RETRIES} tries)"))
+        return None
+
+    def _stored(self, rel: str, st: os.stat_result, path: Path, read: _Read) -> MediaEntry:
+        key = object_key(read.sha256, self.codec.suffix)
+        if key not in self.existing:
+            stored = _upload(self.storage, self.codec, path, read, key)
+            self.existing.add(key)
+            self.uploaded.objects += 1
+            self.uploaded.bytes += stored
+        mode = stat.S_IMODE(st.st_mode)
+        return MediaEntry(rel, "file", mode, read.mtime_ns, read.size, read.sha256)
 
 
 def take_media_snapshot(
@@ -101,32 +168,35 @@ def _take(
     clock: Callable[[], datetime],
 ) -> MediaSnapshotManifest:
     started = clock()
-    previous = _previous_entries(storage, str(root))
-    existing = {info.key for info in storage.list(OBJECTS_PREFIX)}
+    walker = _Walker(
+        storage, codec, _previous_entries(storage, str(root)),
+        {info.key for info in storage.list(OBJECTS_PREFIX)},
+    )  # fmt: skip
     entries: list[MediaEntry] = []
-    uploaded = _Upload()
     with (progress or Progress()).task(f"media snapshot of {root}", None) as task:
         for rel, st, path in _walk(root):
+            if st is None:
+                walker.skipped.append(SkippedEntry(rel, "vanished while read"))
+                continue
             mode = stat.S_IMODE(st.st_mode)
             if stat.S_ISDIR(st.st_mode):
                 entries.append(MediaEntry(rel, "dir", mode, st.st_mtime_ns))
             elif stat.S_ISLNK(st.st_mode):
-                entries.append(
-                    MediaEntry(rel, "symlink", mode, st.st_mtime_ns, target=os.readlink(path))
-                )
+                try:
+                    target = os.readlink(path)
+                except FileNotFoundError:
+                    walker.skipped.append(SkippedEntry(rel, "vanished while read"))
+                    continue
+                entries.append(MediaEntry(rel, "symlink", mode, st.st_mtime_ns, target=target))
             elif stat.S_ISREG(st.st_mode):
-                known = previous.get(rel)
-                unchanged = known and known.size == st.st_size and known.mtime_ns == st.st_mtime_ns
-                sha256 = known.sha256 if unchanged and known and known.sha256 else _sha256(path)
-                key = object_key(sha256, codec.suffix)
-                if key not in existing:
-                    stored = _upload(storage, codec, path, sha256, key)
-                    existing.add(key)
-                    uploaded.objects += 1
-                    uploaded.bytes += stored
-                entries.append(MediaEntry(rel, "file", mode, st.st_mtime_ns, st.st_size, sha256))
-                task.advance(st.st_size)
-            # sockets, fifos and devices are not media: skipped
+                entry = walker.file(rel, st, path)
+                if entry is not None:
+                    entries.append(entry)
+                    task.advance(entry.size)
+            else:  # not media, but never dropped silently: listed in the manifest and output
+                walker.skipped.append(SkippedEntry(rel, _special_kind(st.st_mode)))
+    root_stat = root.stat()
+    uploaded = walker.uploaded
     backup_id = MEDIA_SNAPSHOTS.new_backup_id(storage, started)
     manifest = MediaSnapshotManifest(
         backup_id=backup_id,
@@ -140,10 +210,21 @@ def _take(
         new_bytes=uploaded.bytes,
         tool_version=__version__,
         extra=encryption_extra(storage),
+        root_mode=stat.S_IMODE(root_stat.st_mode),
+        root_mtime_ns=root_stat.st_mtime_ns,
+        skipped=tuple(walker.skipped),
     )
     manifest_key = MEDIA_SNAPSHOTS.manifest_key(backup_id)
     storage.put_bytes(manifest_key, manifest.to_json().encode(), if_absent=True)
     return manifest
+
+
+def _special_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file"
 
 
 def _previous_entries(storage: Storage, source: str) -> dict[str, MediaEntry]:

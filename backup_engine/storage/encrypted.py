@@ -222,7 +222,12 @@ class EncryptedStorage(StorageWrapper):
         return _EncryptingWriter(inner, self._aead, self._kid)
 
     def open_reader(self, key: str) -> IO[bytes]:
-        reader: Any = _DecryptingReader(self.inner.open_reader(key), self._aead, self._kid, key)
+        raw = self.inner.open_reader(key)
+        try:
+            reader: Any = _DecryptingReader(raw, self._aead, self._kid, key)
+        except BaseException:
+            raw.close()  # a header that does not decrypt must not leak the open object
+            raise
         return reader
 
     def stat(self, key: str) -> ObjectInfo:
