@@ -16,7 +16,6 @@ from backup_engine.errors import (
     CorruptObject,
     IntegrityError,
     ObjectNotFound,
-    UsageError,
 )
 from backup_engine.storage.base import Storage
 from backup_engine.timefmt import backup_id_for
@@ -111,7 +110,7 @@ class SnapshotKind(Generic[M]):
                 complete.append(self.read(storage, backup_id))
             except ObjectNotFound:  # deleted between the listing and the read
                 incomplete.append(Incomplete(backup_id, f"{self.manifest_name} vanished"))
-            except (CorruptObject, IntegrityError, UsageError) as exc:
+            except (CorruptObject, IntegrityError) as exc:  # a wrong key (ConfigError) propagates
                 unreadable.append(Incomplete(backup_id, exc.message))
         complete.sort(key=lambda m: (m.stop_time, id_order(m.backup_id)))
         return Catalog(tuple(complete), tuple(incomplete), tuple(unreadable))

@@ -142,9 +142,15 @@ def test_the_wrong_encryption_setting_deletes_nothing(repo: LocalStorage) -> Non
     delete every backup as incomplete."""
     flipped = EncryptedStorage(repo, b"k" * 32)
     before = _everything(repo)
-    with pytest.raises(ExpireRefused, match="cannot be read"):
+    with pytest.raises(ExpireRefused, match="is not encrypted by this tool"):
         plan_expire(flipped, POLICY, NOW + timedelta(days=30))
     assert _everything(repo) == before
+    encrypted = EncryptedStorage(repo, b"k" * 32)
+    store_backup(encrypted, replace(sample_manifest(), backup_id="20261128T000000Z",
+                                    start_lsn="F/28", stop_lsn="F/100"))  # fmt: skip
+    with pytest.raises(ExpireRefused, match="cannot be read"):
+        plan_expire(repo, POLICY, NOW + timedelta(days=30))  # the key switched off
+    assert len(_everything(repo)) == len(before) + 2
 
 
 def test_wal_archived_inside_the_window_is_never_deleted(repo: LocalStorage) -> None:
