@@ -163,3 +163,75 @@ def test_exit_codes_postgresql_relies_on(tmp_path: Path) -> None:
     damaged = _cli(*fetch, SEGMENT, str(tmp_path / "y"), cwd=tmp_path)
     assert damaged.returncode == 126  # > 125: PostgreSQL stops recovery instead of promoting
     assert damaged.stderr.count("\n") == 1 and SEGMENT in damaged.stderr
+
+
+def test_a_full_disk_while_archiving_leaves_nothing_half_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """file:// wal-push on a full disk once stored the object but not its metadata; every
+    retry then failed ("archived sha256 unknown") and PostgreSQL's archiver was stuck."""
+    import errno
+
+    from backup_engine.errors import StorageError
+    from backup_engine.storage import local
+
+    repo = LocalStorage(tmp_path / "repo")
+    (tmp_path / "repo").mkdir()
+    segment = wal_file(tmp_path)
+    original = local._write_durably
+
+    def full(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(local, "_write_durably", full)
+    with pytest.raises(StorageError, match="No space left on device"):
+        wal_push(repo, segment, ZSTD)
+    assert list(repo.list()) == []  # nothing visible, no hidden leftovers either
+    assert [p.name for p in (tmp_path / "repo").rglob("*") if p.is_file()] == []
+    monkeypatch.setattr(local, "_write_durably", original)
+    assert not wal_push(repo, segment, ZSTD).already_archived  # space freed: the retry works
+    assert wal_fetch(repo, SEGMENT, tmp_path / "back", ZSTD).raw_size == segment.stat().st_size
+
+
+def test_an_object_left_without_metadata_is_repaired_by_the_same_push(tmp_path: Path) -> None:
+    """What older versions left behind on a full disk: the same content pushed again replaces
+    it; different content is still a conflict; fetching it is refused (its hash is unknown)."""
+    (tmp_path / "repo").mkdir()
+    repo = LocalStorage(tmp_path / "repo")
+    segment = wal_file(tmp_path)
+    result = wal_push(repo, segment, ZSTD)
+    sidecar = repo.root / "postgres/wal" / f".{SEGMENT}.zst.meta.json"
+    sidecar.unlink()
+    with pytest.raises(CorruptObject, match="no recorded sha256"):
+        wal_fetch(repo, SEGMENT, tmp_path / "back", ZSTD)
+    (tmp_path / "other").mkdir()
+    other = wal_file(tmp_path / "other", data=b"x" * 1024)
+    with pytest.raises(WalConflict):
+        wal_push(repo, other, ZSTD)
+    again = wal_push(repo, segment, ZSTD)
+    assert again.key == result.key and not again.already_archived
+    assert wal_fetch(repo, SEGMENT, tmp_path / "back", ZSTD).raw_size == segment.stat().st_size
+
+
+def test_metadata_left_by_a_killed_commit_is_adopted(tmp_path: Path) -> None:
+    (tmp_path / "repo").mkdir()
+    repo = LocalStorage(tmp_path / "repo")
+    wal_push(repo, wal_file(tmp_path), ZSTD)
+    sidecar = repo.root / "postgres/wal" / f".{SEGMENT}.zst.meta.json"
+    sidecar.rename(sidecar.with_name(sidecar.name + ".partial-0123"))  # killed before rename
+    assert "sha256" in repo.stat(f"postgres/wal/{SEGMENT}.zst").metadata
+    assert sidecar.exists()
+
+
+def test_repository_files_are_private(tmp_path: Path) -> None:
+    """Base backups hold SCRAM hashes, RDB files session tokens: 0600 files, 0700 dirs."""
+    (tmp_path / "repo").mkdir()
+    repo = LocalStorage(tmp_path / "repo")
+    old = os.umask(0o022)
+    try:
+        wal_push(repo, wal_file(tmp_path), ZSTD)
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "repo").rglob("*"):
+        mode = path.stat().st_mode & 0o777
+        assert mode == (0o700 if path.is_dir() else 0o600), f"{path} is {oct(mode)}"

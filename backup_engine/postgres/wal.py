@@ -102,6 +102,21 @@ def _same_or_conflict(existing: ObjectInfo, name: str, sha256: str) -> None:
         )
 
 
+def _stored_sha256(storage: Storage, info: ObjectInfo) -> str | None:
+    """The sha256 of an archived object's content, read back (None if it does not decode)."""
+    split = split_wal_key(info.key)
+    codec = get_codec(split[1] if split else "none")
+    digest = hashlib.sha256()
+    try:
+        with storage.open_reader(info.key) as raw:
+            stream = codec.open_decompressed(raw)
+            while chunk := stream.read(CHUNK):
+                digest.update(chunk)
+    except zstandard.ZstdError:
+        return None
+    return digest.hexdigest()
+
+
 def wal_push(storage: Storage, path: Path, codec: Codec) -> PushResult:
     """Archive one WAL file (a segment, .history, .backup or .partial)."""
     started = time.monotonic()
@@ -118,6 +133,11 @@ def wal_push(storage: Storage, path: Path, codec: Codec) -> PushResult:
             existing = storage.stat(existing_key)
         except ObjectNotFound:
             continue
+        if META_SHA256 not in existing.metadata and _stored_sha256(storage, existing) == sha256:
+            # An object stored without its metadata (an older version on a full disk): the
+            # same content is pushed again, so replace it by a complete one.
+            storage.delete(existing_key)
+            break
         _same_or_conflict(existing, name, sha256)
         return PushResult(name, existing_key, True, raw_size, existing.size, _since(started))
     metadata = {
@@ -184,6 +204,12 @@ def _download(storage: Storage, info: ObjectInfo, destination: Path) -> int:
     split = split_wal_key(info.key)
     codec = get_codec(split[1] if split else "none")
     expected = info.metadata.get(META_SHA256)
+    if not expected:
+        raise CorruptObject(
+            f"archived {info.key} has no recorded sha256: its content cannot be checked",
+            hint="push the segment again from the server that wrote it, or restore to an "
+            "earlier point",
+        )
     tmp = destination.with_name(f".{destination.name}.fetching-{os.getpid()}")
     digest = hashlib.sha256()
     size = 0
@@ -197,7 +223,7 @@ def _download(storage: Storage, info: ObjectInfo, destination: Path) -> int:
                     out.write(chunk)
             except zstandard.ZstdError as exc:
                 raise CorruptObject(f"archived {info.key} does not decompress: {exc}") from None
-        if expected and digest.hexdigest() != expected:
+        if digest.hexdigest() != expected:
             raise CorruptObject(
                 f"archived {info.key} does not match its recorded sha256",
                 hint="the WAL archive is damaged; recovery cannot continue past this file",

@@ -25,6 +25,7 @@ from typing import Any
 from backup_engine.errors import ConfigError, MissingBinary, ServerError, Unreachable
 from backup_engine.net import free_port
 from backup_engine.postgres.binaries import PgBinaries, find_pg_binaries
+from backup_engine.postgres.recovery_config import conf_quote
 from backup_engine.servers.base import PostgresBackend, PostgresServer
 from backup_engine.servers.redis_base import RedisBackend, RedisServer
 from backup_engine.servers.scratch import ScratchArea
@@ -142,8 +143,10 @@ class _Container:
 
 
 def _postgres_command(port: int, settings: Mapping[str, str], initdb: bool) -> str:
+    """A new cluster keeps its settings in postgresql.conf, as a real server does (a backup of
+    it then carries them, archive_command included); an existing one gets them for this run."""
     overrides = {
-        **settings,
+        **({} if initdb else settings),
         "port": str(port),
         "listen_addresses": "127.0.0.1",
         "unix_socket_directories": "/tmp",
@@ -162,6 +165,8 @@ def _postgres_command(port: int, settings: Mapping[str, str], initdb: bool) -> s
             f'{as_postgres} "$BIN/initdb" -D {DATA} -U postgres --auth=trust -E UTF8 --no-locale'
             " --no-sync >/dev/null"
         )
+        conf = "".join(f"{k} = {conf_quote(v)}\n" for k, v in settings.items())
+        steps.append(f"printf %s {shlex.quote(conf)} >> {DATA}/postgresql.conf")
     steps.append(f'exec {as_postgres} "$BIN/postgres" -D {DATA} {flags}')
     return "; ".join(steps)
 
