@@ -22,6 +22,7 @@ from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backu
 from backup_engine.postgres.catalog import resolve_backup
 from backup_engine.postgres.connection import connect, describe
 from backup_engine.postgres.manifest import BaseBackupManifest
+from backup_engine.postgres.recovery import wait_for_connected_recovery
 from backup_engine.servers import PostgresBackend, PostgresServer
 from backup_engine.servers.attached import AttachedPostgresServer
 from backup_engine.storage import Storage
@@ -86,6 +87,7 @@ def restore_latest_with_wal(
 
 
 TARGET_ENV = "DRILL_TARGET_DSN"
+ATTACHED_RECOVERY_TIMEOUT_S = 4 * 3600  # the plan's RTO for a full restore
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,9 @@ def restored_server_to_check(
     if dsn:
         server = AttachedPostgresServer(dsn)
         server.wait_until_ready()
+        # A restored server accepts read-only connections while it still replays WAL: the
+        # checklist looks at it once it has recovered (this only watches; nothing is changed).
+        wait_for_connected_recovery(dsn, timeout=ATTACHED_RECOVERY_TIMEOUT_S)
         named = "the one named by DRILL_TARGET_DSN"
         drill_record.check("server checked", named, describe(dsn), True)
         return AttachedServer(server)

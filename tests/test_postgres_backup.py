@@ -24,6 +24,7 @@ from backup_engine.net import free_port
 from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
 from backup_engine.postgres.binaries import find_pg_binaries
 from backup_engine.postgres.catalog import list_base_backups, resolve_backup
+from backup_engine.postgres.connection import connect
 from backup_engine.postgres.inspect import table_fingerprints
 from backup_engine.postgres.manifest import BaseBackupManifest, manifest_key
 from backup_engine.postgres.restore import Recovery, restore_base_backup, verify_data_directory
@@ -303,3 +304,25 @@ def test_two_restores_into_one_directory_never_interleave(
     assert not target.exists()
     restore_base_backup(repo, "latest", target, recovery=OFFLINE)
     assert (target / "PG_VERSION").exists() and not lock.exists()
+
+
+def test_a_sql_ascii_cluster_is_backed_up_and_restored(
+    repo: LocalStorage, backend: LocalPostgresBackend
+) -> None:
+    """Older clusters use -E SQL_ASCII: psycopg then returned settings as bytes and `pg backup`
+    crashed on int("b'150018'"). Bytes that are not UTF-8 come back unchanged."""
+    data_dir = backend.new_data_dir()
+    backend.run_pg("initdb", "--pgdata", str(data_dir), "--username=postgres", "--auth=trust",
+                   "--encoding=SQL_ASCII", "--no-locale", "--no-sync")  # fmt: skip
+    old = backend.start_existing(data_dir, settings={"wal_level": "replica"})
+    with connect(old.dsn()) as conn:
+        conn.execute("CREATE TABLE names (n text)")
+        conn.execute("INSERT INTO names VALUES (convert_from('\\x636166e9', 'SQL_ASCII'))")
+    expected = table_fingerprints(old.dsn())
+    assert backup(repo, old).pg_major == 15
+    target = backend.new_data_dir()
+    restore_base_backup(repo, "latest", target, recovery=OFFLINE)
+    restored = backend.start_existing(target)
+    assert table_fingerprints(restored.dsn()) == expected
+    with connect(restored.dsn()) as conn:
+        assert conn.execute("SELECT octet_length(n) FROM names").fetchone() == (4,)

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 
 import psycopg
+from psycopg.abc import Buffer
+from psycopg.adapt import Loader
 from psycopg.conninfo import conninfo_to_dict
 
 from backup_engine.errors import ConfigError, ServerUnreachable
@@ -25,9 +27,31 @@ def describe(dsn: str) -> str:
     return f"{host}:{port}" + (f"/{dbname}" if dbname else "")
 
 
+class _LenientText(Loader):
+    """Text from a SQL_ASCII database: bytes in no declared encoding. Read as UTF-8 where they
+    are, kept (as surrogates) where they are not, instead of arriving as Python bytes."""
+
+    def load(self, data: Buffer) -> str:
+        return bytes(data).decode("utf-8", errors="surrogateescape")
+
+
+def _speak_utf8(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Older clusters initialised with -E SQL_ASCII make psycopg return every text value as
+    bytes (a backup once crashed on int("b'150018'")). Ask for UTF-8 (the server converts
+    nothing for SQL_ASCII) and read leniently."""
+    if conn.info.encoding == "ascii":
+        conn.execute("SET client_encoding TO 'UTF8'")
+        for name in ("text", "varchar", "bpchar", "name"):
+            conn.adapters.register_loader(name, _LenientText)
+
+
 def connect(dsn: str, *, autocommit: bool = True) -> psycopg.Connection[tuple[object, ...]]:
     try:
-        return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S)
+        conn = psycopg.connect(dsn, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S)
+        _speak_utf8(conn)
+        if not autocommit:
+            conn.commit()
+        return conn
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "connection failed"
         raise ServerUnreachable(
