@@ -23,6 +23,7 @@ from backup_engine.commands.pg import pg
 from backup_engine.commands.redis_cmd import redis
 from backup_engine.commands.storage_cmd import storage
 from backup_engine.errors import BackupEngineError
+from backup_engine.urls import redact
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70
@@ -58,7 +59,8 @@ cli.add_command(storage)
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"backup-engine: error: {message}", err=True)
+    # Credentials never reach the terminal or a log, whichever library put them in a message.
+    click.echo(f"backup-engine: error: {redact(message)}", err=True)
     sys.exit(code)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +18,11 @@ from typing import Any
 from backup_engine.codecs import CODEC_NAMES, Codec, get_codec
 from backup_engine.errors import ConfigError
 from backup_engine.storage import S3Options, Storage, open_storage
+from backup_engine.urls import endpoint_url_problem, redis_url_problem, repository_url_problem
 
 DEFAULT_CONFIG_FILE = Path("backup-engine.toml")
+DAYS_MAX = 36_500  # a century: any more overflows date arithmetic, and is surely a typo
+CHECK_MAX = 10_000_000
 CONFIG_ENV = "BACKUP_ENGINE_CONFIG"
 
 
@@ -33,6 +36,8 @@ class Option:
     choices: tuple[str, ...] | None = None
     help: str = ""
     minimum: int | None = None  # for integers
+    maximum: int | None = None
+    problem: Callable[[str], str | None] | None = None  # why a string value is unusable
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -43,6 +48,7 @@ OPTIONS: tuple[Option, ...] = (
         None,
         ("BACKUP_ENGINE_REPOSITORY",),
         help="s3://bucket/prefix or file:///path",
+        problem=repository_url_problem,
     ),
     Option(
         "repository",
@@ -51,6 +57,7 @@ OPTIONS: tuple[Option, ...] = (
         None,
         ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
         help="S3-compatible endpoint (MinIO, Ceph...); empty for AWS",
+        problem=endpoint_url_problem,
     ),
     Option("repository", "region", str, None, ("AWS_REGION", "AWS_DEFAULT_REGION")),
     Option(
@@ -107,7 +114,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("compression", "codec", str, "zstd", ("BACKUP_ENGINE_COMPRESSION",), CODEC_NAMES),
     # Level 1 with a worker per core keeps up with pg_basebackup; level 3 costs ~2x the CPU time
     # for ~4% smaller backups (benchmarks/backup_throughput.py).
-    Option("compression", "level", int, 1, help="zstd level, 1 (fast) to 19"),
+    Option(
+        "compression",
+        "level",
+        int,
+        1,
+        help="zstd level, -7 (fastest) to 22",
+        minimum=-7,
+        maximum=22,
+    ),
     Option("compression", "threads", int, -1, help="zstd worker threads; 0 = inline, -1 = cores"),
     Option(
         "postgres",
@@ -123,7 +138,9 @@ OPTIONS: tuple[Option, ...] = (
         str,
         None,
         ("BACKUP_ENGINE_REDIS_URL", "REDIS_URL"),
-        help="redis://[:password@]host:port of the server to back up (rediss:// for TLS)",
+        help="the server to back up: redis://host:port (a password as :PASSWORD@ before the "
+        "host; rediss:// for TLS)",
+        problem=redis_url_problem,
     ),
     Option(
         "postgres",
@@ -142,8 +159,24 @@ OPTIONS: tuple[Option, ...] = (
         help="directories `run-all` snapshots (comma-separated in the environment)",
     ),
     # The plan's retention table. Days are counted back from now; see retention.py.
-    Option("retention", "daily_days", int, 30, help="keep every base backup this long", minimum=1),
-    Option("retention", "weekly_days", int, 90, help="keep the weekly backup this long", minimum=1),
+    Option(
+        "retention",
+        "daily_days",
+        int,
+        30,
+        help="keep every base backup this long",
+        minimum=1,
+        maximum=DAYS_MAX,
+    ),
+    Option(
+        "retention",
+        "weekly_days",
+        int,
+        90,
+        help="keep the weekly backup this long",
+        minimum=1,
+        maximum=DAYS_MAX,
+    ),
     Option(
         "retention",
         "weekly_day",
@@ -152,13 +185,69 @@ OPTIONS: tuple[Option, ...] = (
         choices=("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"),
         help="the day whose backup is the weekly one",
     ),
-    Option("retention", "wal_days", int, 7, help="point-in-time recovery window", minimum=1),
-    Option("retention", "redis_days", int, 30, help="keep Redis snapshots this long", minimum=1),
-    Option("retention", "media_days", int, 30, help="keep media snapshots this long", minimum=1),
-    Option("check", "warn_age_hours", int, 24, help="newest backup older: WARNING", minimum=1),
-    Option("check", "critical_age_hours", int, 26, help="newest backup older: CRITICAL", minimum=1),
-    Option("check", "wal_warn_seconds", int, 30, help="WAL probe slower: WARNING", minimum=1),
-    Option("check", "wal_timeout_seconds", int, 60, help="WAL probe slower: CRITICAL", minimum=1),
+    Option(
+        "retention",
+        "wal_days",
+        int,
+        7,
+        help="point-in-time recovery window",
+        minimum=1,
+        maximum=DAYS_MAX,
+    ),
+    Option(
+        "retention",
+        "redis_days",
+        int,
+        30,
+        help="keep Redis snapshots this long",
+        minimum=1,
+        maximum=DAYS_MAX,
+    ),
+    Option(
+        "retention",
+        "media_days",
+        int,
+        30,
+        help="keep media snapshots this long",
+        minimum=1,
+        maximum=DAYS_MAX,
+    ),
+    Option(
+        "check",
+        "warn_age_hours",
+        int,
+        24,
+        help="newest backup older: WARNING",
+        minimum=1,
+        maximum=CHECK_MAX,
+    ),
+    Option(
+        "check",
+        "critical_age_hours",
+        int,
+        26,
+        help="newest backup older: CRITICAL",
+        minimum=1,
+        maximum=CHECK_MAX,
+    ),
+    Option(
+        "check",
+        "wal_warn_seconds",
+        int,
+        30,
+        help="WAL probe slower: WARNING",
+        minimum=1,
+        maximum=CHECK_MAX,
+    ),
+    Option(
+        "check",
+        "wal_timeout_seconds",
+        int,
+        60,
+        help="WAL probe slower: CRITICAL",
+        minimum=1,
+        maximum=CHECK_MAX,
+    ),
 )
 
 
@@ -269,6 +358,8 @@ def _coerce(option: Option, value: Any, origin: str) -> Any:
             raise ConfigError(f"{where} must be an integer, not {value!r}") from None
         if option.minimum is not None and value < option.minimum:
             raise ConfigError(f"{where} must be at least {option.minimum}", hint=option.help)
+        if option.maximum is not None and value > option.maximum:
+            raise ConfigError(f"{where} must be at most {option.maximum}", hint=option.help)
     elif option.kind is tuple:
         if isinstance(value, str):  # from the environment: comma-separated
             value = [part.strip() for part in value.split(",") if part.strip()]
@@ -281,6 +372,9 @@ def _coerce(option: Option, value: Any, origin: str) -> Any:
         return None
     if option.choices and value not in option.choices:
         raise ConfigError(f"{where} is {value!r}", hint=f"use one of: {', '.join(option.choices)}")
+    problem = option.problem(value) if option.problem and isinstance(value, str) else None
+    if problem is not None:  # the value is not repeated: it may hold a password
+        raise ConfigError(f"{where} is not usable: {problem}", hint=option.help)
     return value
 
 

@@ -7,6 +7,7 @@ import pytest
 from backup_engine.config import load_settings
 from backup_engine.errors import ConfigError
 from backup_engine.storage import LocalStorage, S3Storage
+from backup_engine.urls import redact
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -118,3 +119,42 @@ def test_list_options_from_file_and_environment(tmp_path: Path) -> None:
     assert from_env.media.paths == ("/x", "/y")
     with pytest.raises(ConfigError, match="list of strings"):
         load_settings(write(tmp_path, "[media]\npaths = 3\n"), env={})
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[repository]\nurl = "s3://b/p"\nendpoint_url = "not a url"\n', "https://host"),
+        ('[repository]\nurl = "s3://b/p"\nendpoint_url = "http://h:99999"\n', "port"),
+        ('[redis]\nurl = "redis://localhost:99999"\n', "port"),
+        ('[redis]\nurl = "http://localhost"\n', "redis://"),
+        ("[retention]\nwal_days = 9999999999\n", "at most 36500"),
+        ("[compression]\nlevel = 100\n", "at most 22"),
+        ("[compression]\nlevel = -100000\n", "at least -7"),
+        ('[repository]\nurl = "ftp://x/y"\n', "s3://"),
+    ],
+)
+def test_values_out_of_range_are_one_clear_line(tmp_path: Path, toml: str, message: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path, env={})
+
+
+@pytest.mark.parametrize(
+    "toml",
+    [
+        '[repository]\nurl = "s3://u:hunter2@bucket/p"\n',
+        '[repository]\nurl = "s3://b/p"\nendpoint_url = "http://u:hunter2@minio:9000"\n',
+        '[redis]\nurl = "redis://:hunter2@localhost:99999"\n',
+    ],
+)
+def test_credentials_in_urls_are_never_printed(tmp_path: Path, toml: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as refused:
+        load_settings(path, env={})
+    assert "hunter2" not in str(refused.value)
+    assert redact("cannot reach http://u:hunter2@h:1/x and s3://a:b@c") == (
+        "cannot reach http://***@h:1/x and s3://***@c"
+    )
