@@ -134,3 +134,15 @@ def test_backup_and_restore_through_the_cli(tmp_path: Path) -> None:
         assert f"encrypted with key {key_id}" in wrong.stderr
         missing = cli("pg", "list", extra={"BACKUP_ENGINE_ENCRYPTION_KEY": ""})
         assert missing.returncode == 2 and "no key is configured" in missing.stderr
+
+
+def test_a_key_file_others_can_read_is_refused_with_the_fix(tmp_path: Path) -> None:
+    from backup_engine.storage.encrypted import load_key
+
+    key_file = tmp_path / "repo.key"
+    key_file.write_bytes(base64.b64encode(os.urandom(32)))
+    key_file.chmod(0o644)
+    with pytest.raises(ConfigError, match=f"chmod 600 {key_file}"):
+        load_key(None, str(key_file))
+    key_file.chmod(0o640)  # the server's OS user may need it through its group
+    assert len(load_key(None, str(key_file))[0]) == 32

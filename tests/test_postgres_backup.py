@@ -18,6 +18,7 @@ from backup_engine.errors import (
     ServerUnreachable,
     StorageError,
     TargetNotEmpty,
+    UsageError,
     VerificationFailed,
 )
 from backup_engine.net import free_port
@@ -326,3 +327,19 @@ def test_a_sql_ascii_cluster_is_backed_up_and_restored(
     assert table_fingerprints(restored.dsn()) == expected
     with connect(restored.dsn()) as conn:
         assert conn.execute("SELECT octet_length(n) FROM names").fetchone() == (4,)
+
+
+def test_restore_point_without_privilege_is_one_clear_line(
+    repo: LocalStorage, source: PostgresServer
+) -> None:
+    from psycopg.conninfo import make_conninfo
+
+    from backup_engine.postgres.restore_points import create_restore_point
+
+    with connect(source.dsn()) as conn:
+        conn.execute("DROP ROLE IF EXISTS app_reader")
+        conn.execute("CREATE ROLE app_reader LOGIN")
+    dsn = make_conninfo(source.dsn(), user="app_reader")
+    with pytest.raises(UsageError, match=r"cannot create restore points.*GRANT EXECUTE"):
+        create_restore_point(repo, dsn, "before-migration")
+    assert list(repo.list("postgres/restore-points/")) == []

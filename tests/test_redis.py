@@ -24,7 +24,12 @@ from backup_engine.net import free_port
 from backup_engine.redis.backup import take_redis_backup
 from backup_engine.redis.inspect import fingerprint
 from backup_engine.redis.manifest import REDIS_BACKUPS
-from backup_engine.redis.restore import check_rdb, restore_into_server, restore_to_dir
+from backup_engine.redis.restore import (
+    RedisRestoreFailed,
+    check_rdb,
+    restore_into_server,
+    restore_to_dir,
+)
 from backup_engine.redis.target import RedisTarget
 from backup_engine.servers.local_redis import LocalRedisBackend
 from backup_engine.storage import LocalStorage
@@ -156,3 +161,19 @@ def test_command_line(backend: LocalRedisBackend, repo: LocalStorage, tmp_path: 
     assert both.returncode == 2 and "exactly one of --dir and --into" in both.stderr
     missing = _cli(*base, "backup", cwd=tmp_path)
     assert missing.returncode == 2 and "no Redis server configured" in missing.stderr
+
+
+def test_a_refused_restore_names_no_key_and_prints_no_value(
+    backend: LocalRedisBackend, repo: LocalStorage
+) -> None:
+    """A full target once failed with redis-py's message: the RESTORE command, key names and
+    value bytes (session tokens) included."""
+    source = backend.create()
+    client = RedisTarget(source.url).client()
+    for n in range(300):
+        client.set(f"session:secret-{n}", "token-" + "x" * 4000)
+    take_redis_backup(repo, ZSTD, RedisTarget(source.url))
+    full = backend.create(settings={"maxmemory": "1mb", "maxmemory-policy": "noeviction"})
+    with pytest.raises(RedisRestoreFailed, match="maxmemory") as refused:
+        restore_into_server(repo, "latest", RedisTarget(full.url), backend)
+    assert "secret" not in str(refused.value) and "token" not in str(refused.value)

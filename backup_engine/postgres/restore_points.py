@@ -11,6 +11,8 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
+import psycopg
+
 from backup_engine.errors import CorruptObject, ObjectNotFound, UsageError
 from backup_engine.postgres.connection import connect
 from backup_engine.postgres.lsn import parse_lsn
@@ -53,13 +55,22 @@ def create_restore_point(
             f"restore point {name!r} already exists in {storage.url}", hint="pick a new name"
         )
     with connect(dsn) as conn:
-        row = conn.execute(
-            "SELECT pg_create_restore_point(%s)::text, clock_timestamp(),"
-            " (SELECT timeline_id FROM pg_control_checkpoint())",
-            (name,),
-        ).fetchone()
-        if switch_wal:
-            conn.execute("SELECT pg_switch_wal()")
+        try:
+            row = conn.execute(
+                "SELECT pg_create_restore_point(%s)::text, clock_timestamp(),"
+                " (SELECT timeline_id FROM pg_control_checkpoint())",
+                (name,),
+            ).fetchone()
+            if switch_wal:
+                conn.execute("SELECT pg_switch_wal()")
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise UsageError(
+                f"the role cannot create restore points: {exc.diag.message_primary}",
+                hint="connect as a superuser, or GRANT EXECUTE ON FUNCTION "
+                "pg_create_restore_point(text), pg_switch_wal(), pg_control_checkpoint() to it",
+            ) from None
+        except psycopg.errors.ObjectNotInPrerequisiteState as exc:  # e.g. wal_level = minimal
+            raise UsageError(f"cannot create a restore point: {exc.diag.message_primary}") from None
     assert row is not None
     lsn, created, timeline = row
     assert isinstance(created, datetime)

@@ -16,7 +16,12 @@ from pathlib import Path
 import redis as redislib
 
 from backup_engine.codecs import get_codec
-from backup_engine.errors import MissingBinary, TargetNotEmpty, VerificationFailed
+from backup_engine.errors import (
+    BackupEngineError,
+    MissingBinary,
+    TargetNotEmpty,
+    VerificationFailed,
+)
 from backup_engine.integrity import CHUNK, Expected, verified_content
 from backup_engine.process import run
 from backup_engine.progress import Progress
@@ -138,8 +143,22 @@ def _copy_batch(src: redislib.Redis, dst: redislib.Redis, keys: list[bytes], rep
             continue
         writes.restore(key, max(int(ttl), 0), payload, replace=replace)
         count += 1
-    writes.execute()
+    try:
+        writes.execute()
+    except redislib.RedisError as exc:
+        # redis-py puts the failing command (key names, value bytes) into its message: keep
+        # only the server's reason, never the data.
+        reason = str(exc).rsplit("caused error: ", 1)[-1].split("\n", 1)[0][:200]
+        raise RedisRestoreFailed(
+            f"the target Redis refused a restored key: {reason}",
+            hint="check its memory limit and that it is not a replica; keys were copied in "
+            f"batches of {COPY_BATCH}, some may be there already",
+        ) from None
     return count
+
+
+class RedisRestoreFailed(BackupEngineError):
+    """The target server refused keys (no data in the message)."""
 
 
 def restore_into_server(

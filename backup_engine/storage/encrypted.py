@@ -67,6 +67,12 @@ def load_key(key_text: str | None, key_file: str | None) -> tuple[bytes, dict[st
     """The key, and the environment that lets another process load it the same way."""
     if key_file:
         try:
+            mode = Path(key_file).stat().st_mode
+            if mode & 0o022 or mode & 0o004:
+                raise ConfigError(
+                    f"encryption key file {key_file} can be read or changed by other users",
+                    hint=f"chmod 600 {key_file} (or 640 with the group of the server's OS user)",
+                )
             return parse_key(Path(key_file).read_bytes(), where=key_file), {KEY_FILE_ENV: key_file}
         except OSError as exc:
             raise ConfigError(
