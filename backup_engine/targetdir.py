@@ -15,7 +15,7 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
-from backup_engine.errors import TargetNotEmpty, UsageError
+from backup_engine.errors import TargetNotEmpty, TargetWriteFailed, UsageError
 
 
 @contextmanager
@@ -24,10 +24,7 @@ def _target_lock(path: Path) -> Iterator[None]:
     try:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as exc:
-        raise UsageError(
-            f"cannot create {lock}: {exc.strerror}",
-            hint="the directory above the restore target must exist and be writable",
-        ) from None
+        raise _unwritable(path.parent, exc) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -62,21 +59,36 @@ def prepared_target(
     reason = in_use(path) if in_use else None
     if reason is not None:
         raise TargetNotEmpty(reason, hint="stop it first; a restore never replaces live data")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(path.parent, exc) from None
     with _target_lock(path):
         moved = _move_aside(path, force=force)
         created = not path.exists()
-        path.mkdir(mode=0o700, exist_ok=True)
+        try:
+            path.mkdir(mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise _unwritable(path, exc) from None
         try:
             yield moved
-        except BaseException:
+        except BaseException as exc:
             _clear_directory(path)
             if moved is not None:
                 path.rmdir()
                 moved.rename(path)
             elif created:
                 path.rmdir()
+            if isinstance(exc, OSError):  # a full disk, a read-only mount: named, not a trace
+                raise _unwritable(path, exc) from None
             raise
+
+
+def _unwritable(path: Path, exc: OSError) -> TargetWriteFailed:
+    return TargetWriteFailed(
+        f"cannot write into {path}: {exc.strerror or exc}",
+        hint="free space or fix permissions there, or restore elsewhere; nothing was left behind",
+    )
 
 
 def _move_aside(path: Path, *, force: bool) -> Path | None:
