@@ -24,5 +24,6 @@ PLUGINS = [
     "steps.checklist_steps",
     "steps.latest_backup_steps",
     "steps.fault_steps",
+    "steps.hostile_steps",
     "steps.evidence_steps",
 ]

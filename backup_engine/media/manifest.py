@@ -60,6 +60,10 @@ class MediaEntry:
             isinstance(self.target, str) and self.target
         ):
             return f"{self.path!r} is a {self.type} without a target"
+        if self.type == "hardlink" and self.target is not None:
+            target = self.target.split("/")
+            if self.target.startswith("/") or ".." in target or "" in target:
+                return f"{self.path!r} is a hard link to {self.target!r}, outside the snapshot"
         return None
 
 
