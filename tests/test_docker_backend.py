@@ -119,10 +119,13 @@ def test_restore_test_compose_file_checks_a_restored_server(
         source = servers.create(
             settings={"archive_mode": "on", "archive_command": archive}, env=repo.environment()
         )
-        seed_shop(source.dsn(), users=100)
+        seed_shop(source.dsn(), users=60)
         take_base_backup(repo, get_codec("zstd"), BaseBackupOptions(dsn=source.dsn()))
-        with connect(source.dsn()) as conn:  # after the backup: only the WAL brings it back
-            conn.execute("CREATE TABLE after_backup AS SELECT 42 AS answer")
+        with connect(source.dsn()) as conn:  # after the backup: only the WAL brings them back
+            conn.execute(
+                "INSERT INTO users (email, name, created_at) SELECT 'late' || i || '@example.com',"
+                " 'Late ' || i, now() FROM generate_series(1, 40) AS i"
+            )
         switch_and_wait_archived(source.dsn(), repo)
     restored = subprocess.run(
         [str(tool), "pg", "restore", "latest", "--pgdata", str(tmp_path / "pgdata"),
@@ -140,12 +143,9 @@ def test_restore_test_compose_file_checks_a_restored_server(
         evidence = json.loads((CHECKOUT / report / "report.json").read_text())
         assert evidence["passed"]
         checks = evidence["scenarios"][0]["checks"]
-        assert checks[0]["name"] == "server checked" and any(
+        assert checks[0]["name"] == "server checked" and any(  # 60 + 40 replayed in the container
             c["name"] == "rows in users" and c["actual"] == "100" for c in checks
         )
-        port = env["RESTORE_TEST_PORT"]
-        with connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres") as conn:
-            assert conn.execute("SELECT answer FROM after_backup").fetchone() == (42,)
     finally:
         subprocess.run([*base, "down", "-v"], capture_output=True, env=env, cwd=CHECKOUT)
         shutil.rmtree(CHECKOUT / report, ignore_errors=True)

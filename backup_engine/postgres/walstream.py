@@ -13,15 +13,25 @@ archive_timeout.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from backup_engine.codecs import Codec
 from backup_engine.errors import CommandFailed
 from backup_engine.postgres.binaries import find_pg_binaries
-from backup_engine.postgres.wal import HISTORY, SEGMENT, wal_key, wal_push
+from backup_engine.postgres.wal import (
+    HISTORY,
+    META_ARCHIVED_AT,
+    META_SHA256,
+    META_SIZE,
+    SEGMENT,
+    wal_key,
+    wal_push,
+)
 from backup_engine.process import StreamingProcess, run, spawn
 from backup_engine.storage.base import Storage
 
@@ -99,10 +109,17 @@ class WalStreamer:
         if stamp == self._last_partial:
             return
         key = wal_key(path.name, self.codec)
-        with self.storage.writer(key) as out, path.open("rb") as fh:  # replaced as it grows
+        # pg_receivewal keeps writing this file: take one copy (a segment at most, 16 MB by
+        # default) so the sha256 recorded describes exactly the bytes stored.
+        data = path.read_bytes()
+        metadata = {
+            META_SHA256: hashlib.sha256(data).hexdigest(),
+            META_SIZE: str(len(data)),
+            META_ARCHIVED_AT: datetime.now(UTC).isoformat(),
+        }
+        with self.storage.writer(key, metadata=metadata) as out:  # replaced as it grows
             compressor = self.codec.compressor()
-            while chunk := fh.read(1 << 20):
-                out.write(compressor.compress(chunk))
+            out.write(compressor.compress(data))
             out.write(compressor.flush())
             out.commit()
         self._last_partial = stamp
