@@ -9,9 +9,10 @@ location.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Protocol, Self
+from types import UnionType
+from typing import Any, ClassVar, Protocol, Self, Union, get_args, get_origin, get_type_hints
 
 from backup_engine.errors import CorruptObject
 from backup_engine.timefmt import iso_utc, parse_utc
@@ -77,9 +78,44 @@ class ManifestMixin:
             for field in fields(cls):  # type: ignore[arg-type]
                 if field.name.endswith("_time") and field.name in data:
                     data[field.name] = parse_utc(data[field.name])
-            return cls(**cls._decode(data))
+            manifest = cls(**cls._decode(data))
+            check_types(manifest)
+            return manifest
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise CorruptObject(f"{where} is not a valid backup manifest: {exc}") from None
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin = get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (Union, UnionType):
+        return any(_matches(value, arg) for arg in get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is tuple:
+        item = get_args(hint)[0]
+        return isinstance(value, tuple) and all(_matches(v, item) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if isinstance(hint, type) and is_dataclass(hint):
+        if not isinstance(value, hint):
+            return False
+        check_types(value)  # raises with the nested field's name
+        return True
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def check_types(record: Any) -> None:
+    """Manifests come from the repository: every field must hold what its type says (a number
+    where a number belongs), or the manifest is refused as a whole instead of crashing later."""
+    hints = get_type_hints(type(record))
+    for field in fields(record):
+        value = getattr(record, field.name)
+        if not _matches(value, hints[field.name]):
+            raise ValueError(f"{field.name} is {type(value).__name__}, not {hints[field.name]}")
 
 
 def encryption_extra(storage: Encrypting) -> dict[str, Any]:

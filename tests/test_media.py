@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -148,3 +150,82 @@ def test_command_line(tree: Path, tmp_path: Path) -> None:
     assert restored.returncode == 0, restored.stderr
     again = cli("restore", "latest", "--to", str(tmp_path / "out"))
     assert again.returncode == 2 and "is not empty" in again.stderr
+
+
+def test_a_file_written_while_read_is_read_again_and_recorded_exactly(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file appended to during the backup once produced a snapshot whose object did not match
+    its recorded sha256, and the restore restored nothing at all."""
+    (tmp_path / "repo").mkdir()
+    repo = LocalStorage(tmp_path / "repo")
+    growing = tree / "growing.log"
+    growing.write_bytes(b"first line\n")
+    original = snapshot_module._read_once
+    appended: list[int] = []
+
+    def append_once(path: Path, sink: Any = None) -> Any:
+        result = original(path, sink)
+        if path == growing and not appended:  # the writer was busy during the first read
+            with growing.open("ab") as fh:
+                fh.write(b"second line\n")
+            os.utime(growing, ns=(time.time_ns() + 10**9,) * 2)
+            appended.append(1)
+        return result
+
+    monkeypatch.setattr(snapshot_module, "_read_once", append_once)
+    # The append lands after the read: that read must not be recorded as the file's content.
+    manifest = take_media_snapshot(repo, ZSTD, tree)
+    entry = next(e for e in manifest.entries if e.path == "growing.log")
+    restore_media(repo, "latest", tmp_path / "out")
+    restored = (tmp_path / "out" / "growing.log").read_bytes()
+    assert entry.size == len(restored) and hashlib.sha256(restored).hexdigest() == entry.sha256
+
+
+def test_files_that_keep_changing_or_vanish_are_listed_not_recorded_wrong(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "repo").mkdir()
+    repo = LocalStorage(tmp_path / "repo")
+    (tree / "busy.db").write_bytes(b"x" * 1000)
+    (tree / "gone.tmp").write_bytes(b"y")
+    os.mkfifo(tree / "pipe")
+    original = snapshot_module._read_once
+
+    def hostile(path: Path, sink: Any = None) -> Any:
+        if path.name == "gone.tmp":
+            path.unlink(missing_ok=True)
+        if path.name == "busy.db":
+            raise snapshot_module.FileChanged(f"{path} changed while it was read")
+        return original(path, sink)
+
+    monkeypatch.setattr(snapshot_module, "_read_once", hostile)
+    manifest = take_media_snapshot(repo, ZSTD, tree)
+    skipped = {s.path: s.reason for s in manifest.skipped}
+    assert skipped == {
+        "busy.db": "changed while read (3 tries)",
+        "gone.tmp": "vanished while read",
+        "pipe": "fifo",
+    }
+    assert {"busy.db", "gone.tmp", "pipe"}.isdisjoint(e.path for e in manifest.entries)
+    verify_media(repo, "latest")
+
+
+def test_hard_links_setid_bits_and_the_root_mode_come_back_as_asked(
+    repo: Storage, tmp_path: Path
+) -> None:
+    root = tmp_path / "uploads"
+    root.mkdir(mode=0o755)
+    root.chmod(0o755)
+    (root / "a.bin").write_bytes(b"shared content")
+    os.link(root / "a.bin", root / "b.bin")
+    (root / "tool").write_bytes(b"#!/bin/sh\n")
+    (root / "tool").chmod(0o4755)
+    take_media_snapshot(repo, ZSTD, root)
+    restore_media(repo, "latest", tmp_path / "out")
+    out = tmp_path / "out"
+    assert (out / "a.bin").stat().st_ino == (out / "b.bin").stat().st_ino
+    assert out.stat().st_mode & 0o777 == 0o755  # once came back 0700
+    assert (out / "tool").stat().st_mode & 0o7777 == 0o755  # setuid dropped
+    restore_media(repo, "latest", tmp_path / "kept", keep_setid=True)
+    assert (tmp_path / "kept" / "tool").stat().st_mode & 0o7777 == 0o4755

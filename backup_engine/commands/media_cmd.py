@@ -52,6 +52,8 @@ def backup(obj: CliContext, root: Path, no_progress: bool, json_output: bool) ->
         f"{human_bytes(manifest.total_bytes)}; new: {manifest.new_objects} objects, "
         f"{human_bytes(manifest.new_bytes)} stored"
     )
+    for skipped in manifest.skipped:  # never dropped silently
+        click.echo(f"skipped {skipped.path}: {skipped.reason}", err=True)
 
 
 @media.command(name="list")
@@ -117,15 +119,31 @@ def verify(obj: CliContext, backup_id: str, json_output: bool) -> None:
     help="Directory to restore into; must be empty or not exist.",
 )
 @click.option("--force", is_flag=True, help="Move a non-empty --to aside first (never deleted).")
+@click.option(
+    "--keep-setid",
+    is_flag=True,
+    help="Restore setuid/setgid bits too (dropped by default: the repository is untrusted).",
+)
 @json_option
 @click.pass_obj
 def restore(
-    obj: CliContext, backup_id: str, destination: Path, force: bool, json_output: bool
+    obj: CliContext,
+    backup_id: str,
+    destination: Path,
+    force: bool,
+    keep_setid: bool,
+    json_output: bool,
 ) -> None:
-    """Restore a snapshot: every file byte-identical, with its mode and modification time."""
+    """Restore a snapshot: every file byte-identical, with its mode and modification time.
+
+    Nothing is written outside --to, whatever the snapshot says. An object that is missing or
+    damaged is named and skipped; everything else is restored, and the exit code is 4.
+    """
     from backup_engine.media.restore import restore_media
 
-    result = restore_media(obj.settings().open_storage(), backup_id, destination, force=force)
+    result = restore_media(
+        obj.settings().open_storage(), backup_id, destination, force=force, keep_setid=keep_setid
+    )
     if json_output:
         emit_json(
             {

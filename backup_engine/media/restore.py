@@ -97,8 +97,10 @@ class _Checked:
 
     def finish(self) -> None:
         extra = self._raw.read(1)
-        if extra or self._size != self._entry.size or (
-            self._digest.hexdigest() != self._entry.sha256
+        if (
+            extra
+            or self._size != self._entry.size
+            or (self._digest.hexdigest() != self._entry.sha256)
         ):
             raise CorruptObject(f"{_CHECK}object {self._key} does not match its sha256")
 
@@ -125,6 +127,7 @@ def restore_media(
     destination: Path,
     *,
     force: bool = False,
+    keep_setid: bool = False,
     progress: Progress | None = None,
 ) -> MediaRestoreResult:
     """Restore a snapshot into an empty directory. Every entry is written through SafeTree (no
@@ -140,7 +143,9 @@ def restore_media(
         (progress or Progress()).task(
             f"restore {manifest.backup_id}", manifest.total_bytes
         ) as task,
-        SafeTree(destination, f"media snapshot {manifest.backup_id}") as tree,
+        SafeTree(
+            destination, f"media snapshot {manifest.backup_id}", keep_setid=keep_setid
+        ) as tree,
     ):
         for entry in manifest.entries:
             try:
