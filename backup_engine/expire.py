@@ -9,7 +9,7 @@ yet). Incomplete backups older than the grace period are cleaned up too.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -150,8 +150,13 @@ def _media_object_items(
     return items
 
 
-def _refuse_unreadable(catalogs: dict[str, Catalog[Any]], base: Catalog[BaseBackupManifest],
-                       listing: list[ObjectInfo], now: datetime) -> None:  # fmt: skip
+def _refuse_unreadable(
+    storage: Storage,
+    catalogs: Mapping[str, Catalog[Any]],
+    base: Catalog[BaseBackupManifest],
+    listing: list[ObjectInfo],
+    now: datetime,
+) -> None:
     """Expire reasons from every manifest; one it cannot read or trust stops it entirely."""
     for what, catalog in catalogs.items():
         for item in catalog.unreadable:
@@ -161,6 +166,14 @@ def _refuse_unreadable(catalogs: dict[str, Catalog[Any]], base: Catalog[BaseBack
                 hint="a wrong or missing encryption key makes every manifest unreadable; "
                 "otherwise inspect that manifest (it may be damaged or forged)",
             )
+    if storage.encryption_info() is not None:  # listed sizes are estimates there: ask exactly
+        present = {info.key for info in listing}
+        listing = [
+            storage.stat(stored.key)
+            for backup in base.backups
+            for stored in backup.files
+            if stored.key in present
+        ]
     problems = manifest_problems(base.backups, listing, now)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -176,8 +189,12 @@ def plan_expire(storage: Storage, policy: RetentionPolicy, now: datetime) -> Exp
     redis = REDIS_BACKUPS.list(storage)
     media = MEDIA_SNAPSHOTS.list(storage)
     listing = list(storage.list("postgres/base/"))
-    catalogs = {"base backup": base, "Redis backup": redis, "media snapshot": media}
-    _refuse_unreadable(catalogs, base, listing, now)  # type: ignore[arg-type]
+    catalogs: dict[str, Catalog[Any]] = {
+        "base backup": base,
+        "Redis backup": redis,
+        "media snapshot": media,
+    }
+    _refuse_unreadable(storage, catalogs, base, listing, now)
     decisions = base_backup_decisions(base.backups, policy, now)
     plan.items += _backup_items("postgres", BASE_BACKUPS, base, decisions, listing, now)
     kept_ids = {d.backup_id for d in decisions if d.keep}

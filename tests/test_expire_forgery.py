@@ -164,3 +164,17 @@ def test_wal_archived_inside_the_window_is_never_deleted(repo: LocalStorage) -> 
     first = NOW - timedelta(days=10)
     archived_recently = [n for n in range(2, 42) if first + timedelta(hours=6 * (n - 2)) >= recent]
     assert len(kept_recent) == len(archived_recently)
+
+
+def test_an_encrypted_repository_is_expired_with_exact_sizes(tmp_path: Path) -> None:
+    repo = EncryptedStorage(LocalStorage(tmp_path), b"k" * 32)
+    for day in range(5):
+        stop = NOW - timedelta(days=10 - day)
+        store_backup(repo, replace(
+            sample_manifest(), backup_id=stop.strftime("%Y%m%dT%H%M%SZ"),
+            start_time=stop - timedelta(seconds=5), stop_time=stop,
+            start_lsn=format_lsn((day * 4 + 2) * SEG + 0x28),
+            stop_lsn=format_lsn((day * 4 + 2) * SEG + 0x100),
+        ))  # fmt: skip
+    plan = plan_expire(repo, POLICY, NOW)
+    assert [i.kind for i in plan.deletions].count("postgres") == 4  # the newest is kept

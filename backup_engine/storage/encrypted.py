@@ -1,24 +1,14 @@
 """Client-side encryption as a storage wrapper: AES-256-GCM, in frames, so streams stay streams.
 
 Everything written through it (backup data, manifests, WAL, metadata values) reaches the store
-as ciphertext. Each object is:
-
-    b"RDENC1\\n" | key id (8 bytes) | nonce prefix (4 random bytes)
-    then frames: length (4 bytes, big-endian) | AES-GCM(frame of up to 1 MiB)
-
-The nonce of frame n is the prefix followed by n; the associated data is the header, n, and
-whether the frame is the last one, so frames cannot be reordered, dropped, swapped between
-objects, or the object cut short without the decryption failing. The key id (a hash of the key,
-never the key) tells a wrong key from a damaged object. Writers hash the plaintext, so manifests
-record plaintext sizes and sha256 and restores check those.
+as ciphertext; the format (a fresh key per object, bound to the object's path; metadata values
+bound to their object and name) is specified in `encryption_format.py` and the README. Writers
+hash the plaintext, so manifests record plaintext sizes and sha256 and restores check those.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import os
-import struct
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -28,20 +18,33 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from backup_engine.errors import ConfigError, CorruptObject
 from backup_engine.storage.base import ObjectInfo, ObjectWriter, Storage
+from backup_engine.storage.encryption_format import (
+    ALGORITHM,
+    FORMAT,
+    FORMAT_META,
+    FRAME,
+    FRAME_OVERHEAD,
+    HEADER,
+    HEADER_V1,
+    MAGIC,
+    MAGIC_V1,
+    frame_nonce,
+    key_id,
+    new_header,
+    object_cipher,
+    open_value,
+    plaintext_size,
+    seal_value,
+    v1_aad,
+    v1_nonce,
+)
 from backup_engine.storage.faults import StorageWrapper
 
-ALGORITHM = "aes-256-gcm"
-MAGIC = b"RDENC1\n"
-FRAME = 1 << 20
-HEADER = len(MAGIC) + 8 + 4
-FRAME_OVERHEAD = 4 + 16  # length prefix + GCM tag
+__all__ = ["ALGORITHM", "FRAME", "MAGIC", "EncryptedStorage", "load_key", "parse_key"]
+
 KEY_ENV = "BACKUP_ENGINE_ENCRYPTION_KEY"
 KEY_FILE_ENV = "BACKUP_ENGINE_ENCRYPTION_KEY_FILE"
 ALGORITHM_ENV = "BACKUP_ENGINE_ENCRYPTION"
-
-
-def key_id(key: bytes) -> bytes:
-    return hashlib.sha256(b"restore-drill key id\0" + key).digest()[:8]
 
 
 def parse_key(text: str | bytes, *, where: str) -> bytes:
@@ -86,24 +89,20 @@ def load_key(key_text: str | None, key_file: str | None) -> tuple[bytes, dict[st
     )
 
 
-def _aad(header: bytes, counter: int, final: bool) -> bytes:
-    return header + struct.pack(">QB", counter, final)
-
-
 class _EncryptingWriter(ObjectWriter):
-    def __init__(self, inner: ObjectWriter, aead: AESGCM, kid: bytes) -> None:
+    def __init__(self, inner: ObjectWriter, master: bytes, kid: bytes) -> None:
         super().__init__(inner.key, metadata=inner.metadata, if_absent=inner.if_absent)
         self._inner = inner
-        self._aead = aead
-        self._header = MAGIC + kid + os.urandom(4)
+        self._header = new_header(kid)
+        self._aead = object_cipher(master, self._header[-32:], inner.key)
         self._counter = 0
         self._buffer = bytearray()
         inner.write(self._header)
 
     def _frame(self, plaintext: bytes, final: bool) -> None:
-        nonce = self._header[-4:] + struct.pack(">Q", self._counter)
-        sealed = self._aead.encrypt(nonce, plaintext, _aad(self._header, self._counter, final))
-        self._inner.write(struct.pack(">I", len(sealed)) + sealed)
+        nonce = frame_nonce(self._counter, final)
+        sealed = self._aead.encrypt(nonce, plaintext, self._header)
+        self._inner.write(len(sealed).to_bytes(4, "big") + sealed)
         self._counter += 1
 
     def _write(self, data: bytes) -> None:
@@ -122,19 +121,23 @@ class _EncryptingWriter(ObjectWriter):
 
 
 class _DecryptingReader:
-    def __init__(self, raw: IO[bytes], aead: AESGCM, kid: bytes, where: str) -> None:
+    """Either format; every frame authenticated before a byte of it is returned."""
+
+    def __init__(self, raw: IO[bytes], master: bytes, kid: bytes, name: str) -> None:
         self._raw = raw
-        self._aead = aead
-        self._where = where
-        self._header = self._exact(HEADER)
-        if not self._header.startswith(MAGIC):
-            raise CorruptObject(f"{where} is not encrypted by this tool (or is damaged)")
-        found = self._header[len(MAGIC) : len(MAGIC) + 8]
+        self._where = name
+        magic = self._exact(len(MAGIC))
+        if magic not in (MAGIC, MAGIC_V1):
+            raise CorruptObject(f"{name} is not encrypted by this tool (or is damaged)")
+        self._v1 = magic == MAGIC_V1
+        self._header = magic + self._exact((HEADER_V1 if self._v1 else HEADER) - len(magic))
+        found = self._header[len(magic) : len(magic) + len(kid)]
         if found != kid:
             raise ConfigError(
-                f"{where} was encrypted with key {found.hex()}, the configured key is {kid.hex()}",
+                f"{name} was encrypted with key {found.hex()}, the configured key is {kid.hex()}",
                 hint="configure the key the backup was made with",
             )
+        self._aead = AESGCM(master) if self._v1 else object_cipher(master, self._header[-32:], name)
         self._counter = 0
         self._pending = b""
         self._done = False
@@ -148,15 +151,20 @@ class _DecryptingReader:
             data += more
         return data
 
+    def _open(self, sealed: bytes, final: bool) -> bytes:
+        if self._v1:
+            nonce = v1_nonce(self._header, self._counter)
+            return self._aead.decrypt(nonce, sealed, v1_aad(self._header, self._counter, final))
+        return self._aead.decrypt(frame_nonce(self._counter, final), sealed, self._header)
+
     def _next_frame(self) -> bytes:
-        (length,) = struct.unpack(">I", self._exact(4))
+        length = int.from_bytes(self._exact(4), "big")
+        if length > FRAME + FRAME_OVERHEAD:
+            raise CorruptObject(f"{self._where} has a frame longer than any this tool writes")
         sealed = self._exact(length)
-        nonce = self._header[-4:] + struct.pack(">Q", self._counter)
         for final in (False, True):
             try:
-                plaintext = self._aead.decrypt(
-                    nonce, sealed, _aad(self._header, self._counter, final)
-                )
+                plaintext = self._open(sealed, final)
             except InvalidTag:
                 continue
             self._counter += 1
@@ -164,7 +172,10 @@ class _DecryptingReader:
             if final and self._raw.read(1):
                 raise CorruptObject(f"{self._where} has data after its last frame")
             return plaintext
-        raise CorruptObject(f"{self._where} fails authentication: damaged or tampered with")
+        raise CorruptObject(
+            f"{self._where} fails authentication: damaged, tampered with, or moved from "
+            "another name"
+        )
 
     def read(self, size: int = -1, /) -> bytes:
         while not self._done and (size < 0 or len(self._pending) < size):
@@ -191,7 +202,7 @@ class _DecryptingReader:
 class EncryptedStorage(StorageWrapper):
     def __init__(self, inner: Storage, key: bytes, env: Mapping[str, str] | None = None) -> None:
         super().__init__(inner)
-        self._aead = AESGCM(key)
+        self._master = key
         self._kid = key_id(key)
         self._env = dict(env or {})
 
@@ -200,37 +211,26 @@ class EncryptedStorage(StorageWrapper):
         return self._kid.hex()
 
     def encryption_info(self) -> dict[str, str] | None:
-        return {"algorithm": ALGORITHM, "key_id": self.key_id}
+        return {"algorithm": ALGORITHM, "key_id": self.key_id, "format": FORMAT}
 
     def environment(self) -> dict[str, str]:
         return {**self.inner.environment(), ALGORITHM_ENV: ALGORITHM, **self._env}
 
-    def _seal(self, value: str) -> str:
-        nonce = os.urandom(12)
-        return base64.b64encode(
-            nonce + self._aead.encrypt(nonce, value.encode(), self._kid)
-        ).decode()
-
-    def _open(self, value: str, key: str) -> str:
-        try:
-            raw = base64.b64decode(value)
-            return self._aead.decrypt(raw[:12], raw[12:], self._kid).decode()
-        except (ValueError, InvalidTag):
-            raise CorruptObject(
-                f"metadata of {key} does not decrypt with the configured key"
-            ) from None
-
     def writer(
         self, key: str, *, metadata: Mapping[str, str] | None = None, if_absent: bool = False
     ) -> ObjectWriter:
-        sealed = {name: self._seal(value) for name, value in (metadata or {}).items()}
+        sealed = {
+            name: seal_value(self._master, self._kid, key, name, value)
+            for name, value in (metadata or {}).items()
+        }
+        sealed[FORMAT_META] = FORMAT
         inner = self.inner.writer(key, metadata=sealed, if_absent=if_absent)
-        return _EncryptingWriter(inner, self._aead, self._kid)
+        return _EncryptingWriter(inner, self._master, self._kid)
 
     def open_reader(self, key: str) -> IO[bytes]:
         raw = self.inner.open_reader(key)
         try:
-            reader: Any = _DecryptingReader(raw, self._aead, self._kid, key)
+            reader: Any = _DecryptingReader(raw, self._master, self._kid, key)
         except BaseException:
             raw.close()  # a header that does not decrypt must not leak the open object
             raise
@@ -238,15 +238,16 @@ class EncryptedStorage(StorageWrapper):
 
     def stat(self, key: str) -> ObjectInfo:
         info = self.inner.stat(key)
-        opened = {name: self._open(value, key) for name, value in info.metadata.items()}
-        return ObjectInfo(info.key, plaintext_size(info.size), opened, info.modified)
+        current = info.metadata.get(FORMAT_META) == FORMAT
+        opened = {
+            name: open_value(self._master, self._kid, key, name, value)
+            for name, value in info.metadata.items()
+            if name != FORMAT_META
+        }
+        size = plaintext_size(info.size, HEADER if current else HEADER_V1)
+        return ObjectInfo(info.key, size, opened, info.modified)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Listings carry no metadata: sizes assume the current format (stat is exact)."""
         for info in self.inner.list(prefix):
             yield ObjectInfo(info.key, plaintext_size(info.size), info.metadata, info.modified)
-
-
-def plaintext_size(stored: int) -> int:
-    """Sizes are of what was written: every frame but the last is full, each costs 20 bytes."""
-    frames = max(1, -(-(stored - HEADER) // (FRAME + FRAME_OVERHEAD)))
-    return max(0, stored - HEADER - frames * FRAME_OVERHEAD)
