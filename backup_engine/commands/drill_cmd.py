@@ -57,6 +57,11 @@ def default_features_dir() -> Path:
     is_flag=True,
     help="Also copy the sealed evidence into the configured repository (drill-reports/).",
 )
+@click.option(
+    "--signing-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Ed25519 private key (drill keygen) to sign the evidence [$DRILL_SIGNING_KEY_FILE].",
+)
 @click.pass_context
 def drill(
     ctx: click.Context,
@@ -68,11 +73,21 @@ def drill(
     webhook: str | None,
     metrics_file: Path | None,
     keep_in_repository: bool,
+    signing_key: Path | None,
 ) -> None:
     """Run the restore drills; exit 0 only if every selected scenario passed."""
     if ctx.invoked_subcommand is not None:
         return
     import pytest
+
+    from backup_engine.drill.report.signing import SIGNING_KEY_FILE_ENV, load_private_key
+
+    key_file = signing_key or (
+        Path(os.environ[SIGNING_KEY_FILE_ENV]) if os.environ.get(SIGNING_KEY_FILE_ENV) else None
+    )
+    if key_file is not None:
+        load_private_key(key_file)  # an unusable key fails now, not after an hour of drills
+        os.environ[SIGNING_KEY_FILE_ENV] = str(key_file.absolute())
 
     obj: CliContext = ctx.obj
     repository = obj.settings().open_storage() if keep_in_repository else None
@@ -132,14 +147,57 @@ def drill(
 
 @drill.command(name="verify-report")
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option(
+    "--public-key",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="The signer's Ed25519 public key: the signature must verify with it.",
+)
+@click.option("--require-signature", is_flag=True, help="An unsigned report fails (exit 4), too.")
 @click.pass_obj
-def verify_report_command(obj: CliContext, directory: Path) -> None:
-    """Check a report directory against its SHA256SUMS (and HMAC when DRILL_SIGNING_KEY is set)."""
+def verify_report_command(
+    obj: CliContext, directory: Path, public_key: Path | None, require_signature: bool
+) -> None:
+    """Check a report directory: every file against SHA256SUMS, the signature with the public
+    key, report.json against its schema. Any difference is exit 4."""
+    from backup_engine.drill.report.signing import load_public_key
     from backup_engine.drill.report.sums import SIGNING_KEY_ENV, verify_report
 
-    result = verify_report(directory, os.environ.get(SIGNING_KEY_ENV) or None)
-    signed = "signature valid" if result.signed else "not signed"
-    click.echo(f"{directory}: {result.files} files match SHA256SUMS, {signed}")
+    result = verify_report(
+        directory,
+        os.environ.get(SIGNING_KEY_ENV) or None,
+        public_key=load_public_key(public_key) if public_key else None,
+        require_signature=require_signature,
+    )
+    signed = f"signed by {result.signer}" if result.signer else "signature not checked"
+    if result.signed:
+        signed += ", HMAC valid"
+    click.echo(f"{directory}: {result.files} files match SHA256SUMS, schema valid, {signed}")
+
+
+@drill.command()
+@click.option(
+    "--private-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("drill-signing.key"),
+    show_default=True,
+    help="Where the private key goes (0600; keep it on the drill host only).",
+)
+@click.option(
+    "--public-key",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("drill-signing.pub"),
+    show_default=True,
+    help="Where the public key goes (give it to auditors).",
+)
+def keygen(private_key: Path, public_key: Path) -> None:
+    """Make an Ed25519 key pair to sign drill evidence with."""
+    from backup_engine.drill.report.signing import generate_keys
+
+    print_fingerprint = generate_keys(private_key, public_key)
+    click.echo(
+        f"signing key {print_fingerprint}: private {private_key}, public {public_key}; "
+        f"sign with: backup-engine drill --signing-key {private_key}"
+    )
 
 
 @drill.command()

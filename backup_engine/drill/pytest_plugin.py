@@ -25,6 +25,7 @@ from backup_engine.drill.evidence import DrillRun, ScenarioRecord, StepRecord, u
 from backup_engine.drill.metrics import write_drill_metrics
 from backup_engine.drill.report import REPORT_HTML, write_json
 from backup_engine.drill.report.html import render_html
+from backup_engine.drill.report.signing import SIGNING_KEY_FILE_ENV, load_private_key
 from backup_engine.drill.report.sums import SIGNING_KEY_ENV, write_sums
 from backup_engine.drill.versions import git_sha, server_versions
 from backup_engine.drill.webhook import WEBHOOK_ENV, post_summary, summary_message
@@ -208,7 +209,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         return
     directory = report_dir(config)
     if directory.is_dir():
-        write_sums(directory, os.environ.get(SIGNING_KEY_ENV) or None)
+        key_file = os.environ.get(SIGNING_KEY_FILE_ENV)
+        private_key = load_private_key(Path(key_file)) if key_file else None
+        write_sums(directory, os.environ.get(SIGNING_KEY_ENV) or None, private_key)
     _notify(config)
 
 

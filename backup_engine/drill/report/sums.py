@@ -1,13 +1,25 @@
-"""Tamper evidence for a report directory: SHA256SUMS over every file and, when a key is
-configured, an HMAC-SHA256 of SHA256SUMS. `verify_report` checks both."""
+"""Tamper evidence for a report directory: SHA256SUMS over every file, an Ed25519 signature of
+it (`signing.py`) when the drill has a signing key, and (older, symmetric) an HMAC-SHA256 when
+DRILL_SIGNING_KEY is set. `verify_report` checks all of them, and report.json's schema."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import jsonschema
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from backup_engine.drill.report import REPORT_JSON, report_schema
+from backup_engine.drill.report.signing import (
+    SIGNATURE_FILE,
+    SIGNER_FILE,
+    check_signature,
+    sign_sums,
+)
 from backup_engine.errors import IntegrityError, UsageError
 
 SUMS = "SHA256SUMS"
@@ -23,23 +35,30 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+_UNSUMMED = (SUMS, SIGNATURE, SIGNATURE_FILE, SIGNER_FILE)
+
+
 def _evidence_files(directory: Path) -> list[Path]:
-    return sorted(
-        p for p in directory.rglob("*") if p.is_file() and p.name not in (SUMS, SIGNATURE)
-    )
+    return sorted(p for p in directory.rglob("*") if p.is_file() and p.name not in _UNSUMMED)
 
 
 def sign(data: bytes, key: str) -> str:
     return hmac.new(key.encode(), data, hashlib.sha256).hexdigest()
 
 
-def write_sums(directory: Path, signing_key: str | None = None) -> Path:
-    """`sha256sum`-compatible lines for every file, then the HMAC of that file if keyed."""
+def write_sums(
+    directory: Path,
+    signing_key: str | None = None,
+    private_key: Ed25519PrivateKey | None = None,
+) -> Path:
+    """`sha256sum`-compatible lines for every file, then its signature(s) when keyed."""
     lines = [
         f"{_sha256(p)}  {p.relative_to(directory).as_posix()}\n" for p in _evidence_files(directory)
     ]
     sums = directory / SUMS
     sums.write_text("".join(lines))
+    if private_key is not None:
+        sign_sums(directory, sums.read_bytes(), private_key)
     if signing_key:
         (directory / SIGNATURE).write_text(sign(sums.read_bytes(), signing_key) + "\n")
     return sums
@@ -48,11 +67,31 @@ def write_sums(directory: Path, signing_key: str | None = None) -> Path:
 @dataclass(frozen=True)
 class ReportVerification:
     files: int
-    signed: bool
+    signed: bool  # the HMAC checked
+    signer: str | None = None  # the Ed25519 key that signed it, when checked
 
 
-def verify_report(directory: Path, signing_key: str | None = None) -> ReportVerification:
-    """Raise IntegrityError naming the first file that changed, appeared or disappeared."""
+def _check_schema(directory: Path) -> None:
+    report = directory / REPORT_JSON
+    if not report.is_file():
+        raise IntegrityError(f"{directory} has no {REPORT_JSON}")
+    try:
+        jsonschema.validate(json.loads(report.read_text()), report_schema())
+    except (ValueError, jsonschema.ValidationError) as exc:
+        what = exc.message if isinstance(exc, jsonschema.ValidationError) else str(exc)
+        raise IntegrityError(f"{REPORT_JSON} does not follow its schema: {what}") from None
+
+
+def verify_report(
+    directory: Path,
+    signing_key: str | None = None,
+    *,
+    public_key: Ed25519PublicKey | None = None,
+    require_signature: bool = False,
+) -> ReportVerification:
+    """Raise IntegrityError naming the first file that changed, appeared or disappeared, a
+    signature that does not verify, a missing one when required, or a report.json that does
+    not follow its schema."""
     sums = directory / SUMS
     if not sums.is_file():
         raise UsageError(f"{directory} has no {SUMS}", hint="is it a drill report directory?")
@@ -78,4 +117,10 @@ def verify_report(directory: Path, signing_key: str | None = None) -> ReportVeri
             raise IntegrityError(f"the signature of {SUMS} does not match: report tampered with")
     elif signing_key:
         raise IntegrityError(f"{directory} is not signed, but a signing key is configured")
-    return ReportVerification(len(recorded), signature.exists())
+    _check_schema(directory)
+    signer = None
+    if public_key is not None:
+        signer = check_signature(directory, sums.read_bytes(), public_key)
+    elif require_signature:
+        raise UsageError("--require-signature needs the signer's --public-key")
+    return ReportVerification(len(recorded), signature.exists(), signer)
