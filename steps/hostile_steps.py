@@ -17,6 +17,7 @@ from pathlib import Path
 from pytest_bdd import given, parsers, then, when
 
 from backup_engine.codecs import get_codec
+from backup_engine.drill.evidence import ScenarioRecord
 from backup_engine.drill.recovery import recovery_from
 from backup_engine.errors import BackupEngineError
 from backup_engine.expire import apply_expire, plan_expire
@@ -131,9 +132,13 @@ def attempt_media_restore(repository: Storage, tmp_path: Path) -> Attempt:
 
 
 @then("nothing outside the restore target changed")
-def outside_unchanged(outside: Outside, attempt: Attempt) -> None:
-    assert _snapshot(outside.path) == outside.before, "a forged repository wrote outside"
-    assert not attempt.target_dir.exists() or not any(attempt.target_dir.iterdir())
+def outside_unchanged(outside: Outside, attempt: Attempt, drill_record: ScenarioRecord) -> None:
+    same = _snapshot(outside.path) == outside.before
+    drill_record.expect("files outside the target", "unchanged", "unchanged" if same else "CHANGED")
+    left = attempt.target_dir.exists() and any(attempt.target_dir.iterdir())
+    drill_record.expect(
+        "restore target after the refusal", "empty", "not empty" if left else "empty"
+    )
 
 
 # --- forged manifests and expire ----------------------------------------------------------------
@@ -175,13 +180,17 @@ def count_objects(repository: Storage) -> list[str]:
 
 
 @then("the repository holds every object it held before")
-def objects_intact(repository: Storage, objects_before: list[str]) -> None:
-    assert set(objects_before) <= {info.key for info in repository.list()}
+def objects_intact(
+    repository: Storage, objects_before: list[str], drill_record: ScenarioRecord
+) -> None:
+    gone = set(objects_before) - {info.key for info in repository.list()}
+    drill_record.expect("objects deleted by expire", 0, len(gone))
 
 
 @then("every archived WAL segment is still there")
-def wal_intact(repository: Storage, wal_before: list[str]) -> None:
-    assert sorted(info.key for info in repository.list(WAL_PREFIX)) == wal_before
+def wal_intact(repository: Storage, wal_before: list[str], drill_record: ScenarioRecord) -> None:
+    now = sorted(info.key for info in repository.list(WAL_PREFIX))
+    drill_record.expect("archived WAL segments", len(wal_before), len(now), now == wal_before)
 
 
 @then(parsers.parse("every base backup taken is still listed"))
@@ -197,6 +206,7 @@ def garble_manifest(repository: Storage, backups_taken: list[BaseBackupManifest]
 
 
 @then(parsers.parse('expire is refused with "{text}"'))
-def expire_refused(attempt: Attempt, text: str) -> None:
-    assert attempt.error is not None, "expire ran without complaint"
-    assert text in str(attempt.error) and attempt.error.exit_code == 4, attempt.error
+def expire_refused(attempt: Attempt, drill_record: ScenarioRecord, text: str) -> None:
+    found = str(attempt.error) if attempt.error else "expire ran without complaint"
+    ok = text in found and attempt.error is not None and attempt.error.exit_code == 4
+    drill_record.expect("expire refused (exit 4)", f"refused, saying {text!r}", found, ok)

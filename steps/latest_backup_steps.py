@@ -8,18 +8,22 @@ server and its base backup in the embedded S3. Either way the steps after that a
 from __future__ import annotations
 
 import os
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from pytest_bdd import given, when
 
 from backup_engine.codecs import get_codec
 from backup_engine.config import load_settings
 from backup_engine.drill.evidence import ScenarioRecord
-from backup_engine.drill.recovery import RestoredServer, restore_into_new_server
+from backup_engine.drill.recovery import RestoredServer, record_restore, restore_into_new_server
 from backup_engine.drill.seed import seed_shop
+from backup_engine.errors import BackupNotFound, ConfigError
 from backup_engine.postgres.archiving import switch_and_wait_archived
 from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
-from backup_engine.postgres.catalog import resolve_backup
+from backup_engine.postgres.catalog import list_base_backups
 from backup_engine.postgres.connection import connect, describe
 from backup_engine.postgres.manifest import BaseBackupManifest
 from backup_engine.postgres.recovery import wait_for_connected_recovery
@@ -31,6 +35,7 @@ from steps import StorageFactory
 from steps.pitr_steps import archiving_settings
 
 CONFIG_ENV = "BACKUP_ENGINE_CONFIG"
+SELECTION_ENV = "DRILL_BACKUP_SELECTION"  # "latest" or "random:DAYS:SEED" (drill --pick)
 LATER_SESSIONS = """
 INSERT INTO sessions (user_id, token, user_agent, created_at, expires_at)
 SELECT id, md5(random()::text), 'after-backup', now(), now() + interval '1 day'
@@ -46,19 +51,54 @@ class LatestBackup:
 
 
 def _configured_repository() -> Storage | None:
+    """The repository the operator configured; None only when nothing is configured at all.
+    A configuration without a repository is an error: the drill of production's backup never
+    quietly turns into a drill of data it made up."""
     if os.environ.get(CONFIG_ENV) or os.environ.get("BACKUP_ENGINE_REPOSITORY"):
         settings = load_settings()
-        if settings.repository.url:
-            return ReadOnlyStorage(settings.open_storage())
+        if not settings.repository.url:
+            raise ConfigError(
+                "a configuration is given but it names no repository",
+                hint="set [repository] url: the latest-backup drill never falls back to "
+                "synthetic data when a configuration is given",
+            )
+        return ReadOnlyStorage(settings.open_storage())
     return None
 
 
+def choose_backup(
+    backups: Sequence[BaseBackupManifest], selection: str, now: datetime
+) -> tuple[BaseBackupManifest, str]:
+    """`latest`, or `random:DAYS:SEED`: one of the backups of the last DAYS days, as AWS Backup
+    restore testing picks a random recovery point (rot in older backups shows up too)."""
+    if not backups:
+        raise BackupNotFound("no complete base backup in the repository to drill")
+    if selection.startswith("random:"):
+        _, days, seed = selection.split(":")
+        recent = [b for b in backups if now - b.stop_time <= timedelta(days=int(days))]
+        if not recent:
+            raise BackupNotFound(f"no base backup of the last {days} days to drill")
+        chosen = random.Random(int(seed)).choice(recent)
+        return (
+            chosen,
+            f"random among the {len(recent)} backups of the last {days} days (seed {seed})",
+        )
+    return backups[-1], "latest"
+
+
 @given("the latest PostgreSQL base backup in the configured repository", target_fixture="latest")
-def latest_backup(storage_factory: StorageFactory, pg_backend: PostgresBackend) -> LatestBackup:
+def latest_backup(
+    storage_factory: StorageFactory, pg_backend: PostgresBackend, drill_record: ScenarioRecord
+) -> LatestBackup:
     repository = _configured_repository()
+    selection = os.environ.get(SELECTION_ENV, "latest")
     if repository is not None:
-        return LatestBackup(repository, resolve_backup(repository, "latest"), embedded=False)
+        catalog = list_base_backups(repository)
+        manifest, how = choose_backup(catalog.backups, selection, datetime.now(UTC))
+        drill_record.source(repository.url, data="existing", selection=how)
+        return LatestBackup(repository, manifest, embedded=False)
     repository = storage_factory()  # the embedded default: make a backup worth restoring
+    drill_record.source(repository.url, data="synthetic", selection="the one the drill made")
     source = pg_backend.create(
         settings=archiving_settings(repository, archive_timeout_s=60), env=repository.environment()
     )
@@ -79,7 +119,7 @@ def restore_latest_with_wal(
 ) -> RestoredServer:
     # No target: the end of the archive, or the end of the backup when no WAL follows it.
     restored = restore_into_new_server(latest.repository, latest.manifest.backup_id, pg_backend)
-    drill_record.used_backup(restored.restore.backup_id, restored.restore.sha256)
+    record_restore(drill_record, restored)
     drill_record.check(
         "restored from", "the latest complete base backup", latest.manifest.backup_id, True
     )
@@ -109,7 +149,8 @@ def restored_server_to_check(
         # checklist looks at it once it has recovered (this only watches; nothing is changed).
         wait_for_connected_recovery(dsn, timeout=ATTACHED_RECOVERY_TIMEOUT_S)
         named = "the one named by DRILL_TARGET_DSN"
+        drill_record.source(None, data="attached")
         drill_record.check("server checked", named, describe(dsn), True)
         return AttachedServer(server)
-    latest = latest_backup(storage_factory, pg_backend)
+    latest = latest_backup(storage_factory, pg_backend, drill_record)
     return restore_latest_with_wal(latest, pg_backend, drill_record)

@@ -15,7 +15,12 @@ from pytest_bdd import given, parsers, then, when
 from backup_engine.codecs import get_codec
 from backup_engine.drill.evidence import ScenarioRecord
 from backup_engine.drill.markers import Marker, marker_exists, write_marker
-from backup_engine.drill.recovery import RestoredServer, recovery_from, restore_into_new_server
+from backup_engine.drill.recovery import (
+    RestoredServer,
+    record_restore,
+    recovery_from,
+    restore_into_new_server,
+)
 from backup_engine.drill.seed import seed_shop
 from backup_engine.drill.writer import HeartbeatWriter
 from backup_engine.errors import BackupEngineError
@@ -152,7 +157,7 @@ def restore_to_marker(
     restored = restore_into_new_server(
         repository, "auto", pg_backend, target=markers[name].target(kind)
     )
-    drill_record.used_backup(restored.restore.backup_id, restored.restore.sha256)
+    record_restore(drill_record, restored)
     return restored
 
 
@@ -163,26 +168,34 @@ def restore_to_latest(
     restored = restore_into_new_server(
         repository, "auto", pg_backend, target=RecoveryTarget("latest")
     )
-    drill_record.used_backup(restored.restore.backup_id, restored.restore.sha256)
+    record_restore(drill_record, restored)
     return restored
 
 
 @then(parsers.parse('marker "{name}" is present'))
-def marker_present(restored: RestoredServer, name: str) -> None:
-    assert marker_exists(restored.server.dsn(), name), f"marker {name!r} was not recovered"
+def marker_present(restored: RestoredServer, drill_record: ScenarioRecord, name: str) -> None:
+    present = marker_exists(restored.server.dsn(), name)
+    drill_record.expect(f"marker {name!r}", "present", "present" if present else "absent")
 
 
 @then("the orders table is as recorded")
-def orders_as_recorded(restored: RestoredServer, recorded_orders: TableFingerprint) -> None:
+def orders_as_recorded(
+    restored: RestoredServer, recorded_orders: TableFingerprint, drill_record: ScenarioRecord
+) -> None:
     actual = table_fingerprint(restored.server.dsn(), "public.orders")
-    assert actual == recorded_orders, f"orders after recovery {actual}, expected {recorded_orders}"
+    drill_record.expect("public.orders: rows and checksum", str(recorded_orders), str(actual))
 
 
 @then("recovery ended on a new timeline")
-def promoted(restored: RestoredServer, backups_taken: list[BaseBackupManifest]) -> None:
+def promoted(
+    restored: RestoredServer, backups_taken: list[BaseBackupManifest], drill_record: ScenarioRecord
+) -> None:
     outcome = restored.recovery
-    assert outcome is not None and outcome.state == "promoted", outcome
-    assert outcome.timeline is not None and outcome.timeline > backups_taken[-1].timeline
+    newer = outcome.timeline is not None and outcome.timeline > backups_taken[-1].timeline
+    drill_record.expect(
+        "recovery ended", f"promoted on a timeline after {backups_taken[-1].timeline}",
+        f"{outcome.state} on timeline {outcome.timeline}", outcome.state == "promoted" and newer,
+    )  # fmt: skip
 
 
 # --- restores that must be refused ------------------------------------------------------------
@@ -244,9 +257,9 @@ def delete_segment(repository: Storage, backups_taken: list[BaseBackupManifest])
 
 
 @then(parsers.parse('the restore is refused with "{text}"'))
-def refused(attempt: Attempt, text: str) -> None:
-    assert attempt.error is not None, "the restore was not refused"
-    assert text in str(attempt.error), f"refused, but with: {attempt.error}"
+def refused(attempt: Attempt, drill_record: ScenarioRecord, text: str) -> None:
+    found = str(attempt.error) if attempt.error else "not refused"
+    drill_record.expect("restore refused", f"refused, saying {text!r}", found, text in found)
 
 
 @then("the live server still runs with its data untouched")

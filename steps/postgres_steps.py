@@ -11,7 +11,7 @@ from pytest_bdd import given, parsers, then, when
 
 from backup_engine.codecs import get_codec
 from backup_engine.drill.evidence import ScenarioRecord
-from backup_engine.drill.recovery import RestoredServer, restore_into_new_server
+from backup_engine.drill.recovery import RestoredServer, record_restore, restore_into_new_server
 from backup_engine.drill.seed import seed_shop
 from backup_engine.drill.writer import HeartbeatWriter
 from backup_engine.errors import StorageUnreachable
@@ -148,32 +148,48 @@ def restore_latest(
     repository: Storage, pg_backend: PostgresBackend, drill_record: ScenarioRecord
 ) -> RestoredServer:
     restored = restore_into_new_server(repository, "latest", pg_backend)
-    drill_record.used_backup(restored.restore.backup_id, restored.restore.sha256)
+    record_restore(drill_record, restored)
     return restored
 
 
 @then("the restored server accepts connections")
-def accepts_connections(restored: RestoredServer) -> None:
-    assert restored.server.is_ready(), "pg_isready does not report the restored server ready"
+def accepts_connections(restored: RestoredServer, drill_record: ScenarioRecord) -> None:
+    ready = restored.server.is_ready()
+    drill_record.expect("pg_isready", "accepting connections", "accepting" if ready else "no",
+                        ready)  # fmt: skip
     with connect(restored.server.dsn()) as conn:
         row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
-    assert row == (False,), f"restored server is still in recovery: {row}"
+    drill_record.expect("in recovery", False, row[0] if row else None)
 
 
 @then("every table has the same row count and content checksum as before the loss")
-def same_tables(restored: RestoredServer, recorded_tables: Fingerprints) -> None:
+def same_tables(
+    restored: RestoredServer, recorded_tables: Fingerprints, drill_record: ScenarioRecord
+) -> None:
     actual = table_fingerprints(restored.server.dsn())
-    differences = {
-        table: (recorded_tables.get(table), actual.get(table))
-        for table in sorted(set(actual) | set(recorded_tables))
-        if actual.get(table) != recorded_tables.get(table)
-    }
-    assert not differences, f"tables differ after restore (before, after): {differences}"
+    differences = []
+    for table in sorted(set(actual) | set(recorded_tables)):
+        before, after = recorded_tables.get(table), actual.get(table)
+        drill_record.check(f"{table}: rows and content checksum", _shown(before), _shown(after),
+                           before == after)  # fmt: skip
+        if before != after:
+            differences.append(table)
+    assert not differences, f"tables differ after restore: {differences}"
+
+
+def _shown(fingerprint: TableFingerprint | None) -> str:
+    return (
+        "absent" if fingerprint is None else f"{fingerprint.rows} rows, md5 {fingerprint.checksum}"
+    )
 
 
 @then(parsers.parse("the restored backup is the {ordinal} one taken"))
 def restored_backup_is(
-    restored: RestoredServer, backups_taken: list[BaseBackupManifest], ordinal: str
+    restored: RestoredServer,
+    backups_taken: list[BaseBackupManifest],
+    drill_record: ScenarioRecord,
+    ordinal: str,
 ) -> None:
     index = {"first": 0, "second": 1, "third": 2, "last": -1}[ordinal]
-    assert restored.restore.backup_id == backups_taken[index].backup_id
+    drill_record.expect("backup restored", backups_taken[index].backup_id,
+                        restored.restore.backup_id)  # fmt: skip

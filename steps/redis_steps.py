@@ -125,12 +125,16 @@ def attempt_redis_restore(
 
 
 @then("the restored Redis dataset has the same keys, values and types")
-def same_dataset(restored: RestoredRedis, recorded_redis: RecordedRedis) -> None:
+def same_dataset(
+    restored: RestoredRedis, recorded_redis: RecordedRedis, drill_record: ScenarioRecord
+) -> None:
     actual = fingerprint(RedisTarget(restored.server.url))
     expected = recorded_redis.fingerprint
-    assert (actual.keys, actual.types) == (expected.keys, expected.types)
-    assert actual.digest == expected.digest, "values differ after restore"
-    assert actual.ttls.keys() == expected.ttls.keys(), "keys with a TTL differ"
+    drill_record.expect("Redis keys", expected.keys, actual.keys)
+    drill_record.expect("Redis key types", expected.types, actual.types)
+    drill_record.expect("Redis DEBUG DIGEST of every value", expected.digest, actual.digest)
+    drill_record.expect("Redis keys with a TTL", len(expected.ttls), len(actual.ttls),
+                        actual.ttls.keys() == expected.ttls.keys())  # fmt: skip
 
 
 @then("every expiring key still expires, no later than before and within the drill's duration")
@@ -170,5 +174,7 @@ def redis_refused(redis_attempt: BackupEngineError | None, text: str) -> None:
 
 
 @then(parsers.parse("the live Redis server still holds {count:d} keys"))
-def live_redis_count(redis_server: RedisServer, count: int) -> None:
-    assert fingerprint(RedisTarget(redis_server.url)).keys == count
+def live_redis_count(redis_server: RedisServer, drill_record: ScenarioRecord, count: int) -> None:
+    drill_record.expect(
+        "keys in the live Redis", count, fingerprint(RedisTarget(redis_server.url)).keys
+    )

@@ -7,22 +7,29 @@ import os
 
 from pytest_bdd import given, then
 
+from backup_engine.drill.evidence import ScenarioRecord
 from backup_engine.storage import Storage
 from backup_engine.storage.encrypted import KEY_ENV, MAGIC, EncryptedStorage
 from steps import StorageFactory
 
 
 @given("an empty backup repository", target_fixture="repository")
-def empty_repository(storage_factory: StorageFactory) -> Storage:
-    return storage_factory()
+def empty_repository(storage_factory: StorageFactory, drill_record: ScenarioRecord) -> Storage:
+    repository = storage_factory()
+    drill_record.source(repository.url, data="synthetic")  # everything in it the drill made
+    return repository
 
 
 @given("an empty client-side encrypted backup repository", target_fixture="repository")
-def empty_encrypted_repository(storage_factory: StorageFactory) -> Storage:
+def empty_encrypted_repository(
+    storage_factory: StorageFactory, drill_record: ScenarioRecord
+) -> Storage:
     key = os.urandom(32)
     # The key travels to archive_command / restore_command through the environment.
     env = {KEY_ENV: base64.b64encode(key).decode()}
-    return EncryptedStorage(storage_factory(), key, env)
+    repository = EncryptedStorage(storage_factory(), key, env)
+    drill_record.source(repository.url, data="synthetic")
+    return repository
 
 
 @then("the store holds nothing but ciphertext")

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pytest_bdd import parsers, then, when
 
 from backup_engine.codecs import get_codec
+from backup_engine.drill.evidence import ScenarioRecord
 from backup_engine.drill.markers import Marker, write_marker
 from backup_engine.expire import ExpirePlan, apply_expire, plan_expire
 from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
@@ -69,7 +70,9 @@ def run_expire(repository: Storage, history: SimulatedHistory) -> ExpirePlan:
 @then(
     "the kept base backups are exactly the last 30 days and the Sunday backups of the last 90 days"
 )
-def kept_exactly(repository: Storage, history: SimulatedHistory) -> None:
+def kept_exactly(
+    repository: Storage, history: SimulatedHistory, drill_record: ScenarioRecord
+) -> None:
     def expected(backup: BaseBackupManifest) -> bool:
         age = history.now - backup.stop_time
         sunday = backup.stop_time.weekday() == 6
@@ -77,15 +80,20 @@ def kept_exactly(repository: Storage, history: SimulatedHistory) -> None:
 
     kept = {b.backup_id for b in BASE_BACKUPS.list(repository).backups}
     wanted = {b.backup_id for b in history.backups if expected(b)} | {history.backups[-1].backup_id}
-    assert kept == wanted, f"kept but not wanted {kept - wanted}, wanted but gone {wanted - kept}"
+    drill_record.expect("base backups kept", f"{len(wanted)}: the plan's table",
+                        f"{len(kept)}: {len(kept - wanted)} not wanted, {len(wanted - kept)} gone",
+                        kept == wanted)  # fmt: skip
     assert len(kept) < len(history.backups)
 
 
 @then(parsers.parse("the WAL archive has no gap from the start of the {days:d}-day window"))
-def no_gap(repository: Storage, history: SimulatedHistory, days: int) -> None:
+def no_gap(
+    repository: Storage, history: SimulatedHistory, drill_record: ScenarioRecord, days: int
+) -> None:
     backups = BASE_BACKUPS.list(repository).backups
     anchor = pitr_anchor(backups, history.now - timedelta(days=days))
     archive = read_timeline_tree(repository, anchor.wal_segment_size)
     end = archive.end_lsn(anchor.timeline)
     assert end is not None
-    assert archive.missing(anchor.timeline, anchor.start_lsn_value, end - 1) == []
+    missing = archive.missing(anchor.timeline, anchor.start_lsn_value, end - 1)
+    drill_record.expect(f"WAL segments missing in the {days}-day window", [], missing)

@@ -120,23 +120,31 @@ def restore_table_replacing(
 def table_has_recorded_content(
     source_server: PostgresServer,
     recorded_tables: dict[str, TableFingerprint],
+    drill_record: ScenarioRecord,
     table: str,
     original: str,
 ) -> None:
     actual = table_fingerprint(source_server.dsn(), _name(table))
     expected = recorded_tables[_name(original)]
-    assert actual == expected, f"{table}: {actual}, recorded {original}: {expected}"
+    drill_record.expect(f"{_name(table)} holds what {_name(original)} held", str(expected),
+                        str(actual))  # fmt: skip
 
 
 @then(parsers.parse('the tables "{names}" are as recorded'))
 def tables_as_recorded(
-    source_server: PostgresServer, recorded_tables: dict[str, TableFingerprint], names: str
+    source_server: PostgresServer,
+    recorded_tables: dict[str, TableFingerprint],
+    drill_record: ScenarioRecord,
+    names: str,
 ) -> None:
-    for name in (n.strip() for n in names.split(",")):
-        actual = table_fingerprint(source_server.dsn(), _name(name))
-        assert actual == recorded_tables[_name(name)], f"{name} changed: {actual}"
+    for name in (_name(n.strip()) for n in names.split(",")):
+        actual = table_fingerprint(source_server.dsn(), name)
+        drill_record.expect(f"{name} untouched", str(recorded_tables[name]), str(actual))
 
 
 @then(parsers.parse('table "{table}" still has {rows:d} rows'))
-def table_row_count(source_server: PostgresServer, table: str, rows: int) -> None:
-    assert table_fingerprint(source_server.dsn(), _name(table)).rows == rows
+def table_row_count(
+    source_server: PostgresServer, drill_record: ScenarioRecord, table: str, rows: int
+) -> None:
+    found = table_fingerprint(source_server.dsn(), _name(table)).rows
+    drill_record.expect(f"rows in {_name(table)}", rows, found)

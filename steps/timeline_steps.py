@@ -11,7 +11,12 @@ from pytest_bdd import parsers, then, when
 
 from backup_engine.drill.evidence import ScenarioRecord
 from backup_engine.drill.markers import Marker, marker_exists
-from backup_engine.drill.recovery import RestoredServer, recovery_from, restore_into_new_server
+from backup_engine.drill.recovery import (
+    RestoredServer,
+    record_restore,
+    recovery_from,
+    restore_into_new_server,
+)
 from backup_engine.errors import BackupEngineError
 from backup_engine.postgres.archiving import switch_and_wait_archived
 from backup_engine.postgres.connection import connect
@@ -50,7 +55,7 @@ def restore_as_new_primary(
     restored = restore_into_new_server(
         repository, "auto", pg_backend, target=markers[name].target(kind), archive_mode="preserve"
     )
-    drill_record.used_backup(restored.restore.backup_id, restored.restore.sha256)
+    record_restore(drill_record, restored)
     assert restored.recovery.state == "promoted", restored.recovery
     return restored.server
 
@@ -82,7 +87,7 @@ def restore_on_timeline(
     restored = restore_into_new_server(
         repository, "auto", pg_backend, target=replace(target, timeline=str(tli))
     )
-    drill_record.used_backup(restored.restore.backup_id, restored.restore.sha256)
+    record_restore(drill_record, restored)
     return restored
 
 
@@ -96,7 +101,7 @@ def restore_latest_of(
     restored = restore_into_new_server(
         repository, "auto", pg_backend, target=RecoveryTarget("latest", timeline=str(tli))
     )
-    drill_record.used_backup(restored.restore.backup_id, restored.restore.sha256)
+    record_restore(drill_record, restored)
     return restored
 
 
@@ -165,33 +170,41 @@ def wait_unreachable_target(
 
 
 @then(parsers.parse('recovery fails with "{text}"'))
-def recovery_fails_with(failed_recovery: RecoveryFailed, text: str) -> None:
-    assert text in str(failed_recovery), failed_recovery
+def recovery_fails_with(
+    failed_recovery: RecoveryFailed, drill_record: ScenarioRecord, text: str
+) -> None:
+    found = str(failed_recovery)
+    drill_record.expect("recovery stopped with PostgreSQL's reason", text, found, text in found)
 
 
 @then("the refusal is an integrity failure")
-def refusal_is_integrity(attempt: Attempt) -> None:
-    assert attempt.error is not None and attempt.error.exit_code == 4, attempt.error
+def refusal_is_integrity(attempt: Attempt, drill_record: ScenarioRecord) -> None:
+    code = attempt.error.exit_code if attempt.error else None
+    drill_record.expect("exit code of the refusal", 4, code)
 
 
 @then(parsers.parse('the repository holds WAL of timelines "{expected}"'))
-def repository_timelines(repository: Storage, expected: str) -> None:
+def repository_timelines(repository: Storage, drill_record: ScenarioRecord, expected: str) -> None:
     wanted = [int(t) for t in expected.split(",")]
-    assert _timelines(repository) == wanted
+    drill_record.expect("timelines with archived WAL", wanted, _timelines(repository))
 
 
 @then("the copy does not archive")
-def copy_does_not_archive(restored: RestoredServer, repository: Storage) -> None:
+def copy_does_not_archive(
+    restored: RestoredServer, repository: Storage, drill_record: ScenarioRecord
+) -> None:
     with connect(restored.server.dsn()) as conn:
-        assert conn.execute("SHOW archive_mode").fetchone() == ("off",)
+        mode = conn.execute("SHOW archive_mode").fetchone()
         conn.execute("SELECT pg_switch_wal()")
+    drill_record.expect("archive_mode of the restored copy", "off", mode[0] if mode else None)
     time.sleep(2)  # an archiver, were there one, pushes a finished segment within a second
-    assert _timelines(repository) == [1], "the restored copy wrote into its source's repository"
+    drill_record.expect("timelines in the source's repository", [1], _timelines(repository))
 
 
 @then(parsers.parse('marker "{name}" is absent'))
-def marker_absent(restored: RestoredServer, name: str) -> None:
-    assert not marker_exists(restored.server.dsn(), name), f"marker {name!r} came back"
+def marker_absent(restored: RestoredServer, drill_record: ScenarioRecord, name: str) -> None:
+    present = marker_exists(restored.server.dsn(), name)
+    drill_record.expect(f"marker {name!r}", "absent", "present" if present else "absent")
 
 
 @then("no recovery setting from an earlier restore was left in the restored configuration")

@@ -76,8 +76,11 @@ def test_a_passing_drill_leaves_complete_evidence(tmp_path: Path, webhook: Hook)
         "--metrics-file", str(metrics), "--keep-in-repository", cwd=tmp_path, env=keep,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
-    stored = drill("history", "--from-repository", "--json", cwd=tmp_path, env=keep)
-    assert [r["passed"] for r in json.loads(stored.stdout)] == [True]
+    stored = json.loads(drill("history", "--from-repository", "--json", cwd=tmp_path,
+                              env=keep).stdout)  # fmt: skip
+    assert [r["passed"] for r in stored["runs"]] == [True]
+    iso = next(c for c in stored["controls"] if c["control"] == "ISO/IEC 27001:2022 A.8.13")
+    assert iso["last_passed_at"] and len(iso["evidence_sha256"]) == 64
     assert "3 of 3 scenarios passed" in out.stdout
     names = {p.name for p in report.iterdir()}
     assert names >= {"report.json", "report.html", "junit.xml", "cucumber.json", "SHA256SUMS"}
@@ -90,6 +93,16 @@ def test_a_passing_drill_leaves_complete_evidence(tmp_path: Path, webhook: Hook)
     assert first["measurements"][0]["name"] == "RTO" and first["measurements"][0]["passed"]
     assert any(c["name"].startswith("orphans of") for c in first["checks"])
     assert data["versions"]["postgresql"] and data["tool"]["version"]
+    # Where the data came from, and what was compared, for every scenario.
+    for scenario in data["scenarios"]:
+        assert scenario["provenance"]["data"] == "synthetic"
+        assert scenario["provenance"]["repository"].startswith("s3://")
+        assert scenario["checks"], f"{scenario['scenario']} recorded no check"
+    restored = first["provenance"]["backups"][0]
+    assert restored["system_identifier"] and restored["wal_replayed"]["to_lsn"]
+    assert {c["id"] for c in data["controls"]} >= {"SOC 2 A1.3", "NIST SP 800-53 CP-9(1)"}
+    html = (report / "report.html").read_text()
+    assert "SYNTHETIC: seeded by the drill" in html and "<details" not in html
 
     junit = ET.parse(report / "junit.xml").getroot()
     assert len(junit.findall(".//testcase")) == 3
@@ -109,6 +122,7 @@ def test_a_passing_drill_leaves_complete_evidence(tmp_path: Path, webhook: Hook)
 
     verified = drill("verify-report", str(report), cwd=tmp_path)
     assert verified.returncode == 0 and "4 files match" in verified.stdout
+    assert "schema valid" in verified.stdout
 
     tampered = json.loads((report / "report.json").read_text())
     tampered["passed"] = True
@@ -155,14 +169,14 @@ def test_a_failing_drill_exits_1_and_a_broken_webhook_changes_nothing(tmp_path: 
 
     assert (report / "SHA256SUMS.hmac").exists()
     signed = drill("verify-report", str(report), cwd=tmp_path, env={"DRILL_SIGNING_KEY": "k3y"})
-    assert signed.returncode == 0 and "signature valid" in signed.stdout
+    assert signed.returncode == 0 and "HMAC valid" in signed.stdout
     wrong = drill("verify-report", str(report), cwd=tmp_path, env={"DRILL_SIGNING_KEY": "nope"})
     assert wrong.returncode == 4 and "signature" in wrong.stderr
     unkeyed = drill("verify-report", str(report), cwd=tmp_path)
     assert unkeyed.returncode == 2 and "DRILL_SIGNING_KEY" in unkeyed.stderr
 
     history = drill("history", "--report-root", str(tmp_path), "--json", cwd=tmp_path)
-    runs = json.loads(history.stdout)
+    runs = json.loads(history.stdout)["runs"]
     assert len(runs) == 1 and runs[0]["passed"] is False
 
 

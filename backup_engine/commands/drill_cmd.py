@@ -58,6 +58,26 @@ def default_features_dir() -> Path:
     help="Also copy the sealed evidence into the configured repository (drill-reports/).",
 )
 @click.option(
+    "--controls",
+    "controls_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="TOML mapping feature tags to audit controls [default: the shipped mapping].",
+)
+@click.option(
+    "--pick",
+    type=click.Choice(["latest", "random"]),
+    default=None,
+    help="Which backup the latest-backup drill restores [default: latest].",
+)
+@click.option(
+    "--within-days",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="With --pick random: among the backups of the last N days.",
+)
+@click.option("--seed", type=int, help="With --pick random: the seed (recorded in the evidence).")
+@click.option(
     "--signing-key",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Ed25519 private key (drill keygen) to sign the evidence [$DRILL_SIGNING_KEY_FILE].",
@@ -73,6 +93,10 @@ def drill(
     webhook: str | None,
     metrics_file: Path | None,
     keep_in_repository: bool,
+    controls_file: Path | None,
+    pick: str | None,
+    within_days: int,
+    seed: int | None,
     signing_key: Path | None,
 ) -> None:
     """Run the restore drills; exit 0 only if every selected scenario passed."""
@@ -88,6 +112,18 @@ def drill(
     if key_file is not None:
         load_private_key(key_file)  # an unusable key fails now, not after an hour of drills
         os.environ[SIGNING_KEY_FILE_ENV] = str(key_file.absolute())
+    if controls_file is not None:
+        from backup_engine.drill.controls import load_controls
+
+        load_controls(controls_file)
+        os.environ["DRILL_CONTROLS_FILE"] = str(controls_file.absolute())
+    if pick == "random":
+        import random
+
+        chosen_seed = seed if seed is not None else random.SystemRandom().randrange(1 << 31)
+        os.environ["DRILL_BACKUP_SELECTION"] = f"random:{within_days}:{chosen_seed}"
+    elif pick == "latest":
+        os.environ["DRILL_BACKUP_SELECTION"] = "latest"
 
     obj: CliContext = ctx.obj
     repository = obj.settings().open_storage() if keep_in_repository else None
@@ -215,19 +251,30 @@ def keygen(private_key: Path, public_key: Path) -> None:
 @click.pass_obj
 def history(obj: CliContext, report_root: Path, from_repository: bool, json_output: bool) -> None:
     """List past drill runs with their RTO/RPO trends."""
-    from backup_engine.drill.history import load_history, load_stored_history, trend
+    from backup_engine.drill.history import (
+        control_history,
+        load_history,
+        load_stored_history,
+        trend,
+    )
 
     if from_repository:
         runs = load_stored_history(obj.settings().open_storage())
     else:
         runs = load_history(report_root)
+    controls = control_history(runs)
     if json_output:
         emit_json(
-            [
-                {"location": r.location, "started_at": r.started_at, "passed": r.passed,
-                 "scenarios": r.scenarios, "failed": r.failed, "measurements": r.measurements}
-                for r in runs
-            ]
+            {
+                "runs": [
+                    {"location": r.location, "started_at": r.started_at, "passed": r.passed,
+                     "scenarios": r.scenarios, "failed": r.failed,
+                     "measurements": r.measurements, "controls": r.controls,
+                     "evidence_sha256": r.evidence_sha256}
+                    for r in runs
+                ],
+                "controls": [c.to_dict() for c in controls],
+            }
         )  # fmt: skip
         return
     if not runs:
@@ -252,3 +299,14 @@ def history(obj: CliContext, report_root: Path, from_repository: bool, json_outp
             ("SCENARIO", "MEASURE", "RUNS", "LATEST (vs earlier mean)"),
             [(s, m, str(len(v)), trend(v)) for (s, m), v in sorted(series.items())],
         )
+    if controls:
+        click.echo("")
+        emit_table(
+            ("CONTROL", "LAST PASSED", "EVIDENCE (sha256 of SHA256SUMS)", "LATEST RUN"),
+            [
+                (c.control, c.last_passed.started_at if c.last_passed else "never",
+                 (c.last_passed.evidence_sha256 or "?")[:16] if c.last_passed else "-",
+                 "passed" if c.latest.controls[c.control] else "FAILED")
+                for c in controls
+            ],
+        )  # fmt: skip

@@ -16,9 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from backup_engine import __version__
+from backup_engine.drill.controls import ControlMap, load_controls
 from backup_engine.durations import format_duration
+from backup_engine.urls import redact
 
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2  # 2: provenance per scenario, controls per run
+DATA_KINDS = ("synthetic", "existing", "attached", "none")
 
 
 def utc_now() -> str:
@@ -83,6 +86,19 @@ class ScenarioRecord:
     checks: list[CheckResult] = field(default_factory=list)
     backups: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    provenance: dict[str, Any] = field(
+        default_factory=lambda: {"repository": None, "data": "none", "selection": None,
+                                 "backups": []}
+    )  # fmt: skip
+
+    def source(self, repository: str | None, *, data: str, selection: str | None = None) -> None:
+        """Where this scenario's data came from: `synthetic` (seeded by the drill itself),
+        `existing` (a backup that was already in the repository), or `attached` (a server
+        someone else restored). The repository URL never carries credentials."""
+        assert data in DATA_KINDS
+        self.provenance.update(
+            repository=redact(repository) if repository else None, data=data, selection=selection
+        )
 
     def measure(self, name: str, seconds: float, target_seconds: float) -> Measurement:
         measurement = Measurement(name, seconds, target_seconds)
@@ -95,9 +111,23 @@ class ScenarioRecord:
         self.checks.append(result)
         return result
 
-    def used_backup(self, backup_id: str, objects: dict[str, str]) -> None:
-        """Record which backup a scenario restored, with the sha256 of each object."""
+    def expect(
+        self, name: str, expected: object, actual: object, passed: bool | None = None
+    ) -> None:
+        """A comparison a Then-step makes, recorded with both values whatever the outcome,
+        then asserted (equality unless `passed` says otherwise)."""
+        ok = expected == actual if passed is None else passed
+        self.check(name, expected, actual, ok)
+        if not ok:
+            raise AssertionError(f"{name}: expected {expected}, found {actual}")
+
+    def used_backup(
+        self, backup_id: str, objects: dict[str, str], details: dict[str, Any] | None = None
+    ) -> None:
+        """Record which backup a scenario restored, with the sha256 of each object, and what
+        is known about it (system identifier, times, age, size, the WAL replayed)."""
         self.backups.append({"backup_id": backup_id, "sha256": objects})
+        self.provenance["backups"].append({"backup_id": backup_id, **(details or {})})
 
     def to_dict(self) -> dict[str, Any]:
         seconds = sum(step.seconds for step in self.steps)
@@ -118,6 +148,7 @@ class ScenarioRecord:
             "measurements": [m.to_dict() for m in self.measurements],
             "checks": [c.__dict__ for c in self.checks],
             "backups": self.backups,
+            "provenance": self.provenance,
             "error": self.error,
         }  # fmt: skip
 
@@ -130,6 +161,7 @@ class DrillRun:
     scenarios: list[ScenarioRecord] = field(default_factory=list)
     versions: dict[str, str | None] = field(default_factory=dict)
     git_sha: str | None = None
+    controls: ControlMap = field(default_factory=lambda: load_controls(None))
 
     @property
     def passed(self) -> bool:
@@ -140,6 +172,7 @@ class DrillRun:
             status: sum(s.status == status for s in self.scenarios)
             for status in ("passed", "failed", "skipped")
         }
+        scenarios = [s.to_dict() for s in self.scenarios]
         return {
             "schema_version": REPORT_SCHEMA_VERSION,
             "run_id": self.run_id,
@@ -150,5 +183,6 @@ class DrillRun:
             "versions": {"python": platform.python_version(), **self.versions},
             "passed": self.passed,
             "summary": {"scenarios": len(self.scenarios), **counts},
-            "scenarios": [s.to_dict() for s in self.scenarios],
+            "scenarios": scenarios,
+            "controls": self.controls.summarize(scenarios),
         }

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from backup_engine.drill.report import REPORT_JSON
+from backup_engine.drill.report.sums import SUMS
+from backup_engine.errors import ObjectNotFound
 from backup_engine.storage.base import Storage
 
 REPORTS_PREFIX = "drill-reports/"
@@ -20,9 +23,39 @@ class PastRun:
     scenarios: int
     failed: int
     measurements: dict[str, dict[str, float]]  # scenario -> {"RTO": s, "RPO": s}
+    controls: dict[str, bool] = field(default_factory=dict)  # control id -> passed in this run
+    evidence_sha256: str | None = None  # of the run's SHA256SUMS: names its whole evidence
 
 
-def _past_run(where: str, text: str | bytes) -> PastRun | None:
+@dataclass(frozen=True)
+class ControlStatus:
+    control: str
+    last_passed: PastRun | None
+    latest: PastRun  # the newest run that exercised it
+
+    def to_dict(self) -> dict[str, object]:
+        last = self.last_passed
+        return {
+            "control": self.control,
+            "last_passed_at": last.started_at if last else None,
+            "evidence": last.location if last else None,
+            "evidence_sha256": last.evidence_sha256 if last else None,
+            "latest_run_at": self.latest.started_at,
+            "latest_run_passed": self.latest.controls[self.control],
+        }
+
+
+def control_history(runs: list[PastRun]) -> list[ControlStatus]:
+    """Per control: when it last passed (and that run's evidence), and how its latest run went."""
+    statuses = []
+    for control in sorted({c for run in runs for c in run.controls}):
+        exercised = [run for run in runs if control in run.controls]
+        passed = [run for run in exercised if run.controls[control]]
+        statuses.append(ControlStatus(control, passed[-1] if passed else None, exercised[-1]))
+    return statuses
+
+
+def _past_run(where: str, text: str | bytes, sums: bytes | None = None) -> PastRun | None:
     try:
         report = json.loads(text)
         measurements: dict[str, dict[str, float]] = {}
@@ -37,6 +70,8 @@ def _past_run(where: str, text: str | bytes) -> PastRun | None:
             int(report["summary"]["scenarios"]),
             int(report["summary"]["failed"]),
             measurements,
+            {c["id"]: bool(c["passed"]) for c in report.get("controls", [])},
+            hashlib.sha256(sums).hexdigest() if sums is not None else None,
         )
     except (ValueError, KeyError, TypeError):
         return None  # not a report: skipped
@@ -44,17 +79,32 @@ def _past_run(where: str, text: str | bytes) -> PastRun | None:
 
 def load_history(root: Path) -> list[PastRun]:
     """Every run under `root` (each in its own directory), oldest first."""
-    runs = [_past_run(str(p.parent), p.read_bytes()) for p in root.glob(f"*/{REPORT_JSON}")]
+    runs = [
+        _past_run(str(p.parent), p.read_bytes(), _read(p.parent / SUMS))
+        for p in root.glob(f"*/{REPORT_JSON}")
+    ]
     return sorted((r for r in runs if r), key=lambda r: r.started_at)
 
 
 def load_stored_history(storage: Storage) -> list[PastRun]:
     """Every run kept in the repository by `drill --keep-in-repository`, oldest first."""
     keys = [i.key for i in storage.list(REPORTS_PREFIX) if i.key.endswith(f"/{REPORT_JSON}")]
-    runs = [
-        _past_run(f"{storage.url}/{key.rsplit('/', 1)[0]}", storage.get_bytes(key)) for key in keys
-    ]
+    runs = []
+    for key in keys:
+        prefix = key.rsplit("/", 1)[0]
+        try:
+            sums: bytes | None = storage.get_bytes(f"{prefix}/{SUMS}")
+        except ObjectNotFound:
+            sums = None
+        runs.append(_past_run(f"{storage.url}/{prefix}", storage.get_bytes(key), sums))
     return sorted((r for r in runs if r), key=lambda r: r.started_at)
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def store_report(storage: Storage, directory: Path) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from backup_engine.drill.controls import load_controls
 from backup_engine.drill.evidence import DrillRun, ScenarioRecord, StepRecord, utc_now
 from backup_engine.drill.metrics import write_drill_metrics
 from backup_engine.drill.report import REPORT_HTML, write_json
@@ -36,6 +37,7 @@ RUN = pytest.StashKey[DrillRun]()
 REPORT_DIR = pytest.StashKey[Path]()
 REPORT_DIR_ENV = "DRILL_REPORT_DIR"
 METRICS_ENV = "DRILL_METRICS_FILE"
+CONTROLS_ENV = "DRILL_CONTROLS_FILE"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -67,7 +69,8 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[RUN] = DrillRun()
+    controls = os.environ.get(CONTROLS_ENV)
+    config.stash[RUN] = DrillRun(controls=load_controls(Path(controls) if controls else None))
     configured = config.getoption("--drill-report-dir")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     config.stash[REPORT_DIR] = Path(configured) if configured else Path("drill-report") / stamp

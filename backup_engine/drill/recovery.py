@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
+from backup_engine.drill.evidence import ScenarioRecord
 from backup_engine.postgres.recovery import RecoveryOutcome, wait_for_recovery
 from backup_engine.postgres.recovery_config import tool_command
 from backup_engine.postgres.restore import Recovery, RestoreResult, restore_base_backup
@@ -19,6 +22,36 @@ class RestoredServer:
     restore: RestoreResult
     rto_seconds: float  # restore start -> recovery finished (server promoted or paused)
     recovery: RecoveryOutcome
+
+
+def restore_details(restored: RestoredServer) -> dict[str, Any]:
+    """What the evidence records of a PostgreSQL restore: the backup (identity, times, age,
+    size) and the WAL replayed on top of it."""
+    plan = restored.restore.plan
+    assert plan is not None
+    backup = plan.backup
+    age = (datetime.now(UTC) - backup.stop_time).total_seconds() / 3600
+    return {
+        "kind": "postgres base backup",
+        "system_identifier": backup.system_identifier,
+        "start_time": backup.start_time.isoformat(),
+        "stop_time": backup.stop_time.isoformat(),
+        "age_hours": round(age, 2),
+        "stored_bytes": backup.stored_bytes,
+        "timeline": plan.timeline,
+        "wal_replayed": {
+            "from_lsn": backup.start_lsn,
+            "to_lsn": restored.recovery.reached_lsn,
+            "target": plan.target.describe(),
+            "ended_on_timeline": restored.recovery.timeline,
+        },
+    }
+
+
+def record_restore(record: ScenarioRecord, restored: RestoredServer) -> None:
+    record.used_backup(
+        restored.restore.backup_id, restored.restore.sha256, restore_details(restored)
+    )
 
 
 def recovery_from(

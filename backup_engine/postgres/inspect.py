@@ -24,6 +24,9 @@ class TableFingerprint:
     rows: int
     checksum: str  # md5 over the sorted md5 of every row's text form: independent of row order
 
+    def __str__(self) -> str:
+        return f"{self.rows} rows, md5 {self.checksum}"
+
 
 def table_fingerprint(dsn: str, table: str) -> TableFingerprint:
     """`table` as an operator writes it: orders, public.orders, public."Order Items"."""

@@ -18,7 +18,8 @@ th{background:#f6f8fa}.num{text-align:right;font-variant-numeric:tabular-nums}
 .bar{background:#eaeef2;border-radius:3px;height:.6rem;width:12rem;position:relative}
 .bar span{position:absolute;left:0;top:0;bottom:0;border-radius:3px;background:#1f883d}
 .bar span.over{background:#cf222e}.error{color:#cf222e;white-space:pre-wrap}
-details{margin:.3rem 0}summary{cursor:pointer}code{font-size:12px}
+section{margin:1rem 0;break-inside:avoid}h3{margin:.8rem 0 .2rem}code{font-size:12px}
+.data-synthetic{color:#9a6700}.data-existing{color:#1f883d}
 """
 
 
@@ -68,7 +69,7 @@ def _details(scenario: dict[str, Any]) -> str:
         + "</li>"
         for b in scenario["backups"]
     )
-    parts = [f"<details><summary>{escape(scenario['scenario'])}: details</summary>"]
+    parts = [f"<section><h3>{escape(scenario['feature'])} / {escape(scenario['scenario'])}</h3>"]
     if checks:
         parts.append(
             "<table><tr><th>check</th><th>expected</th><th>actual</th><th>result</th></tr>"
@@ -77,8 +78,56 @@ def _details(scenario: dict[str, Any]) -> str:
     if backups:
         parts.append(f"<p>Backups restored:</p><ul>{backups}</ul>")
     parts.append(f"<table><tr><th>step</th><th>time</th><th>status</th></tr>{steps}</table>")
-    parts.append("</details>")
+    parts.append("</section>")
     return "".join(parts)
+
+
+def _provenance(scenario: dict[str, Any]) -> str:
+    """Where the data came from, on the first screen: synthetic data must never pass for a
+    drill of production's backups."""
+    found = scenario.get("provenance") or {}
+    data = found.get("data", "none")
+    label = {
+        "synthetic": "SYNTHETIC: seeded by the drill",
+        "existing": "existing backup",
+        "attached": "server restored by someone else",
+    }.get(data, "-")
+    lines = [f'<b class="data-{escape(data)}">{escape(label)}</b>']
+    if found.get("repository"):
+        lines.append(f"<code>{escape(found['repository'])}</code>")
+    if found.get("selection"):
+        lines.append(f"chosen: {escape(found['selection'])}")
+    for backup in found.get("backups", []):
+        facts = [f"<code>{escape(backup['backup_id'])}</code>"]
+        if "age_hours" in backup:
+            facts.append(f"{backup['age_hours']:.1f} h old")
+        if "system_identifier" in backup:
+            facts.append(f"system {escape(str(backup['system_identifier']))}")
+        if "stored_bytes" in backup:
+            facts.append(f"{backup['stored_bytes'] / 1e6:.1f} MB")
+        wal = backup.get("wal_replayed")
+        if wal:
+            facts.append(
+                f"WAL {escape(str(wal.get('from_lsn')))} to {escape(str(wal.get('to_lsn')))}"
+            )
+        lines.append(", ".join(facts))
+    return "<br>".join(lines)
+
+
+def _controls(report: dict[str, Any]) -> str:
+    rows = "".join(
+        f'<tr><td><b>{escape(c["id"])}</b><div class="muted">{escape(c["title"])}</div></td>'
+        f'<td><span class="badge {"passed" if c["passed"] else "failed"}">'
+        f"{'passed' if c['passed'] else 'FAILED'}</span></td>"
+        f"<td>{'<br>'.join(escape(s) for s in c['scenarios'])}</td></tr>"
+        for c in report.get("controls", [])
+    )
+    if not rows:
+        return ""
+    return (
+        '<h2>Controls</h2><table id="controls"><tr><th>Control</th><th>This run</th>'
+        f"<th>Scenarios supporting it</th></tr>{rows}</table>"
+    )
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -88,7 +137,8 @@ def render_html(report: dict[str, Any]) -> str:
         f"<tr><td>{escape(s['feature'])}</td><td>{escape(s['scenario'])}</td>"
         f'<td><span class="badge {escape(s["status"])}">{escape(s["status"])}</span></td>'
         f'<td>{_measurements(s)}</td><td class="num">{format_duration(s["duration_seconds"])}</td>'
-        f"<td>{len([c for c in s['checks'] if c['passed']])}/{len(s['checks'])}</td></tr>"
+        f"<td>{len([c for c in s['checks'] if c['passed']])}/{len(s['checks'])}</td>"
+        f"<td>{_provenance(s)}</td></tr>"
         for s in report["scenarios"]
     )
     failures = "".join(
@@ -116,12 +166,16 @@ def render_html(report: dict[str, Any]) -> str:
 <b>{summary["failed"]}</b> failed, {summary["skipped"]} skipped.</p>
 <h2>Scenarios</h2>
 <table id="scenarios"><thead><tr><th>Feature</th><th>Scenario</th><th>Status</th>
-<th>RTO / RPO against target</th><th>Duration</th><th>Checks</th></tr></thead>
-<tbody>{rows}</tbody></table>
+<th>RTO / RPO against target</th><th>Duration</th><th>Checks</th><th>Data restored</th></tr>
+</thead><tbody>{rows}</tbody></table>
+{_controls(report)}
 {f"<h2>Failures</h2><ul>{failures}</ul>" if failures else ""}
 <h2>Evidence</h2>
-<p class="muted">Every file of this directory is listed with its sha256 in SHA256SUMS;
-check it with <code>backup-engine drill verify-report DIR</code>.</p>
+<p class="muted">Every file of this directory is listed with its sha256 in SHA256SUMS, signed
+(SHA256SUMS.sig, Ed25519) when the drill has a signing key; check it with only the public key:
+<code>backup-engine drill verify-report DIR --public-key drill-signing.pub
+--require-signature</code>.
+Every check below shows what was expected and what was found.</p>
 {details}
 </body></html>
 """
