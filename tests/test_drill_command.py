@@ -185,3 +185,39 @@ def test_no_matching_scenario_is_an_error(tmp_path: Path) -> None:
     assert none.returncode == 2 and "no scenario matches" in none.stderr
     unknown = drill("--tags", "no_such_tag", cwd=tmp_path)
     assert unknown.returncode == 2 and "Unknown marker" in unknown.stderr
+
+
+def test_a_configuration_without_a_repository_never_drills_synthetic_data(tmp_path: Path) -> None:
+    config = tmp_path / "prod.toml"
+    config.write_text('[postgres]\ndsn = "host=db1"\n')
+    out = subprocess.run(
+        [sys.executable, "-m", "backup_engine", "--config", str(config), "drill",
+         "--tags", "latest_backup", "--report-dir", str(tmp_path / "evidence")],
+        capture_output=True, text=True, cwd=tmp_path, check=False, timeout=600,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("BACKUP_ENGINE", "DRILL_"))},
+    )  # fmt: skip
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "names no repository" in out.stdout
+    data = json.loads((tmp_path / "evidence" / "report.json").read_text())
+    assert data["passed"] is False
+
+
+def test_a_random_recovery_point_is_chosen_reproducibly_within_the_window() -> None:
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from steps.latest_backup_steps import choose_backup
+    from tests.test_manifest import sample_manifest
+
+    now = sample_manifest().stop_time + timedelta(days=1)
+    backups = [
+        replace(sample_manifest(), backup_id=f"b{day}", stop_time=now - timedelta(days=40 - day))
+        for day in range(40)
+    ]
+    first = choose_backup(backups, "random:7:42", now)
+    assert first == choose_backup(backups, "random:7:42", now)  # the seed is the recipe
+    assert now - first[0].stop_time <= timedelta(days=7)
+    assert "seed 42" in first[1] and "7 backups" in first[1]
+    assert choose_backup(backups, "latest", now) == (backups[-1], "latest")
+    picks = {choose_backup(backups, f"random:30:{seed}", now)[0].backup_id for seed in range(50)}
+    assert len(picks) > 10  # older backups get drilled too
