@@ -11,6 +11,7 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 
 from backup_engine.codecs import get_codec
+from backup_engine.drill.evidence import ScenarioRecord
 from backup_engine.drill.faultproxy import FaultProxy, Rule
 from backup_engine.drill.recovery import recovery_from
 from backup_engine.errors import BackupEngineError
@@ -89,23 +90,25 @@ def attempt_backup(repository: Storage, source_server: PostgresServer) -> Outcom
 
 
 @then(parsers.parse('the backup failed with a message saying "{text}"'))
-def failed_with(outcome: Outcome, text: str) -> None:
-    assert outcome.error is not None, "the backup did not fail"
-    message = str(outcome.error)
-    assert text in message and "\n" not in message, message
+def failed_with(outcome: Outcome, drill_record: ScenarioRecord, text: str) -> None:
+    message = str(outcome.error) if outcome.error else "the backup did not fail"
+    ok = outcome.error is not None and text in message and "\n" not in message
+    drill_record.expect("backup failed with one line", f"saying {text!r}", message, ok)
 
 
 @then("the backup succeeded")
-def succeeded(outcome: Outcome, backups_taken: list[BaseBackupManifest]) -> None:
-    assert outcome.error is None, str(outcome.error)
+def succeeded(
+    outcome: Outcome, backups_taken: list[BaseBackupManifest], drill_record: ScenarioRecord
+) -> None:
+    drill_record.expect("backup", "complete", str(outcome.error) if outcome.error else "complete")
     assert outcome.manifest is not None
     backups_taken.append(outcome.manifest)
 
 
 @then("no backup is listed as complete")
-def none_listed(repository: Storage, fault_proxy: FaultProxy) -> None:
+def none_listed(repository: Storage, fault_proxy: FaultProxy, drill_record: ScenarioRecord) -> None:
     fault_proxy.clear()
-    assert list_base_backups(repository).backups == ()
+    drill_record.expect("backups listed as complete", 0, len(list_base_backups(repository).backups))
 
 
 @then("no multipart upload is left behind")
@@ -117,9 +120,9 @@ def no_uploads(repository: Storage, fault_proxy: FaultProxy) -> None:
 
 
 @then(parsers.parse("the store saw {count:d} injected faults"))
-def faults_seen(fault_proxy: FaultProxy, count: int) -> None:
+def faults_seen(fault_proxy: FaultProxy, drill_record: ScenarioRecord, count: int) -> None:
     injected = [line for line in fault_proxy.log if not line.startswith("pass")]
-    assert len(injected) == count, injected
+    drill_record.expect("faults the store injected", count, len(injected))
 
 
 # --- damaged objects ----------------------------------------------------------------------
@@ -197,15 +200,17 @@ def two_at_once(repository: Storage, source_server: PostgresServer) -> list[Outc
 
 
 @then(parsers.parse('one completes and the other fails saying "{text}"'))
-def one_wins(outcomes: list[Outcome], text: str) -> None:
+def one_wins(outcomes: list[Outcome], drill_record: ScenarioRecord, text: str) -> None:
     done = [o for o in outcomes if o.manifest is not None]
     refused = [o for o in outcomes if o.error is not None]
-    assert len(done) == 1 and len(refused) == 1, outcomes
-    assert text in str(refused[0].error)
+    drill_record.expect("backups completed / refused", "1 / 1", f"{len(done)} / {len(refused)}")
+    drill_record.expect("the refusal", f"saying {text!r}", str(refused[0].error),
+                        text in str(refused[0].error))  # fmt: skip
 
 
 @then(parsers.parse("exactly {count:d} backup is listed and it verifies"))
-def listed_and_verifies(repository: Storage, count: int) -> None:
+def listed_and_verifies(repository: Storage, drill_record: ScenarioRecord, count: int) -> None:
     backups = list_base_backups(repository).backups
-    assert len(backups) == count
-    verify_base_backup(repository, "latest")
+    drill_record.expect("backups listed as complete", count, len(backups))
+    result = verify_base_backup(repository, "latest")
+    drill_record.expect("pg_verifybackup on the one listed", True, result.pg_verifybackup)
