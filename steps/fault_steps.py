@@ -74,11 +74,6 @@ def store_gone(fault_proxy: FaultProxy) -> None:
     fault_proxy.add(Rule("drop", "", times=None))
 
 
-@when("the store is reachable again")
-def store_back(fault_proxy: FaultProxy) -> None:
-    fault_proxy.clear()
-
-
 @when("a full backup is attempted", target_fixture="outcome")
 def attempt_backup(repository: Storage, source_server: PostgresServer) -> Outcome:
     try:

@@ -168,11 +168,32 @@ option = st.sampled_from(["level", "codec", "part_size_mb", "sse", "daily_days",
     as_garbage=st.booleans(),
 )
 def test_bad_config_files_are_one_line_and_exit_2(
-    empty_cwd: Path, doc: dict[str, dict[str, object]], garbage: bytes, as_garbage: bool
+    empty_cwd: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    doc: dict[str, dict[str, object]],
+    garbage: bytes,
+    as_garbage: bool,
 ) -> None:
+    """Every generated file names a real (empty) repository, so the command can succeed: a
+    value that breaks it must be the reason for the one-line refusal, never a crash."""
     import tomli_w
 
+    repo = tmp_path_factory.mktemp("repo")
+    doc = {**doc, "repository": {**doc.get("repository", {}), "url": f"file://{repo}"}}
     config = empty_cwd / "backup-engine.toml"
     config.write_bytes(garbage if as_garbage else tomli_w.dumps(doc).encode())
-    assert_one_line_usage_error(*run_main(["pg", "list"]))
+    code, stderr = run_main(["pg", "list"])
+    if code == 0:  # a valid configuration: the listing of an empty repository
+        assert stderr == "" and not as_garbage
+    else:
+        assert_one_line_usage_error(code, stderr)
     assert [p.name for p in empty_cwd.iterdir()] == ["backup-engine.toml"]
+    assert list(repo.iterdir()) == []
+
+
+def test_a_valid_config_file_lists_the_repository(empty_cwd: Path, tmp_path: Path) -> None:
+    (tmp_path / "repo").mkdir()
+    (empty_cwd / "backup-engine.toml").write_text(
+        f'[repository]\nurl = "file://{tmp_path / "repo"}"\n[compression]\nlevel = 3\n'
+    )
+    assert run_main(["pg", "list"]) == (0, "")

@@ -130,9 +130,11 @@ def test_unsafe_keys_are_refused(storage: Storage, key: str) -> None:
         storage.put_bytes(key, b"x")
 
 
-def test_check_passes_on_a_reachable_store(storage: Storage) -> None:
+def test_check_passes_on_a_reachable_store_and_writes_nothing(storage: Storage) -> None:
     storage.put_bytes("k", b"v")
-    storage.check()
+    before = [(i.key, i.size) for i in storage.list()]
+    assert storage.check() is None  # a store that fails raises StorageUnreachable (tests below)
+    assert [(i.key, i.size) for i in storage.list()] == before == [("k", 1)]
 
 
 @settings(

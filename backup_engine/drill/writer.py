@@ -5,7 +5,6 @@ application would, so recovery points and data loss (RPO) can be measured agains
 from __future__ import annotations
 
 import threading
-import time
 from datetime import datetime
 
 import psycopg
@@ -55,9 +54,6 @@ class HeartbeatWriter:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
-
-    def run_for(self, seconds: float) -> None:
-        time.sleep(seconds)
 
 
 def newest_heartbeat(dsn: str) -> datetime | None:

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from backup_engine.errors import UsageError
 from backup_engine.postgres.lsn import format_lsn, parse_lsn
 
-KINDS = ("time", "lsn", "xid", "name", "immediate", "latest")
 ACTIONS = ("promote", "pause", "shutdown")
 
 
@@ -72,9 +71,6 @@ def _number(text: str, what: str, *, low: int, high: int) -> int:
             hint="write it in decimal digits, as PostgreSQL shows it",
         )
     return value
-
-
-_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
 
 
 def parse_target_time(text: str) -> datetime:
