@@ -7,16 +7,17 @@ is shown only with --debug (or for a bug, which asks for --debug).
 
 from __future__ import annotations
 
+import importlib
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import click
 
 from backup_engine import __version__
 from backup_engine.commands.context import CliContext
-from backup_engine.commands.drill_cmd import drill
 from backup_engine.commands.media_cmd import media
 from backup_engine.commands.ops import check, expire, metrics, run_all
 from backup_engine.commands.pg import pg
@@ -30,7 +31,23 @@ EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The engine's commands, plus the drill's, loaded only when asked for: the engine never
+    imports the proof (`backup_engine.drill`, pytest, moto) to back up or restore."""
+
+    LAZY: ClassVar[dict[str, str]] = {"drill": "backup_engine.drill.cli"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.LAZY:
+            command: click.Command = getattr(importlib.import_module(self.LAZY[name]), name)
+            return command
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -52,7 +69,6 @@ cli.add_command(redis)
 cli.add_command(media)
 cli.add_command(run_all)
 cli.add_command(expire)
-cli.add_command(drill)
 cli.add_command(metrics)
 cli.add_command(check)
 cli.add_command(storage)

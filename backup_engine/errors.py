@@ -52,6 +52,10 @@ class MissingBinary(BackupEngineError):
     exit_code = 2
 
 
+class MissingExtra(UsageError):
+    """A command needs an optional part of the package that is not installed."""
+
+
 class Unreachable(BackupEngineError):
     """A server or endpoint could not be contacted."""
 

@@ -27,10 +27,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from backup_engine.drill.embedded_s3 import (
+    EMBEDDED_ACCESS_KEY,
+    EMBEDDED_REGION,
+    EMBEDDED_SECRET_KEY,
+)
 from backup_engine.net import free_port
 from backup_engine.postgres.connection import connect
 from backup_engine.servers import LocalPostgresBackend, PostgresServer
-from backup_engine.storage.embedded import EMBEDDED_ACCESS_KEY, EMBEDDED_REGION, EMBEDDED_SECRET_KEY
 
 BUCKET = "bench"
 

@@ -11,6 +11,7 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 
 from backup_engine.codecs import get_codec
+from backup_engine.drill.embedded_s3 import EmbeddedS3
 from backup_engine.drill.evidence import ScenarioRecord
 from backup_engine.drill.faultproxy import FaultProxy, Rule
 from backup_engine.drill.recovery import recovery_from
@@ -23,7 +24,6 @@ from backup_engine.postgres.restore import restore_base_backup
 from backup_engine.postgres.verify import verify_base_backup
 from backup_engine.servers import PostgresBackend, PostgresServer
 from backup_engine.storage import S3Storage, Storage
-from backup_engine.storage.embedded import EmbeddedS3
 from steps import StorageFactory
 
 ZSTD = get_codec("zstd")

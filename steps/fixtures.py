@@ -15,9 +15,9 @@ from collections.abc import Iterator
 import pytest
 
 from backup_engine.config import load_settings
+from backup_engine.drill.embedded_s3 import EmbeddedS3
 from backup_engine.servers import PostgresBackend, make_backend
 from backup_engine.storage import Storage, open_storage
-from backup_engine.storage.embedded import EmbeddedS3
 from steps import StorageFactory
 
 REPOSITORY_ENV = "DRILL_REPOSITORY"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from backup_engine.drill.embedded_s3 import EmbeddedS3
 from backup_engine.drill.seed import seed_shop
 from backup_engine.net import free_port
 from backup_engine.servers import LocalPostgresBackend, PostgresServer
-from backup_engine.storage.embedded import EmbeddedS3
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from backup_engine.codecs import get_codec
+from backup_engine.drill.embedded_s3 import EmbeddedS3
 from backup_engine.drill.seed import seed_shop
 from backup_engine.errors import ConfigError, Unreachable
 from backup_engine.net import free_port
@@ -27,7 +28,6 @@ from backup_engine.postgres.connection import connect
 from backup_engine.postgres.recovery_config import tool_command
 from backup_engine.servers import LocalPostgresBackend
 from backup_engine.servers.docker_servers import DEFAULT_IMAGE, DockerPostgresBackend, check_docker
-from backup_engine.storage.embedded import EmbeddedS3
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 DOCKER_TAGS = "full_restore or rpo or redis or (pitr and not table_restore and not secure_store)"

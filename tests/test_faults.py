@@ -17,13 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backup_engine.cli import main
+from backup_engine.drill.embedded_s3 import EmbeddedS3
 from backup_engine.drill.seed import seed_shop
 from backup_engine.postgres.catalog import list_base_backups
 from backup_engine.postgres.connection import connect
 from backup_engine.postgres.verify import verify_base_backup
 from backup_engine.servers import LocalPostgresBackend, PostgresServer
 from backup_engine.storage import S3Storage
-from backup_engine.storage.embedded import EmbeddedS3
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from backup_engine.codecs import get_codec
+from backup_engine.drill.embedded_s3 import EmbeddedS3
 from backup_engine.drill.media_data import make_media_tree
 from backup_engine.drill.tree import tree_fingerprint
 from backup_engine.errors import CorruptObject, TargetNotEmpty, UsageError
@@ -23,7 +24,6 @@ from backup_engine.media.manifest import MEDIA_SNAPSHOTS, MediaEntry, object_key
 from backup_engine.media.restore import PartialRestore, restore_media, verify_media
 from backup_engine.media.snapshot import take_media_snapshot
 from backup_engine.storage import LocalStorage, Storage
-from backup_engine.storage.embedded import EmbeddedS3
 
 pytestmark = pytest.mark.media
 ZSTD = get_codec("zstd")

@@ -15,12 +15,12 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from backup_engine.config import load_settings
+from backup_engine.drill.embedded_s3 import EmbeddedS3
 from backup_engine.drill.metrics import ALL_METRICS
 from backup_engine.health import CRITICAL, OK, WARNING, _age_finding
 from backup_engine.postgres.recovery_config import tool_command
 from backup_engine.servers import LocalPostgresBackend, PostgresServer
 from backup_engine.storage import S3Storage
-from backup_engine.storage.embedded import EmbeddedS3
 
 ALERTS = Path(__file__).parent.parent / "monitoring" / "alerts.yml"
 

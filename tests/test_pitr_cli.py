@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from backup_engine.drill.embedded_s3 import EmbeddedS3
 from backup_engine.drill.seed import seed_shop
 from backup_engine.postgres.archiving import switch_and_wait_archived
 from backup_engine.postgres.connection import connect
@@ -22,7 +23,6 @@ from backup_engine.postgres.recovery_config import tool_command
 from backup_engine.postgres.wal import WAL_PREFIX
 from backup_engine.servers import LocalPostgresBackend
 from backup_engine.storage import S3Storage
-from backup_engine.storage.embedded import EmbeddedS3
 
 pytestmark = pytest.mark.postgres
 

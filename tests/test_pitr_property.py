@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from backup_engine.codecs import get_codec
+from backup_engine.drill.embedded_s3 import EmbeddedS3
 from backup_engine.drill.recovery import restore_into_new_server
 from backup_engine.postgres.archiving import switch_and_wait_archived
 from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
@@ -29,7 +30,6 @@ from backup_engine.postgres.recovery_config import tool_command
 from backup_engine.postgres.targets import RecoveryTarget
 from backup_engine.servers import LocalPostgresBackend, PostgresServer
 from backup_engine.storage import S3Storage
-from backup_engine.storage.embedded import EmbeddedS3
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 GAP_S = 0.02  # between commits, so a target time between two of them is unambiguous

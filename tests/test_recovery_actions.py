@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from backup_engine.codecs import get_codec
+from backup_engine.drill.embedded_s3 import EmbeddedS3
 from backup_engine.drill.markers import Marker, marker_exists, write_marker
 from backup_engine.drill.recovery import restore_into_new_server
 from backup_engine.postgres.archiving import switch_and_wait_archived
@@ -22,7 +23,6 @@ from backup_engine.postgres.recovery_config import tool_command
 from backup_engine.postgres.targets import RecoveryTarget
 from backup_engine.servers import LocalPostgresBackend, PostgresServer
 from backup_engine.storage import S3Storage
-from backup_engine.storage.embedded import EmbeddedS3
 
 pytestmark = pytest.mark.postgres
 

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from backup_engine.drill.embedded_s3 import EmbeddedS3
 from backup_engine.errors import (
     BucketNotFound,
     ObjectExists,
@@ -22,7 +23,6 @@ from backup_engine.errors import (
     UsageError,
 )
 from backup_engine.storage import LocalStorage, S3Options, S3Storage, Storage, open_storage
-from backup_engine.storage.embedded import EmbeddedS3
 from backup_engine.storage.encrypted import EncryptedStorage
 
 MiB = 1024 * 1024

@@ -17,13 +17,13 @@ import boto3
 import botocore.exceptions
 import pytest
 
+from backup_engine.drill.embedded_s3 import EmbeddedS3
 from backup_engine.drill.seed import seed_shop
 from backup_engine.net import free_port
 from backup_engine.postgres.archiving import switch_and_wait_archived
 from backup_engine.postgres.recovery_config import tool_command
 from backup_engine.servers import LocalPostgresBackend
 from backup_engine.storage import S3Options, S3Storage
-from backup_engine.storage.embedded import EmbeddedS3
 from backup_engine.storage.iam import role_policy
 from backup_engine.storage.s3 import make_client
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from backup_engine.codecs import get_codec
+from backup_engine.drill.embedded_s3 import EmbeddedS3
 from backup_engine.errors import CorruptObject, UsageError
 from backup_engine.postgres.wal import (
     META_SHA256,
@@ -21,7 +22,6 @@ from backup_engine.postgres.wal import (
     wal_push,
 )
 from backup_engine.storage import LocalStorage, Storage
-from backup_engine.storage.embedded import EmbeddedS3
 
 ZSTD = get_codec("zstd")
 SEGMENT = "000000010000000000000003"

@@ -106,7 +106,7 @@ def expire(obj: CliContext, dry_run: bool, json_output: bool) -> None:
 @click.pass_obj
 def metrics(obj: CliContext, textfile: Path) -> None:
     """Write the age and size of the newest backup of each kind, and of the newest WAL."""
-    from backup_engine.drill.metrics import write_backup_metrics
+    from backup_engine.metrics import write_backup_metrics
 
     storage = obj.settings().open_storage()
     storage.check()

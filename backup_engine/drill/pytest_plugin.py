@@ -28,6 +28,7 @@ from backup_engine.drill.report import REPORT_HTML, write_json
 from backup_engine.drill.report.html import render_html
 from backup_engine.drill.report.signing import SIGNING_KEY_FILE_ENV, load_private_key
 from backup_engine.drill.report.sums import SIGNING_KEY_ENV, write_sums
+from backup_engine.drill.tags import TAGS
 from backup_engine.drill.versions import git_sha, server_versions
 from backup_engine.drill.webhook import WEBHOOK_ENV, post_summary, summary_message
 
@@ -68,7 +69,13 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+_CONFIG: list[pytest.Config] = []  # the running session's config, for the tag hook below
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    for tag, meaning in TAGS.items():
+        config.addinivalue_line("markers", f"{tag}: {meaning}")
+    _CONFIG[:] = [config]
     controls = os.environ.get(CONTROLS_ENV)
     config.stash[RUN] = DrillRun(controls=load_controls(Path(controls) if controls else None))
     configured = config.getoption("--drill-report-dir")
@@ -78,6 +85,13 @@ def pytest_configure(config: pytest.Config) -> None:
         Path(configured).mkdir(parents=True, exist_ok=True)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_bdd_apply_tag(tag: str, function: Any) -> None:
+    """Register a feature's own tag before pytest-bdd applies it: users' tags never warn."""
+    if _CONFIG and tag not in TAGS:
+        _CONFIG[0].addinivalue_line("markers", f"{tag}: a tag of a user's feature")
 
 
 def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: Any, scenario: Any) -> None:

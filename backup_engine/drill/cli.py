@@ -7,8 +7,10 @@ defaults: throwaway local servers and an S3 server on loopback.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,14 +18,18 @@ import click
 
 from backup_engine.commands.context import CliContext
 from backup_engine.commands.output import emit_json, emit_table
-from backup_engine.errors import UsageError
+from backup_engine.errors import MissingExtra, UsageError
 
 EXIT_NO_SCENARIOS = 5  # pytest's "no tests collected"
 EXIT_PYTEST_USAGE = 4
 
 
 def default_features_dir() -> Path:
-    return Path(__file__).resolve().parent.parent.parent / "features"
+    """The checkout's features/, or the scenarios installed with the package."""
+    checkout = Path(__file__).resolve().parent.parent.parent / "features"
+    if checkout.is_dir():
+        return checkout
+    return Path(__file__).resolve().parent / "scenarios"
 
 
 @click.group(invoke_without_command=True)
@@ -102,6 +108,12 @@ def drill(
     """Run the restore drills; exit 0 only if every selected scenario passed."""
     if ctx.invoked_subcommand is not None:
         return
+    for module in ("pytest", "pytest_bdd"):  # looked up, not imported: pytest imports them
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtra(
+                f"backup-engine drill needs {module}, which comes with the drill extra",
+                hint="pip install 'restore-drill[drill]'",
+            )
     import pytest
 
     from backup_engine.drill.report.signing import SIGNING_KEY_FILE_ENV, load_private_key
@@ -142,13 +154,13 @@ def drill(
         os.environ["DRILL_BACKEND"] = backend
     if obj.config is not None:
         os.environ["BACKUP_ENGINE_CONFIG"] = str(obj.config.absolute())
-    checkout = default_features_dir().parent  # where steps/ lives, next to the package
-    if str(checkout) not in sys.path:
+    checkout = Path(__file__).resolve().parent.parent.parent  # steps/ beside the package
+    if (checkout / "steps").is_dir() and str(checkout) not in sys.path:
         sys.path.insert(0, str(checkout))
     from steps import PLUGINS
 
     args = [
-        str(features),
+        str(_bound(features, directory)),
         f"--rootdir={features.parent}",
         *[arg for plugin in PLUGINS for arg in ("-p", plugin)],
         "-p", "no:cacheprovider",
@@ -179,6 +191,17 @@ def drill(
             hint="tags are the markers in pyproject.toml, e.g. --tags 'postgres and not slow'",
         )
     raise SystemExit(0 if code == 0 else 1)
+
+
+def _bound(features: Path, report_dir: Path) -> Path:
+    """What pytest runs: the directory, when it binds its .feature files itself (a test_*.py
+    calling pytest-bdd's scenarios()); otherwise a binding module written for it, so a
+    directory of .feature files alone is enough."""
+    if any(features.glob("test_*.py")) or any(features.glob("*_test.py")):
+        return features
+    binding = Path(tempfile.mkdtemp(prefix="drill-binding-")) / "test_drill_scenarios.py"
+    binding.write_text(f"from pytest_bdd import scenarios\n\nscenarios({str(features)!r})\n")
+    return binding
 
 
 @drill.command(name="verify-report")

@@ -1,0 +1,66 @@
+"""Prometheus textfile metrics of the backups themselves (`backup-engine metrics`): when the
+newest backup of each kind ended and how big it is, and when the newest WAL was archived."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+
+from backup_engine.media.manifest import MEDIA_SNAPSHOTS
+from backup_engine.postgres.catalog import BASE_BACKUPS
+from backup_engine.postgres.wal import META_ARCHIVED_AT, WAL_PREFIX
+from backup_engine.redis.manifest import REDIS_BACKUPS
+from backup_engine.storage.base import Storage
+
+BACKUP_LAST = "backup_last_timestamp_seconds"
+BACKUP_SIZE = "backup_last_size_bytes"
+WAL_LAST = "backup_wal_last_archived_timestamp_seconds"
+
+
+@dataclass(frozen=True)
+class LatestBackup:
+    kind: str
+    timestamp: float
+    size: int
+
+
+def latest_backups(storage: Storage) -> list[LatestBackup]:
+    found = []
+    base, redis = BASE_BACKUPS.list(storage).latest, REDIS_BACKUPS.list(storage).latest
+    media = MEDIA_SNAPSHOTS.list(storage).latest
+    if base is not None:
+        found.append(LatestBackup("postgres", base.stop_time.timestamp(), base.stored_bytes))
+    if redis is not None:
+        found.append(LatestBackup("redis", redis.stop_time.timestamp(), redis.stored_bytes))
+    if media is not None:  # content is shared: a snapshot's own size is what it added
+        found.append(LatestBackup("media", media.stop_time.timestamp(), media.new_bytes))
+    return found
+
+
+def last_wal_archived(storage: Storage) -> float | None:
+    never = datetime.min.replace(tzinfo=UTC)
+    newest = max(storage.list(WAL_PREFIX), key=lambda o: (o.modified or never, o.key), default=None)
+    if newest is None:
+        return None
+    recorded = storage.stat(newest.key).metadata.get(META_ARCHIVED_AT)
+    if recorded:
+        return datetime.fromisoformat(recorded).timestamp()
+    return newest.modified.timestamp() if newest.modified else None
+
+
+def write_backup_metrics(path: Path, storage: Storage) -> list[LatestBackup]:
+    registry = CollectorRegistry()
+    last = Gauge(BACKUP_LAST, "When the newest complete backup ended", ["kind"], registry=registry)
+    size = Gauge(BACKUP_SIZE, "Bytes stored by the newest backup", ["kind"], registry=registry)
+    backups = latest_backups(storage)
+    for backup in backups:
+        last.labels(backup.kind).set(backup.timestamp)
+        size.labels(backup.kind).set(backup.size)
+    archived = last_wal_archived(storage)
+    if archived is not None:
+        Gauge(WAL_LAST, "When the newest WAL file was archived", registry=registry).set(archived)
+    write_to_textfile(str(path), registry)
+    return backups
