@@ -221,3 +221,28 @@ def test_a_random_recovery_point_is_chosen_reproducibly_within_the_window() -> N
     assert choose_backup(backups, "latest", now) == (backups[-1], "latest")
     picks = {choose_backup(backups, f"random:30:{seed}", now)[0].backup_id for seed in range(50)}
     assert len(picks) > 10  # older backups get drilled too
+
+
+def test_check_names_undefined_steps_with_their_line_and_the_closest_ones(tmp_path: Path) -> None:
+    features = tmp_path / "mine"
+    features.mkdir()
+    (features / "ours.feature").write_text(
+        "Feature: ours\n  Scenario: lost\n    Given an empty backup repository\n"
+        "    When the server is vaporised\n"
+    )
+    ok = drill("--check", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    bad = drill("--check", "--features", str(features), cwd=tmp_path)
+    assert bad.returncode == 2
+    assert f"{features / 'ours.feature'}:4: no step definition matches" in bad.stdout
+    assert "closest: When the server is destroyed" in bad.stdout
+    run = drill("--features", str(features), "--report-dir", str(tmp_path / "ev"), cwd=tmp_path)
+    assert run.returncode == 2 and "cannot run as written" in run.stderr  # before any server
+    assert not (tmp_path / "ev" / "report.json").exists()
+
+
+def test_the_readme_step_list_is_the_catalog_from_the_code(tmp_path: Path) -> None:
+    catalog = drill("steps", "--markdown", cwd=tmp_path)
+    assert catalog.returncode == 0 and catalog.stdout.startswith("```gherkin\n")
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert catalog.stdout in readme, "regenerate: backup-engine drill steps --markdown"

@@ -20,6 +20,8 @@ from backup_engine.commands.context import CliContext
 from backup_engine.commands.output import emit_json, emit_table
 from backup_engine.errors import MissingExtra, UsageError
 
+CANNOT_RUN = 9  # the check plugin's exit code: steps without a definition
+
 EXIT_NO_SCENARIOS = 5  # pytest's "no tests collected"
 EXIT_PYTEST_USAGE = 4
 
@@ -52,6 +54,12 @@ def default_features_dir() -> Path:
     help="Directory of .feature files [default: the checkout's features/].",
 )
 @click.option("-k", "keyword", help="Only scenarios whose name matches (pytest -k).")
+@click.option(
+    "--check",
+    "check_only",
+    is_flag=True,
+    help="Only check that every step of every feature has a definition (no server starts).",
+)
 @click.option("--webhook", help="POST a Slack-compatible summary here [$DRILL_WEBHOOK_URL].")
 @click.option(
     "--metrics-file",
@@ -96,6 +104,7 @@ def drill(
     backend: str | None,
     features_dir: Path | None,
     keyword: str | None,
+    check_only: bool,
     webhook: str | None,
     metrics_file: Path | None,
     keep_in_repository: bool,
@@ -154,9 +163,7 @@ def drill(
         os.environ["DRILL_BACKEND"] = backend
     if obj.config is not None:
         os.environ["BACKUP_ENGINE_CONFIG"] = str(obj.config.absolute())
-    checkout = Path(__file__).resolve().parent.parent.parent  # steps/ beside the package
-    if (checkout / "steps").is_dir() and str(checkout) not in sys.path:
-        sys.path.insert(0, str(checkout))
+    _import_steps_path()
     from steps import PLUGINS
 
     args = [
@@ -166,6 +173,7 @@ def drill(
         "-p", "no:cacheprovider",
         "-q", "--no-header", "-p", "no:randomly",
         "--drill-progress",
+        f"--drill-features={features}",
         f"--drill-report-dir={directory}",
         f"--junitxml={directory / 'junit.xml'}",
         f"--cucumberjson={directory / 'cucumber.json'}",
@@ -178,7 +186,20 @@ def drill(
         args += ["-m", tags]
     if keyword:
         args += ["-k", keyword]
+    if check_only:  # no evidence: nothing runs
+        args = [a for a in args if not a.startswith(("--junitxml", "--cucumberjson",
+                                                     "--drill-report-dir"))]  # fmt: skip
+        args += ["--drill-check-only", "--collect-only"]
     code = int(pytest.main(args))
+    if code == CANNOT_RUN:
+        from backup_engine.drill.catalog import DrillCannotRun
+
+        raise DrillCannotRun(
+            "the scenarios cannot run as written: the steps above have no definition",
+            hint="see the step catalog: backup-engine drill steps",
+        )
+    if check_only:
+        raise SystemExit(0 if code == 0 else 2)
     if repository is not None and directory.is_dir():
         from backup_engine.drill.history import store_report
 
@@ -191,6 +212,32 @@ def drill(
             hint="tags are the markers in pyproject.toml, e.g. --tags 'postgres and not slow'",
         )
     raise SystemExit(0 if code == 0 else 1)
+
+
+@drill.command(name="steps")
+@click.option("--markdown", is_flag=True, help="As the README's list (a Markdown code block).")
+def steps_command(markdown: bool) -> None:
+    """Print every step a scenario can use, from the step library's code, with its docstring."""
+    from backup_engine.drill.catalog import load_catalog
+
+    _import_steps_path()
+    from steps import PLUGINS
+
+    catalog = load_catalog(name for name in PLUGINS if name.startswith("steps."))
+    if markdown:
+        click.echo("```gherkin")
+    for step in catalog:
+        click.echo(step.describe())
+        if step.doc and not markdown:
+            click.echo(f"    {step.doc}")
+    if markdown:
+        click.echo("```")
+
+
+def _import_steps_path() -> None:
+    checkout = Path(__file__).resolve().parent.parent.parent  # steps/ beside the package
+    if (checkout / "steps").is_dir() and str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))
 
 
 def _bound(features: Path, report_dir: Path) -> Path:
