@@ -26,5 +26,6 @@ PLUGINS = [
     "steps.latest_backup_steps",
     "steps.fault_steps",
     "steps.hostile_steps",
+    "steps.sql_steps",
     "steps.evidence_steps",
 ]

@@ -33,6 +33,7 @@ from backup_engine.drill.versions import git_sha, server_versions
 from backup_engine.drill.webhook import WEBHOOK_ENV, post_summary, summary_message
 
 RECORD = pytest.StashKey[ScenarioRecord]()
+FEATURE_FILE = pytest.StashKey[str]()  # the running scenario's .feature file
 STEP_STARTED = pytest.StashKey[float]()
 RUN = pytest.StashKey[DrillRun]()
 REPORT_DIR = pytest.StashKey[Path]()
@@ -95,6 +96,7 @@ def pytest_bdd_apply_tag(tag: str, function: Any) -> None:
 
 
 def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: Any, scenario: Any) -> None:
+    request.node.stash[FEATURE_FILE] = str(feature.filename)
     record = ScenarioRecord(
         feature=feature.name,
         scenario=scenario.name,

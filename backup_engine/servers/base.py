@@ -61,9 +61,11 @@ class PostgresBackend(ABC):
         *,
         settings: Mapping[str, str] | None = None,
         env: Mapping[str, str] | None = None,
+        checksums: bool = False,
     ) -> PostgresServer:
         """initdb a new cluster and start it. `settings` go into its postgresql.conf; `env` is
-        the server's environment (what archive_command and restore_command see)."""
+        the server's environment (what archive_command and restore_command see); `checksums`
+        turns on data page checksums (a damaged page is then reported, not read)."""
 
     @abstractmethod
     def new_data_dir(self) -> Path:

@@ -142,7 +142,9 @@ class _Container:
 # --- PostgreSQL ---------------------------------------------------------------------------
 
 
-def _postgres_command(port: int, settings: Mapping[str, str], initdb: bool) -> str:
+def _postgres_command(
+    port: int, settings: Mapping[str, str], initdb: bool, checksums: bool = False
+) -> str:
     """A new cluster keeps its settings in postgresql.conf, as a real server does (a backup of
     it then carries them, archive_command included); an existing one gets them for this run."""
     overrides = {
@@ -163,7 +165,7 @@ def _postgres_command(port: int, settings: Mapping[str, str], initdb: bool) -> s
     if initdb:
         steps.append(
             f'{as_postgres} "$BIN/initdb" -D {DATA} -U postgres --auth=trust -E UTF8 --no-locale'
-            " --no-sync >/dev/null"
+            f" --no-sync{' --data-checksums' if checksums else ''} >/dev/null"
         )
         conf = "".join(f"{k} = {conf_quote(v)}\n" for k, v in settings.items())
         steps.append(f"printf %s {shlex.quote(conf)} >> {DATA}/postgresql.conf")
@@ -180,11 +182,12 @@ class DockerPostgresServer(PostgresServer):
         settings: Mapping[str, str],
         env: Mapping[str, str] | None,
         initdb: bool,
+        checksums: bool = False,
     ) -> None:
         self._backend = backend
         self.data_dir = data_dir
         self.port = free_port()
-        command = _postgres_command(self.port, settings, initdb)
+        command = _postgres_command(self.port, settings, initdb, checksums)
         self._container = _Container(backend.image, command, data_dir=data_dir, env=env)
 
     def wait_started(self, *, ready: bool) -> None:
@@ -236,19 +239,27 @@ class DockerPostgresBackend(PostgresBackend):
         return self._scratch.new_data_dir()
 
     def _start(self, data_dir: Path, settings: Mapping[str, str], env: Mapping[str, str] | None,
-               *, initdb: bool, wait: bool) -> DockerPostgresServer:  # fmt: skip
-        server = DockerPostgresServer(self, data_dir, settings=settings, env=env, initdb=initdb)
+               *, initdb: bool, wait: bool, checksums: bool = False,
+               ) -> DockerPostgresServer:  # fmt: skip
+        server = DockerPostgresServer(self, data_dir, settings=settings, env=env, initdb=initdb,
+                                      checksums=checksums)  # fmt: skip
         self._scratch.track(server)
         server.wait_started(ready=wait)
         return server
 
     def create(
-        self, *, settings: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None
+        self,
+        *,
+        settings: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+        checksums: bool = False,
     ) -> PostgresServer:
         from backup_engine.servers.local_postgres import DRILL_SETTINGS
 
         merged = {**DRILL_SETTINGS, **(settings or {})}
-        return self._start(self.new_data_dir(), merged, env, initdb=True, wait=True)
+        return self._start(
+            self.new_data_dir(), merged, env, initdb=True, wait=True, checksums=checksums
+        )
 
     def start_existing(
         self,

@@ -217,6 +217,7 @@ class LocalPostgresBackend(PostgresBackend):
         *,
         settings: Mapping[str, str] | None = None,
         env: Mapping[str, str] | None = None,
+        checksums: bool = False,
     ) -> PostgresServer:
         data_dir = self.new_data_dir()
         self.run_pg(
@@ -228,6 +229,7 @@ class LocalPostgresBackend(PostgresBackend):
             "--encoding=UTF8",
             "--no-locale",
             "--no-sync",
+            *(["--data-checksums"] if checksums else []),
         )
         merged = {**DRILL_SETTINGS, **(settings or {})}
         with (data_dir / "postgresql.conf").open("a") as conf:

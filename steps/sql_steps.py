@@ -1,0 +1,243 @@
+"""Generic steps for any application's database: its own SQL, its own schema, its own damage,
+its own checks. A recovery scenario for an application that is not the drill's shop schema is
+Gherkin only (see features/app_*.feature and the README's "Write your own scenario")."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from pytest_bdd import given, parsers, then, when
+
+from backup_engine.drill.evidence import ScenarioRecord
+from backup_engine.drill.pytest_plugin import FEATURE_FILE
+from backup_engine.drill.recovery import RestoredServer
+from backup_engine.postgres.binaries import find_pg_binaries
+from backup_engine.postgres.connection import connect
+from backup_engine.postgres.identifiers import parse_table_name, qualified
+from backup_engine.postgres.inspect import TableFingerprint, table_fingerprint, table_fingerprints
+from backup_engine.process import run
+from backup_engine.servers import PostgresBackend, PostgresServer
+from backup_engine.storage import Storage
+from steps.pitr_steps import archiving_settings
+
+
+@dataclass(frozen=True)
+class RecordedQuery:
+    database: str
+    query: str
+    rows: list[tuple[Any, ...]]
+
+
+@pytest.fixture
+def recorded_queries() -> dict[str, RecordedQuery]:
+    return {}
+
+
+@pytest.fixture
+def recorded_databases() -> dict[str, dict[str, TableFingerprint]]:
+    return {}
+
+
+def _feature_dir(request: pytest.FixtureRequest) -> Path:
+    """Where the running scenario's .feature file is: paths in steps are relative to it."""
+    feature = request.node.stash.get(FEATURE_FILE, None)
+    return Path(feature).parent if feature else Path.cwd()
+
+
+def _ensure_database(server: PostgresServer, database: str) -> None:
+    with connect(server.dsn()) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+        if exists.fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+
+
+def _run_sql(server: PostgresServer, database: str, text: str) -> None:
+    with connect(server.dsn(database)) as conn:
+        conn.execute(text.encode())  # several statements at once, as psql -c would
+
+
+@given(
+    parsers.parse(
+        "a running PostgreSQL server with data checksums archiving WAL to the repository"
+    ),
+    target_fixture="source_server",
+)
+def checksummed_server(pg_backend: PostgresBackend, repository: Storage) -> PostgresServer:
+    """A cluster initialised with data checksums: a damaged page is reported, never read."""
+    settings = archiving_settings(repository, archive_timeout_s=60)
+    return pg_backend.create(settings=settings, env=repository.environment(), checksums=True)
+
+
+@given(parsers.parse('the database "{database}" has:'))
+@when(parsers.parse('the database "{database}" has:'))
+def database_has(source_server: PostgresServer, database: str, docstring: str) -> None:
+    """Run the SQL below on the live server, in that database (created if it does not exist)."""
+    _ensure_database(source_server, database)
+    _run_sql(source_server, database, docstring)
+
+
+@given(parsers.parse('"{path}" is loaded into the database "{database}"'))
+def load_file(
+    source_server: PostgresServer, request: pytest.FixtureRequest, path: str, database: str
+) -> None:
+    """A schema or data file (relative to the feature file): SQL with psql, a pg_dump custom
+    or directory archive with pg_restore."""
+    file = Path(path) if Path(path).is_absolute() else _feature_dir(request) / path
+    _ensure_database(source_server, database)
+    binaries = find_pg_binaries()
+    if file.suffix == ".sql":
+        run([binaries.path("psql"), "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1",
+             f"--dbname={source_server.dsn(database)}", f"--file={file}"])  # fmt: skip
+    else:
+        run([binaries.path("pg_restore"), "--no-owner", "--exit-on-error",
+             f"--dbname={source_server.dsn(database)}", str(file)])  # fmt: skip
+
+
+@given(parsers.parse('{count:d} rows are added to "{table}" of the database "{database}" from:'))
+def rows_from_template(
+    source_server: PostgresServer, count: int, table: str, database: str, docstring: str
+) -> None:
+    """The SELECT below, run once per n = 1..count, its columns inserted as a row:
+    `SELECT n, 'customer ' || n, n * 9.99`."""
+    target = sql.Identifier(*parse_table_name(table))
+    statement = sql.SQL("INSERT INTO {} SELECT r.* FROM generate_series(1, %s) AS n, LATERAL ({}) r")
+    with connect(source_server.dsn(database)) as conn:
+        template = sql.SQL(docstring.strip().replace("%", "%%"))  # its own % are operators
+        conn.execute(statement.format(target, template), (count,))
+
+
+@when(parsers.parse('this bad change runs on the database "{database}":'))
+def bad_change(source_server: PostgresServer, database: str, docstring: str) -> None:
+    """Any SQL as the damage: an UPDATE without WHERE, a TRUNCATE, a migration that fails
+    half-way (an error here is part of the damage, not a failure of the step)."""
+    with contextlib.suppress(psycopg.Error):
+        _run_sql(source_server, database, docstring)
+
+
+@when(
+    parsers.parse('the result of this query on the database "{database}" is recorded as "{name}":')
+)
+def record_query(
+    source_server: PostgresServer,
+    recorded_queries: dict[str, RecordedQuery],
+    database: str,
+    name: str,
+    docstring: str,
+) -> None:
+    with connect(source_server.dsn(database)) as conn:
+        rows = [tuple(r) for r in conn.execute(docstring.encode()).fetchall()]
+    recorded_queries[name] = RecordedQuery(database, docstring, rows)
+
+
+@then(parsers.parse('the query "{name}" returns what was recorded'))
+def query_as_recorded(
+    restored: RestoredServer,
+    recorded_queries: dict[str, RecordedQuery],
+    drill_record: ScenarioRecord,
+    name: str,
+) -> None:
+    recorded = recorded_queries[name]
+    with connect(restored.server.dsn(recorded.database)) as conn:
+        rows = [tuple(r) for r in conn.execute(recorded.query.encode()).fetchall()]
+    drill_record.expect(f"query {name!r}", _shown(recorded.rows), _shown(rows),
+                        rows == recorded.rows)  # fmt: skip
+
+
+def _shown(rows: list[tuple[Any, ...]]) -> str:
+    text = "; ".join(", ".join(str(v) for v in row) for row in rows[:5])
+    return f"{len(rows)} rows: {text}" + (" ..." if len(rows) > 5 else "")
+
+
+@given(parsers.parse('every table of the database "{database}" is recorded'))
+@when(parsers.parse('every table of the database "{database}" is recorded'))
+def record_database(
+    source_server: PostgresServer,
+    recorded_databases: dict[str, dict[str, TableFingerprint]],
+    database: str,
+) -> None:
+    recorded_databases[database] = table_fingerprints(source_server.dsn(database))
+
+
+@then(parsers.parse('every table of the database "{database}" is as recorded'))
+def database_as_recorded(
+    restored: RestoredServer,
+    recorded_databases: dict[str, dict[str, TableFingerprint]],
+    drill_record: ScenarioRecord,
+    database: str,
+) -> None:
+    before = recorded_databases[database]
+    after = table_fingerprints(restored.server.dsn(database))
+    for table in sorted(set(before) | set(after)):
+        drill_record.expect(f"{database}: {table}", str(before.get(table, "absent")),
+                            str(after.get(table, "absent")))  # fmt: skip
+
+
+@then(parsers.parse('table "{table}" of the database "{database}" is as recorded'))
+def table_as_recorded(
+    restored: RestoredServer,
+    recorded_databases: dict[str, dict[str, TableFingerprint]],
+    drill_record: ScenarioRecord,
+    table: str,
+    database: str,
+) -> None:
+    name = qualified(*parse_table_name(table))
+    actual = table_fingerprint(restored.server.dsn(database), name)
+    drill_record.expect(f"{database}: {name}", str(recorded_databases[database][name]), str(actual))
+
+
+# --- damage to the server itself ------------------------------------------------------------
+
+
+@when("the server is killed with SIGKILL")
+def kill_server(source_server: PostgresServer) -> None:
+    """As the OOM killer or a power cut does: no shutdown checkpoint, the data directory left."""
+    pid = int((source_server.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+    os.kill(pid, signal.SIGKILL)
+
+
+@when(parsers.parse('a page of table "{table}" in the database "{database}" is corrupted on disk'))
+def corrupt_page(source_server: PostgresServer, table: str, database: str) -> None:
+    """Bytes in the middle of the table's first page are overwritten while the server is down,
+    as a failing disk or controller does; the server is started again on them."""
+    with connect(source_server.dsn(database)) as conn:
+        row = conn.execute(
+            "SELECT pg_relation_filepath(to_regclass(%s))", (qualified(*parse_table_name(table)),)
+        ).fetchone()
+        conn.execute("CHECKPOINT")
+    assert row and row[0], f"no table {table} in {database}"
+    source_server.stop()
+    path = source_server.data_dir / str(row[0])
+    with path.open("r+b") as fh:
+        fh.seek(4096)
+        fh.write(b"\xde\xad\xbe\xef" * 64)
+    restart = getattr(source_server, "start", None)
+    assert restart is not None, "this server backend cannot restart a server"
+    restart()
+
+
+@then(parsers.parse('reading table "{table}" of the database "{database}" fails with "{text}"'))
+def reading_fails(
+    source_server: PostgresServer,
+    drill_record: ScenarioRecord,
+    table: str,
+    database: str,
+    text: str,
+) -> None:
+    query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*parse_table_name(table)))
+    warnings: list[str] = []  # "page verification failed, calculated checksum ..." comes first
+    try:
+        with connect(source_server.dsn(database)) as conn:
+            conn.add_notice_handler(lambda notice: warnings.append(str(notice.message_primary)))
+            conn.execute(query).fetchone()
+        found = "read without an error"
+    except psycopg.Error as exc:
+        found = "; ".join([*warnings, str(exc).strip().splitlines()[0]])
+    drill_record.expect(f"reading {table}", f"fails with {text!r}", found, text in found)
