@@ -94,6 +94,9 @@ def _run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_an_installed_wheel_runs_the_shipped_drills_and_a_users_own(installed: Path) -> None:
+    checked = _run(installed, "drill", "--check")
+    assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-2000:]
+    assert "every step has a definition" in checked.stdout + checked.stderr
     shipped = _run(installed, "drill", "--tags", "full_restore", "-k", "newest",
                    "--report-dir", "evidence")  # fmt: skip
     assert shipped.returncode == 0, shipped.stdout[-3000:] + shipped.stderr[-2000:]
