@@ -266,14 +266,12 @@ def restore(
     usual and follow it with `pg wait-recovery`.
     """
     from backup_engine.commands.restore_report import restore_summary
-    from backup_engine.postgres.recovery_config import tool_command
+    from backup_engine.postgres.recovery_config import fetch_command
     from backup_engine.postgres.restore import Recovery, restore_base_backup
 
     settings = obj.settings()
     storage = settings.open_storage()
-    command = tool_command(
-        ["pg", "wal-fetch", "%f", "%p"], repo_url=storage.url, config_file=settings.source
-    )
+    command = fetch_command(storage.url, settings.source)
     result = restore_base_backup(
         storage,
         backup_id,

@@ -9,7 +9,7 @@ from typing import Any
 
 from backup_engine.drill.evidence import ScenarioRecord
 from backup_engine.postgres.recovery import RecoveryOutcome, wait_for_recovery
-from backup_engine.postgres.recovery_config import tool_command
+from backup_engine.postgres.recovery_config import fetch_command
 from backup_engine.postgres.restore import Recovery, RestoreResult, restore_base_backup
 from backup_engine.postgres.targets import RecoveryTarget
 from backup_engine.servers.base import PostgresBackend, PostgresServer
@@ -58,7 +58,7 @@ def recovery_from(
     storage: Storage, target: RecoveryTarget | None, *, archive_mode: str = "off"
 ) -> Recovery:
     """Recovery that fetches WAL from `storage` through this tool's wal-fetch."""
-    command = tool_command(["pg", "wal-fetch", "%f", "%p"], repo_url=storage.url)
+    command = fetch_command(storage.url)
     return Recovery(command, target, archive_mode)
 
 

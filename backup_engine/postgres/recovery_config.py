@@ -68,6 +68,11 @@ def tool_command(
     return " ".join(w if w in ("%f", "%p") else shlex.quote(w) for w in words)
 
 
+def fetch_command(repo_url: str, config_file: Path | None = None) -> str:
+    """restore_command: PostgreSQL fetches WAL through this tool's `pg wal-fetch`."""
+    return tool_command(["pg", "wal-fetch", "%f", "%p"], repo_url=repo_url, config_file=config_file)
+
+
 def conf_quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 

@@ -32,7 +32,7 @@ from backup_engine.postgres.identifiers import (
     truncate_identifier,
 )
 from backup_engine.postgres.recovery import RecoveryOutcome, wait_for_recovery
-from backup_engine.postgres.recovery_config import tool_command
+from backup_engine.postgres.recovery_config import fetch_command
 from backup_engine.postgres.restore import Recovery, restore_base_backup
 from backup_engine.postgres.targets import RecoveryTarget
 from backup_engine.process import pipe
@@ -206,9 +206,7 @@ def restore_table(
     # A dropped table comes back under its own name when --replace is given.
     restored_name = name if replace_rows and not live_exists else copy_name
     side_target = replace(target, action="promote")  # the side cluster must become writable
-    command = tool_command(
-        ["pg", "wal-fetch", "%f", "%p"], repo_url=storage.url, config_file=config_file
-    )
+    command = fetch_command(storage.url, config_file)
     data_dir = backend.new_data_dir()
     restored = restore_base_backup(
         storage, ref, data_dir, bindir=bindir, recovery=Recovery(command, side_target, "off")
