@@ -176,12 +176,12 @@ def _latest_timeline(tree: TimelineTree, usable: Sequence[int]) -> tuple[int, st
         t for t in usable
         if not any(u != t and tree.born(u) >= stopped(t) for u in usable)
     ]  # fmt: skip
-    if len(leaves) > 1:
+    if len(leaves) != 1:  # none: their archive times cannot be told apart
         raise _ambiguous(
-            tree, leaves, "the end of the archive is ambiguous: these timelines were "
-            "archiving WAL at the same time, so which one is the live history is unknown",
+            tree, leaves or list(usable), "the end of the archive is ambiguous: these "
+            "timelines were archiving WAL at the same time, so which one is live is unknown",
         )  # fmt: skip
-    chosen = leaves[0] if leaves else max(usable)
+    chosen = leaves[0]
     others = [t for t in usable if t != chosen]
     why = f"the newest history (timelines {', '.join(map(str, others))} stopped before it began)"
     return chosen, why if others else "the only timeline in the archive"
