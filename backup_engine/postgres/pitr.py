@@ -39,6 +39,10 @@ class TargetOutOfRange(UsageError):
     """The target is before the chosen backup or beyond the archived WAL."""
 
 
+class NoWalAfterBackup(TargetOutOfRange):
+    """The archive holds no WAL past the backup: only the backup itself can be restored."""
+
+
 class AmbiguousTarget(UsageError):
     """The target exists on more than one timeline's history, with different data."""
 
@@ -327,7 +331,7 @@ def _check_reachable(
     window_end = tree.end_time(timeline)
     stop = backup.stop_lsn_value
     if end_lsn is None or end_lsn <= stop:
-        raise TargetOutOfRange(
+        raise NoWalAfterBackup(
             f"no WAL archived after backup {backup.backup_id} (LSN {backup.stop_lsn}) on "
             f"timeline {timeline} under {storage.url}/{WAL_PREFIX}",
             hint="is archive_command set to backup-engine pg wal-push? "

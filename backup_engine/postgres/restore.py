@@ -27,7 +27,7 @@ from backup_engine.postgres.binaries import find_pg_binaries
 from backup_engine.postgres.catalog import LATEST, resolve_backup
 from backup_engine.postgres.live import live_server_near
 from backup_engine.postgres.manifest import BaseBackupManifest, StoredFile
-from backup_engine.postgres.pitr import AUTO, RecoveryPlan, TargetOutOfRange, plan_recovery
+from backup_engine.postgres.pitr import AUTO, NoWalAfterBackup, RecoveryPlan, plan_recovery
 from backup_engine.postgres.recovery_config import (
     ARCHIVE_MODES,
     ConfigChanges,
@@ -83,9 +83,7 @@ def plan_for(storage: Storage, ref: str, target: RecoveryTarget | None) -> Recov
         return plan_recovery(storage, ref, target)
     try:
         return plan_recovery(storage, ref, RecoveryTarget("latest"))
-    except TargetOutOfRange as exc:
-        if "no WAL archived after backup" not in exc.message:
-            raise
+    except NoWalAfterBackup:
         plan = plan_recovery(storage, ref, RecoveryTarget("immediate"))
         return replace(plan, why="no WAL is archived after the backup, so its end (immediate)")
 
