@@ -112,11 +112,16 @@ class _Walker:
     links: dict[tuple[int, int], str] = field(default_factory=dict)  # (dev, ino) -> first path
 
     def file(self, rel: str, st: os.stat_result, path: Path) -> MediaEntry | None:
-        if st.st_nlink > 1:
-            first = self.links.setdefault((st.st_dev, st.st_ino), rel)
-            if first != rel:
-                return MediaEntry(rel, "hardlink", stat.S_IMODE(st.st_mode), st.st_mtime_ns,
-                                  target=first)  # fmt: skip
+        inode = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and inode in self.links:
+            return MediaEntry(rel, "hardlink", stat.S_IMODE(st.st_mode), st.st_mtime_ns,
+                              target=self.links[inode])  # fmt: skip
+        entry = self._file(rel, st, path)
+        if entry is not None and st.st_nlink > 1:  # later names of it become hard links
+            self.links[inode] = rel
+        return entry
+
+    def _file(self, rel: str, st: os.stat_result, path: Path) -> MediaEntry | None:
         known = self.previous.get(rel)
         reads: list[Callable[[], _Read]] = [lambda: _read_once(path)] * RETRIES
         if known and known.sha256 and (known.size, known.mtime_ns) == (st.st_size, st.st_mtime_ns):
