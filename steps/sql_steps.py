@@ -108,7 +108,9 @@ def rows_from_template(
     """The SELECT below, run once per n = 1..count, its columns inserted as a row:
     `SELECT n, 'customer ' || n, n * 9.99`."""
     target = sql.Identifier(*parse_table_name(table))
-    statement = sql.SQL("INSERT INTO {} SELECT r.* FROM generate_series(1, %s) AS n, LATERAL ({}) r")
+    statement = sql.SQL(
+        "INSERT INTO {} SELECT r.* FROM generate_series(1, %s) AS n, LATERAL ({}) r"
+    )
     with connect(source_server.dsn(database)) as conn:
         template = sql.SQL(docstring.strip().replace("%", "%%"))  # its own % are operators
         conn.execute(statement.format(target, template), (count,))
