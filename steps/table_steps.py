@@ -12,9 +12,9 @@ from backup_engine.drill.markers import Marker
 from backup_engine.postgres.connection import connect
 from backup_engine.postgres.identifiers import parse_table_name, qualified
 from backup_engine.postgres.inspect import TableFingerprint, table_fingerprint
-from backup_engine.postgres.table_restore import TableRestoreResult, restore_table
 from backup_engine.servers import PostgresBackend, PostgresServer
 from backup_engine.storage import Storage
+from backup_engine.table_restore import TableRestoreResult, restore_table
 
 
 @dataclass(frozen=True)

@@ -395,8 +395,8 @@ def restore_table_command(
     new name, and the side cluster is deleted. The damaged table is untouched unless --replace
     is given (superuser; its rows are swapped in one transaction).
     """
-    from backup_engine.postgres.table_restore import restore_table
     from backup_engine.servers import LocalPostgresBackend
+    from backup_engine.table_restore import restore_table
 
     assert recovery_target is not None  # default_latest
     settings = obj.settings()

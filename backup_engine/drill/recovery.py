@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from backup_engine.drill.evidence import ScenarioRecord
-from backup_engine.postgres.recovery import RecoveryOutcome, wait_for_recovery
+from backup_engine.postgres.recovery import RecoveryOutcome
 from backup_engine.postgres.recovery_config import fetch_command
-from backup_engine.postgres.restore import Recovery, RestoreResult, restore_base_backup
+from backup_engine.postgres.restore import Recovery, RestoreResult
 from backup_engine.postgres.targets import RecoveryTarget
 from backup_engine.servers.base import PostgresBackend, PostgresServer
+from backup_engine.side_cluster import recover_into_new_server
 from backup_engine.storage import Storage
 
 
@@ -74,13 +74,10 @@ def restore_into_new_server(
     """Restore backup `ref` into a fresh data directory, start a server on it and wait until
     it has recovered (to `target`; without one, to the end of the archive). Drills restore
     with archiving off unless a scenario is about archiving from the restored copy."""
-    started = time.monotonic()
-    data_dir = backend.new_data_dir()
-    result = restore_base_backup(
-        storage, ref, data_dir, recovery=recovery_from(storage, target, archive_mode=archive_mode)
+    recovered = recover_into_new_server(
+        storage, ref, backend, recovery_from(storage, target, archive_mode=archive_mode),
+        settings=settings,
+    )  # fmt: skip
+    return RestoredServer(
+        recovered.server, recovered.restore, recovered.seconds, recovered.recovery
     )
-    server = backend.start_existing(
-        data_dir, settings=settings or {}, env=storage.environment(), wait=False
-    )
-    outcome = wait_for_recovery(server)
-    return RestoredServer(server, result, time.monotonic() - started, outcome)

@@ -13,16 +13,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import psycopg
 
 from backup_engine.errors import BackupEngineError, ServerUnreachable
 from backup_engine.postgres.connection import connect
 from backup_engine.postgres.live import running_postmaster
-from backup_engine.servers.base import PostgresServer
 
 POLL_S = 0.2
 GONE_AFTER_S = 10.0  # a server that answered once and then stops answering this long is gone
+
+
+class RecoveringServer(Protocol):
+    """A server this process started (any backend): its address, liveness and log."""
+
+    def dsn(self, dbname: str = "postgres") -> str: ...
+
+    def is_running(self) -> bool: ...
+
+    def log_tail(self, lines: int = 3) -> str: ...
 
 
 class RecoveryFailed(BackupEngineError):
@@ -87,7 +97,7 @@ def outcome_from_log(log: str, started: float) -> RecoveryOutcome:
     )
 
 
-def wait_for_recovery(server: PostgresServer, *, timeout: float = 24 * 3600) -> RecoveryOutcome:
+def wait_for_recovery(server: RecoveringServer, *, timeout: float = 24 * 3600) -> RecoveryOutcome:
     """Poll a server we started until recovery ends (promote), pauses at the target, or the
     server stops (at the target with action shutdown, or with an error)."""
     started = time.monotonic()

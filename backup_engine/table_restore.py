@@ -31,12 +31,13 @@ from backup_engine.postgres.identifiers import (
     qualified,
     truncate_identifier,
 )
-from backup_engine.postgres.recovery import RecoveryOutcome, wait_for_recovery
+from backup_engine.postgres.recovery import RecoveryOutcome
 from backup_engine.postgres.recovery_config import fetch_command
-from backup_engine.postgres.restore import Recovery, restore_base_backup
+from backup_engine.postgres.restore import Recovery
 from backup_engine.postgres.targets import RecoveryTarget
 from backup_engine.process import pipe
 from backup_engine.servers.base import PostgresBackend
+from backup_engine.side_cluster import recover_into_new_server
 from backup_engine.storage.base import Storage
 
 MAX_IDENTIFIER = 63
@@ -206,16 +207,12 @@ def restore_table(
     # A dropped table comes back under its own name when --replace is given.
     restored_name = name if replace_rows and not live_exists else copy_name
     side_target = replace(target, action="promote")  # the side cluster must become writable
-    command = fetch_command(storage.url, config_file)
-    data_dir = backend.new_data_dir()
-    restored = restore_base_backup(
-        storage, ref, data_dir, bindir=bindir, recovery=Recovery(command, side_target, "off")
-    )
-    side = backend.start_existing(
-        data_dir, settings={"archive_mode": "off"}, env=storage.environment(), wait=False
-    )
+    recovered = recover_into_new_server(
+        storage, ref, backend, Recovery(fetch_command(storage.url, config_file), side_target),
+        settings={"archive_mode": "off"}, bindir=bindir,
+    )  # fmt: skip
+    side, restored = recovered.server, recovered.restore
     try:
-        outcome = wait_for_recovery(side)
         rows = _prepare_copy(
             side.dsn(), schema, name, restored_name, keep_foreign_keys=restored_name == name
         )
@@ -240,6 +237,6 @@ def restore_table(
         rows=rows,
         backup_id=restored.backup_id,
         replaced=replace_rows,
-        recovery=outcome,
+        recovery=recovered.recovery,
         seconds=time.monotonic() - started,
     )

@@ -1,0 +1,47 @@
+"""A backup restored into a server of its own and recovered: written once, for everything that
+needs one. The single-table restore's temporary side cluster and the drills' restored servers
+both come from here: restore the backup into a new data directory of a server backend, start a
+server on it (its environment carries the repository settings the restore_command needs), and
+wait until recovery has ended."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from backup_engine.postgres.recovery import RecoveryOutcome, wait_for_recovery
+from backup_engine.postgres.restore import Recovery, RestoreResult, restore_base_backup
+from backup_engine.servers.base import PostgresBackend, PostgresServer
+from backup_engine.storage import Storage
+
+
+@dataclass(frozen=True)
+class RecoveredServer:
+    server: PostgresServer
+    restore: RestoreResult
+    recovery: RecoveryOutcome
+    seconds: float  # from the start of the restore until recovery ended
+
+
+def recover_into_new_server(
+    storage: Storage,
+    ref: str,
+    backend: PostgresBackend,
+    recovery: Recovery,
+    *,
+    settings: Mapping[str, str] | None = None,
+    bindir: str | None = None,
+) -> RecoveredServer:
+    started = time.monotonic()
+    data_dir = backend.new_data_dir()
+    restored = restore_base_backup(storage, ref, data_dir, recovery=recovery, bindir=bindir)
+    server = backend.start_existing(
+        data_dir, settings=settings or {}, env=storage.environment(), wait=False
+    )
+    try:
+        outcome = wait_for_recovery(server)
+    except BaseException:
+        server.destroy()
+        raise
+    return RecoveredServer(server, restored, outcome, time.monotonic() - started)
