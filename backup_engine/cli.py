@@ -17,6 +17,7 @@ from typing import ClassVar
 import click
 
 from backup_engine import __version__
+from backup_engine.commands.config_cmd import config
 from backup_engine.commands.context import CliContext
 from backup_engine.commands.media_cmd import media
 from backup_engine.commands.ops import check, expire, metrics, run_all
@@ -72,6 +73,7 @@ cli.add_command(expire)
 cli.add_command(metrics)
 cli.add_command(check)
 cli.add_command(storage)
+cli.add_command(config)
 
 
 def _fail(message: str, code: int) -> None:

@@ -27,6 +27,8 @@ class Option:
     minimum: int | None = None  # for integers
     maximum: int | None = None
     problem: Callable[[str], str | None] | None = None  # why a string value is unusable
+    example: Any = None  # what backup-engine.example.toml shows (commented out unless `active`)
+    active: bool = False  # the example file sets it (instead of showing it commented out)
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -38,6 +40,8 @@ OPTIONS: tuple[Option, ...] = (
         ("BACKUP_ENGINE_REPOSITORY",),
         help="s3://bucket/prefix or file:///path",
         problem=repository_url_problem,
+        example="s3://my-company-backups/prod",
+        active=True,
     ),
     Option(
         "repository",
@@ -47,8 +51,17 @@ OPTIONS: tuple[Option, ...] = (
         ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
         help="S3-compatible endpoint (MinIO, Ceph...); empty for AWS",
         problem=endpoint_url_problem,
+        example="http://minio.internal:9000",
     ),
-    Option("repository", "region", str, None, ("AWS_REGION", "AWS_DEFAULT_REGION")),
+    Option(
+        "repository",
+        "region",
+        str,
+        None,
+        ("AWS_REGION", "AWS_DEFAULT_REGION"),
+        help="S3 region",
+        example="eu-west-1",
+    ),
     Option(
         "repository",
         "sse",
@@ -57,8 +70,18 @@ OPTIONS: tuple[Option, ...] = (
         ("BACKUP_ENGINE_SSE",),
         ("AES256", "aws:kms"),
         help="server-side encryption requested on every object",
+        example="AES256",
+        active=True,
     ),
-    Option("repository", "kms_key_id", str, None, ("BACKUP_ENGINE_KMS_KEY_ID",)),
+    Option(
+        "repository",
+        "kms_key_id",
+        str,
+        None,
+        ("BACKUP_ENGINE_KMS_KEY_ID",),
+        help="KMS key for sse = aws:kms",
+        example="arn:aws:kms:...",
+    ),
     Option(
         "repository",
         "part_size_mb",
@@ -75,6 +98,7 @@ OPTIONS: tuple[Option, ...] = (
         ("BACKUP_ENGINE_ENCRYPTION",),
         ("aes-256-gcm",),
         help="client-side encryption: the store only ever sees ciphertext",
+        example="aes-256-gcm",
     ),
     Option(
         "repository",
@@ -83,6 +107,7 @@ OPTIONS: tuple[Option, ...] = (
         None,
         ("BACKUP_ENGINE_ENCRYPTION_KEY_FILE",),
         help="32-byte key (raw, base64 or hex); or set BACKUP_ENGINE_ENCRYPTION_KEY",
+        example="/etc/backup-engine.key",
     ),
     Option(
         "repository",
@@ -100,7 +125,15 @@ OPTIONS: tuple[Option, ...] = (
         help="parts uploaded/downloaded at once",
         minimum=1,
     ),
-    Option("compression", "codec", str, "zstd", ("BACKUP_ENGINE_COMPRESSION",), CODEC_NAMES),
+    Option(
+        "compression",
+        "codec",
+        str,
+        "zstd",
+        ("BACKUP_ENGINE_COMPRESSION",),
+        CODEC_NAMES,
+        help="compression of everything stored",
+    ),
     # Level 1 with a worker per core keeps up with pg_basebackup; level 3 costs ~2x the CPU time
     # for ~4% smaller backups (benchmarks/backup_throughput.py).
     Option(
@@ -119,7 +152,9 @@ OPTIONS: tuple[Option, ...] = (
         str,
         "",
         ("BACKUP_ENGINE_PG_DSN",),
-        help="libpq connection string of the server to back up",
+        help="libpq connection string of the server to back up (PG* fill the rest)",
+        example="host=localhost user=backup_user dbname=postgres",
+        active=True,
     ),
     Option(
         "redis",
@@ -129,6 +164,7 @@ OPTIONS: tuple[Option, ...] = (
         ("BACKUP_ENGINE_REDIS_URL", "REDIS_URL"),
         help="the server to back up: redis://host:port (a password as :PASSWORD@ before the "
         "host; rediss:// for TLS)",
+        example="redis://localhost:6379/0",
         problem=redis_url_problem,
     ),
     Option(
@@ -138,6 +174,7 @@ OPTIONS: tuple[Option, ...] = (
         None,
         ("BACKUP_ENGINE_PG_BINDIR",),
         help="directory holding pg_basebackup & co; found automatically when empty",
+        example="/usr/lib/postgresql/15/bin",
     ),
     Option(
         "media",
@@ -146,6 +183,7 @@ OPTIONS: tuple[Option, ...] = (
         (),
         ("BACKUP_ENGINE_MEDIA_PATHS",),
         help="directories `run-all` snapshots (comma-separated in the environment)",
+        example=["/data/uploads"],
     ),
     # The plan's retention table. Days are counted back from now; see retention.py.
     Option(
@@ -238,3 +276,49 @@ OPTIONS: tuple[Option, ...] = (
         maximum=CHECK_MAX,
     ),
 )
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def example_file() -> str:
+    """backup-engine.example.toml, from the declarations (a test keeps the file equal to it)."""
+    lines = [
+        "# backup-engine configuration. Copy to backup-engine.toml (the default path) or pass",
+        "# --config. Every option can also come from the environment variable named beside it;",
+        "# command-line flags win over both. S3 credentials are not options: boto3 reads",
+        "# AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, profiles or instance roles. Generated by",
+        "# `backup-engine config example` from backup_engine/options.py.",
+    ]
+    for section in dict.fromkeys(o.section for o in OPTIONS):
+        lines.append(f"\n[{section}]")
+        for option in (o for o in OPTIONS if o.section == section):
+            shown = option.example if option.example is not None else option.default
+            if shown is None or shown == "":
+                shown = ""
+            assignment = f"{option.name} = {_toml_value(shown)}"
+            if option.example is not None and not option.active:
+                assignment = f"# {assignment}"
+            comment = option.help + (f" (${', $'.join(option.env)})" if option.env else "")
+            if comment:
+                lines.append(f"# {comment}")
+            lines.append(assignment)
+    return "\n".join(lines) + "\n"
+
+
+def options_table() -> str:
+    """The README's table of every option, from the same declarations."""
+    rows = ["| option | default | environment | what |", "|---|---|---|---|"]
+    for option in OPTIONS:
+        default = "" if option.default in (None, "", ()) else f"`{_toml_value(option.default)}`"
+        env = ", ".join(f"`{name}`" for name in option.env)
+        what = option.help + (f" ({', '.join(option.choices)})" if option.choices else "")
+        rows.append(f"| `[{option.section}] {option.name}` | {default} | {env} | {what} |")
+    return "\n".join(rows) + "\n"

@@ -158,3 +158,24 @@ def test_credentials_in_urls_are_never_printed(tmp_path: Path, toml: str) -> Non
     assert redact("cannot reach http://u:hunter2@h:1/x and s3://a:b@c") == (
         "cannot reach http://***@h:1/x and s3://***@c"
     )
+
+
+def test_the_example_file_and_the_readme_table_come_from_the_declarations() -> None:
+    from dataclasses import fields
+
+    from backup_engine import config as config_module
+    from backup_engine.options import OPTIONS, example_file, options_table
+
+    root = Path(__file__).parent.parent
+    assert (root / "backup-engine.example.toml").read_text() == example_file(), (
+        "regenerate: backup-engine config example > backup-engine.example.toml"
+    )
+    assert options_table() in (root / "README.md").read_text(), "regenerate the README table"
+    sections = {
+        name: getattr(config_module, f"{name.capitalize()}Settings")
+        for name in ("repository", "compression", "postgres", "redis", "media", "retention",
+                     "check")
+    }  # fmt: skip
+    for section, settings in sections.items():  # the typed settings hold exactly the options
+        declared = [o.name for o in OPTIONS if o.section == section]
+        assert sorted(f.name for f in fields(settings)) == sorted(declared), section
