@@ -132,3 +132,18 @@ def only_new(media_snapshots: list[MediaSnapshotManifest], drill_record: Scenari
     drill_record.expect("objects the second snapshot stored", 4, second.new_objects)
     assert second.new_bytes < first.new_bytes / 100
     assert second.file_count == first.file_count + 3
+
+
+@given(parsers.parse('the media directory "{path}"'), target_fixture="media_dir")
+def media_from_directory(tmp_path: Path, request: pytest.FixtureRequest, path: str) -> Path:
+    """Your own files: a copy of this directory (relative to the feature file) is the media
+    tree the scenario backs up, loses and restores; the original is never touched."""
+    from backup_engine.drill.pytest_plugin import FEATURE_FILE
+
+    feature = request.node.stash.get(FEATURE_FILE, None)
+    source = Path(path) if Path(path).is_absolute() or not feature else Path(feature).parent / path
+    if not source.is_dir():
+        raise ValueError(f"no directory {source}")
+    root = tmp_path / "uploads"
+    shutil.copytree(source, root, symlinks=True)
+    return root

@@ -178,3 +178,18 @@ def live_redis_count(redis_server: RedisServer, drill_record: ScenarioRecord, co
     drill_record.expect(
         "keys in the live Redis", count, fingerprint(RedisTarget(redis_server.url)).keys
     )
+
+
+@given("a running Redis server holding these keys:", target_fixture="redis_server")
+def redis_with_table(redis_backend: RedisBackend, datatable: list[list[str]]) -> RedisServer:
+    """Your own keys, from a table with the columns `key | value` and optionally `ttl seconds`:
+    string values, set as written (the ones with a TTL expire)."""
+    header, *rows = datatable
+    if header[:2] != ["key", "value"] or not rows:
+        raise ValueError("the table needs a header row | key | value | [ttl seconds] | and rows")
+    server = redis_backend.create()
+    client = RedisTarget(server.url).client()
+    for row in rows:
+        ttl = int(row[2]) if len(row) > 2 and row[2].strip() else None
+        client.set(row[0], row[1], ex=ttl)
+    return server
