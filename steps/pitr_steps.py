@@ -154,8 +154,20 @@ def restore_to_marker(
     kind: str,
     name: str,
 ) -> RestoredServer:
+    return restored_to(repository, pg_backend, drill_record, markers[name].target(kind))
+
+
+def restored_to(
+    repository: Storage,
+    pg_backend: PostgresBackend,
+    drill_record: ScenarioRecord,
+    target: RecoveryTarget,
+    *,
+    archive_mode: str = "off",
+) -> RestoredServer:
+    """A new server recovered to `target` (the backup chosen for it), recorded as evidence."""
     restored = restore_into_new_server(
-        repository, "auto", pg_backend, target=markers[name].target(kind)
+        repository, "auto", pg_backend, target=target, archive_mode=archive_mode
     )
     record_restore(drill_record, restored)
     return restored
@@ -165,11 +177,7 @@ def restore_to_marker(
 def restore_to_latest(
     repository: Storage, pg_backend: PostgresBackend, drill_record: ScenarioRecord
 ) -> RestoredServer:
-    restored = restore_into_new_server(
-        repository, "auto", pg_backend, target=RecoveryTarget("latest")
-    )
-    record_restore(drill_record, restored)
-    return restored
+    return restored_to(repository, pg_backend, drill_record, RecoveryTarget("latest"))
 
 
 @then(parsers.parse('marker "{name}" is present'))

@@ -13,7 +13,6 @@ from backup_engine.drill.evidence import ScenarioRecord
 from backup_engine.drill.markers import Marker, marker_exists
 from backup_engine.drill.recovery import (
     RestoredServer,
-    record_restore,
     recovery_from,
     restore_into_new_server,
 )
@@ -28,7 +27,7 @@ from backup_engine.postgres.timelines import history_name, read_timeline_tree
 from backup_engine.postgres.wal import WAL_PREFIX
 from backup_engine.servers import PostgresBackend, PostgresServer
 from backup_engine.storage import Storage
-from steps.pitr_steps import Attempt
+from steps.pitr_steps import Attempt, restored_to
 
 SEG = 16 * 1024 * 1024
 RECOVERY_TIMEOUT_S = 600  # a failed recovery must end long before; never a day-long wait
@@ -52,10 +51,8 @@ def restore_as_new_primary(
 ) -> PostgresServer:
     """The operator's recovery after an incident: the restored server becomes production and
     archives into the same repository (--archive-mode preserve), on its new timeline."""
-    restored = restore_into_new_server(
-        repository, "auto", pg_backend, target=markers[name].target(kind), archive_mode="preserve"
-    )
-    record_restore(drill_record, restored)
+    target = markers[name].target(kind)
+    restored = restored_to(repository, pg_backend, drill_record, target, archive_mode="preserve")
     assert restored.recovery.state == "promoted", restored.recovery
     return restored.server
 
@@ -83,12 +80,8 @@ def restore_on_timeline(
     name: str,
     tli: int,
 ) -> RestoredServer:
-    target = markers[name].target(kind)
-    restored = restore_into_new_server(
-        repository, "auto", pg_backend, target=replace(target, timeline=str(tli))
-    )
-    record_restore(drill_record, restored)
-    return restored
+    target = replace(markers[name].target(kind), timeline=str(tli))
+    return restored_to(repository, pg_backend, drill_record, target)
 
 
 @when(
@@ -98,11 +91,8 @@ def restore_on_timeline(
 def restore_latest_of(
     repository: Storage, pg_backend: PostgresBackend, drill_record: ScenarioRecord, tli: int
 ) -> RestoredServer:
-    restored = restore_into_new_server(
-        repository, "auto", pg_backend, target=RecoveryTarget("latest", timeline=str(tli))
-    )
-    record_restore(drill_record, restored)
-    return restored
+    target = RecoveryTarget("latest", timeline=str(tli))
+    return restored_to(repository, pg_backend, drill_record, target)
 
 
 def _attempt_fresh(

@@ -17,7 +17,7 @@ import pytest
 
 from backup_engine.expire import ExpireRefused, apply_expire, plan_expire
 from backup_engine.postgres.lsn import format_lsn
-from backup_engine.postgres.manifest import manifest_key
+from backup_engine.postgres.manifest import BaseBackupManifest, manifest_key
 from backup_engine.postgres.timelines import segment_name
 from backup_engine.postgres.wal import WAL_PREFIX
 from backup_engine.retention import RetentionPolicy
@@ -30,19 +30,24 @@ NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 POLICY = RetentionPolicy(daily_days=3, weekly_days=3, wal_days=2)
 
 
+def daily(day: int) -> BaseBackupManifest:
+    """The backup of day `day` (0-9, ending 10 - day days before NOW), four segments a day."""
+    stop = NOW - timedelta(days=10 - day)
+    return replace(
+        sample_manifest(), backup_id=stop.strftime("%Y%m%dT%H%M%SZ"),
+        start_time=stop - timedelta(seconds=5), stop_time=stop,
+        start_lsn=format_lsn((day * 4 + 2) * SEG + 0x28),
+        stop_lsn=format_lsn((day * 4 + 2) * SEG + 0x100),
+    )  # fmt: skip
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> LocalStorage:
     """Ten daily backups (days 0-9 before NOW), four segments of WAL a day, all archived at
     their simulated times."""
     store = LocalStorage(tmp_path)
     for day in range(10):
-        stop = NOW - timedelta(days=10 - day)
-        store_backup(store, replace(
-            sample_manifest(), backup_id=stop.strftime("%Y%m%dT%H%M%SZ"),
-            start_time=stop - timedelta(seconds=5), stop_time=stop,
-            start_lsn=format_lsn((day * 4 + 2) * SEG + 0x28),
-            stop_lsn=format_lsn((day * 4 + 2) * SEG + 0x100),
-        ))  # fmt: skip
+        store_backup(store, daily(day))
     for number in range(2, 42):
         archived = NOW - timedelta(days=10) + timedelta(hours=6 * (number - 2))
         key = f"{WAL_PREFIX}{segment_name(1, number, SEG)}.zst"
@@ -169,12 +174,6 @@ def test_wal_archived_inside_the_window_is_never_deleted(repo: LocalStorage) -> 
 def test_an_encrypted_repository_is_expired_with_exact_sizes(tmp_path: Path) -> None:
     repo = EncryptedStorage(LocalStorage(tmp_path), b"k" * 32)
     for day in range(5):
-        stop = NOW - timedelta(days=10 - day)
-        store_backup(repo, replace(
-            sample_manifest(), backup_id=stop.strftime("%Y%m%dT%H%M%SZ"),
-            start_time=stop - timedelta(seconds=5), stop_time=stop,
-            start_lsn=format_lsn((day * 4 + 2) * SEG + 0x28),
-            stop_lsn=format_lsn((day * 4 + 2) * SEG + 0x100),
-        ))  # fmt: skip
+        store_backup(repo, daily(day))
     plan = plan_expire(repo, POLICY, NOW)
     assert [i.kind for i in plan.deletions].count("postgres") == 4  # the newest is kept
