@@ -12,7 +12,6 @@ StorageFactory = Callable[[], Storage]
 # conftest.py and `backup-engine drill` both load this list.
 PLUGINS = [
     "backup_engine.drill.pytest_plugin",
-    "backup_engine.drill.check_plugin",
     "steps.fixtures",
     "steps.repository_steps",
     "steps.postgres_steps",

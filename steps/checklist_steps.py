@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from pytest_bdd import given, parsers, then, when
 
+from backup_engine.drill.catalog import TableShape, takes_table
 from backup_engine.drill.checklist import (
     foreign_key_orphans,
     index_health,
@@ -33,19 +34,19 @@ def health_apps() -> Iterator[list[HealthApp]]:
         app.stop()
 
 
-def _header_rows(datatable: list[list[str]], *columns: str) -> list[list[str]]:
-    header = [cell.strip().lower() for cell in datatable[0]]
-    if header != list(columns):
-        raise ValueError(f"the table's header must be | {' | '.join(columns)} |, not {header}")
-    return [[cell.strip() for cell in row] for row in datatable[1:]]
+TABLE_ROWS = TableShape(("table", "rows"), integers=("rows",))
+QUERY_VALUES = TableShape(("query", "value"))
 
 
 @then("these tables have at least these rows:")
+@takes_table(TABLE_ROWS)
 def tables_have_rows(
     restored: RestoredServer, drill_record: ScenarioRecord, datatable: list[list[str]]
 ) -> None:
+    """A table with the columns `table | rows`: each table holds at least that many rows."""
     failures = []
-    for table, minimum in _header_rows(datatable, "table", "rows"):
+    for row in TABLE_ROWS.rows(datatable):
+        table, minimum = row["table"], row["rows"]
         actual = row_count(restored.server.dsn(), table)
         check = drill_record.check(
             f"rows in {table}", f">= {minimum}", actual, actual >= int(minimum)
@@ -56,11 +57,14 @@ def tables_have_rows(
 
 
 @then("these queries return these values:")
+@takes_table(QUERY_VALUES)
 def queries_return(
     restored: RestoredServer, drill_record: ScenarioRecord, datatable: list[list[str]]
 ) -> None:
+    """A table with the columns `query | value`: each query's single value, as text."""
     failures = []
-    for query, expected in _header_rows(datatable, "query", "value"):
+    for row in QUERY_VALUES.rows(datatable):
+        query, expected = row["query"], row["value"]
         actual = query_value(restored.server.dsn(), query)
         check = drill_record.check(query, expected, actual, actual == expected)
         if not check.passed:

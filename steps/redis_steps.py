@@ -11,6 +11,7 @@ import pytest
 from pytest_bdd import given, parsers, then, when
 
 from backup_engine.codecs import get_codec
+from backup_engine.drill.catalog import TableShape, takes_table
 from backup_engine.drill.evidence import ScenarioRecord
 from backup_engine.drill.redis_data import seed_redis
 from backup_engine.errors import BackupEngineError
@@ -180,16 +181,18 @@ def live_redis_count(redis_server: RedisServer, drill_record: ScenarioRecord, co
     )
 
 
+REDIS_KEYS = TableShape(("key", "value"), optional=("ttl seconds",), integers=("ttl seconds",))
+
+
 @given("a running Redis server holding these keys:", target_fixture="redis_server")
+@takes_table(REDIS_KEYS)
 def redis_with_table(redis_backend: RedisBackend, datatable: list[list[str]]) -> RedisServer:
     """Your own keys, from a table with the columns `key | value` and optionally `ttl seconds`:
     string values, set as written (the ones with a TTL expire)."""
-    header, *rows = datatable
-    if header[:2] != ["key", "value"] or not rows:
-        raise ValueError("the table needs a header row | key | value | [ttl seconds] | and rows")
+    rows = REDIS_KEYS.rows(datatable)
     server = redis_backend.create()
     client = RedisTarget(server.url).client()
     for row in rows:
-        ttl = int(row[2]) if len(row) > 2 and row[2].strip() else None
-        client.set(row[0], row[1], ex=ttl)
+        ttl = int(row["ttl seconds"]) if row["ttl seconds"] else None
+        client.set(row["key"], row["value"], ex=ttl)
     return server

@@ -24,7 +24,7 @@ from backup_engine.postgres.connection import connect
 from backup_engine.postgres.identifiers import parse_table_name, qualified
 from backup_engine.postgres.inspect import TableFingerprint, table_fingerprint, table_fingerprints
 from backup_engine.process import run
-from backup_engine.servers import PostgresBackend, PostgresServer
+from backup_engine.servers import PostgresBackend, PostgresServer, SmallDiskUnavailable
 from backup_engine.storage import Storage
 from steps.pitr_steps import archiving_settings
 
@@ -76,6 +76,24 @@ def checksummed_server(pg_backend: PostgresBackend, repository: Storage) -> Post
     return pg_backend.create(settings=settings, env=repository.environment(), checksums=True)
 
 
+@given(
+    parsers.parse(
+        "a running PostgreSQL server on a {mb:d} MB disk archiving WAL to the repository"
+    ),
+    target_fixture="source_server",
+)
+def server_on_small_disk(
+    pg_backend: PostgresBackend, repository: Storage, mb: int
+) -> PostgresServer:
+    """Its data directory on a disk of its own of that size (a tmpfs: needs root), so that
+    filling it fills nothing else. A fresh cluster takes about 40 MB."""
+    settings = archiving_settings(repository, archive_timeout_s=60)
+    try:
+        return pg_backend.create(settings=settings, env=repository.environment(), disk_mb=mb)
+    except SmallDiskUnavailable as exc:
+        pytest.skip(f"this machine cannot give the server a disk of its own: {exc}")
+
+
 @given(parsers.parse('the database "{database}" has:'))
 @when(parsers.parse('the database "{database}" has:'))
 def database_has(source_server: PostgresServer, database: str, docstring: str) -> None:
@@ -102,6 +120,7 @@ def load_file(
 
 
 @given(parsers.parse('{count:d} rows are added to "{table}" of the database "{database}" from:'))
+@when(parsers.parse('{count:d} rows are added to "{table}" of the database "{database}" from:'))
 def rows_from_template(
     source_server: PostgresServer, count: int, table: str, database: str, docstring: str
 ) -> None:
@@ -122,6 +141,23 @@ def bad_change(source_server: PostgresServer, database: str, docstring: str) -> 
     half-way (an error here is part of the damage, not a failure of the step)."""
     with contextlib.suppress(psycopg.Error):
         _run_sql(source_server, database, docstring)
+
+
+@then(parsers.parse('this statement on the database "{database}" fails with "{text}":'))
+def statement_fails(
+    source_server: PostgresServer,
+    drill_record: ScenarioRecord,
+    database: str,
+    text: str,
+    docstring: str,
+) -> None:
+    """The SQL below, run on the live server, must fail with an error containing the text."""
+    try:
+        _run_sql(source_server, database, docstring)
+        found = "succeeded"
+    except psycopg.Error as exc:
+        found = str(exc).strip().splitlines()[0]
+    drill_record.expect("the statement", f"fails with {text!r}", found, text in found)
 
 
 @when(
@@ -243,3 +279,30 @@ def reading_fails(
     except psycopg.Error as exc:
         found = "; ".join([*warnings, str(exc).strip().splitlines()[0]])
     drill_record.expect(f"reading {table}", f"fails with {text!r}", found, text in found)
+
+
+DISK_FILLER = "restore-drill-disk-filler"
+
+
+@when("the disk of the data directory fills up")
+def fill_disk(source_server: PostgresServer) -> None:
+    """A file beside the cluster's own takes every free byte of its disk, as a runaway log or
+    export does. Only on a server given a disk of its own: never fills a shared one."""
+    disk = os.statvfs(source_server.data_dir)
+    assert disk.f_blocks * disk.f_frsize <= 4 << 30, (
+        "the data directory is not on a small disk of its own: start the server with "
+        "'a running PostgreSQL server on a N MB disk archiving WAL to the repository'"
+    )
+    fd = os.open(source_server.data_dir / DISK_FILLER, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for size in (1 << 20, 4096, 1):  # then the last bytes
+            with contextlib.suppress(OSError):  # ENOSPC is the point
+                while os.write(fd, bytes(size)):
+                    pass
+    finally:
+        os.close(fd)
+
+
+@when("the disk of the data directory has room again")
+def free_disk(source_server: PostgresServer) -> None:
+    (source_server.data_dir / DISK_FILLER).unlink()

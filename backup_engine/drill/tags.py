@@ -25,4 +25,5 @@ TAGS: dict[str, str] = {
     "hostile": "a repository written by someone else: forged tars, entries and manifests",
     "app": "examples for an application of your own, written with the generic steps only",
     "corruption": "damaged data pages found by their checksum and recovered",
+    "disk": "a full data disk: the writes refused, the committed rows restored",
 }

@@ -10,6 +10,7 @@ from backup_engine.errors import ConfigError
 from backup_engine.servers.base import PostgresBackend, PostgresServer
 from backup_engine.servers.local_postgres import LocalPostgresBackend
 from backup_engine.servers.redis_base import RedisBackend
+from backup_engine.servers.scratch import SmallDiskUnavailable
 
 __all__ = [
     "BACKENDS",
@@ -17,6 +18,7 @@ __all__ = [
     "PostgresBackend",
     "PostgresServer",
     "RedisBackend",
+    "SmallDiskUnavailable",
     "make_backend",
     "make_redis_backend",
     "preflight",

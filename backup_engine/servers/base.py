@@ -62,10 +62,13 @@ class PostgresBackend(ABC):
         settings: Mapping[str, str] | None = None,
         env: Mapping[str, str] | None = None,
         checksums: bool = False,
+        disk_mb: int | None = None,
     ) -> PostgresServer:
         """initdb a new cluster and start it. `settings` go into its postgresql.conf; `env` is
         the server's environment (what archive_command and restore_command see); `checksums`
-        turns on data page checksums (a damaged page is then reported, not read)."""
+        turns on data page checksums (a damaged page is then reported, not read); `disk_mb`
+        puts its data directory on a disk of its own of that size (SmallDiskUnavailable when
+        this machine cannot)."""
 
     @abstractmethod
     def new_data_dir(self) -> Path:

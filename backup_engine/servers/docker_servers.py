@@ -28,7 +28,7 @@ from backup_engine.postgres.binaries import PgBinaries, find_pg_binaries
 from backup_engine.postgres.recovery_config import conf_quote
 from backup_engine.servers.base import PostgresBackend, PostgresServer
 from backup_engine.servers.redis_base import RedisBackend, RedisServer
-from backup_engine.servers.scratch import ScratchArea
+from backup_engine.servers.scratch import ScratchArea, remove_data_dir
 
 DEFAULT_IMAGE = "restore-drill/servers:bookworm"
 POSTGRES_IMAGE_ENV = "DRILL_POSTGRES_IMAGE"
@@ -221,7 +221,7 @@ class DockerPostgresServer(PostgresServer):
     def destroy(self) -> None:
         self._container.signal("SIGKILL")
         self._container.remove()
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+        remove_data_dir(self.data_dir)
 
 
 class DockerPostgresBackend(PostgresBackend):
@@ -253,13 +253,13 @@ class DockerPostgresBackend(PostgresBackend):
         settings: Mapping[str, str] | None = None,
         env: Mapping[str, str] | None = None,
         checksums: bool = False,
+        disk_mb: int | None = None,
     ) -> PostgresServer:
         from backup_engine.servers.local_postgres import DRILL_SETTINGS
 
         merged = {**DRILL_SETTINGS, **(settings or {})}
-        return self._start(
-            self.new_data_dir(), merged, env, initdb=True, wait=True, checksums=checksums
-        )
+        data_dir = self._scratch.new_data_dir(disk_mb=disk_mb)  # bind-mounted, tmpfs and all
+        return self._start(data_dir, merged, env, initdb=True, wait=True, checksums=checksums)
 
     def start_existing(
         self,

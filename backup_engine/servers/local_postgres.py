@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import pwd
 import shlex
-import shutil
 import stat
 import tempfile
 import time
@@ -23,7 +22,7 @@ from backup_engine.postgres.binaries import PgBinaries, find_pg_binaries
 from backup_engine.postgres.recovery_config import conf_quote
 from backup_engine.process import RunAs, run
 from backup_engine.servers.base import PostgresBackend, PostgresServer
-from backup_engine.servers.scratch import ScratchArea
+from backup_engine.servers.scratch import ScratchArea, remove_data_dir
 
 SERVER_OS_USER = "postgres"
 START_TIMEOUT_S = 120
@@ -161,7 +160,7 @@ class LocalPostgresServer(PostgresServer):
 
     def destroy(self) -> None:
         self.stop(mode="immediate")
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+        remove_data_dir(self.data_dir)
 
 
 class LocalPostgresBackend(PostgresBackend):
@@ -207,8 +206,8 @@ class LocalPostgresBackend(PostgresBackend):
             for name in (*dirnames, *filenames):
                 self._hand_over(Path(dirpath) / name)
 
-    def new_data_dir(self) -> Path:
-        path = self._scratch.new_data_dir()
+    def new_data_dir(self, *, disk_mb: int | None = None) -> Path:
+        path = self._scratch.new_data_dir(disk_mb=disk_mb)
         self._hand_over(path)
         return path
 
@@ -218,8 +217,9 @@ class LocalPostgresBackend(PostgresBackend):
         settings: Mapping[str, str] | None = None,
         env: Mapping[str, str] | None = None,
         checksums: bool = False,
+        disk_mb: int | None = None,
     ) -> PostgresServer:
-        data_dir = self.new_data_dir()
+        data_dir = self.new_data_dir(disk_mb=disk_mb)
         self.run_pg(
             "initdb",
             "--pgdata",

@@ -1,0 +1,16 @@
+"""The tests' own fixtures: the tests of the engine never borrow the step library's."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from backup_engine.drill.embedded_s3 import EmbeddedS3
+
+
+@pytest.fixture(scope="session")
+def embedded_s3() -> Iterator[EmbeddedS3]:
+    """A moto S3 server on 127.0.0.1 for the tests of this directory, started once."""
+    with EmbeddedS3() as server:
+        yield server
