@@ -1,3 +1,3 @@
-from backup_engine.cli import main
+from backup_engine.entry import main
 
 main()

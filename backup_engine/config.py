@@ -13,12 +13,14 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backup_engine.codecs import Codec, get_codec
 from backup_engine.errors import ConfigError
 from backup_engine.options import OPTIONS, Option
-from backup_engine.storage import S3Options, Storage, open_storage
+
+if TYPE_CHECKING:  # the storage (boto3) is imported when a store is opened, not to read settings
+    from backup_engine.storage import S3Options, Storage
 
 DEFAULT_CONFIG_FILE = Path("backup-engine.toml")
 CONFIG_ENV = "BACKUP_ENGINE_CONFIG"
@@ -38,6 +40,8 @@ class RepositorySettings:
     upload_concurrency: int
 
     def s3_options(self) -> S3Options:
+        from backup_engine.storage import S3Options
+
         return S3Options(
             endpoint_url=self.endpoint_url,
             region=self.region,
@@ -85,6 +89,15 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True)
+class WalSettings:
+    push_mode: str
+    push_concurrency: int
+    queue_max_mb: int
+    fetch_ahead: int
+    fetch_concurrency: int
+
+
+@dataclass(frozen=True)
 class CheckSettings:
     warn_age_hours: int
     critical_age_hours: int
@@ -101,6 +114,7 @@ class Settings:
     media: MediaSettings
     retention: RetentionSettings
     check: CheckSettings
+    wal: WalSettings
     source: Path | None = None
     environment: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -111,6 +125,8 @@ class Settings:
                 hint="set [repository] url in backup-engine.toml, BACKUP_ENGINE_REPOSITORY "
                 "or --repo (s3://bucket/prefix or file:///path)",
             )
+        from backup_engine.storage import open_storage
+
         storage = open_storage(self.repository.url, self.repository.s3_options())
         if self.repository.encryption is None:
             return storage
@@ -221,6 +237,7 @@ def load_settings(
         media=MediaSettings(**values["media"]),
         retention=RetentionSettings(**values["retention"]),
         check=CheckSettings(**values["check"]),
+        wal=WalSettings(**values["wal"]),
         environment=env,
         source=path if data else None,
     )

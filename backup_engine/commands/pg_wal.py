@@ -9,6 +9,7 @@ and promoting at the wrong point.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -27,16 +28,61 @@ def register_wal_commands(group: click.Group) -> None:
     group.add_command(wal_push)
     group.add_command(wal_fetch)
     group.add_command(wal_stream)
+    group.add_command(wal_worker)
+
+
+def _spawner(obj: CliContext, kind: str, pg_wal: Path, spool: Path) -> Callable[[], None]:
+    """Start this tool's WAL worker for pg_wal, detached (it outlives this call), logging to
+    the spool's worker.log."""
+
+    def spawn() -> None:
+        import subprocess
+
+        from backup_engine.postgres.recovery_config import tool_argv
+
+        spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+        log = spool / "worker.log"
+        mode = "wb" if log.exists() and log.stat().st_size > 1 << 20 else "ab"
+        words = [*tool_argv()]
+        if obj.repo:
+            words += ["--repo", obj.repo]
+        if obj.config:
+            words += ["--config", str(obj.config.absolute())]
+        with log.open(mode) as out:
+            subprocess.Popen([*words, "pg", "wal-worker", kind, str(pg_wal.absolute())],
+                             stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                             start_new_session=True, close_fds=True)  # fmt: skip
+
+    return spawn
+
+
+def _remember(obj: CliContext, pg_wal: Path, url: str) -> None:
+    from backup_engine.postgres.walspool import remember_repository
+
+    config = str(obj.config) if obj.config else None
+    remember_repository(pg_wal, config, obj.repo, url)
 
 
 @click.command(name="wal-push")
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
 @click.pass_obj
 def wal_push(obj: CliContext, path: Path) -> None:
-    """Archive one WAL file (archive_command = 'backup-engine pg wal-push %p')."""
+    """Archive one WAL file (archive_command = 'backup-engine pg wal-push %p').
+
+    With `[wal] push_mode = "async"` the call also starts a worker that pushes the next ready
+    segments in parallel; the calls for those answer from the spool in milliseconds."""
     from backup_engine.postgres.wal import wal_push as push
 
     settings = obj.settings()
+    if settings.wal.push_mode == "async" and settings.repository.url:
+        from backup_engine.postgres.walasync import push_async
+        from backup_engine.postgres.walspool import spool_of
+
+        spool = spool_of(path.parent, settings.repository.url)
+        _remember(obj, path.parent, settings.repository.url)
+        if push_async(path, spool, _spawner(obj, "push", path.parent, spool)):
+            click.echo(f"{path.name} archived (asynchronously)", err=True)
+            return
     result = push(settings.open_storage(), path, settings.compression.get())
     state = "already archived (identical)" if result.already_archived else "archived"
     click.echo(
@@ -54,10 +100,19 @@ def wal_fetch(obj: CliContext, name: str, destination: Path) -> None:
     """Fetch one WAL file (restore_command = 'backup-engine pg wal-fetch %f %p')."""
     from backup_engine.postgres.wal import WalNotFound
     from backup_engine.postgres.wal import wal_fetch as fetch
+    from backup_engine.postgres.walspool import is_segment_name, spool_of
 
     try:
         settings = obj.settings()
         result = fetch(settings.open_storage(), name, destination, settings.compression.get())
+        url = settings.repository.url
+        if settings.wal.fetch_ahead and url and not result.partial and is_segment_name(name):
+            from backup_engine.postgres.walasync import want_prefetch
+
+            spool = spool_of(destination.parent, url)
+            _remember(obj, destination.parent, url)
+            spawn = _spawner(obj, "fetch", destination.parent, spool)
+            want_prefetch(spool, name, result.raw_size, spawn)
     except WalNotFound:
         raise
     except BackupEngineError as exc:
@@ -66,6 +121,34 @@ def wal_fetch(obj: CliContext, name: str, destination: Path) -> None:
         raise WalFetchFailed(f"wal-fetch {name}: {type(exc).__name__}: {exc}") from exc
     if result.partial:
         click.echo(f"{name} served from its .partial copy (wal-stream)", err=True)
+
+
+@click.command(name="wal-worker", hidden=True)
+@click.argument("kind", type=click.Choice(["push", "fetch"]))
+@click.argument("pg_wal", type=click.Path(path_type=Path, file_okay=False))
+@click.pass_obj
+def wal_worker(obj: CliContext, kind: str, pg_wal: Path) -> None:
+    """The detached worker wal-push and wal-fetch start (one per server and kind)."""
+    from datetime import UTC, datetime
+
+    from backup_engine.postgres.walasync import run_fetch_worker, run_push_worker
+    from backup_engine.postgres.walspool import spool_of
+
+    def log(line: str) -> None:
+        click.echo(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {kind} {line}", err=True)
+
+    settings = obj.settings()
+    storage, codec, wal = settings.open_storage(), settings.compression.get(), settings.wal
+    spool = spool_of(pg_wal, settings.repository.url or "")
+    if kind == "push":
+        result = run_push_worker(storage, codec, pg_wal, spool, concurrency=wal.push_concurrency,
+                                 queue_max_bytes=wal.queue_max_mb << 20, log=log)  # fmt: skip
+        if result.pushed or result.failed:
+            log(f"{result.pushed} archived, {result.failed} failed")
+    else:
+        count = run_fetch_worker(storage, codec, spool, ahead=wal.fetch_ahead,
+                                 concurrency=wal.fetch_concurrency, log=log)  # fmt: skip
+        log(f"{count} segments prefetched")
 
 
 @click.command(name="wal-stream")

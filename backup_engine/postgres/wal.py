@@ -90,6 +90,7 @@ class PushResult:
     raw_size: int
     stored_size: int
     seconds: float
+    sha256: str = ""
 
 
 def _same_or_conflict(existing: ObjectInfo, name: str, sha256: str) -> None:
@@ -139,7 +140,8 @@ def wal_push(storage: Storage, path: Path, codec: Codec) -> PushResult:
             storage.delete(existing_key)
             break
         _same_or_conflict(existing, name, sha256)
-        return PushResult(name, existing_key, True, raw_size, existing.size, _since(started))
+        return PushResult(name, existing_key, True, raw_size, existing.size, _since(started),
+                          sha256)  # fmt: skip
     metadata = {
         META_SHA256: sha256,
         META_SIZE: str(raw_size),
@@ -155,8 +157,8 @@ def wal_push(storage: Storage, path: Path, codec: Codec) -> PushResult:
     except ObjectExists:  # another pusher won the race: fine if it stored the same content
         existing = storage.stat(key)
         _same_or_conflict(existing, name, sha256)
-        return PushResult(name, key, True, raw_size, existing.size, _since(started))
-    return PushResult(name, key, False, raw_size, stored.size, _since(started))
+        return PushResult(name, key, True, raw_size, existing.size, _since(started), sha256)
+    return PushResult(name, key, False, raw_size, stored.size, _since(started), sha256)
 
 
 def _since(started: float) -> float:
