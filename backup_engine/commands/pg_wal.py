@@ -138,7 +138,12 @@ def wal_worker(obj: CliContext, kind: str, pg_wal: Path) -> None:
         click.echo(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {kind} {line}", err=True)
 
     settings = obj.settings()
-    storage, codec, wal = settings.open_storage(), settings.compression.get(), settings.wal
+    from backup_engine.codecs import get_codec
+
+    # Segments are compressed side by side: one zstd thread each, not a pool per segment.
+    zstd = settings.compression
+    codec = get_codec(zstd.codec, level=zstd.level, threads=0)
+    storage, wal = settings.open_storage(), settings.wal
     spool = spool_of(pg_wal, settings.repository.url or "")
     if kind == "push":
         result = run_push_worker(storage, codec, pg_wal, spool, concurrency=wal.push_concurrency,
