@@ -79,8 +79,13 @@ def wal_push(obj: CliContext, path: Path) -> None:
         from backup_engine.postgres.walspool import spool_of
 
         spool = spool_of(path.parent, settings.repository.url)
-        _remember(obj, path.parent, settings.repository.url)
-        if push_async(path, spool, _spawner(obj, "push", path.parent, spool)):
+        try:
+            _remember(obj, path.parent, settings.repository.url)
+            done = push_async(path, spool, _spawner(obj, "push", path.parent, spool))
+        except OSError as exc:  # no spool here (pg_wal not writable...): push it ourselves
+            click.echo(f"asynchronous archiving unavailable ({exc}); pushing directly", err=True)
+            done = False
+        if done:
             click.echo(f"{path.name} archived (asynchronously)", err=True)
             return
     result = push(settings.open_storage(), path, settings.compression.get())
@@ -105,14 +110,6 @@ def wal_fetch(obj: CliContext, name: str, destination: Path) -> None:
     try:
         settings = obj.settings()
         result = fetch(settings.open_storage(), name, destination, settings.compression.get())
-        url = settings.repository.url
-        if settings.wal.fetch_ahead and url and not result.partial and is_segment_name(name):
-            from backup_engine.postgres.walasync import want_prefetch
-
-            spool = spool_of(destination.parent, url)
-            _remember(obj, destination.parent, url)
-            spawn = _spawner(obj, "fetch", destination.parent, spool)
-            want_prefetch(spool, name, result.raw_size, spawn)
     except WalNotFound:
         raise
     except BackupEngineError as exc:
@@ -121,6 +118,18 @@ def wal_fetch(obj: CliContext, name: str, destination: Path) -> None:
         raise WalFetchFailed(f"wal-fetch {name}: {type(exc).__name__}: {exc}") from exc
     if result.partial:
         click.echo(f"{name} served from its .partial copy (wal-stream)", err=True)
+        return
+    url = settings.repository.url
+    if settings.wal.fetch_ahead and url and is_segment_name(name):
+        try:  # prefetching only speeds recovery up: it never fails a fetch that succeeded
+            from backup_engine.postgres.walasync import want_prefetch
+
+            spool = spool_of(destination.parent, url)
+            _remember(obj, destination.parent, url)
+            spawn = _spawner(obj, "fetch", destination.parent, spool)
+            want_prefetch(spool, name, result.raw_size, spawn)
+        except OSError as exc:
+            click.echo(f"prefetching after {name} is off for this call: {exc}", err=True)
 
 
 @click.command(name="wal-worker", hidden=True)
@@ -137,9 +146,9 @@ def wal_worker(obj: CliContext, kind: str, pg_wal: Path) -> None:
     def log(line: str) -> None:
         click.echo(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {kind} {line}", err=True)
 
-    settings = obj.settings()
     from backup_engine.codecs import get_codec
 
+    settings = obj.settings()
     # Segments are compressed side by side: one zstd thread each, not a pool per segment.
     zstd = settings.compression
     codec = get_codec(zstd.codec, level=zstd.level, threads=0)
