@@ -170,9 +170,8 @@ def record_query(
     name: str,
     docstring: str,
 ) -> None:
-    with connect(source_server.dsn(database)) as conn:
-        rows = [tuple(r) for r in conn.execute(docstring.encode()).fetchall()]
-    recorded_queries[name] = RecordedQuery(database, docstring, rows)
+    recorded_queries[name] = RecordedQuery(database, docstring, _rows(source_server.dsn(database),
+                                                                      docstring))  # fmt: skip
 
 
 @then(parsers.parse('the query "{name}" returns what was recorded'))
@@ -183,10 +182,14 @@ def query_as_recorded(
     name: str,
 ) -> None:
     recorded = recorded_queries[name]
-    with connect(restored.server.dsn(recorded.database)) as conn:
-        rows = [tuple(r) for r in conn.execute(recorded.query.encode()).fetchall()]
+    rows = _rows(restored.server.dsn(recorded.database), recorded.query)
     drill_record.expect(f"query {name!r}", _shown(recorded.rows), _shown(rows),
                         rows == recorded.rows)  # fmt: skip
+
+
+def _rows(dsn: str, query: str) -> list[tuple[Any, ...]]:
+    with connect(dsn) as conn:
+        return [tuple(r) for r in conn.execute(query.encode()).fetchall()]
 
 
 def _shown(rows: list[tuple[Any, ...]]) -> str:
