@@ -33,27 +33,59 @@ def register_wal_commands(group: click.Group) -> None:
 
 def _spawner(obj: CliContext, kind: str, pg_wal: Path, spool: Path) -> Callable[[], None]:
     """Start this tool's WAL worker for pg_wal, detached (it outlives this call), logging to
-    the spool's worker.log."""
+    the spool's worker.log. The push worker is forked from this process (no thread runs yet:
+    nothing to copy half-held), saving the interpreter start; wal-fetch has read through a
+    threaded reader by then, so its worker is a new process."""
 
     def spawn() -> None:
+        spool.mkdir(mode=0o700, parents=True, exist_ok=True)
+        log = spool / "worker.log"
+        if log.exists() and log.stat().st_size > 1 << 20:
+            log.unlink()
+        if kind == "push":
+            _fork_worker(obj, kind, pg_wal.absolute(), log)
+            return
         import subprocess
 
         from backup_engine.postgres.recovery_config import tool_argv
 
-        spool.mkdir(mode=0o700, parents=True, exist_ok=True)
-        log = spool / "worker.log"
-        mode = "wb" if log.exists() and log.stat().st_size > 1 << 20 else "ab"
         words = [*tool_argv()]
         if obj.repo:
             words += ["--repo", obj.repo]
         if obj.config:
             words += ["--config", str(obj.config.absolute())]
-        with log.open(mode) as out:
+        with log.open("ab") as out:
             subprocess.Popen([*words, "pg", "wal-worker", kind, str(pg_wal.absolute())],
                              stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                              start_new_session=True, close_fds=True)  # fmt: skip
 
     return spawn
+
+
+def _fork_worker(obj: CliContext, kind: str, pg_wal: Path, log: Path) -> None:
+    import os
+    import sys
+    import traceback
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.fork():
+        return
+    code = 0
+    try:  # the child: its own session, its output to the log, never back into the caller
+        os.setsid()
+        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        _run_worker(obj, kind, pg_wal)
+    except BaseException:  # noqa: BLE001 - a worker's failure is the log's, never the caller's
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _remember(obj: CliContext, pg_wal: Path, url: str) -> None:
@@ -137,16 +169,19 @@ def wal_fetch(obj: CliContext, name: str, destination: Path) -> None:
 @click.argument("pg_wal", type=click.Path(path_type=Path, file_okay=False))
 @click.pass_obj
 def wal_worker(obj: CliContext, kind: str, pg_wal: Path) -> None:
-    """The detached worker wal-push and wal-fetch start (one per server and kind)."""
+    """The detached worker wal-fetch starts (one per server and repository)."""
+    _run_worker(obj, kind, pg_wal)
+
+
+def _run_worker(obj: CliContext, kind: str, pg_wal: Path) -> None:
     from datetime import UTC, datetime
 
+    from backup_engine.codecs import get_codec
     from backup_engine.postgres.walasync import run_fetch_worker, run_push_worker
     from backup_engine.postgres.walspool import spool_of
 
     def log(line: str) -> None:
         click.echo(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {kind} {line}", err=True)
-
-    from backup_engine.codecs import get_codec
 
     settings = obj.settings()
     # Segments are compressed side by side: one zstd thread each, not a pool per segment.
