@@ -1,8 +1,8 @@
 """`check`: is the backup system healthy right now? Nagios-style: OK / WARNING / CRITICAL.
 
 Config valid, storage reachable and writable, the newest backup of every configured kind young
-enough, and WAL archiving alive: a forced WAL switch must reach storage within the limit (the
-live RPO probe).
+enough, the WAL waiting to be archived under [wal] queue_max_mb, and WAL archiving alive: a
+forced WAL switch must reach storage within the limit (the live RPO probe).
 """
 
 from __future__ import annotations
@@ -72,6 +72,40 @@ def _wal_probe(settings: Settings, storage: Storage) -> Finding:
     return Finding("WAL archiving", state, message, perf)
 
 
+def _wal_backlog(settings: Settings) -> Finding:
+    """WAL PostgreSQL has finished but not yet archived (its .ready files): a growing backlog
+    is an archive falling behind, and pg_wal filling the disk."""
+    import psycopg
+
+    from backup_engine.postgres.connection import connect
+
+    limit = settings.wal.queue_max_mb
+    try:
+        with connect(settings.postgres.dsn) as conn:
+            row = conn.execute(
+                "SELECT count(*) FILTER (WHERE name LIKE '%%.ready' AND length(name) = 30),"
+                " current_setting('wal_segment_size')::text FROM pg_ls_archive_statusdir()"
+            ).fetchone()
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0]
+        return Finding("WAL backlog", WARNING, f"cannot read pg_wal/archive_status ({reason}); "
+                       "grant pg_monitor to the checking role")  # fmt: skip
+    ready, size = (int(str(row[0])), _size_mb(str(row[1]))) if row else (0, 16)
+    backlog = ready * size
+    state = WARNING if limit and backlog > limit else OK
+    perf = f"wal_backlog_mb={backlog};{limit or ''}"
+    message = f"{ready} segments ({backlog} MB) waiting to be archived"
+    if state == WARNING:
+        message += f", above [wal] queue_max_mb = {limit}: the archive is falling behind"
+    return Finding("WAL backlog", state, message, perf)
+
+
+def _size_mb(setting: str) -> int:
+    """wal_segment_size as PostgreSQL shows it ('16MB', '1GB') in MB."""
+    number = int("".join(c for c in setting if c.isdigit()) or 16)
+    return number * 1024 if setting.upper().endswith("GB") else number
+
+
 def run_checks(
     settings: Settings,
     *,
@@ -97,6 +131,7 @@ def run_checks(
         findings.append(
             _age_finding("postgres", latest.stop_time if latest else None, settings, moment)
         )
+        findings.append(_wal_backlog(settings))
         if wal_probe:
             try:
                 findings.append(_wal_probe(settings, storage))

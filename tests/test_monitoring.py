@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from backup_engine.config import load_settings
 from backup_engine.drill.embedded_s3 import EmbeddedS3
 from backup_engine.drill.metrics import ALL_METRICS
 from backup_engine.health import CRITICAL, OK, WARNING, _age_finding
+from backup_engine.postgres.connection import connect
 from backup_engine.postgres.recovery_config import tool_command
 from backup_engine.servers import LocalPostgresBackend, PostgresServer
 from backup_engine.storage import S3Storage
@@ -95,6 +97,27 @@ def test_check_and_metrics_commands(
     assert healthy.stdout.startswith("BACKUP OK")
     assert "wal_probe_seconds=" in healthy.stdout and "postgres_age_hours=" in healthy.stdout
     assert "WAL archiving: segment" in healthy.stdout
+    assert re.search(r"OK +WAL backlog: \d+ segments \(\d+ MB\) waiting", healthy.stdout)
+
+    # The archiver stops (archive_command says no): segments pile up past the limit.
+    with connect(server.dsn()) as conn:
+        conn.execute("ALTER SYSTEM SET archive_command = 'false'")
+        conn.execute("SELECT pg_reload_conf()")
+        time.sleep(1)  # the archiver reads the new command
+        conn.execute("CREATE TABLE filler (n int)")
+        for _ in range(4):
+            conn.execute("INSERT INTO filler VALUES (1)")
+            conn.execute("SELECT pg_switch_wal()")
+    config.write_text(config.read_text() + "[wal]\nqueue_max_mb = 32\n")
+    behind = run(config, repo, "check", "--no-wal-probe")
+    assert behind.returncode == 1, behind.stdout
+    found = re.search(r"WARNING +WAL backlog: (\d+) segments \((\d+) MB\) waiting to be "
+                      r"archived, above \[wal\] queue_max_mb = 32", behind.stdout)  # fmt: skip
+    assert found and int(found[1]) >= 3 and int(found[2]) == 16 * int(found[1]), behind.stdout
+    assert f"wal_backlog_mb={found[2]};32" in behind.stdout
+    with connect(server.dsn()) as conn:  # archiving again, for the metrics below
+        conn.execute("ALTER SYSTEM RESET archive_command")
+        conn.execute("SELECT pg_reload_conf()")
 
     textfile = tmp_path / "backups.prom"
     assert run(config, repo, "metrics", "--textfile", str(textfile)).returncode == 0
