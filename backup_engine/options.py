@@ -267,8 +267,8 @@ OPTIONS: tuple[Option, ...] = (
         int,
         4096,
         ("BACKUP_ENGINE_WAL_QUEUE_MAX_MB",),
-        help="unarchived WAL in pg_wal above this: the async push worker warns loudly in its log "
-        "(WAL is never dropped); 0 = no limit",
+        help="unarchived WAL in pg_wal above this: check answers WARNING and the async push "
+        "worker's log says so (WAL is never dropped); 0 = no limit",
         minimum=0,
         maximum=CHECK_MAX,
     ),
