@@ -151,6 +151,7 @@ def _push_loop(storage: Storage, codec: Codec, pg_wal: Path, spool: Path, concur
                ) -> PushWorkerResult:  # fmt: skip
     done = failed = warnings = failing = 0
     retry_at: dict[str, float] = {}  # a failed file is tried again later, not in a tight loop
+    stored: set[str] = set()
     idle_since = time.monotonic()
     next_clean = 0.0
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
@@ -163,7 +164,8 @@ def _push_loop(storage: Storage, codec: Codec, pg_wal: Path, spool: Path, concur
                 warnings += _warn_backlog(pg_wal, spool, ready, queue_max_bytes, log)
                 next_clean = now + 1.0
             if failing < 2 * concurrency:  # else the store is down: let the calls report it
-                todo = [n for n in ready if n not in inflight and retry_at.get(n, 0) <= now
+                todo = [n for n in ready if n not in inflight and n not in stored
+                        and retry_at.get(n, 0) <= now
                         and not pushed(spool, pg_wal / n)]  # fmt: skip
                 for name in todo[: 2 * concurrency - len(inflight)]:
                     inflight[name] = pool.submit(_push_one, storage, codec, spool, pg_wal / name)
@@ -180,6 +182,7 @@ def _push_loop(storage: Storage, codec: Codec, pg_wal: Path, spool: Path, concur
                 error = future.exception()
                 if error is None:
                     done, failing = done + 1, 0
+                    stored.add(name)  # not read back from its .ok at every turn
                     continue
                 failed, failing = failed + 1, failing + 1
                 retry_at[name] = time.monotonic() + 5.0
