@@ -86,6 +86,8 @@ def _wal_backlog(settings: Settings) -> Finding:
                 "SELECT count(*) FILTER (WHERE name LIKE '%%.ready' AND length(name) = 30),"
                 " current_setting('wal_segment_size')::text FROM pg_ls_archive_statusdir()"
             ).fetchone()
+    except BackupEngineError as exc:  # the server cannot be reached: the WAL probe says so too
+        return Finding("WAL backlog", CRITICAL, exc.one_line())
     except psycopg.Error as exc:
         reason = str(exc).strip().splitlines()[0]
         return Finding("WAL backlog", WARNING, f"cannot read pg_wal/archive_status ({reason}); "

@@ -150,3 +150,13 @@ def test_nightly_workflow_runs_the_readme_drill_and_keeps_the_evidence() -> None
     assert "make drill" in commands and "verify-report" in commands
     upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact"))
     assert upload["if"] == "always()" and upload["with"]["path"] == "drill-report/nightly"
+
+
+def test_the_wal_backlog_of_a_server_that_cannot_be_reached_is_critical() -> None:
+    from backup_engine.health import _wal_backlog
+
+    env = {"BACKUP_ENGINE_REPOSITORY": "file:///x",
+           "BACKUP_ENGINE_PG_DSN": "host=127.0.0.1 port=1 connect_timeout=2"}  # fmt: skip
+    finding = _wal_backlog(load_settings(None, env=env))
+    assert finding.state == CRITICAL and "cannot connect to PostgreSQL" in finding.message
+    assert "\n" not in finding.message
