@@ -76,6 +76,7 @@ class RedisSettings:
 @dataclass(frozen=True)
 class MediaSettings:
     paths: tuple[str, ...]
+    concurrency: int = 4
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from backup_engine.errors import IntegrityError
 from backup_engine.media.manifest import MEDIA_SNAPSHOTS, OBJECTS_PREFIX, MediaSnapshotManifest
+from backup_engine.media.prune import PrunePlan, PruneRefused, apply_prune, plan_prune
 from backup_engine.postgres.catalog import BASE_BACKUPS
 from backup_engine.postgres.manifest import BaseBackupManifest
 from backup_engine.postgres.manifest_checks import manifest_problems
@@ -42,7 +43,7 @@ class ExpireRefused(IntegrityError):
 
 @dataclass(frozen=True)
 class ExpireItem:
-    kind: str  # "postgres", "wal", "redis", "media", "media-object"
+    kind: str  # "postgres", "wal", "redis", "media", "media-object", "media-pack"
     name: str  # backup id, or object key
     keep: bool
     reason: str
@@ -53,6 +54,7 @@ class ExpireItem:
 @dataclass
 class ExpirePlan:
     items: list[ExpireItem] = field(default_factory=list)
+    media_prune: PrunePlan | None = None  # packs: deleted last, after the index is rewritten
 
     @property
     def deletions(self) -> list[ExpireItem]:
@@ -183,7 +185,20 @@ def _refuse_unreadable(
         )
 
 
-def plan_expire(storage: Storage, policy: RetentionPolicy, now: datetime) -> ExpirePlan:
+def _media_pack_items(prune: PrunePlan) -> list[ExpireItem]:
+    return [
+        ExpireItem(
+            "media-pack", d.key, not d.delete, d.reason, (d.key,) if d.delete else (), d.bytes
+        )
+        for d in prune.packs
+    ]
+
+
+def plan_expire(
+    storage: Storage, policy: RetentionPolicy, now: datetime, *, prune_packs: bool = True
+) -> ExpirePlan:
+    """What to delete and why. `prune_packs` False: a media backup is running, so no pack is
+    deleted this time (they are reported as kept)."""
     plan = ExpirePlan()
     base = BASE_BACKUPS.list(storage)
     redis = REDIS_BACKUPS.list(storage)
@@ -211,6 +226,11 @@ def plan_expire(storage: Storage, policy: RetentionPolicy, now: datetime) -> Exp
     kept_ids = {d.backup_id for d in decisions if d.keep}
     kept_media = [m for m in media.backups if m.backup_id in kept_ids]
     plan.items += _media_object_items(list(storage.list(OBJECTS_PREFIX)), kept_media, now)
+    try:
+        plan.media_prune = plan_prune(storage, kept_media, now, GRACE, may_delete=prune_packs)
+    except PruneRefused as exc:
+        raise ExpireRefused(exc.message, hint=exc.hint) from None
+    plan.items += _media_pack_items(plan.media_prune)
     return plan
 
 
@@ -218,7 +238,11 @@ def apply_expire(storage: Storage, plan: ExpirePlan) -> int:
     """Delete what the plan says, manifest first for each backup. Returns objects deleted."""
     deleted = 0
     for item in plan.deletions:
+        if item.kind == "media-pack":
+            continue  # below, after the index that names them is rewritten
         for key in item.keys:
             storage.delete(key)
             deleted += 1
+    if plan.media_prune is not None:
+        deleted += apply_prune(storage, plan.media_prune, datetime.now(UTC))
     return deleted

@@ -94,3 +94,13 @@ def repository_lock(
     finally:
         with contextlib.suppress(StorageError):  # else it goes stale and is taken over
             storage.delete(key)
+
+
+def holders(storage: Storage, prefix: str) -> list[str]:
+    """Names of the live locks (not stale) whose name starts with `prefix`."""
+    live = []
+    for info in storage.list(f"{LOCK_PREFIX}{prefix}"):
+        holder = _read(storage, info.key)
+        if holder is not None and not _stale(holder):
+            live.append(info.key.removeprefix(LOCK_PREFIX).removesuffix(".lock"))
+    return live

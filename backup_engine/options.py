@@ -182,8 +182,19 @@ OPTIONS: tuple[Option, ...] = (
         tuple,
         (),
         ("BACKUP_ENGINE_MEDIA_PATHS",),
-        help="directories `run-all` snapshots (comma-separated in the environment)",
+        help="directories `media backup` and `run-all` snapshot (comma-separated in the "
+        "environment)",
         example=["/data/uploads"],
+    ),
+    Option(
+        "media",
+        "concurrency",
+        int,
+        4,
+        ("BACKUP_ENGINE_MEDIA_CONCURRENCY",),
+        help="packs uploaded, and fetched by restore and verify, in parallel",
+        minimum=1,
+        maximum=64,
     ),
     # The plan's retention table. Days are counted back from now; see retention.py.
     Option(

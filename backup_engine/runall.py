@@ -58,7 +58,9 @@ def configured_jobs(settings: Settings, progress: Progress) -> list[Job]:
     for path in settings.media.paths:
 
         def media(root: Path = Path(path)) -> tuple[str, int]:
-            manifest = take_media_snapshot(storage, codec, root, progress=progress)
+            manifest = take_media_snapshot(
+                storage, codec, root, progress=progress, concurrency=settings.media.concurrency
+            )
             return manifest.backup_id, manifest.new_bytes
 
         jobs.append((f"media {path}", media))

@@ -21,6 +21,7 @@ from backup_engine.drill.evidence import ScenarioRecord
 from backup_engine.drill.recovery import recovery_from
 from backup_engine.errors import BackupEngineError
 from backup_engine.expire import apply_expire, plan_expire
+from backup_engine.media.entries import encode_entry, iter_entries
 from backup_engine.media.manifest import MEDIA_SNAPSHOTS, MediaEntry, MediaSnapshotManifest
 from backup_engine.media.restore import restore_media
 from backup_engine.postgres.catalog import list_base_backups
@@ -98,14 +99,26 @@ def forge_base_tar(repository: Storage, outside: Outside) -> None:
 
 @when("the latest media snapshot gets entries that link outside and write through the link")
 def forge_media(repository: Storage, outside: Outside) -> None:
+    """The attacker rewrites the list of entries and the manifest's record of its sha256."""
     manifest = MEDIA_SNAPSHOTS.list(repository).backups[-1]
-    some_file = next(e for e in manifest.entries if e.type == "file")
-    hostile = (
+    assert manifest.entries_object is not None
+    entries = list(iter_entries(repository, manifest))
+    some_file = next(e for e in entries if e.type == "file")
+    hostile = [
         MediaEntry("escape", "symlink", 0o777, 0, target=str(outside.path)),
         replace(some_file, path="escape/sentinel", mode=0o4777),
         MediaEntry("escape2", "hardlink", 0o644, 0, target=str(outside.path / "sentinel")),
+    ]
+    lines = b"".join(encode_entry(e) for e in entries + hostile)
+    compressor = ZSTD.compressor()
+    size, sha256 = _replace(
+        repository, manifest.entries_object.key, compressor.compress(lines) + compressor.flush()
     )
-    forged: MediaSnapshotManifest = replace(manifest, entries=manifest.entries + hostile)
+    forged: MediaSnapshotManifest = replace(
+        manifest,
+        entries_object=replace(manifest.entries_object, size=size, sha256=sha256),
+        entry_count=len(entries) + len(hostile),
+    )
     _replace(
         repository, MEDIA_SNAPSHOTS.manifest_key(manifest.backup_id), forged.to_json().encode()
     )

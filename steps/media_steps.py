@@ -14,6 +14,7 @@ from backup_engine.codecs import get_codec
 from backup_engine.drill.evidence import ScenarioRecord
 from backup_engine.drill.media_data import make_media_tree
 from backup_engine.drill.tree import TreeEntry, tree_fingerprint
+from backup_engine.media.entries import iter_entries
 from backup_engine.media.manifest import MEDIA_SNAPSHOTS, MediaSnapshotManifest
 from backup_engine.media.restore import MediaRestoreResult, restore_media
 from backup_engine.media.snapshot import take_media_snapshot
@@ -114,7 +115,7 @@ def media_checklist(
     count: int,
 ) -> None:
     manifest = MEDIA_SNAPSHOTS.resolve(repository, restored.result.backup_id)
-    files = {e.path: e.sha256 for e in manifest.entries if e.type == "file"}
+    files = {e.path: e.sha256 for e in iter_entries(repository, manifest) if e.type == "file"}
     actual = tree_fingerprint(restored.result.destination)
     restored_files = {p: e.sha256 for p, e in actual.items() if e.type == "file"}
     drill_record.check("media file count", count, len(restored_files), len(restored_files) == count)
@@ -129,7 +130,7 @@ def media_checklist(
 @then("the second snapshot stored only the new and changed content")
 def only_new(media_snapshots: list[MediaSnapshotManifest], drill_record: ScenarioRecord) -> None:
     first, second = media_snapshots[0], media_snapshots[1]
-    drill_record.expect("objects the second snapshot stored", 4, second.new_objects)
+    drill_record.expect("blobs the second snapshot stored", 4, second.new_objects)
     assert second.new_bytes < first.new_bytes / 100
     assert second.file_count == first.file_count + 3
 

@@ -20,7 +20,9 @@ from backup_engine.drill.media_data import make_media_tree
 from backup_engine.drill.tree import tree_fingerprint
 from backup_engine.errors import CorruptObject, TargetNotEmpty, UsageError
 from backup_engine.media import snapshot as snapshot_module
-from backup_engine.media.manifest import MEDIA_SNAPSHOTS, MediaEntry, object_key
+from backup_engine.media.entries import iter_entries
+from backup_engine.media.index import load_index
+from backup_engine.media.manifest import MEDIA_SNAPSHOTS, MediaEntry, MediaSnapshotManifest
 from backup_engine.media.restore import PartialRestore, restore_media, verify_media
 from backup_engine.media.snapshot import take_media_snapshot
 from backup_engine.storage import LocalStorage, Storage
@@ -44,13 +46,29 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path / "uploads"
 
 
+def entries_of(repo: Storage, manifest: MediaSnapshotManifest) -> dict[str, MediaEntry]:
+    return {e.path: e for e in iter_entries(repo, manifest)}
+
+
+def damage_blob(repo: Storage, blob_id: str) -> None:
+    """As an attacker or a failing disk would: one byte of one blob, inside its pack."""
+    location = load_index(repo).locations[blob_id]
+    data = bytearray(repo.get_bytes(location.pack))
+    data[location.offset + location.length // 2] ^= 0xFF
+    repo.delete(location.pack)
+    repo.put_bytes(location.pack, bytes(data))
+
+
 def test_round_trip_is_byte_identical(repo: Storage, tree: Path, tmp_path: Path) -> None:
     before = tree_fingerprint(tree)
     manifest = take_media_snapshot(repo, ZSTD, tree)
-    assert manifest.file_count == 23 and manifest.new_objects == 22  # one duplicate stored once
+    # 22 distinct contents (one duplicate, one empty file); the 3 MiB file is one blob
+    assert manifest.file_count == 23 and manifest.new_objects == 21
+    objects = [o.key for o in repo.list("media/")]
+    assert len(objects) == 4, objects  # one pack, one index, the entries, the manifest
     restore_media(repo, "latest", tmp_path / "out")
     assert tree_fingerprint(tmp_path / "out") == before
-    assert verify_media(repo, "latest").objects == 22
+    assert verify_media(repo, "latest").objects == 21
 
 
 def test_unchanged_files_are_not_read_again(
@@ -59,26 +77,25 @@ def test_unchanged_files_are_not_read_again(
     take_media_snapshot(repo, ZSTD, tree)
     (tree / "fresh.txt").write_text("new")
     hashed: list[Path] = []
-    original = snapshot_module._read_once
+    original = snapshot_module._Walker._read
 
-    def counting(path: Path, sink: Any = None) -> Any:
+    def counting(self: Any, path: Path) -> Any:
         hashed.append(path)
-        return original(path, sink)
+        return original(self, path)
 
-    monkeypatch.setattr(snapshot_module, "_read_once", counting)
+    monkeypatch.setattr(snapshot_module._Walker, "_read", counting)
     second = take_media_snapshot(repo, ZSTD, tree)
-    assert [p.name for p in hashed] == ["fresh.txt", "fresh.txt"]  # hashed, then stored
+    assert [p.name for p in hashed] == ["fresh.txt"]  # read once: hashed and packed together
     assert second.new_objects == 1
 
 
-def test_a_missing_object_is_named_by_verify_and_restore(
+def test_a_damaged_blob_is_named_by_verify_and_restore(
     repo: Storage, tree: Path, tmp_path: Path
 ) -> None:
     manifest = take_media_snapshot(repo, ZSTD, tree)
-    entry = next(e for e in manifest.entries if e.path == "documents/2026/11/invoice-0001.pdf")
-    assert entry.sha256 is not None
-    repo.delete(object_key(entry.sha256, ZSTD.suffix))
-    with pytest.raises(CorruptObject, match=r"invoice-0001\.pdf"):
+    entry = entries_of(repo, manifest)["documents/2026/11/invoice-0001.pdf"]
+    damage_blob(repo, entry.blobs()[0])
+    with pytest.raises(CorruptObject, match=entry.blobs()[0][:16]):
         verify_media(repo, "latest")
     with pytest.raises(PartialRestore, match=r"1 could not be restored: .*invoice-0001\.pdf") as e:
         restore_media(repo, "latest", tmp_path / "out")
@@ -88,18 +105,20 @@ def test_a_missing_object_is_named_by_verify_and_restore(
     assert (tmp_path / "out" / "videos-large.bin").stat().st_size == 3 * 1024 * 1024
 
 
-def test_a_damaged_object_is_detected(tree: Path, tmp_path: Path) -> None:
-    (tmp_path / "repo").mkdir()
-    repo = LocalStorage(tmp_path / "repo")
+def test_a_missing_pack_is_named_and_the_rest_restored(
+    repo: Storage, tree: Path, tmp_path: Path
+) -> None:
     manifest = take_media_snapshot(repo, ZSTD, tree)
-    entry = next(e for e in manifest.entries if e.path == "videos-large.bin")
-    assert entry.sha256 is not None
-    stored = repo.root / object_key(entry.sha256, ZSTD.suffix)
-    data = bytearray(stored.read_bytes())
-    data[1000] ^= 0xFF
-    stored.write_bytes(bytes(data))
-    with pytest.raises(CorruptObject, match=r"videos-large\.bin"):
+    (pack,) = [o.key for o in repo.list("media/packs/")]
+    repo.delete(pack)
+    with pytest.raises(CorruptObject, match="is missing"):
         verify_media(repo, "latest")
+    with pytest.raises(PartialRestore, match="is missing") as e:
+        restore_media(repo, "latest", tmp_path / "out")
+    assert e.value.result.files == 1  # the empty file; every folder and link came back too
+    assert (tmp_path / "out" / "empty-folder").is_dir()
+    assert os.readlink(tmp_path / "out" / "latest-notes") == "documents/2026/11/notes.txt"
+    assert manifest.file_count == 23
 
 
 def test_restore_refuses_a_non_empty_directory(repo: Storage, tree: Path, tmp_path: Path) -> None:
@@ -116,7 +135,7 @@ def test_a_manifest_cannot_write_outside_the_target(tmp_path: Path, tree: Path) 
     (tmp_path / "repo").mkdir()
     repo = LocalStorage(tmp_path / "repo")
     manifest = take_media_snapshot(repo, ZSTD, tree)
-    evil = replace(manifest, entries=(MediaEntry("../escaped", "dir", 0o755, 0),))
+    evil = replace(manifest, format_version=1, entries=(MediaEntry("../escaped", "dir", 0o755, 0),))
     repo.put_bytes(MEDIA_SNAPSHOTS.manifest_key(manifest.backup_id), evil.to_json().encode())
     with pytest.raises(CorruptObject, match=r"cannot be read: .*not inside the snapshot"):
         restore_media(repo, "latest", tmp_path / "out")
@@ -142,7 +161,7 @@ def test_command_line(tree: Path, tmp_path: Path) -> None:
     taken = cli("backup", "--path", str(tree), "--json")
     assert taken.returncode == 0, taken.stderr
     assert json.loads(taken.stdout)["file_count"] == 23
-    assert "new: 0 objects" in cli("backup", "--path", str(tree)).stdout
+    assert "new: 0 blobs" in cli("backup", "--path", str(tree)).stdout
     listed = json.loads(cli("list", "--json").stdout)["backups"]
     assert len(listed) == 2 and listed[0]["file_count"] == 23 and "entries" not in listed[0]
     assert cli("verify", "latest").returncode == 0
@@ -161,11 +180,11 @@ def test_a_file_written_while_read_is_read_again_and_recorded_exactly(
     repo = LocalStorage(tmp_path / "repo")
     growing = tree / "growing.log"
     growing.write_bytes(b"first line\n")
-    original = snapshot_module._read_once
+    original = snapshot_module._Walker._read
     appended: list[int] = []
 
-    def append_once(path: Path, sink: Any = None) -> Any:
-        result = original(path, sink)
+    def append_once(self: Any, path: Path) -> Any:
+        result = original(self, path)
         if path == growing and not appended:  # the writer was busy during the first read
             with growing.open("ab") as fh:
                 fh.write(b"second line\n")
@@ -173,10 +192,10 @@ def test_a_file_written_while_read_is_read_again_and_recorded_exactly(
             appended.append(1)
         return result
 
-    monkeypatch.setattr(snapshot_module, "_read_once", append_once)
+    monkeypatch.setattr(snapshot_module._Walker, "_read", append_once)
     # The append lands after the read: that read must not be recorded as the file's content.
     manifest = take_media_snapshot(repo, ZSTD, tree)
-    entry = next(e for e in manifest.entries if e.path == "growing.log")
+    entry = entries_of(repo, manifest)["growing.log"]
     restore_media(repo, "latest", tmp_path / "out")
     restored = (tmp_path / "out" / "growing.log").read_bytes()
     assert entry.size == len(restored) and hashlib.sha256(restored).hexdigest() == entry.sha256
@@ -190,16 +209,16 @@ def test_files_that_keep_changing_or_vanish_are_listed_not_recorded_wrong(
     (tree / "busy.db").write_bytes(b"x" * 1000)
     (tree / "gone.tmp").write_bytes(b"y")
     os.mkfifo(tree / "pipe")
-    original = snapshot_module._read_once
+    original = snapshot_module._Walker._read
 
-    def hostile(path: Path, sink: Any = None) -> Any:
+    def hostile(self: Any, path: Path) -> Any:
         if path.name == "gone.tmp":
             path.unlink(missing_ok=True)
         if path.name == "busy.db":
             raise snapshot_module.FileChanged(f"{path} changed while it was read")
-        return original(path, sink)
+        return original(self, path)
 
-    monkeypatch.setattr(snapshot_module, "_read_once", hostile)
+    monkeypatch.setattr(snapshot_module._Walker, "_read", hostile)
     manifest = take_media_snapshot(repo, ZSTD, tree)
     skipped = {s.path: s.reason for s in manifest.skipped}
     assert skipped == {
@@ -207,7 +226,7 @@ def test_files_that_keep_changing_or_vanish_are_listed_not_recorded_wrong(
         "gone.tmp": "vanished while read",
         "pipe": "fifo",
     }
-    assert {"busy.db", "gone.tmp", "pipe"}.isdisjoint(e.path for e in manifest.entries)
+    assert {"busy.db", "gone.tmp", "pipe"}.isdisjoint(entries_of(repo, manifest))
     verify_media(repo, "latest")
 
 

@@ -25,35 +25,45 @@ def media() -> None:
 @media.command()
 @click.option(
     "--path",
-    "root",
-    required=True,
+    "roots",
+    multiple=True,
     type=click.Path(path_type=Path, file_okay=False),
-    help="The directory to snapshot.",
+    help="The directory to snapshot (repeatable); default: [media] paths of the configuration.",
 )
 @click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
 @json_option
 @click.pass_obj
-def backup(obj: CliContext, root: Path, no_progress: bool, json_output: bool) -> None:
-    """Snapshot a directory: new content uploaded once, unchanged files not even read."""
+def backup(obj: CliContext, roots: tuple[Path, ...], no_progress: bool, json_output: bool) -> None:
+    """Snapshot directories: new content packed and uploaded once, unchanged files not read."""
+    from backup_engine.errors import UsageError
     from backup_engine.media.snapshot import take_media_snapshot
 
     settings = obj.settings()
-    manifest = take_media_snapshot(
-        settings.open_storage(),
-        settings.compression.get(),
-        root,
-        progress=obj.progress(json_output=json_output, enabled=not no_progress),
-    )
-    if json_output:
-        emit_json(_summary(manifest))
-        return
-    click.echo(
-        f"media snapshot {manifest.backup_id} complete: {manifest.file_count} files, "
-        f"{human_bytes(manifest.total_bytes)}; new: {manifest.new_objects} objects, "
-        f"{human_bytes(manifest.new_bytes)} stored"
-    )
-    for skipped in manifest.skipped:  # never dropped silently
-        click.echo(f"skipped {skipped.path}: {skipped.reason}", err=True)
+    roots = roots or tuple(Path(p) for p in settings.media.paths)
+    if not roots:
+        raise UsageError(
+            "no directory to snapshot",
+            hint="pass --path DIR, or list directories in [media] paths of the configuration",
+        )
+    storage = settings.open_storage()
+    for root in roots:
+        manifest = take_media_snapshot(
+            storage,
+            settings.compression.get(),
+            root,
+            progress=obj.progress(json_output=json_output, enabled=not no_progress),
+            concurrency=settings.media.concurrency,
+        )
+        if json_output:
+            emit_json(_summary(manifest))
+            continue
+        click.echo(
+            f"media snapshot {manifest.backup_id} of {root} complete: {manifest.file_count} "
+            f"files, {human_bytes(manifest.total_bytes)}; new: {manifest.new_objects} blobs, "
+            f"{human_bytes(manifest.new_bytes)} stored"
+        )
+        for skipped in manifest.skipped:  # never dropped silently
+            click.echo(f"skipped {skipped.path}: {skipped.reason}", err=True)
 
 
 @media.command(name="list")
@@ -99,12 +109,15 @@ def verify(obj: CliContext, backup_id: str, json_output: bool) -> None:
     """Every object a snapshot refers to exists and matches its sha256."""
     from backup_engine.media.restore import verify_media
 
-    result = verify_media(obj.settings().open_storage(), backup_id)
+    settings = obj.settings()
+    result = verify_media(
+        settings.open_storage(), backup_id, concurrency=settings.media.concurrency
+    )
     if json_output:
         emit_json({"backup_id": result.backup_id, "ok": True, "objects": result.objects})
         return
     click.echo(
-        f"media snapshot {result.backup_id} OK: {result.objects} objects match their sha256 "
+        f"media snapshot {result.backup_id} OK: {result.objects} blobs match their sha256 "
         f"({format_duration(result.seconds)})"
     )
 
@@ -118,6 +131,14 @@ def verify(obj: CliContext, backup_id: str, json_output: bool) -> None:
     type=click.Path(path_type=Path, file_okay=False),
     help="Directory to restore into; must be empty or not exist.",
 )
+@click.option(
+    "--include",
+    "include",
+    multiple=True,
+    metavar="PATTERN",
+    help="Restore only entries matching this path (or below a matching folder), e.g. "
+    "'users/0042' or 'photos/2026-*' (repeatable).",
+)
 @click.option("--force", is_flag=True, help="Move a non-empty --to aside first (never deleted).")
 @click.option(
     "--keep-setid",
@@ -130,6 +151,7 @@ def restore(
     obj: CliContext,
     backup_id: str,
     destination: Path,
+    include: tuple[str, ...],
     force: bool,
     keep_setid: bool,
     json_output: bool,
@@ -141,8 +163,15 @@ def restore(
     """
     from backup_engine.media.restore import restore_media
 
+    settings = obj.settings()
     result = restore_media(
-        obj.settings().open_storage(), backup_id, destination, force=force, keep_setid=keep_setid
+        settings.open_storage(),
+        backup_id,
+        destination,
+        force=force,
+        keep_setid=keep_setid,
+        include=include,
+        concurrency=settings.media.concurrency,
     )
     if json_output:
         emit_json(

@@ -57,6 +57,7 @@ def expire(obj: CliContext, dry_run: bool, json_output: bool) -> None:
     from datetime import UTC, datetime
 
     from backup_engine.expire import apply_expire, plan_expire
+    from backup_engine.media.prune import pruning
     from backup_engine.retention import RetentionPolicy
 
     settings = obj.settings()
@@ -66,8 +67,14 @@ def expire(obj: CliContext, dry_run: bool, json_output: bool) -> None:
     policy = RetentionPolicy(
         r.daily_days, r.weekly_days, r.weekly_day, r.wal_days, r.redis_days, r.media_days
     )
-    plan = plan_expire(storage, policy, datetime.now(UTC))
-    deleted = 0 if dry_run else apply_expire(storage, plan)
+    if dry_run:
+        plan, deleted = plan_expire(storage, policy, datetime.now(UTC)), 0
+    else:
+        with pruning(storage) as no_media_backup_running:
+            plan = plan_expire(
+                storage, policy, datetime.now(UTC), prune_packs=no_media_backup_running
+            )
+            deleted = apply_expire(storage, plan)
     if json_output:
         emit_json(
             {
@@ -85,7 +92,7 @@ def expire(obj: CliContext, dry_run: bool, json_output: bool) -> None:
     rows = [
         (i.kind, i.name, "keep" if i.keep else ("would delete" if dry_run else "deleted"), i.reason)
         for i in plan.items
-        if not (i.keep and i.kind in ("wal", "media-object"))
+        if not (i.keep and i.kind in ("wal", "media-object", "media-pack"))
     ]
     if rows:
         emit_table(("KIND", "NAME", "ACTION", "WHY"), rows)

@@ -1,20 +1,25 @@
-"""A media snapshot: every path under the backed-up directory, with the object holding it.
+"""A media snapshot: every path under the backed-up directory, with the content it held.
 
-Objects are content-addressed (`media/objects/<sha256[:2]>/<sha256>.zst`) and shared by all
-snapshots: a file is stored once however many snapshots and paths refer to it. A snapshot's
-`snapshot.json` is written last; objects are deleted (by expire) only when no retained snapshot
-refers to them.
+Format 2 (written today): file content lives in blobs packed into shared packs (packs.py,
+index.py); a file names its blobs (one, or one per 4 MiB chunk of a large file). The list of
+entries is its own object, `entries.jsonl.zst` (JSON lines, compressed), whose size and sha256
+`snapshot.json` records, so a million files never make a million-entry JSON document.
+Format 1 (still read and restored): one object per file under `media/objects/`, entries inline.
+`snapshot.json` is written last; shared content is deleted (by expire) only when no kept
+snapshot refers to it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
 from backup_engine.codecs import get_codec
 from backup_engine.manifests import ManifestMixin, StoredFile
+from backup_engine.media.packs import chunks_of
 from backup_engine.snapshots import SnapshotKind
 
 KIND = "media-snapshot"
@@ -38,6 +43,14 @@ class MediaEntry:
     size: int = 0
     sha256: str | None = None  # files: of the content (the object's name)
     target: str | None = None  # symlinks: what they point to; hard links: the first path
+    chunks: tuple[str, ...] | None = None  # format 2, files of more than one blob: their ids
+    inode: int | None = None  # format 2: with size and mtime, says a file is unchanged
+
+    def blobs(self) -> tuple[str, ...]:
+        """Format 2: the blobs holding this file's content, in order."""
+        if self.chunks is not None:
+            return self.chunks
+        return (self.sha256,) if self.sha256 and self.size else ()
 
     def problem(self) -> str | None:
         """Why this entry (read from the repository) cannot be trusted, or None."""
@@ -60,6 +73,11 @@ class MediaEntry:
             isinstance(self.target, str) and self.target
         ):
             return f"{self.path!r} is a {self.type} without a target"
+        if self.chunks is not None and not (
+            isinstance(self.chunks, tuple)
+            and all(isinstance(c, str) and _SHA256.match(c) for c in self.chunks)
+        ):
+            return f"{self.path!r} has a bad chunk list"
         if self.type == "hardlink" and self.target is not None:
             target = self.target.split("/")
             if self.target.startswith("/") or ".." in target or "" in target:
@@ -76,6 +94,7 @@ class SkippedEntry:
 @dataclass(frozen=True)
 class MediaSnapshotManifest(ManifestMixin):
     KIND: ClassVar[str] = KIND
+    FORMAT_VERSION: ClassVar[int] = 2
 
     backup_id: str
     start_time: datetime
@@ -93,35 +112,66 @@ class MediaSnapshotManifest(ManifestMixin):
     root_mode: int | None = None  # the backed-up directory itself
     root_mtime_ns: int | None = None
     skipped: tuple[SkippedEntry, ...] = ()  # what was not backed up, and why
+    entries_object: StoredFile | None = None  # format 2: the entries, as JSON lines
+    entry_count: int = 0  # format 2
+    files_total: int = 0  # format 2
+    bytes_total: int = 0  # format 2
+
+    @property
+    def packed(self) -> bool:
+        return self.format_version >= 2
 
     @property
     def file_count(self) -> int:
+        if self.packed:
+            return self.files_total
         return sum(1 for e in self.entries if e.type == "file")
 
     @property
     def total_bytes(self) -> int:
+        if self.packed:
+            return self.bytes_total
         return sum(e.size for e in self.entries if e.type == "file")
 
     def object_keys(self) -> set[str]:
+        """Format 1: the per-file objects this snapshot refers to."""
         suffix = get_codec(self.compression).suffix
         return {object_key(e.sha256, suffix) for e in self.entries if e.sha256}
 
     @classmethod
     def _decode(cls, data: dict[str, Any]) -> dict[str, Any]:
-        data["entries"] = tuple(MediaEntry(**e) for e in data["entries"])
+        data["entries"] = tuple(check_entries(decode_entry(e) for e in data["entries"]))
         data["skipped"] = tuple(SkippedEntry(**e) for e in data.get("skipped", ()))
-        seen: set[str] = set()
-        for entry in data["entries"]:
-            problem = entry.problem()
-            if problem is None and entry.path in seen:
-                problem = f"{entry.path!r} appears twice"
-            if problem is not None:
-                raise ValueError(f"entry {problem}")
-            seen.add(entry.path)
+        if data.get("entries_object") is not None:
+            data["entries_object"] = StoredFile(**data["entries_object"])
         root_mode = data.get("root_mode")
         if root_mode is not None and not (isinstance(root_mode, int) and 0 <= root_mode <= 0o7777):
             raise ValueError(f"root_mode {root_mode!r}")
         return data
+
+
+def decode_entry(item: Any) -> MediaEntry:
+    if not isinstance(item, dict):
+        raise ValueError("an entry is not an object")
+    if isinstance(item.get("chunks"), list):
+        item = {**item, "chunks": tuple(item["chunks"])}
+    return MediaEntry(**item)
+
+
+def check_entries(entries: Iterable[MediaEntry], *, packed: bool = False) -> Iterator[MediaEntry]:
+    """Each entry trusted only once it makes sense on its own, and no path twice."""
+    seen: set[str] = set()
+    for entry in entries:
+        problem = entry.problem()
+        if problem is None and entry.path in seen:
+            problem = f"{entry.path!r} appears twice"
+        blobs = len(entry.blobs())
+        if problem is None and packed and entry.type == "file" and blobs != chunks_of(entry.size):
+            problem = f"{entry.path!r} has {blobs} blobs for {entry.size} bytes"
+        if problem is not None:
+            raise ValueError(f"entry {problem}")
+        seen.add(entry.path)
+        yield entry
 
 
 def _parse(data: bytes, where: str) -> MediaSnapshotManifest:

@@ -1,4 +1,5 @@
-"""Restoring a media snapshot into an empty directory, and verifying a snapshot's objects."""
+"""Restoring a media snapshot into an empty directory, and verifying a snapshot's content
+(format 2, packed, in packed_restore.py; format 1, one object per file, here)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from pathlib import Path
 import zstandard
 
 from backup_engine.codecs import get_codec
-from backup_engine.errors import CorruptObject, IntegrityError, ObjectNotFound
+from backup_engine.errors import CorruptObject, IntegrityError, ObjectNotFound, UsageError
 from backup_engine.media.manifest import (
     MEDIA_SNAPSHOTS,
     MediaEntry,
     MediaSnapshotManifest,
     object_key,
 )
+from backup_engine.media.packed_restore import PackedRestore, Selection, verify_packed
 from backup_engine.progress import Progress
 from backup_engine.safefs import Attributes, SafeTree
 from backup_engine.storage.base import Storage
@@ -129,12 +131,21 @@ def restore_media(
     force: bool = False,
     keep_setid: bool = False,
     progress: Progress | None = None,
+    include: tuple[str, ...] = (),
+    concurrency: int = 4,
 ) -> MediaRestoreResult:
-    """Restore a snapshot into an empty directory. Every entry is written through SafeTree (no
-    entry can reach outside the destination); an object that is missing or damaged is named
-    and skipped, the rest is restored, and PartialRestore (exit 4) says what is missing."""
+    """Restore a snapshot (or, with `include`, the entries matching those patterns) into an
+    empty directory. Every entry is written through SafeTree (no entry can reach outside the
+    destination); content that is missing or damaged is named and skipped, the rest is
+    restored, and PartialRestore (exit 4) says what is missing."""
     started = time.monotonic()
     manifest = MEDIA_SNAPSHOTS.resolve(storage, ref)
+    if include and not manifest.packed:
+        raise UsageError(
+            f"media snapshot {manifest.backup_id} was taken by an older version (format 1): "
+            "--include restores only snapshots of format 2",
+            hint="restore it whole, then copy the folder you need",
+        )
     destination = destination.absolute()
     total = files = 0
     failed: list[str] = []
@@ -147,7 +158,11 @@ def restore_media(
             destination, f"media snapshot {manifest.backup_id}", keep_setid=keep_setid
         ) as tree,
     ):
-        for entry in manifest.entries:
+        if manifest.packed:
+            packed = PackedRestore(storage, tree, task, concurrency, Selection(include))
+            packed.run(manifest)
+            total, files, failed = packed.bytes, packed.files, packed.failed
+        for entry in manifest.entries:  # format 1
             try:
                 written = _restore_entry(storage, manifest, entry, tree)
             except _Failed as exc:
@@ -177,13 +192,20 @@ class MediaVerifyResult:
 
 
 def verify_media(
-    storage: Storage, ref: str, *, progress: Progress | None = None
+    storage: Storage, ref: str, *, progress: Progress | None = None, concurrency: int = 4
 ) -> MediaVerifyResult:
-    """Every object the snapshot refers to exists and holds exactly the content it names."""
+    """Every blob (format 1: object) the snapshot refers to exists and holds exactly the
+    content it names."""
     started = time.monotonic()
     manifest = MEDIA_SNAPSHOTS.resolve(storage, ref)
     checked: set[str] = set()
     failed: list[str] = []
+    if manifest.packed:
+        with (progress or Progress()).task(f"verify {manifest.backup_id}", None):
+            for blob_id, why in verify_packed(storage, manifest, concurrency):
+                checked.add(blob_id)
+                if why is not None:
+                    failed.append(f"blob {blob_id[:16]} {why}" if why.startswith("is ") else why)
     codec = get_codec(manifest.compression)
     with (progress or Progress()).task(
         f"verify {manifest.backup_id}", manifest.total_bytes

@@ -1,8 +1,11 @@
-"""Taking a media snapshot: walk the tree, store each new file once, write the manifest last.
+"""Taking a media snapshot: walk the tree, pack each new blob once, write the manifest last.
 
-Incremental like restic: a file whose size and mtime match the previous snapshot of the same
-directory keeps its recorded sha256 without being read; any other file is hashed, and uploaded
-only if no object with that hash exists yet. Files are streamed in chunks, never read whole.
+Incremental like restic: a file whose size, mtime and inode match the previous snapshot of the
+same directory keeps its recorded blobs without being read; any other file is read once, cut
+into blobs (4 MiB chunks), and each blob not in the repository's index yet is packed and
+uploaded by a worker while the walk goes on. Order of writes: packs, then the index naming them,
+then the entries, then `snapshot.json`; a crash anywhere leaves only unreferenced data, which
+prune removes.
 """
 
 from __future__ import annotations
@@ -11,38 +14,33 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from backup_engine import __version__
-from backup_engine.codecs import Codec
-from backup_engine.errors import BackupEngineError, ObjectExists, UsageError
+from backup_engine.codecs import Codec, ZstdCodec
+from backup_engine.errors import BackupEngineError, CorruptObject, UsageError
 from backup_engine.locks import repository_lock
 from backup_engine.manifests import encryption_extra
+from backup_engine.media.entries import EntriesWriter, iter_entries
+from backup_engine.media.index import load_index, write_index
 from backup_engine.media.manifest import (
     MEDIA_SNAPSHOTS,
-    OBJECTS_PREFIX,
     MediaEntry,
     MediaSnapshotManifest,
     SkippedEntry,
-    object_key,
 )
-from backup_engine.progress import Progress
+from backup_engine.media.packs import CHUNK_SIZE, PackUploader
+from backup_engine.media.prune import refuse_while_pruning
+from backup_engine.progress import Progress, ProgressTask
 from backup_engine.storage.base import Storage
 
-CHUNK = 1 << 20
 RETRIES = 3  # reads of a file that keeps changing before it is listed as skipped
 
 
 class FileChanged(BackupEngineError):
     """A file changed while it was being backed up."""
-
-
-@dataclass
-class _Upload:
-    objects: int = 0
-    bytes: int = 0
 
 
 def _walk(root: Path) -> Iterator[tuple[str, os.stat_result | None, Path]]:
@@ -65,51 +63,28 @@ class _Read:
     sha256: str
     size: int
     mtime_ns: int
+    chunks: tuple[str, ...]
 
 
-def _read_once(path: Path, sink: Callable[[bytes], None] | None = None) -> _Read:
-    """One pass over an open file: hash and count exactly the bytes read (and hand them to
-    `sink`, which compresses and uploads); the file's mtime before and after must agree."""
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as fh:
-        before = os.fstat(fh.fileno())
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-            if sink is not None:
-                sink(chunk)
-        after = os.fstat(fh.fileno())
+def _unchanged(path: Path, before: os.stat_result, after: os.stat_result, size: int) -> None:
     if (before.st_mtime_ns, before.st_size) != (after.st_mtime_ns, after.st_size) or (
         size != after.st_size
     ):
         raise FileChanged(f"{path} changed while it was read")
-    return _Read(digest.hexdigest(), size, after.st_mtime_ns)
-
-
-def _upload(storage: Storage, codec: Codec, path: Path, expected: _Read, key: str) -> int:
-    """Store the file under its content's key; the bytes stored must be the bytes hashed."""
-    try:
-        with storage.writer(key, if_absent=True) as out:
-            compressor = codec.compressor()
-            read = _read_once(path, lambda chunk: out.write(compressor.compress(chunk)))
-            out.write(compressor.flush())
-            if read != expected:
-                raise FileChanged(f"{path} changed while it was backed up")
-            return out.commit().size
-    except ObjectExists:  # stored meanwhile by a concurrent snapshot: same content by name
-        return 0
 
 
 @dataclass
 class _Walker:
-    storage: Storage
-    codec: Codec
+    uploader: PackUploader
     previous: dict[str, MediaEntry]
-    existing: set[str]
-    uploaded: _Upload = field(default_factory=_Upload)
+    known: set[str]  # blobs in the repository's index, or queued by this snapshot
+    entries: EntriesWriter
+    new_blobs: int = 0
     skipped: list[SkippedEntry] = field(default_factory=list)
     links: dict[tuple[int, int], str] = field(default_factory=dict)  # (dev, ino) -> first path
+
+    def add(self, entry: MediaEntry) -> None:
+        self.entries.add(entry)
 
     def file(self, rel: str, st: os.stat_result, path: Path) -> MediaEntry | None:
         inode = (st.st_dev, st.st_ino)
@@ -122,31 +97,54 @@ class _Walker:
         return entry
 
     def _file(self, rel: str, st: os.stat_result, path: Path) -> MediaEntry | None:
+        mode = stat.S_IMODE(st.st_mode)
         known = self.previous.get(rel)
-        reads: list[Callable[[], _Read]] = [lambda: _read_once(path)] * RETRIES
-        if known and known.sha256 and (known.size, known.mtime_ns) == (st.st_size, st.st_mtime_ns):
-            recorded = _Read(known.sha256, known.size, known.mtime_ns)
-            reads.insert(0, lambda: recorded)  # unchanged since the last snapshot: not re-read
-        for read in reads:
+        if (
+            known is not None
+            and (known.size, known.mtime_ns, known.inode) == (st.st_size, st.st_mtime_ns, st.st_ino)
+            and all(blob in self.known for blob in known.blobs())
+        ):  # unchanged since the last snapshot, and its blobs are stored: not read again
+            return replace(known, path=rel, mode=mode)
+        for _ in range(RETRIES):
             try:
-                return self._stored(rel, st, path, read())
+                read = self._read(path)
             except FileNotFoundError:
                 self.skipped.append(SkippedEntry(rel, "vanished while read"))
                 return None
             except FileChanged:
-                continue  # still being written (or not what was recorded): read it again
+                continue  # still being written: read it again
+            chunks = read.chunks if len(read.chunks) > 1 else None
+            return MediaEntry(rel, "file", mode, read.mtime_ns, read.size, read.sha256,
+                              chunks=chunks, inode=st.st_ino)  # fmt: skip
         self.skipped.append(SkippedEntry(rel, f"changed while read ({RETRIES} tries)"))
         return None
 
-    def _stored(self, rel: str, st: os.stat_result, path: Path, read: _Read) -> MediaEntry:
-        key = object_key(read.sha256, self.codec.suffix)
-        if key not in self.existing:
-            stored = _upload(self.storage, self.codec, path, read, key)
-            self.existing.add(key)
-            self.uploaded.objects += 1
-            self.uploaded.bytes += stored
-        mode = stat.S_IMODE(st.st_mode)
-        return MediaEntry(rel, "file", mode, read.mtime_ns, read.size, read.sha256)
+    def _read(self, path: Path) -> _Read:
+        """Hash the file and queue each of its blobs not stored yet, in one pass."""
+        chunks: list[str] = []
+        size = 0
+        with path.open("rb") as fh:
+            before = os.fstat(fh.fileno())
+            whole = hashlib.sha256() if before.st_size > CHUNK_SIZE else None
+            while chunk := fh.read(CHUNK_SIZE):
+                blob_id = hashlib.sha256(chunk).hexdigest()
+                if whole is not None:
+                    whole.update(chunk)
+                chunks.append(blob_id)
+                size += len(chunk)
+                if blob_id not in self.known:
+                    self.uploader.add(blob_id, chunk)
+                    self.known.add(blob_id)
+                    self.new_blobs += 1
+            after = os.fstat(fh.fileno())
+        _unchanged(path, before, after, size)
+        if whole is not None and len(chunks) > 1:
+            sha256 = whole.hexdigest()
+        elif chunks:
+            sha256 = chunks[0]
+        else:
+            sha256 = hashlib.sha256(b"").hexdigest()
+        return _Read(sha256, size, after.st_mtime_ns, tuple(chunks))
 
 
 def take_media_snapshot(
@@ -156,13 +154,15 @@ def take_media_snapshot(
     *,
     progress: Progress | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    concurrency: int = 4,
 ) -> MediaSnapshotManifest:
     root = root.absolute()
     if not root.is_dir():
         raise UsageError(f"{root} is not a directory", hint="pass the directory to back up")
     storage.check()
     with repository_lock(storage, f"media-{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"):
-        return _take(storage, codec, root, progress, clock)
+        refuse_while_pruning(storage)  # a prune could delete blobs this snapshot reuses
+        return _take(storage, codec, root, progress, clock, concurrency)
 
 
 def _take(
@@ -171,57 +171,75 @@ def _take(
     root: Path,
     progress: Progress | None,
     clock: Callable[[], datetime],
+    concurrency: int,
 ) -> MediaSnapshotManifest:
     started = clock()
-    walker = _Walker(
-        storage, codec, _previous_entries(storage, str(root)),
-        {info.key for info in storage.list(OBJECTS_PREFIX)},
-    )  # fmt: skip
-    entries: list[MediaEntry] = []
-    with (progress or Progress()).task(f"media snapshot of {root}", None) as task:
-        for rel, st, path in _walk(root):
-            if st is None:
-                walker.skipped.append(SkippedEntry(rel, "vanished while read"))
-                continue
-            mode = stat.S_IMODE(st.st_mode)
-            if stat.S_ISDIR(st.st_mode):
-                entries.append(MediaEntry(rel, "dir", mode, st.st_mtime_ns))
-            elif stat.S_ISLNK(st.st_mode):
-                try:
-                    target = os.readlink(path)
-                except FileNotFoundError:
-                    walker.skipped.append(SkippedEntry(rel, "vanished while read"))
-                    continue
-                entries.append(MediaEntry(rel, "symlink", mode, st.st_mtime_ns, target=target))
-            elif stat.S_ISREG(st.st_mode):
-                entry = walker.file(rel, st, path)
-                if entry is not None:
-                    entries.append(entry)
-                    task.advance(entry.size)
-            else:  # not media, but never dropped silently: listed in the manifest and output
-                walker.skipped.append(SkippedEntry(rel, _special_kind(st.st_mode)))
-    root_stat = root.stat()
-    uploaded = walker.uploaded
     backup_id = MEDIA_SNAPSHOTS.new_backup_id(storage, started)
+    index = load_index(storage)
+    level = codec.level if isinstance(codec, ZstdCodec) else 1
+    uploader = PackUploader(storage, "none" if codec.name == "none" else "zstd", level, concurrency)
+    entries = EntriesWriter(storage, backup_id)
+    walker = _Walker(uploader, _previous_entries(storage, str(root)), set(index.locations), entries)
+    try:
+        with (progress or Progress()).task(f"media snapshot of {root}", None) as task:
+            _walk_into(walker, root, task)
+        records = uploader.finish()
+        if records:
+            write_index(storage, backup_id, records)
+        listed = entries.commit()
+    except BaseException:
+        uploader.abort()
+        entries.abort()
+        raise
+    root_stat = root.stat()
     manifest = MediaSnapshotManifest(
         backup_id=backup_id,
         start_time=started,
         stop_time=clock(),
         source=str(root),
         compression=codec.name,
-        entries=tuple(entries),
+        entries=(),
         files=(),
-        new_objects=uploaded.objects,
-        new_bytes=uploaded.bytes,
+        new_objects=walker.new_blobs,
+        new_bytes=sum(r.size for r in records),
         tool_version=__version__,
+        format_version=2,
         extra=encryption_extra(storage),
         root_mode=stat.S_IMODE(root_stat.st_mode),
         root_mtime_ns=root_stat.st_mtime_ns,
         skipped=tuple(walker.skipped),
+        entries_object=listed,
+        entry_count=entries.count,
+        files_total=entries.files,
+        bytes_total=entries.bytes,
     )
     manifest_key = MEDIA_SNAPSHOTS.manifest_key(backup_id)
     storage.put_bytes(manifest_key, manifest.to_json().encode(), if_absent=True)
     return manifest
+
+
+def _walk_into(walker: _Walker, root: Path, task: ProgressTask) -> None:
+    for rel, st, path in _walk(root):
+        if st is None:
+            walker.skipped.append(SkippedEntry(rel, "vanished while read"))
+            continue
+        mode = stat.S_IMODE(st.st_mode)
+        if stat.S_ISDIR(st.st_mode):
+            walker.add(MediaEntry(rel, "dir", mode, st.st_mtime_ns))
+        elif stat.S_ISLNK(st.st_mode):
+            try:
+                target = os.readlink(path)
+            except FileNotFoundError:
+                walker.skipped.append(SkippedEntry(rel, "vanished while read"))
+                continue
+            walker.add(MediaEntry(rel, "symlink", mode, st.st_mtime_ns, target=target))
+        elif stat.S_ISREG(st.st_mode):
+            entry = walker.file(rel, st, path)
+            if entry is not None:
+                walker.add(entry)
+                task.advance(entry.size)
+        else:  # not media, but never dropped silently: listed in the manifest and output
+            walker.skipped.append(SkippedEntry(rel, _special_kind(st.st_mode)))
 
 
 def _special_kind(mode: int) -> str:
@@ -233,7 +251,12 @@ def _special_kind(mode: int) -> str:
 
 
 def _previous_entries(storage: Storage, source: str) -> dict[str, MediaEntry]:
+    """The files of the latest snapshot of this directory (none if its list cannot be read:
+    then every file is read again, which costs time, never correctness)."""
     for manifest in reversed(MEDIA_SNAPSHOTS.list(storage).backups):
         if manifest.source == source:
-            return {e.path: e for e in manifest.entries if e.type == "file"}
+            try:
+                return {e.path: e for e in iter_entries(storage, manifest) if e.type == "file"}
+            except CorruptObject:
+                return {}
     return {}

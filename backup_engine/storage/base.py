@@ -28,7 +28,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import IO
 
-from backup_engine.errors import ObjectNotFound, UsageError
+from backup_engine.errors import CorruptObject, ObjectNotFound, UsageError
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,25 @@ class Storage(ABC):
         with self.writer(key, metadata=metadata, if_absent=if_absent) as out:
             out.write(data)
             return out.commit()
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """Exactly `length` bytes of an object from `offset` (a short object is an error).
+        This generic one reads up to the range; stores that can seek or ask for a range do."""
+        with self.open_reader(key) as stream:
+            if stream.seekable():
+                stream.seek(offset)
+            else:
+                left = offset
+                while left > 0 and (skipped := stream.read(min(left, 1 << 20))):
+                    left -= len(skipped)
+            parts: list[bytes] = []
+            left = length
+            while left > 0 and (part := stream.read(left)):
+                parts.append(part)
+                left -= len(part)
+        if left:
+            raise CorruptObject(f"object {key} ends before byte {offset + length}")
+        return b"".join(parts)
 
     def get_bytes(self, key: str) -> bytes:
         with self.open_reader(key) as stream:

@@ -236,6 +236,9 @@ class EncryptedStorage(StorageWrapper):
             raise
         return reader
 
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        return Storage.read_range(self, key, offset, length)  # frames: decrypt from the start
+
     def stat(self, key: str) -> ObjectInfo:
         info = self.inner.stat(key)
         current = info.metadata.get(FORMAT_META) == FORMAT

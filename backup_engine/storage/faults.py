@@ -26,6 +26,9 @@ class StorageWrapper(Storage):
     def open_reader(self, key: str) -> IO[bytes]:
         return self.inner.open_reader(key)
 
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        return self.inner.read_range(key, offset, length)
+
     def stat(self, key: str) -> ObjectInfo:
         return self.inner.stat(key)
 

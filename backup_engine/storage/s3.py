@@ -23,6 +23,7 @@ from botocore.config import Config
 from backup_engine.errors import (
     BucketNotFound,
     ConfigError,
+    CorruptObject,
     ObjectExists,
     ObjectNotFound,
     StorageError,
@@ -126,6 +127,21 @@ class S3Storage(Storage):
         raw = _RangedReader(self, key, size)
         return io.BufferedReader(raw, buffer_size=MiB)
 
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        full = self._full(key)
+        end = offset + length - 1
+        response = self._call(
+            "download",
+            key,
+            lambda: self.client.get_object(
+                Bucket=self.bucket, Key=full, Range=f"bytes={offset}-{end}"
+            ),
+        )
+        body: bytes = self._call("download", key, response["Body"].read)
+        if len(body) != length:
+            raise CorruptObject(f"object {key} ends before byte {offset + length}")
+        return body
+
     def stat(self, key: str) -> ObjectInfo:
         full = self._full(key)
         head = self._call(
@@ -196,6 +212,8 @@ def translate_error(exc: Exception, storage: S3Storage, key: str | None, what: s
             )
         if code in ("NoSuchKey", "404", "NotFound"):
             return ObjectNotFound(f"object {where} not found")
+        if code in ("InvalidRange", "416"):
+            return CorruptObject(f"object {where} is shorter than the range asked for")
         if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
             return ObjectExists(f"object {where} already exists")
         if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):

@@ -1,0 +1,123 @@
+"""A snapshot's entries as a stream: written one JSON line at a time while the walk goes on,
+read back one at a time, so memory does not grow with the number of files.
+
+The entries object is untrusted: it is read whole into a spool file (memory, then disk past
+32 MiB) and checked against the size and sha256 that `snapshot.json` records before a single
+entry is believed; then each entry is checked on its own (entry.problem) and against the count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import IO
+
+import zstandard
+
+from backup_engine.errors import CorruptObject, ObjectNotFound
+from backup_engine.manifests import StoredFile
+from backup_engine.media.manifest import (
+    MEDIA_SNAPSHOTS,
+    MediaEntry,
+    MediaSnapshotManifest,
+    check_entries,
+    decode_entry,
+)
+from backup_engine.storage.base import ObjectWriter, Storage
+
+ENTRIES_NAME = "entries.jsonl.zst"
+MAX_LINE = 64 << 20  # one entry: a path and, for a huge file, its list of blob ids
+_READ = 1 << 20
+
+
+def encode_entry(entry: MediaEntry) -> bytes:
+    data = {k: v for k, v in asdict(entry).items() if v is not None}
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+class EntriesWriter:
+    """Streams entries into `media/snapshots/<id>/entries.jsonl.zst` as they are found."""
+
+    def __init__(self, storage: Storage, backup_id: str) -> None:
+        self.key = f"{MEDIA_SNAPSHOTS.backup_prefix(backup_id)}{ENTRIES_NAME}"
+        self._out: ObjectWriter = storage.writer(self.key, if_absent=True)
+        self._zstd = zstandard.ZstdCompressor(level=3, write_checksum=True).compressobj()
+        self.count = self.files = self.bytes = 0
+
+    def add(self, entry: MediaEntry) -> None:
+        self._out.write(self._zstd.compress(encode_entry(entry)))
+        self.count += 1
+        if entry.type == "file":
+            self.files += 1
+            self.bytes += entry.size
+
+    def commit(self) -> StoredFile:
+        self._out.write(self._zstd.flush())
+        stored = self._out.commit()
+        return StoredFile(ENTRIES_NAME, stored.key, stored.size, stored.sha256)
+
+    def abort(self) -> None:
+        self._out.abort()
+
+
+def _checked_copy(storage: Storage, stored: StoredFile, where: str) -> IO[bytes]:
+    spool = tempfile.SpooledTemporaryFile(max_size=32 << 20)  # noqa: SIM115 - returned open
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with storage.open_reader(stored.key) as raw:
+            while size <= stored.size and (chunk := raw.read(_READ)):
+                digest.update(chunk)
+                size += len(chunk)
+                spool.write(chunk)
+    except ObjectNotFound:
+        spool.close()
+        raise CorruptObject(f"{where}: its list of entries ({stored.key}) is missing") from None
+    if size != stored.size or digest.hexdigest() != stored.sha256:
+        spool.close()
+        raise CorruptObject(f"{where}: its list of entries does not match its sha256")
+    spool.seek(0)
+    return spool
+
+
+def _lines(spool: IO[bytes], where: str) -> Iterator[bytes]:
+    reader = zstandard.ZstdDecompressor().stream_reader(spool, read_size=_READ)
+    pending = b""
+    try:
+        while chunk := reader.read(_READ):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            yield from lines
+            if len(pending) > MAX_LINE:
+                raise CorruptObject(f"{where}: an entry is longer than {MAX_LINE} bytes")
+    except zstandard.ZstdError as exc:
+        raise CorruptObject(f"{where}: its list of entries does not decompress ({exc})") from None
+    if pending:
+        raise CorruptObject(f"{where}: its list of entries ends in the middle of a line")
+
+
+def iter_entries(storage: Storage, manifest: MediaSnapshotManifest) -> Iterator[MediaEntry]:
+    """Every entry of a snapshot, in the order of the walk (a directory before what it holds)."""
+    if not manifest.packed:
+        yield from manifest.entries
+        return
+    where = f"media snapshot {manifest.backup_id}"
+    if manifest.entries_object is None:
+        raise CorruptObject(f"{where}: the manifest names no list of entries")
+    with _checked_copy(storage, manifest.entries_object, where) as spool:
+        count = 0
+        try:
+            for entry in check_entries(
+                (decode_entry(json.loads(line)) for line in _lines(spool, where)), packed=True
+            ):
+                count += 1
+                yield entry
+        except (ValueError, TypeError) as exc:
+            raise CorruptObject(f"{where}: {exc}") from None
+        if count != manifest.entry_count:
+            raise CorruptObject(
+                f"{where}: its list holds {count} entries, the manifest says {manifest.entry_count}"
+            )

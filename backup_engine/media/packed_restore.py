@@ -1,0 +1,294 @@
+"""Restoring and verifying format-2 (packed) media snapshots.
+
+Files of one blob (nearly all media files) are grouped by pack: a worker fetches the part of a
+pack they need (ranged GETs, neighbouring blobs merged into one request) and opens each blob,
+checking its sha256; the main thread writes the files through SafeTree as each pack arrives.
+Large files are written blob by blob, the next blobs fetched ahead in parallel. At most
+`concurrency` fetches (each up to a pack) are in memory at once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+
+from backup_engine.errors import CorruptObject, ObjectNotFound
+from backup_engine.media.entries import iter_entries
+from backup_engine.media.index import BlobLocation, MediaIndex, load_index
+from backup_engine.media.manifest import MediaEntry, MediaSnapshotManifest
+from backup_engine.media.packs import open_blob
+from backup_engine.progress import ProgressTask
+from backup_engine.safefs import Attributes, SafeTree
+from backup_engine.storage.base import Storage
+from backup_engine.streams import Readable
+
+MERGE_GAP = 256 << 10  # blobs closer than this in a pack are fetched by one request
+
+
+class Unavailable(Exception):
+    """A blob that cannot be had: missing from the index or its pack, or not its sha256."""
+
+
+def _run_groups(blobs: Sequence[tuple[str, BlobLocation]]) -> list[list[tuple[str, BlobLocation]]]:
+    runs: list[list[tuple[str, BlobLocation]]] = []
+    for blob in sorted(blobs, key=lambda b: b[1].offset):
+        last = runs[-1][-1][1] if runs else None
+        if last is not None and blob[1].offset - (last.offset + last.length) <= MERGE_GAP:
+            runs[-1].append(blob)
+        else:
+            runs.append([blob])
+    return runs
+
+
+def fetch_blobs(
+    storage: Storage, pack: str, blobs: Sequence[tuple[str, BlobLocation]]
+) -> dict[str, bytes | str]:
+    """The plaintext of each blob, or why it cannot be had (a string)."""
+    out: dict[str, bytes | str] = {}
+    for run in _run_groups(blobs):
+        start = run[0][1].offset
+        end = max(loc.offset + loc.length for _, loc in run)
+        try:
+            data = storage.read_range(pack, start, end - start)
+        except ObjectNotFound:
+            out.update((blob_id, f"pack {pack} is missing") for blob_id, _ in run)
+            continue
+        except CorruptObject as exc:
+            out.update((blob_id, exc.message) for blob_id, _ in run)
+            continue
+        for blob_id, loc in run:
+            stored = data[loc.offset - start : loc.offset - start + loc.length]
+            try:
+                out[blob_id] = open_blob(loc.codec, stored, blob_id, loc.size)
+            except CorruptObject as exc:
+                out[blob_id] = f"{exc.message} (in pack {pack})"
+    return out
+
+
+@dataclass
+class Selection:
+    """`--include`: an entry is restored when it, or a directory above it, matches a pattern
+    (shell-style, matched against the whole path inside the snapshot)."""
+
+    patterns: tuple[str, ...] = ()
+
+    def wants(self, path: str) -> bool:
+        if not self.patterns:
+            return True
+        parts = path.split("/")
+        prefixes = ("/".join(parts[: i + 1]) for i in range(len(parts)))
+        return any(fnmatch.fnmatchcase(p, pat) for p in prefixes for pat in self.patterns)
+
+
+@dataclass
+class PackedRestore:
+    storage: Storage
+    tree: SafeTree
+    task: ProgressTask
+    concurrency: int
+    selection: Selection = field(default_factory=Selection)
+    files: int = 0
+    bytes: int = 0
+    failed: list[str] = field(default_factory=list)
+    _dirs: dict[str, MediaEntry] = field(default_factory=dict)
+    _made: set[str] = field(default_factory=set)
+
+    def run(self, manifest: MediaSnapshotManifest) -> None:
+        singles: list[MediaEntry] = []
+        large: list[MediaEntry] = []
+        links: list[MediaEntry] = []
+        known_files: dict[str, MediaEntry] = {}  # --include: hard links to excluded files
+        for entry in iter_entries(self.storage, manifest):
+            if entry.type == "dir":
+                self._dirs[entry.path] = entry
+            if entry.type == "file" and self.selection.patterns:
+                known_files[entry.path] = entry
+            if not self.selection.wants(entry.path):
+                continue
+            self._parents(entry.path)
+            if entry.type == "dir":
+                self._mkdir(entry)
+            elif entry.type == "file":
+                (large if len(entry.blobs()) > 1 else singles).append(entry)
+            elif entry.type == "hardlink" and not self.selection.wants(entry.target or ""):
+                target = known_files.get(entry.target or "")
+                if target is not None:  # its first name is not restored: a copy instead
+                    copy = MediaEntry(entry.path, "file", target.mode, target.mtime_ns,
+                                      target.size, target.sha256, chunks=target.chunks)  # fmt: skip
+                    (large if len(copy.blobs()) > 1 else singles).append(copy)
+            else:
+                links.append(entry)
+        index = load_index(self.storage)
+        self._singles(index, singles)
+        for entry in large:
+            self._guarded(entry, partial(self._large, index, entry))
+        for entry in links:
+            self._guarded(entry, partial(self._link, entry))
+
+    def _parents(self, path: str) -> None:
+        parts = path.split("/")[:-1]
+        for i in range(len(parts)):
+            parent = "/".join(parts[: i + 1])
+            if parent not in self._made and parent in self._dirs:
+                self._mkdir(self._dirs[parent])
+
+    def _mkdir(self, entry: MediaEntry) -> None:
+        if entry.path not in self._made:
+            self._made.add(entry.path)
+            self.tree.mkdir(entry.path, Attributes(entry.mode, entry.mtime_ns))
+
+    def _link(self, entry: MediaEntry) -> None:
+        assert entry.target is not None
+        if entry.type == "symlink":
+            self.tree.symlink(entry.path, entry.target)
+        else:
+            self.tree.hardlink(entry.path, entry.target)
+
+    def _guarded(self, entry: MediaEntry, restore: Callable[[], None]) -> None:
+        try:
+            restore()
+        except Unavailable as exc:
+            self.failed.append(f"{entry.path}: {exc}")
+            self.tree.forget(entry.path)
+
+    def _write(self, entry: MediaEntry, content: Readable) -> None:
+        attrs = Attributes(entry.mode, entry.mtime_ns)
+        self.bytes += self.tree.write_file(entry.path, content, entry.size, attrs)
+        self.files += 1
+        self.task.advance(entry.size)
+
+    def _singles(self, index: MediaIndex, entries: list[MediaEntry]) -> None:
+        by_pack: dict[str, dict[str, BlobLocation]] = defaultdict(dict)
+        waiting: dict[str, list[MediaEntry]] = defaultdict(list)
+        for entry in entries:
+            if not entry.size:
+                self._write(entry, io.BytesIO(b""))
+                continue
+            blob_id = entry.blobs()[0]
+            location = index.locations.get(blob_id)
+            if location is None:
+                self.failed.append(f"{entry.path}: blob {blob_id[:16]} is in no index")
+                continue
+            by_pack[location.pack][blob_id] = location
+            waiting[blob_id].append(entry)
+        jobs = iter(by_pack.items())
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="fetch") as pool:
+            ahead: deque[Future[dict[str, bytes | str]]] = deque()
+
+            def submit() -> None:
+                for pack, blobs in jobs:
+                    ahead.append(pool.submit(fetch_blobs, self.storage, pack, list(blobs.items())))
+                    return
+
+            for _ in range(self.concurrency):
+                submit()
+            while ahead:
+                got = ahead.popleft().result()
+                submit()
+                for blob_id, data in got.items():
+                    for entry in waiting.pop(blob_id, ()):
+                        if isinstance(data, str):
+                            self.failed.append(f"{entry.path}: {data}")
+                        elif len(data) != entry.size:
+                            self.failed.append(f"{entry.path}: its blob holds {len(data)} bytes, "
+                                               f"the snapshot says {entry.size}")  # fmt: skip
+                        else:
+                            self._write(entry, io.BytesIO(data))
+
+    def _large(self, index: MediaIndex, entry: MediaEntry) -> None:
+        locations = []
+        for blob_id in entry.blobs():
+            location = index.locations.get(blob_id)
+            if location is None:
+                raise Unavailable(f"blob {blob_id[:16]} is in no index")
+            locations.append((blob_id, location))
+        if sum(location.size for _, location in locations) != entry.size:
+            raise Unavailable(f"its blobs do not add up to the {entry.size} bytes recorded")
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="fetch") as pool:
+            self._write(entry, _Blobs(self.storage, pool, locations, self.concurrency))
+
+
+class _Blobs:
+    """A large file's content, blob by blob, the next ones fetched in parallel."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        pool: ThreadPoolExecutor,
+        blobs: list[tuple[str, BlobLocation]],
+        ahead: int,
+    ) -> None:
+        self._pending = iter(blobs)
+        self._storage, self._pool = storage, pool
+        self._ahead: deque[tuple[str, Future[dict[str, bytes | str]]]] = deque()
+        self._current = memoryview(b"")
+        for _ in range(ahead):
+            self._submit()
+
+    def _submit(self) -> None:
+        for blob_id, location in self._pending:
+            fetch = self._pool.submit(fetch_blobs, self._storage, location.pack,
+                                      [(blob_id, location)])  # fmt: skip
+            self._ahead.append((blob_id, fetch))
+            return
+
+    def read(self, size: int = -1, /) -> bytes:
+        if not self._current:
+            if not self._ahead:
+                return b""
+            blob_id, fetch = self._ahead.popleft()
+            data = fetch.result()[blob_id]
+            self._submit()
+            if isinstance(data, str):
+                raise Unavailable(data)
+            self._current = memoryview(data)
+        n = len(self._current) if size < 0 else min(size, len(self._current))
+        chunk, self._current = self._current[:n], self._current[n:]
+        return bytes(chunk)
+
+
+def packed_blobs_by_pack(
+    index: MediaIndex, blob_ids: set[str]
+) -> tuple[dict[str, list[tuple[str, BlobLocation]]], list[str]]:
+    """Needed blobs grouped by pack, and the ids no index knows."""
+    groups: dict[str, list[tuple[str, BlobLocation]]] = defaultdict(list)
+    unknown = []
+    for blob_id in sorted(blob_ids):
+        location = index.locations.get(blob_id)
+        if location is None:
+            unknown.append(blob_id)
+        else:
+            groups[location.pack].append((blob_id, location))
+    return groups, unknown
+
+
+def verify_packed(
+    storage: Storage, manifest: MediaSnapshotManifest, concurrency: int
+) -> Iterator[tuple[str, str | None]]:
+    """(blob id, None) for each blob of the snapshot that opens to its sha256, (id, why) else."""
+    needed: set[str] = set()
+    for entry in iter_entries(storage, manifest):
+        needed.update(entry.blobs())
+    groups, unknown = packed_blobs_by_pack(load_index(storage), needed)
+    for blob_id in unknown:
+        yield blob_id, "is in no index"
+
+    def check(pack: str, blobs: list[tuple[str, BlobLocation]]) -> dict[str, str | None]:
+        got = fetch_blobs(storage, pack, blobs)  # one pack at most per worker in memory
+        return {blob_id: data if isinstance(data, str) else None for blob_id, data in got.items()}
+
+    jobs = iter(groups.items())
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="verify") as pool:
+        ahead: deque[Future[dict[str, str | None]]] = deque()
+        for pack, blobs in jobs:
+            ahead.append(pool.submit(check, pack, blobs))
+            if len(ahead) < concurrency:
+                continue
+            yield from ahead.popleft().result().items()
+        while ahead:
+            yield from ahead.popleft().result().items()

@@ -1,0 +1,156 @@
+"""Packs: many small blobs in one object, so a tree of small files costs a few requests.
+
+A blob is one file's content, or one chunk of a large file: named by the sha256 of its
+plaintext, compressed on its own (so it can be read back with one ranged GET), appended to a
+pack. A pack is named by the sha256 of its bytes (`media/packs/<ab>/<sha256>`). Where each blob
+lives is recorded in the index (index.py), never inside the pack: a pack is plain data.
+
+Uploads run in a small thread pool while the walk goes on reading; at most `concurrency`
+packs are in memory at once (each up to PACK_TARGET bytes of plaintext), so memory is bounded
+whatever the tree holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import re
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import zstandard
+
+from backup_engine.errors import CorruptObject, ObjectExists
+from backup_engine.storage.base import Storage
+
+PACKS_PREFIX = "media/packs/"
+PACK_TARGET = 16 << 20  # plaintext bytes per pack; restic's default pack size
+CHUNK_SIZE = 4 << 20  # large files are cut into blobs of this size
+MAX_STORED = CHUNK_SIZE + (CHUNK_SIZE >> 6) + 4096  # zstd's worst case for one blob, bounded
+BLOB_CODECS = ("zstd", "none")
+_PACK_KEY = re.compile(r"^media/packs/([0-9a-f]{2})/([0-9a-f]{64})$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def pack_key(sha256: str) -> str:
+    return f"{PACKS_PREFIX}{sha256[:2]}/{sha256}"
+
+
+def is_pack_key(key: str) -> bool:
+    match = _PACK_KEY.match(key)
+    return bool(match) and match is not None and match.group(2).startswith(match.group(1))
+
+
+def chunks_of(data_size: int) -> int:
+    """How many blobs a file of this size is cut into (0 for an empty file)."""
+    return -(-data_size // CHUNK_SIZE)
+
+
+def compress_blob(codec: str, data: bytes, level: int = 1) -> bytes:
+    if codec == "none":
+        return data
+    return zstandard.ZstdCompressor(level=level, write_checksum=True).compress(data)
+
+
+def open_blob(codec: str, stored: bytes, blob_id: str, size: int) -> bytes:
+    """The blob's plaintext, which must be exactly `size` bytes hashing to `blob_id`;
+    decompression never produces more than `size` (+1 to notice more)."""
+    try:
+        if codec == "none":
+            data = stored
+        else:
+            reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(stored))
+            parts: list[bytes] = []
+            left = size + 1  # one byte more than recorded is enough to refuse it
+            while left > 0 and (part := reader.read(left)):
+                parts.append(part)
+                left -= len(part)
+            data = b"".join(parts)
+    except zstandard.ZstdError as exc:
+        raise CorruptObject(f"blob {blob_id[:16]} does not decompress ({exc})") from None
+    if len(data) != size or hashlib.sha256(data).hexdigest() != blob_id:
+        raise CorruptObject(f"blob {blob_id[:16]} does not match its sha256")
+    return data
+
+
+@dataclass(frozen=True)
+class PackedBlob:
+    blob_id: str
+    offset: int  # in the pack
+    length: int  # stored (compressed) bytes
+    size: int  # plaintext bytes
+
+
+@dataclass(frozen=True)
+class PackRecord:
+    key: str
+    size: int
+    codec: str
+    blobs: tuple[PackedBlob, ...]
+
+
+@dataclass
+class _Batch:
+    blobs: list[tuple[str, bytes]] = field(default_factory=list)
+    size: int = 0
+
+
+class PackUploader:
+    """Collects blobs into packs and stores each pack from a worker thread. `add` blocks while
+    `concurrency` packs are in flight; an upload failure surfaces at the next add or at finish."""
+
+    def __init__(self, storage: Storage, codec: str, level: int, concurrency: int) -> None:
+        self.storage = storage
+        self.codec = codec
+        self.level = level
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="pack")
+        self._batch = _Batch()
+        self._futures: list[Future[PackRecord]] = []
+        self.stored_bytes = 0
+
+    def add(self, blob_id: str, data: bytes) -> None:
+        self._batch.blobs.append((blob_id, data))
+        self._batch.size += len(data)
+        if self._batch.size >= PACK_TARGET:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._batch.blobs:
+            return
+        batch, self._batch = self._batch, _Batch()
+        self._slots.acquire()
+        for done in (f for f in self._futures if f.done()):
+            done.result()  # raise a failed upload now, not after the whole walk
+        self._futures.append(self._pool.submit(self._store, batch))
+
+    def _store(self, batch: _Batch) -> PackRecord:
+        try:
+            parts: list[bytes] = []
+            blobs: list[PackedBlob] = []
+            offset = 0
+            for blob_id, data in batch.blobs:
+                stored = compress_blob(self.codec, data, self.level)
+                blobs.append(PackedBlob(blob_id, offset, len(stored), len(data)))
+                parts.append(stored)
+                offset += len(stored)
+            content = b"".join(parts)
+            key = pack_key(hashlib.sha256(content).hexdigest())
+            with contextlib.suppress(ObjectExists):  # stored already: the name is their hash
+                self.storage.put_bytes(key, content, if_absent=True)
+            return PackRecord(key, len(content), self.codec, tuple(blobs))
+        finally:
+            self._slots.release()
+
+    def finish(self) -> list[PackRecord]:
+        """Store the last pack and wait for every upload; the records for the index."""
+        try:
+            self._flush()
+            return [future.result() for future in self._futures]
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def abort(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

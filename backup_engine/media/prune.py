@@ -1,0 +1,146 @@
+"""Prune: delete the packs no kept media snapshot needs, and the index entries naming them.
+
+A pack is deleted only when none of its blobs is referenced by a kept snapshot (format 2), it
+is older than the grace period, and no media backup is running: a backup reuses blobs it finds
+in the index, so prune and backups exclude each other with locks (a backup refuses to start
+while a prune holds its lock; a prune deletes no pack while a backup holds one). A pack no index
+names (left by a crashed backup) is deleted after the grace period.
+
+Order, so that a crash at any point loses nothing: first a consolidated index of every pack
+that stays is written, then the index objects it replaces are deleted, then the packs.
+Partly used packs are kept whole (their unused bytes are reported; rewriting them is left out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from backup_engine.errors import BackupEngineError, CorruptObject
+from backup_engine.locks import BackupLocked, holders, repository_lock
+from backup_engine.media.entries import iter_entries
+from backup_engine.media.index import load_index, write_index
+from backup_engine.media.manifest import MediaSnapshotManifest
+from backup_engine.media.packs import PACKS_PREFIX, PackRecord, is_pack_key
+from backup_engine.storage.base import Storage
+from backup_engine.timefmt import backup_id_for
+
+PRUNE_LOCK = "media-prune"
+BACKUP_LOCKS = "media-"  # media backups lock "media-<hash of the directory>"
+
+
+def refuse_while_pruning(storage: Storage) -> None:
+    if PRUNE_LOCK in holders(storage, PRUNE_LOCK):
+        raise BackupLocked(
+            "a media prune (backup-engine expire) is running on this repository",
+            hint="run the media backup again when expire has finished",
+        )
+
+
+@contextmanager
+def pruning(storage: Storage) -> Iterator[bool]:
+    """Hold the prune lock; yields whether packs may be deleted (no media backup running)."""
+    with repository_lock(storage, PRUNE_LOCK):
+        running = [n for n in holders(storage, BACKUP_LOCKS) if n != PRUNE_LOCK]
+        yield not running
+
+
+class PruneRefused(BackupEngineError):
+    """Prune cannot reason from what the repository holds."""
+
+    exit_code = 4
+
+
+@dataclass(frozen=True)
+class PackDecision:
+    key: str
+    delete: bool
+    reason: str
+    bytes: int
+
+
+@dataclass
+class PrunePlan:
+    packs: list[PackDecision] = field(default_factory=list)
+    keep_records: list[PackRecord] = field(default_factory=list)  # for the new index
+    replaced_indexes: list[str] = field(default_factory=list)
+
+    @property
+    def deletions(self) -> list[PackDecision]:
+        return [d for d in self.packs if d.delete]
+
+
+def referenced_blobs(storage: Storage, kept: Sequence[MediaSnapshotManifest]) -> set[str]:
+    blobs: set[str] = set()
+    for manifest in kept:
+        if manifest.packed:
+            for entry in iter_entries(storage, manifest):
+                blobs.update(entry.blobs())
+    return blobs
+
+
+def plan_prune(
+    storage: Storage,
+    kept: Sequence[MediaSnapshotManifest],
+    now: datetime,
+    grace: timedelta,
+    *,
+    may_delete: bool = True,
+) -> PrunePlan:
+    index = load_index(storage)
+    if index.unreadable:
+        key, why = index.unreadable[0]
+        raise PruneRefused(
+            f"expire deleted nothing: the media index {key} cannot be read ({why})",
+            hint="a wrong encryption key makes it unreadable; otherwise it is damaged or forged",
+        )
+    try:
+        used = referenced_blobs(storage, kept)
+    except CorruptObject as exc:
+        raise PruneRefused(
+            f"expire deleted nothing: a kept media snapshot cannot be read ({exc.message})",
+            hint="verify it with: backup-engine media verify ID",
+        ) from None
+    plan = PrunePlan()
+    for info in storage.list(PACKS_PREFIX):
+        if not is_pack_key(info.key):
+            continue
+        record = index.packs.get(info.key)
+        live = [b for b in record.blobs if b.blob_id in used] if record else []
+        if live:
+            assert record is not None
+            plan.keep_records.append(record)
+            unused = len(record.blobs) - len(live)
+            reason = f"{len(live)} of its blobs are used" + (f", {unused} not" if unused else "")
+            plan.packs.append(PackDecision(info.key, False, reason, info.size))
+            continue
+        reason = "no index names it" if record is None else "no kept media snapshot uses it"
+        fresh = info.modified is None or now - info.modified < grace
+        if fresh or not may_delete:
+            why = "written recently" if fresh else "a media backup is running"
+            plan.packs.append(PackDecision(info.key, False, f"{reason}, but {why}", info.size))
+            if record is not None:
+                plan.keep_records.append(record)
+            continue
+        plan.packs.append(PackDecision(info.key, True, reason, info.size))
+    if plan.deletions:
+        plan.replaced_indexes = list(index.sources)
+    return plan
+
+
+def apply_prune(storage: Storage, plan: PrunePlan, now: datetime) -> int:
+    """Write the consolidated index, delete the index objects it replaces, then the packs."""
+    if not plan.deletions:
+        return 0
+    deleted = 0
+    if plan.keep_records:
+        write_index(storage, f"prune-{backup_id_for(now)}", plan.keep_records)
+    for key in plan.replaced_indexes:
+        storage.delete(key)
+        deleted += 1
+    for decision in plan.deletions:
+        storage.delete(decision.key)
+        deleted += 1
+    return deleted
