@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from backup_engine.streams import Readable
 
 CHUNK = 1 << 20
 _TARGET_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO)
+_OPEN_DIRS = 64  # directory fds kept open while restoring
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -53,8 +55,10 @@ class SafeTree:
         self.chown = os.geteuid() == 0
         self._root = os.open(root, _DIR_FLAGS)
         self._dirs: list[tuple[list[str], Attributes]] = []
+        self._open_dirs: OrderedDict[tuple[str, ...], int] = OrderedDict()
 
     def close(self) -> None:
+        self._forget_dirs()
         os.close(self._root)
 
     def __enter__(self) -> SafeTree:
@@ -70,10 +74,28 @@ class SafeTree:
 
     @contextmanager
     def _directory(self, parts: list[str], *, create: bool = True) -> Iterator[int]:
-        """An fd for the directory `parts` below the root, made (0700) where missing."""
-        fd = os.dup(self._root)
+        """An fd for the directory `parts` below the root, made (0700) where missing. The fds
+        of recent directories are kept (each was reached component by component with
+        O_NOFOLLOW, and only this tree writes below the root), so a file in a deep folder
+        costs one open, not one per component."""
+        key = tuple(parts)
+        cached = self._open_dirs.get(key)
+        if cached is not None:  # a dup: an eviction by a nested call cannot close it under us
+            self._open_dirs.move_to_end(key)
+            fd = os.dup(cached)
+            try:
+                yield fd
+            finally:
+                os.close(fd)
+            return
+        start, base = 0, self._root
+        for i in range(len(parts) - 1, 0, -1):
+            if (prefix := self._open_dirs.get(key[:i])) is not None:
+                start, base = i, prefix
+                break
+        fd = os.dup(base)
         try:
-            for i, part in enumerate(parts):
+            for i, part in enumerate(parts[start:], start):
                 try:
                     following = os.open(part, _DIR_FLAGS, dir_fd=fd)
                 except FileNotFoundError:
@@ -89,9 +111,17 @@ class SafeTree:
                     raise
                 os.close(fd)
                 fd = following
+            if parts:
+                self._open_dirs[key] = os.dup(fd)
+                if len(self._open_dirs) > _OPEN_DIRS:
+                    os.close(self._open_dirs.popitem(last=False)[1])
             yield fd
         finally:
             os.close(fd)
+
+    def _forget_dirs(self) -> None:
+        while self._open_dirs:
+            os.close(self._open_dirs.popitem()[1])
 
     @contextmanager
     def _guard(self, name: str) -> Iterator[None]:
@@ -226,6 +256,7 @@ class SafeTree:
             self._finish()
 
     def _finish(self) -> None:
+        self._forget_dirs()
         for parts, attrs in sorted(self._dirs, key=lambda d: len(d[0]), reverse=True):
             with self._directory(parts, create=False) as fd:
                 self._own(fd, attrs)

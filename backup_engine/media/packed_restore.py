@@ -99,6 +99,9 @@ class PackedRestore:
     _made: set[str] = field(default_factory=set)
 
     def run(self, manifest: MediaSnapshotManifest) -> None:
+        """Read (and check) every entry first, so a list that turns out to be forged halfway
+        writes nothing; then folders, files grouped by pack, large files, links."""
+        folders: list[MediaEntry] = []
         singles: list[MediaEntry] = []
         large: list[MediaEntry] = []
         links: list[MediaEntry] = []
@@ -110,9 +113,8 @@ class PackedRestore:
                 known_files[entry.path] = entry
             if not self.selection.wants(entry.path):
                 continue
-            self._parents(entry.path)
             if entry.type == "dir":
-                self._mkdir(entry)
+                folders.append(entry)
             elif entry.type == "file":
                 (large if len(entry.blobs()) > 1 else singles).append(entry)
             elif entry.type == "hardlink" and not self.selection.wants(entry.target or ""):
@@ -123,6 +125,10 @@ class PackedRestore:
                     (large if len(copy.blobs()) > 1 else singles).append(copy)
             else:
                 links.append(entry)
+        for entry in (*folders, *singles, *large, *links):
+            self._parents(entry.path)
+            if entry.type == "dir":
+                self._mkdir(entry)
         index = load_index(self.storage)
         self._singles(index, singles)
         for entry in large:

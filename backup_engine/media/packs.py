@@ -128,19 +128,19 @@ class PackUploader:
 
     def _store(self, batch: _Batch) -> PackRecord:
         try:
-            parts: list[bytes] = []
+            content = bytearray()
             blobs: list[PackedBlob] = []
-            offset = 0
-            for blob_id, data in batch.blobs:
+            for i, (blob_id, data) in enumerate(batch.blobs):
                 stored = compress_blob(self.codec, data, self.level)
-                blobs.append(PackedBlob(blob_id, offset, len(stored), len(data)))
-                parts.append(stored)
-                offset += len(stored)
-            content = b"".join(parts)
-            key = pack_key(hashlib.sha256(content).hexdigest())
+                batch.blobs[i] = (blob_id, b"")  # the plaintext goes as its blob is packed
+                blobs.append(PackedBlob(blob_id, len(content), len(stored), len(data)))
+                content += stored
+            body = bytes(content)
+            del content
+            key = pack_key(hashlib.sha256(body).hexdigest())
             with contextlib.suppress(ObjectExists):  # stored already: the name is their hash
-                self.storage.put_bytes(key, content, if_absent=True)
-            return PackRecord(key, len(content), self.codec, tuple(blobs))
+                self.storage.put_bytes(key, body, if_absent=True)
+            return PackRecord(key, len(body), self.codec, tuple(blobs))
         finally:
             self._slots.release()
 

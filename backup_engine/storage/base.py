@@ -161,7 +161,7 @@ class Storage(ABC):
         """Exactly `length` bytes of an object from `offset` (a short object is an error).
         This generic one reads up to the range; stores that can seek or ask for a range do."""
         with self.open_reader(key) as stream:
-            if stream.seekable():
+            if getattr(stream, "seekable", lambda: False)():
                 stream.seek(offset)
             else:
                 left = offset

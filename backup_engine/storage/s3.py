@@ -9,6 +9,7 @@ size doubles every 1,000 parts: 8 MiB parts cover 8 GB, and a 10 TB object still
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import threading
 from collections import deque
@@ -29,12 +30,19 @@ from backup_engine.errors import (
     StorageError,
     StorageUnreachable,
 )
-from backup_engine.storage.base import ObjectInfo, ObjectWriter, Storage, check_key
+from backup_engine.storage.base import (
+    ObjectInfo,
+    ObjectWriter,
+    Storage,
+    StoredObject,
+    check_key,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 MiB = 1024 * 1024
+SINGLE_PUT_MAX = 64 * MiB  # below this, put_bytes is one PUT
 _BOTO_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
 _NETWORK_ERRORS = (
     botocore.exceptions.EndpointConnectionError,
@@ -126,6 +134,31 @@ class S3Storage(Storage):
         size = self.stat(key).size
         raw = _RangedReader(self, key, size)
         return io.BufferedReader(raw, buffer_size=MiB)
+
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        if_absent: bool = False,
+    ) -> StoredObject:
+        """Up to SINGLE_PUT_MAX in one PUT, without the writer's copies into parts."""
+        if len(data) > SINGLE_PUT_MAX:
+            return super().put_bytes(key, data, metadata=metadata, if_absent=if_absent)
+        check_key(key)
+        full = self._full(key)
+        args = self.options.encryption_args()
+        if metadata:
+            args["Metadata"] = dict(metadata)
+        if if_absent:
+            args["IfNoneMatch"] = "*"
+        self._call(
+            "upload",
+            key,
+            lambda: self.client.put_object(Bucket=self.bucket, Key=full, Body=data, **args),
+        )
+        return StoredObject(key, len(data), hashlib.sha256(data).hexdigest())
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         full = self._full(key)
