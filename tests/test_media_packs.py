@@ -16,14 +16,20 @@ from hypothesis import strategies as st
 
 from backup_engine.codecs import get_codec
 from backup_engine.drill.tree import TreeEntry, tree_fingerprint
-from backup_engine.errors import CorruptObject
+from backup_engine.errors import CorruptObject, UsageError
 from backup_engine.expire import ExpireRefused, apply_expire, plan_expire
 from backup_engine.locks import BackupLocked, lock_key, repository_lock
 from backup_engine.media import packs
 from backup_engine.media import snapshot as snapshot_module
 from backup_engine.media.entries import encode_entry, iter_entries
 from backup_engine.media.index import INDEX_PREFIX, decode_index, encode_index, load_index
-from backup_engine.media.manifest import MEDIA_SNAPSHOTS, MediaEntry, MediaSnapshotManifest
+from backup_engine.media.manifest import (
+    MEDIA_SNAPSHOTS,
+    OBJECTS_PREFIX,
+    MediaEntry,
+    MediaSnapshotManifest,
+    object_key,
+)
 from backup_engine.media.packs import PACKS_PREFIX, PackedBlob, PackRecord, open_blob
 from backup_engine.media.prune import PRUNE_LOCK, apply_prune, plan_prune, pruning
 from backup_engine.media.restore import PartialRestore, restore_media, verify_media
@@ -325,3 +331,56 @@ def test_pack_records_survive_the_index_round_trip() -> None:
     record = PackRecord(f"{PACKS_PREFIX}ab/ab{'1' * 62}", 30, "zstd", blobs)
 
     assert decode_index(encode_index([record])) == [record]
+
+
+# --- format 1 snapshots, written by earlier versions -------------------------------------------
+
+
+def _format1_snapshot(repo: Storage, tree: Path, backup_id: str) -> MediaSnapshotManifest:
+    """What version 0.x wrote: one zstd object per file under media/objects/, entries inline."""
+    entries = []
+    for path in sorted(tree.rglob("*")):
+        rel, st_ = path.relative_to(tree).as_posix(), path.lstat()
+        if path.is_dir():
+            entries.append(MediaEntry(rel, "dir", st_.st_mode & 0o7777, st_.st_mtime_ns))
+            continue
+        data = path.read_bytes()
+        sha = __import__("hashlib").sha256(data).hexdigest()
+        compressor = ZSTD.compressor()
+        key = object_key(sha, ZSTD.suffix)
+        if not repo.exists(key):
+            repo.put_bytes(key, compressor.compress(data) + compressor.flush())
+        entries.append(MediaEntry(rel, "file", st_.st_mode & 0o7777, st_.st_mtime_ns,
+                                  len(data), sha))  # fmt: skip
+    when = datetime(2026, 6, 1, tzinfo=UTC)
+    manifest = MediaSnapshotManifest(
+        backup_id=backup_id, start_time=when, stop_time=when, source=str(tree),
+        compression="zstd", entries=tuple(entries), files=(), new_objects=len(entries),
+        new_bytes=0, tool_version="0.9.0", format_version=1,
+    )  # fmt: skip
+    repo.put_bytes(MEDIA_SNAPSHOTS.manifest_key(backup_id), manifest.to_json().encode())
+    return manifest
+
+
+def test_format1_snapshots_stay_readable_beside_packed_ones(
+    tmp_path: Path, small_tree: Path
+) -> None:
+    repo = _repo(tmp_path)
+    before = tree_fingerprint(small_tree)
+    old = _format1_snapshot(repo, small_tree, "20260601T000000Z")
+    new = take_media_snapshot(repo, ZSTD, small_tree)  # blobs are packed anew, once
+    assert new.packed and new.new_objects == 12 and not old.packed
+    for ref in (old.backup_id, new.backup_id):
+        out = tmp_path / f"out-{ref}"
+        restore_media(repo, ref, out)
+        assert tree_fingerprint(out) == before
+        assert verify_media(repo, ref).objects == 12
+    with pytest.raises(UsageError, match="format 1"):
+        restore_media(repo, old.backup_id, tmp_path / "sub", include=("d1",))
+    objects = [o.key for o in repo.list(OBJECTS_PREFIX)]
+    plan = plan_prune(repo, [new], LATER, timedelta(days=1))
+    assert not plan.deletions  # the packed snapshot uses every pack
+    policy = replace(RetentionPolicy(), media_days=30)
+    expired = plan_expire(repo, policy, LATER)
+    gone = {i.name for i in expired.deletions}
+    assert old.backup_id in gone and set(objects) <= gone  # objects only the old one needed
