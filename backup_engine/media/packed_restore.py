@@ -28,6 +28,7 @@ from backup_engine.storage.base import Storage
 from backup_engine.streams import Readable
 
 MERGE_GAP = 256 << 10  # blobs closer than this in a pack are fetched by one request
+RUN_MAX = 4 << 20  # ... up to this many bytes per request
 
 
 class Unavailable(Exception):
@@ -35,14 +36,30 @@ class Unavailable(Exception):
 
 
 def _run_groups(blobs: Sequence[tuple[str, BlobLocation]]) -> list[list[tuple[str, BlobLocation]]]:
+    """Neighbouring blobs of one pack as runs, each fetched by one ranged GET of at most
+    RUN_MAX bytes (the unit of memory a fetch holds)."""
     runs: list[list[tuple[str, BlobLocation]]] = []
     for blob in sorted(blobs, key=lambda b: b[1].offset):
+        first = runs[-1][0][1] if runs else None
         last = runs[-1][-1][1] if runs else None
-        if last is not None and blob[1].offset - (last.offset + last.length) <= MERGE_GAP:
+        if (
+            first is not None
+            and last is not None
+            and blob[1].offset - (last.offset + last.length) <= MERGE_GAP
+            and blob[1].offset + blob[1].length - first.offset <= RUN_MAX
+        ):
             runs[-1].append(blob)
         else:
             runs.append([blob])
     return runs
+
+
+def fetch_jobs(
+    groups: dict[str, list[tuple[str, BlobLocation]]],
+) -> Iterator[tuple[str, list[tuple[str, BlobLocation]]]]:
+    for pack, blobs in groups.items():
+        for run in _run_groups(blobs):
+            yield pack, run
 
 
 def fetch_blobs(
@@ -169,7 +186,7 @@ class PackedRestore:
         self.task.advance(entry.size)
 
     def _singles(self, index: MediaIndex, entries: list[MediaEntry]) -> None:
-        by_pack: dict[str, dict[str, BlobLocation]] = defaultdict(dict)
+        by_pack: dict[str, list[tuple[str, BlobLocation]]] = defaultdict(list)
         waiting: dict[str, list[MediaEntry]] = defaultdict(list)
         for entry in entries:
             if not entry.size:
@@ -180,18 +197,19 @@ class PackedRestore:
             if location is None:
                 self.failed.append(f"{entry.path}: blob {blob_id[:16]} is in no index")
                 continue
-            by_pack[location.pack][blob_id] = location
+            if blob_id not in waiting:
+                by_pack[location.pack].append((blob_id, location))
             waiting[blob_id].append(entry)
-        jobs = iter(by_pack.items())
+        jobs = fetch_jobs(by_pack)
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="fetch") as pool:
             ahead: deque[Future[dict[str, bytes | str]]] = deque()
 
             def submit() -> None:
                 for pack, blobs in jobs:
-                    ahead.append(pool.submit(fetch_blobs, self.storage, pack, list(blobs.items())))
+                    ahead.append(pool.submit(fetch_blobs, self.storage, pack, blobs))
                     return
 
-            for _ in range(self.concurrency):
+            for _ in range(2 * self.concurrency):
                 submit()
             while ahead:
                 got = ahead.popleft().result()
@@ -288,7 +306,7 @@ def verify_packed(
         got = fetch_blobs(storage, pack, blobs)  # one pack at most per worker in memory
         return {blob_id: data if isinstance(data, str) else None for blob_id, data in got.items()}
 
-    jobs = iter(groups.items())
+    jobs = fetch_jobs(groups)
     with ThreadPoolExecutor(concurrency, thread_name_prefix="verify") as pool:
         ahead: deque[Future[dict[str, str | None]]] = deque()
         for pack, blobs in jobs:

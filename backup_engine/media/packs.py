@@ -5,8 +5,8 @@ plaintext, compressed on its own (so it can be read back with one ranged GET), a
 pack. A pack is named by the sha256 of its bytes (`media/packs/<ab>/<sha256>`). Where each blob
 lives is recorded in the index (index.py), never inside the pack: a pack is plain data.
 
-Uploads run in a small thread pool while the walk goes on reading; at most `concurrency`
-packs are in memory at once (each up to PACK_TARGET bytes of plaintext), so memory is bounded
+Uploads run in a small thread pool while the walk goes on reading; at most `concurrency` + 1
+packs are in memory at once (each about PACK_TARGET bytes, as stored), so memory is bounded
 whatever the tree holds.
 """
 
@@ -48,12 +48,6 @@ def chunks_of(data_size: int) -> int:
     return -(-data_size // CHUNK_SIZE)
 
 
-def compress_blob(codec: str, data: bytes, level: int = 1) -> bytes:
-    if codec == "none":
-        return data
-    return zstandard.ZstdCompressor(level=level, write_checksum=True).compress(data)
-
-
 def open_blob(codec: str, stored: bytes, blob_id: str, size: int) -> bytes:
     """The blob's plaintext, which must be exactly `size` bytes hashing to `blob_id`;
     decompression never produces more than `size` (+1 to notice more)."""
@@ -93,28 +87,35 @@ class PackRecord:
 
 @dataclass
 class _Batch:
-    blobs: list[tuple[str, bytes]] = field(default_factory=list)
-    size: int = 0
+    content: bytearray = field(default_factory=bytearray)  # the pack's bytes, as stored
+    blobs: list[PackedBlob] = field(default_factory=list)
 
 
 class PackUploader:
-    """Collects blobs into packs and stores each pack from a worker thread. `add` blocks while
-    `concurrency` packs are in flight; an upload failure surfaces at the next add or at finish."""
+    """Packs blobs and stores each pack from a worker thread. A blob is compressed as it is
+    added (zstd's own threads for big ones), so a pack is in memory once, as stored: at most
+    `concurrency` packs in flight plus the one being filled. `add` blocks while all workers
+    are busy; an upload failure surfaces at the next pack or at finish."""
 
     def __init__(self, storage: Storage, codec: str, level: int, concurrency: int) -> None:
         self.storage = storage
         self.codec = codec
-        self.level = level
+        self._small = zstandard.ZstdCompressor(level=level, write_checksum=True)
+        self._large = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=-1)
         self._slots = threading.BoundedSemaphore(concurrency)
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="pack")
         self._batch = _Batch()
         self._futures: list[Future[PackRecord]] = []
-        self.stored_bytes = 0
 
     def add(self, blob_id: str, data: bytes) -> None:
-        self._batch.blobs.append((blob_id, data))
-        self._batch.size += len(data)
-        if self._batch.size >= PACK_TARGET:
+        if self.codec == "none":
+            stored = data
+        else:
+            stored = (self._large if len(data) >= 1 << 20 else self._small).compress(data)
+        batch = self._batch
+        batch.blobs.append(PackedBlob(blob_id, len(batch.content), len(stored), len(data)))
+        batch.content += stored
+        if len(batch.content) >= PACK_TARGET:
             self._flush()
 
     def _flush(self) -> None:
@@ -128,19 +129,11 @@ class PackUploader:
 
     def _store(self, batch: _Batch) -> PackRecord:
         try:
-            content = bytearray()
-            blobs: list[PackedBlob] = []
-            for i, (blob_id, data) in enumerate(batch.blobs):
-                stored = compress_blob(self.codec, data, self.level)
-                batch.blobs[i] = (blob_id, b"")  # the plaintext goes as its blob is packed
-                blobs.append(PackedBlob(blob_id, len(content), len(stored), len(data)))
-                content += stored
-            body = bytes(content)
-            del content
-            key = pack_key(hashlib.sha256(body).hexdigest())
+            content = batch.content
+            key = pack_key(hashlib.sha256(content).hexdigest())
             with contextlib.suppress(ObjectExists):  # stored already: the name is their hash
-                self.storage.put_bytes(key, body, if_absent=True)
-            return PackRecord(key, len(body), self.codec, tuple(blobs))
+                self.storage.put_bytes(key, content, if_absent=True)  # no copy of it made
+            return PackRecord(key, len(content), self.codec, tuple(batch.blobs))
         finally:
             self._slots.release()
 

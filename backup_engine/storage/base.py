@@ -70,7 +70,7 @@ class ObjectWriter(ABC):
         self._sha256 = hashlib.sha256()
         self._done = False
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         if not data:
             return
         self._sha256.update(data)
@@ -101,7 +101,7 @@ class ObjectWriter(ABC):
         self.abort()
 
     @abstractmethod
-    def _write(self, data: bytes) -> None: ...
+    def _write(self, data: bytes | bytearray) -> None: ...
 
     @abstractmethod
     def _commit(self) -> None: ...
@@ -148,7 +148,7 @@ class Storage(ABC):
     def put_bytes(
         self,
         key: str,
-        data: bytes,
+        data: bytes | bytearray,
         *,
         metadata: Mapping[str, str] | None = None,
         if_absent: bool = False,

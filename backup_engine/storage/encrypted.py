@@ -105,7 +105,7 @@ class _EncryptingWriter(ObjectWriter):
         self._inner.write(len(sealed).to_bytes(4, "big") + sealed)
         self._counter += 1
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | bytearray) -> None:
         self._buffer += data
         while len(self._buffer) > FRAME:  # keep at least one byte back for the final frame
             self._frame(bytes(self._buffer[:FRAME]), final=False)

@@ -90,7 +90,7 @@ class _LocalWriter(ObjectWriter):
         )
         self._file = _private_file(self._tmp)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | bytearray) -> None:
         try:
             self._file.write(data)
         except OSError as exc:

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 import botocore.exceptions
 from botocore.config import Config
@@ -138,7 +138,7 @@ class S3Storage(Storage):
     def put_bytes(
         self,
         key: str,
-        data: bytes,
+        data: bytes | bytearray,
         *,
         metadata: Mapping[str, str] | None = None,
         if_absent: bool = False,
@@ -156,7 +156,10 @@ class S3Storage(Storage):
         self._call(
             "upload",
             key,
-            lambda: self.client.put_object(Bucket=self.bucket, Key=full, Body=data, **args),
+            # botocore takes a bytearray as it takes bytes (the stubs say bytes only)
+            lambda: self.client.put_object(
+                Bucket=self.bucket, Key=full, Body=cast(bytes, data), **args
+            ),
         )
         return StoredObject(key, len(data), hashlib.sha256(data).hexdigest())
 
@@ -284,7 +287,7 @@ class _MultipartWriter(ObjectWriter):
         self._pool: ThreadPoolExecutor | None = None
         self._slots = threading.BoundedSemaphore(storage.options.max_concurrency)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | bytearray) -> None:
         self._buffer += data
         while len(self._buffer) >= (size := self._next_part_size()):
             part = bytes(self._buffer[:size])
