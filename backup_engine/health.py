@@ -155,7 +155,7 @@ def check_backups(storage: Storage, *, deep: bool = False) -> list[Finding]:
     `deep`, every byte matches its sha256). A damaged backup is CRITICAL, named by object."""
     from backup_engine.integrity import Expected, verify_object
     from backup_engine.media.manifest import MEDIA_SNAPSHOTS
-    from backup_engine.media.restore import verify_media
+    from backup_engine.media.restore import missing_media_content, verify_media
     from backup_engine.postgres.catalog import BASE_BACKUPS
     from backup_engine.redis.manifest import REDIS_BACKUPS
 
@@ -185,12 +185,9 @@ def check_backups(storage: Storage, *, deep: bool = False) -> list[Finding]:
             if deep:
                 verify_media(storage, media.backup_id)
             else:
-                present = {info.key for info in storage.list("media/objects/")}
-                missing = sorted(media.object_keys() - present)
+                missing = missing_media_content(storage, media)
                 if missing:
-                    raise BackupEngineError(
-                        f"object {missing[0]} is missing ({len(missing)} in all)"
-                    )
+                    raise BackupEngineError(f"{missing[0]} ({len(missing)} in all)")
             findings.append(Finding(name, OK, "every object present"))
         except BackupEngineError as exc:
             findings.append(Finding(name, CRITICAL, exc.message))

@@ -384,3 +384,44 @@ def test_format1_snapshots_stay_readable_beside_packed_ones(
     expired = plan_expire(repo, policy, LATER)
     gone = {i.name for i in expired.deletions}
     assert old.backup_id in gone and set(objects) <= gone  # objects only the old one needed
+
+
+def test_check_names_a_missing_pack_of_the_newest_snapshot(
+    tmp_path: Path, small_tree: Path
+) -> None:
+    from backup_engine.health import CRITICAL, OK, check_backups
+
+    repo = _repo(tmp_path)
+    take_media_snapshot(repo, ZSTD, small_tree)
+    assert [f.state for f in check_backups(repo)] == [OK]
+    (pack,) = [o.key for o in repo.list(PACKS_PREFIX)]
+    repo.delete(pack)
+    (finding,) = check_backups(repo)
+    assert finding.state == CRITICAL and f"pack {pack} is missing" in finding.message
+
+
+def test_media_backup_takes_the_configured_paths(tmp_path: Path, small_tree: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "repo").mkdir()
+    other = _tree(tmp_path / "other", {"x.txt": b"x"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKUP_ENGINE")}
+
+    def cli(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "backup_engine", "--repo", f"file://{tmp_path / 'repo'}",
+             "media", *args],
+            capture_output=True, text=True, env={**env, **extra}, cwd=tmp_path, check=False,
+            timeout=120,
+        )  # fmt: skip
+
+    nothing = cli("backup")
+    assert nothing.returncode == 2 and "no directory to snapshot" in nothing.stderr
+    assert "Traceback" not in nothing.stderr
+    both = cli("backup", BACKUP_ENGINE_MEDIA_PATHS=f"{small_tree},{other}")
+    assert both.returncode == 0, both.stderr
+    assert f"of {small_tree} complete: 12 files" in both.stdout
+    assert f"of {other} complete: 1 files" in both.stdout
+    listed = cli("list")
+    assert str(small_tree) in listed.stdout and str(other) in listed.stdout

@@ -34,7 +34,7 @@ ENTRY_TYPES = ("file", "dir", "symlink", "hardlink")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a snapshot of a million files holds many
 class MediaEntry:
     path: str  # relative, '/'-separated
     type: str  # "file", "dir", "symlink" or "hardlink"

@@ -12,13 +12,22 @@ import zstandard
 
 from backup_engine.codecs import get_codec
 from backup_engine.errors import CorruptObject, IntegrityError, ObjectNotFound, UsageError
+from backup_engine.media.entries import iter_entries
+from backup_engine.media.index import load_index
 from backup_engine.media.manifest import (
     MEDIA_SNAPSHOTS,
+    OBJECTS_PREFIX,
     MediaEntry,
     MediaSnapshotManifest,
     object_key,
 )
-from backup_engine.media.packed_restore import PackedRestore, Selection, verify_packed
+from backup_engine.media.packed_restore import (
+    PackedRestore,
+    Selection,
+    packed_blobs_by_pack,
+    verify_packed,
+)
+from backup_engine.media.packs import PACKS_PREFIX
 from backup_engine.progress import Progress
 from backup_engine.safefs import Attributes, SafeTree
 from backup_engine.storage.base import Storage
@@ -236,3 +245,19 @@ def verify_media(
             hint="the snapshot is damaged; restore another one",
         )
     return MediaVerifyResult(manifest.backup_id, len(checked), time.monotonic() - started)
+
+
+def missing_media_content(storage: Storage, manifest: MediaSnapshotManifest) -> list[str]:
+    """What the snapshot needs and the repository does not list (without reading content):
+    format 2, blobs no index knows and packs that are gone; format 1, objects."""
+    if not manifest.packed:
+        present = {info.key for info in storage.list(OBJECTS_PREFIX)}
+        return [f"object {key} is missing" for key in sorted(manifest.object_keys() - present)]
+    needed: set[str] = set()
+    for entry in iter_entries(storage, manifest):
+        needed.update(entry.blobs())
+    groups, unknown = packed_blobs_by_pack(load_index(storage), needed)
+    present = {info.key for info in storage.list(PACKS_PREFIX)}
+    return [f"blob {blob_id[:16]} is in no index" for blob_id in unknown] + [
+        f"pack {pack} is missing" for pack in sorted(set(groups) - present)
+    ]
