@@ -218,10 +218,14 @@ def test_prune_deletes_only_packs_no_kept_snapshot_needs(tmp_path: Path) -> None
     (tree / "gone.bin").unlink()
     (tree / "new.bin").write_bytes(os.urandom(3000))
     second = take_media_snapshot(repo, ZSTD, tree)
-    repo.put_bytes(f"{PACKS_PREFIX}ab/ab{'0' * 62}", b"left by a crashed backup")
+    crashed = packs.PackUploader(repo, "zstd", 1, 1)  # stored its pack, died before the index
+    crashed.add("f" * 64, b"never indexed")
+    (orphan,) = crashed.finish()
+    repo.put_bytes(f"{PACKS_PREFIX}ab/ab{'0' * 62}", b"not a pack at all")
     plan = plan_prune(repo, [second], LATER, timedelta(days=1))
     # pack 1 holds keep.bin (still used); pack 2 new.bin; the crashed one is named by no index
-    assert [(d.delete, d.reason) for d in plan.packs if d.delete] == [(True, "no index names it")]
+    assert [(d.key, d.reason) for d in plan.deletions] == [(orphan.key, "no index names it")]
+    assert any(d.reason == "not a pack this tool wrote" for d in plan.packs)
     apply_prune(repo, plan, LATER)
     restore_media(repo, second.backup_id, tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["keep.bin", "new.bin"]
@@ -251,6 +255,31 @@ def test_expire_removes_old_snapshots_and_their_packs_and_the_rest_restores(
     restore_media(repo, "latest", tmp_path / "out")
     assert (tmp_path / "out" / "a.bin").read_bytes() == (tree / "a.bin").read_bytes()
     verify_media(repo, "latest")
+
+
+def test_a_forged_index_cannot_make_prune_delete_used_blobs(
+    tmp_path: Path, small_tree: Path
+) -> None:
+    repo = _repo(tmp_path)
+    take_media_snapshot(repo, ZSTD, small_tree)
+    (index_key,) = [o.key for o in repo.list(INDEX_PREFIX)]
+    (record,) = load_index(repo).packs.values()
+    before = sorted(o.key for o in repo.list())
+    # 1. the index lists the pack with none of its real blobs
+    fake = PackedBlob("e" * 64, 0, record.blobs[0].length, record.blobs[0].size)
+    _replace(repo, index_key, encode_index([replace(record, blobs=(fake,))]))
+    with pytest.raises(ExpireRefused, match="which no media index names"):
+        plan_expire(repo, RetentionPolicy(), LATER)
+    # 2. ... and says the used blobs live in another (real) pack, which holds other content
+    decoy = packs.PackUploader(repo, "zstd", 1, 1)
+    decoy.add("d" * 64, os.urandom(4096))
+    (other,) = decoy.finish()
+    moved = tuple(replace(b, offset=i, length=1) for i, b in enumerate(record.blobs))
+    forged = [replace(record, blobs=(fake,)), replace(other, blobs=moved)]
+    _replace(repo, index_key, encode_index(forged))
+    with pytest.raises(ExpireRefused, match="but the pack holds blob"):
+        plan_expire(repo, RetentionPolicy(), LATER)
+    assert sorted(o.key for o in repo.list()) == sorted([*before, other.key])
 
 
 def test_prune_and_media_backups_exclude_each_other(tmp_path: Path, small_tree: Path) -> None:

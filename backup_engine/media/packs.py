@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import io
 import re
+import struct
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ MAX_STORED = CHUNK_SIZE + (CHUNK_SIZE >> 6) + 4096  # zstd's worst case for one 
 BLOB_CODECS = ("zstd", "none")
 _PACK_KEY = re.compile(r"^media/packs/([0-9a-f]{2})/([0-9a-f]{64})$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+TRAILER_MAGIC = b"RDPK1"
 
 
 def pack_key(sha256: str) -> str:
@@ -67,6 +69,26 @@ def open_blob(codec: str, stored: bytes, blob_id: str, size: int) -> bytes:
     if len(data) != size or hashlib.sha256(data).hexdigest() != blob_id:
         raise CorruptObject(f"blob {blob_id[:16]} does not match its sha256")
     return data
+
+
+def pack_trailer(blob_ids: list[str]) -> bytes:
+    """What a pack says about itself, after its blobs: the ids it holds. Prune reads it before
+    deleting a pack, so a forged index cannot make it delete blobs a kept snapshot uses."""
+    ids = b"".join(bytes.fromhex(blob_id) for blob_id in blob_ids)
+    return ids + struct.pack(">I", len(blob_ids)) + TRAILER_MAGIC
+
+
+def read_pack_blob_ids(storage: Storage, key: str, size: int) -> list[str]:
+    """The blob ids a pack's trailer lists; CorruptObject if it has no valid trailer."""
+    tail = len(TRAILER_MAGIC) + 4
+    if size < tail:
+        raise CorruptObject(f"{key} is too short to be a pack")
+    end = storage.read_range(key, size - tail, tail)
+    count = struct.unpack(">I", end[:4])[0]
+    if end[4:] != TRAILER_MAGIC or count * 32 > size - tail:
+        raise CorruptObject(f"{key} does not end like a pack this tool writes")
+    ids = storage.read_range(key, size - tail - count * 32, count * 32)
+    return [ids[i : i + 32].hex() for i in range(0, len(ids), 32)]
 
 
 @dataclass(frozen=True)
@@ -122,6 +144,7 @@ class PackUploader:
         if not self._batch.blobs:
             return
         batch, self._batch = self._batch, _Batch()
+        batch.content += pack_trailer([b.blob_id for b in batch.blobs])
         self._slots.acquire()
         for done in (f for f in self._futures if f.done()):
             done.result()  # raise a failed upload now, not after the whole walk

@@ -13,9 +13,9 @@ Partly used packs are kept whole (their unused bytes are reported; rewriting the
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from backup_engine.errors import BackupEngineError, CorruptObject
@@ -23,7 +23,7 @@ from backup_engine.locks import BackupLocked, holders, repository_lock
 from backup_engine.media.entries import iter_entries
 from backup_engine.media.index import load_index, write_index
 from backup_engine.media.manifest import MediaSnapshotManifest
-from backup_engine.media.packs import PACKS_PREFIX, PackRecord, is_pack_key
+from backup_engine.media.packs import PACKS_PREFIX, PackRecord, is_pack_key, read_pack_blob_ids
 from backup_engine.storage.base import Storage
 from backup_engine.timefmt import backup_id_for
 
@@ -125,9 +125,41 @@ def plan_prune(
                 plan.keep_records.append(record)
             continue
         plan.packs.append(PackDecision(info.key, True, reason, info.size))
+    _check_deletions(storage, plan, used, index.locations.keys())
     if plan.deletions:
         plan.replaced_indexes = list(index.sources)
     return plan
+
+
+def _check_deletions(
+    storage: Storage, plan: PrunePlan, used: set[str], indexed: Iterable[str]
+) -> None:
+    """Reason from the packs themselves, not only from the index: a used blob no index names,
+    or a pack to delete whose own trailer lists a used blob, means the index is damaged or
+    forged, and nothing is deleted. An object that is not a pack this tool wrote is kept."""
+    unknown = used - set(indexed)
+    if unknown:
+        raise PruneRefused(
+            f"expire deleted nothing: a kept media snapshot uses blob {min(unknown)[:16]}, "
+            "which no media index names",
+            hint="the index is damaged or forged; verify the snapshots (backup-engine media "
+            "verify ID) before anything is deleted",
+        )
+    for n, decision in enumerate(plan.packs):
+        if not decision.delete:
+            continue
+        try:
+            held = read_pack_blob_ids(storage, decision.key, decision.bytes)
+        except CorruptObject:
+            plan.packs[n] = replace(decision, delete=False, reason="not a pack this tool wrote")
+            continue
+        needed = used.intersection(held)
+        if needed:
+            raise PruneRefused(
+                f"expire deleted nothing: the index says no kept media snapshot uses pack "
+                f"{decision.key}, but the pack holds blob {min(needed)[:16]}, which one uses",
+                hint="the media index is damaged or forged; nothing was deleted",
+            )
 
 
 def apply_prune(storage: Storage, plan: PrunePlan, now: datetime) -> int:
