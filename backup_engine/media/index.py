@@ -41,7 +41,7 @@ def index_key(name: str) -> str:
     return f"{INDEX_PREFIX}{name}.json.zst"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per blob: a million of them in a big index
 class BlobLocation:
     pack: str
     codec: str

@@ -91,7 +91,7 @@ def read_pack_blob_ids(storage: Storage, key: str, size: int) -> list[str]:
     return [ids[i : i + 32].hex() for i in range(0, len(ids), 32)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per blob: a million of them in a big index
 class PackedBlob:
     blob_id: str
     offset: int  # in the pack
