@@ -108,6 +108,12 @@ def _size_mb(setting: str) -> int:
     return number * 1024 if setting.upper().endswith("GB") else number
 
 
+NOTHING_CONFIGURED = (
+    "nothing is configured to back up ([postgres] dsn, [redis] url and [media] paths are all "
+    "empty), so no backup's age is checked"
+)
+
+
 def run_checks(
     settings: Settings,
     *,
@@ -147,6 +153,8 @@ def run_checks(
         latest_media = MEDIA_SNAPSHOTS.list(storage).latest
         stop = latest_media.stop_time if latest_media else None
         findings.append(_age_finding("media", stop, settings, moment))
+    if not (settings.postgres.dsn or settings.redis.url or settings.media.paths):
+        findings.append(Finding("config", CRITICAL, NOTHING_CONFIGURED))
     return findings
 
 

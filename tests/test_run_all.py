@@ -67,5 +67,8 @@ def test_nothing_configured(tmp_path: Path) -> None:
     config = tmp_path / "backup-engine.toml"
     config.write_text(f'[repository]\nurl = "file://{tmp_path / "repo"}"\n')
     out = run(config, "run-all")
-    assert out.returncode == 0
-    assert "nothing to back up" in out.stdout
+    assert out.returncode == 2  # a cron job with a broken configuration must not succeed
+    assert "nothing to back up" in out.stderr and "Traceback" not in out.stderr
+    checked = run(config, "check", "--no-wal-probe")
+    assert checked.returncode == 2, checked.stdout
+    assert checked.stdout.startswith("BACKUP CRITICAL - config: nothing is configured to back up")

@@ -19,17 +19,20 @@ def run_all(obj: CliContext, no_progress: bool, json_output: bool) -> None:
 
     Exits 1 if any of them failed; the summary says which and why.
     """
+    from backup_engine.errors import ConfigError
     from backup_engine.runall import run_all_backups
 
     results = run_all_backups(
         obj.settings(), progress=obj.progress(json_output=json_output, enabled=not no_progress)
     )
+    if not results:  # a cron job with a broken configuration must not succeed silently
+        raise ConfigError(
+            "nothing to back up: [postgres] dsn, [redis] url and [media] paths are all empty",
+            hint="set at least one of them in the configuration (or its BACKUP_ENGINE_* variable)",
+        )
     if json_output:
         emit_json([r.to_dict() for r in results])
     else:
-        if not results:
-            click.echo("nothing to back up: configure [postgres] dsn, [redis] url or [media] paths")
-            return
         emit_table(
             ("JOB", "STATUS", "BACKUP ID", "STORED", "SECONDS", "ERROR"),
             [
