@@ -72,3 +72,8 @@ def test_nothing_configured(tmp_path: Path) -> None:
     checked = run(config, "check", "--no-wal-probe")
     assert checked.returncode == 2, checked.stdout
     assert checked.stdout.startswith("BACKUP CRITICAL - config: nothing is configured to back up")
+    as_json = run(config, "check", "--no-wal-probe", "--json")
+    assert as_json.returncode == 2
+    report = json.loads(as_json.stdout)
+    assert report["state"] == "CRITICAL" and report["exit_code"] == 2
+    assert {"name": "storage", "state": "OK"}.items() <= report["findings"][1].items()

@@ -129,8 +129,9 @@ def metrics(obj: CliContext, textfile: Path) -> None:
 @click.command()
 @click.option("--no-wal-probe", is_flag=True, help="Do not force a WAL switch to time archiving.")
 @click.option("--deep", is_flag=True, help="Re-read the newest backups and check every sha256.")
+@click.option("--json", "json_output", is_flag=True, help="Print JSON for machines (same exit).")
 @click.pass_obj
-def check(obj: CliContext, no_wal_probe: bool, deep: bool) -> None:
+def check(obj: CliContext, no_wal_probe: bool, deep: bool, json_output: bool) -> None:
     """Nagios-style health check: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
     Config valid, storage reachable and writable, the newest backup of each kind complete (with
@@ -151,6 +152,20 @@ def check(obj: CliContext, no_wal_probe: bool, deep: bool) -> None:
     worst = [f for f in findings if f.state == state and state != 0] or findings[-1:]
     perfdata = " ".join(f.perfdata for f in findings if f.perfdata)
     headline = "; ".join(f"{f.name}: {f.message}" for f in worst)
+    if json_output:
+        emit_json(
+            {
+                "state": STATE_NAMES[state],
+                "exit_code": state,
+                "summary": headline,
+                "findings": [
+                    {"name": f.name, "state": STATE_NAMES[f.state], "message": f.message,
+                     "perfdata": f.perfdata}
+                    for f in findings
+                ],
+            }
+        )  # fmt: skip
+        raise SystemExit(state)
     click.echo(f"BACKUP {STATE_NAMES[state]} - {headline}" + (f" | {perfdata}" if perfdata else ""))
     for finding in findings:
         click.echo(f"{STATE_NAMES[finding.state]:8} {finding.name}: {finding.message}")
