@@ -30,6 +30,7 @@ CONFIG_ENV = "BACKUP_ENGINE_CONFIG"
 class RepositorySettings:
     url: str | None
     endpoint_url: str | None
+    ca_bundle: str | None
     region: str | None
     sse: str | None
     kms_key_id: str | None
@@ -44,6 +45,7 @@ class RepositorySettings:
 
         return S3Options(
             endpoint_url=self.endpoint_url,
+            ca_bundle=self.ca_bundle,
             region=self.region,
             sse=self.sse,
             kms_key_id=self.kms_key_id,

@@ -9,7 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from backup_engine.codecs import CODEC_NAMES
-from backup_engine.urls import endpoint_url_problem, redis_url_problem, repository_url_problem
+from backup_engine.urls import (
+    ca_bundle_problem,
+    endpoint_url_problem,
+    redis_url_problem,
+    repository_url_problem,
+)
 
 DAYS_MAX = 36_500  # a century: any more overflows date arithmetic, and is surely a typo
 CHECK_MAX = 10_000_000
@@ -52,6 +57,16 @@ OPTIONS: tuple[Option, ...] = (
         help="S3-compatible endpoint (MinIO, Ceph...); empty for AWS",
         problem=endpoint_url_problem,
         example="http://minio.internal:9000",
+    ),
+    Option(
+        "repository",
+        "ca_bundle",
+        str,
+        None,
+        ("AWS_CA_BUNDLE",),
+        help="PEM file of the CA that signed the S3 endpoint's certificate (a private CA)",
+        problem=ca_bundle_problem,
+        example="/etc/ssl/certs/internal-ca.pem",
     ),
     Option(
         "repository",

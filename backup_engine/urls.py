@@ -52,3 +52,13 @@ def redis_url_problem(url: str) -> str | None:
     if parts.scheme != "unix" and not parts.hostname:
         return "it names no host"
     return _port_problem(url)
+
+
+def ca_bundle_problem(path: str) -> str | None:
+    """A CA bundle must be a readable PEM file: found now, not at the first TLS handshake."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror})"
+    return None if b"-----BEGIN CERTIFICATE-----" in head else "it holds no PEM certificate"

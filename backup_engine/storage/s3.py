@@ -66,6 +66,7 @@ class S3Options:
     max_concurrency: int = 4
     access_key_id: str | None = None  # normally None: boto3 reads AWS_* and its profiles
     secret_access_key: str | None = None
+    ca_bundle: str | None = None  # PEM of a private CA; None: the system's (or AWS_CA_BUNDLE)
 
     def encryption_args(self) -> dict[str, Any]:
         if self.sse is None:
@@ -94,7 +95,9 @@ def make_client(options: S3Options) -> S3Client:
         aws_secret_access_key=options.secret_access_key,
         region_name=options.region,
     )
-    return session.client("s3", endpoint_url=options.endpoint_url, config=config)
+    return session.client(
+        "s3", endpoint_url=options.endpoint_url, config=config, verify=options.ca_bundle
+    )
 
 
 class S3Storage(Storage):
@@ -112,6 +115,7 @@ class S3Storage(Storage):
             "AWS_REGION": options.region,
             "AWS_ACCESS_KEY_ID": options.access_key_id,
             "AWS_SECRET_ACCESS_KEY": options.secret_access_key,
+            "AWS_CA_BUNDLE": options.ca_bundle,
         }
         return {name: value for name, value in values.items() if value}
 
@@ -233,6 +237,12 @@ def translate_error(exc: Exception, storage: S3Storage, key: str | None, what: s
         return ConfigError(
             "no S3 credentials found",
             hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or an AWS profile",
+        )
+    if isinstance(exc, botocore.exceptions.SSLError):
+        return StorageUnreachable(
+            f"the TLS certificate of the S3 endpoint {endpoint} is not trusted",
+            hint="if a private CA signed it, set [repository] ca_bundle (or AWS_CA_BUNDLE) to "
+            "that CA's PEM file",
         )
     if isinstance(exc, _NETWORK_ERRORS):
         return StorageUnreachable(
