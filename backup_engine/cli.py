@@ -76,6 +76,23 @@ cli.add_command(storage)
 cli.add_command(config)
 
 
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL.
+
+    \b
+    bash: eval "$(backup-engine completion bash)"   (in ~/.bashrc)
+    zsh:  eval "$(backup-engine completion zsh)"    (in ~/.zshrc)
+    fish: backup-engine completion fish > ~/.config/fish/completions/backup-engine.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    assert completer is not None  # the three choices are click's own
+    click.echo(completer(cli, {}, "backup-engine", "_BACKUP_ENGINE_COMPLETE").source())
+
+
 def _fail(message: str, code: int) -> None:
     # Credentials never reach the terminal or a log, whichever library put them in a message.
     click.echo(f"backup-engine: error: {redact(message)}", err=True)

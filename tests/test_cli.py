@@ -153,3 +153,14 @@ def test_backup_list_verify_restore_through_the_cli(
     corrupt = cli(*base, "verify", "latest", cwd=tmp_path)
     assert corrupt.code == 4
     assert manifest["files"][0]["key"] in corrupt.one_error_line()
+
+
+def test_shell_completion_scripts_and_answers() -> None:
+    for shell in ("bash", "zsh", "fish"):
+        script = cli("completion", shell)
+        assert script.code == 0 and "_BACKUP_ENGINE_COMPLETE" in script.stdout, script.stderr
+    env = {**os.environ, "COMP_WORDS": "backup-engine media re", "COMP_CWORD": "2",
+           "_BACKUP_ENGINE_COMPLETE": "bash_complete"}  # fmt: skip
+    answer = subprocess.run([sys.executable, "-m", "backup_engine"], env=env,
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert answer.stdout.split() == ["plain,restore"]
