@@ -51,11 +51,20 @@ def last_wal_archived(storage: Storage) -> float | None:
     return newest.modified.timestamp() if newest.modified else None
 
 
-def write_backup_metrics(path: Path, storage: Storage) -> list[LatestBackup]:
+def write_backup_metrics(
+    path: Path, storage: Storage, expected: tuple[str, ...] = ()
+) -> list[LatestBackup]:
+    """`expected`: the kinds the configuration backs up. One with no backup at all is written
+    as ended at 0 (1970), so "no backup in 26 hours" fires for it instead of its series
+    being absent."""
     registry = CollectorRegistry()
     last = Gauge(BACKUP_LAST, "When the newest complete backup ended", ["kind"], registry=registry)
     size = Gauge(BACKUP_SIZE, "Bytes stored by the newest backup", ["kind"], registry=registry)
     backups = latest_backups(storage)
+    found = {b.kind for b in backups}
+    for kind in expected:
+        if kind not in found:
+            last.labels(kind).set(0)
     for backup in backups:
         last.labels(backup.kind).set(backup.timestamp)
         size.labels(backup.kind).set(backup.size)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the programs the drills and tests need, only when missing: PostgreSQL, Redis,
-# Chromium (for the report test) and Python's venv module. As root on Debian/Ubuntu this uses
-# apt-get; otherwise it says what to install and fails.
+# Chromium (for the report test), promtool (alert rule tests) and Python's venv module. As
+# root on Debian/Ubuntu this uses apt-get; otherwise it says what to install and fails.
 set -euo pipefail
 
 need=()
@@ -19,6 +19,10 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 if ! command -v chromedriver >/dev/null 2>&1; then
   need+=(chromium-driver)
+fi
+# promtool (Debian's prometheus package) runs the alert rules' unit tests.
+if ! command -v promtool >/dev/null 2>&1; then
+  need+=(prometheus)
 fi
 python=$(test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 if ! "$python" -c 'import venv, ensurepip' >/dev/null 2>&1; then

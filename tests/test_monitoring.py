@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -47,6 +48,34 @@ def test_alert_rules_are_well_formed_and_use_our_metrics() -> None:
         assert used and used <= set(ALL_METRICS), (rule["alert"], used - set(ALL_METRICS))
     backup = next(r for r in group["rules"] if r["alert"] == "BackupMissing")
     assert "26 * 3600" in backup["expr"]
+
+
+def test_every_alert_fires_and_stays_quiet_in_promtool_tests() -> None:
+    """Debian's `prometheus` package provides promtool (scripts/install-system-packages.sh)."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: apt-get install prometheus (make setup does)"
+    checked = subprocess.run([promtool, "check", "rules", str(ALERTS)], capture_output=True,
+                             text=True, check=False)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    tests = ALERTS.with_name("alerts.test.yml")
+    run_ = subprocess.run([promtool, "test", "rules", str(tests)], capture_output=True,
+                          text=True, check=False, cwd=ALERTS.parent)  # fmt: skip
+    assert run_.returncode == 0, run_.stdout + run_.stderr
+    cases = [c for t in yaml.safe_load(tests.read_text())["tests"] for c in t["alert_rule_test"]]
+    fired = {c["alertname"] for c in cases if c["exp_alerts"]}
+    quiet = {c["alertname"] for c in cases if not c["exp_alerts"]}
+    rules = {r["alert"] for r in yaml.safe_load(ALERTS.read_text())["groups"][0]["rules"]}
+    assert rules <= fired and rules <= quiet, (rules - fired, rules - quiet)
+
+
+def test_a_configured_kind_without_a_backup_is_written_as_ended_at_zero(tmp_path: Path) -> None:
+    from backup_engine.metrics import write_backup_metrics
+    from backup_engine.storage import LocalStorage
+
+    (tmp_path / "repo").mkdir()
+    textfile = tmp_path / "backups.prom"
+    write_backup_metrics(textfile, LocalStorage(tmp_path / "repo"), expected=("redis",))
+    assert 'backup_last_timestamp_seconds{kind="redis"} 0.0' in textfile.read_text()
 
 
 def test_age_thresholds() -> None:

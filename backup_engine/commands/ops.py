@@ -118,9 +118,17 @@ def metrics(obj: CliContext, textfile: Path) -> None:
     """Write the age and size of the newest backup of each kind, and of the newest WAL."""
     from backup_engine.metrics import write_backup_metrics
 
-    storage = obj.settings().open_storage()
+    settings = obj.settings()
+    storage = settings.open_storage()
     storage.check()
-    backups = write_backup_metrics(textfile, storage)
+    configured = {
+        "postgres": settings.postgres.dsn,
+        "redis": settings.redis.url,
+        "media": settings.media.paths,
+    }
+    backups = write_backup_metrics(
+        textfile, storage, expected=tuple(kind for kind, on in configured.items() if on)
+    )
     click.echo(
         f"wrote {textfile}: newest backup of {', '.join(b.kind for b in backups) or 'no kind'}"
     )
