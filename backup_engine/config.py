@@ -120,6 +120,7 @@ class Settings:
     wal: WalSettings
     source: Path | None = None
     environment: Mapping[str, str] = field(default_factory=dict, repr=False)
+    origins: Mapping[str, str] = field(default_factory=dict)  # "section.name" -> where from
 
     def open_storage(self) -> Storage:
         if not self.repository.url:
@@ -220,17 +221,19 @@ def load_settings(
         data = _read_toml(path)
         _check_known(data, path)
     values: dict[str, dict[str, Any]] = {}
+    origins: dict[str, str] = {}
     for option in OPTIONS:
-        value = option.default
+        key = f"{option.section}.{option.name}"
+        value, origins[key] = option.default, "default"
         if option.name in data.get(option.section, {}):
             value = _coerce(option, data[option.section][option.name], str(path))
-        for var in option.env:
+            origins[key] = str(path)
+        for var in option.variables:
             if env.get(var):
-                value = _coerce(option, env[var], f"${var}")
+                value, origins[key] = _coerce(option, env[var], f"${var}"), f"${var}"
                 break
-        key = f"{option.section}.{option.name}"
         if overrides and overrides.get(key) is not None:
-            value = _coerce(option, overrides[key], "command line")
+            value, origins[key] = _coerce(option, overrides[key], "command line"), "command line"
         values.setdefault(option.section, {})[option.name] = value
     return Settings(
         repository=RepositorySettings(**values["repository"]),
@@ -243,4 +246,5 @@ def load_settings(
         wal=WalSettings(**values["wal"]),
         environment=env,
         source=path if data else None,
+        origins=origins,
     )

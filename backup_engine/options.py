@@ -35,6 +35,13 @@ class Option:
     example: Any = None  # what backup-engine.example.toml shows (commented out unless `active`)
     active: bool = False  # the example file sets it (instead of showing it commented out)
 
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The environment variables that set it: BACKUP_ENGINE_<SECTION>_<NAME> for every
+        option (one prefix), after the names users know (AWS_REGION, BACKUP_ENGINE_PG_DSN)."""
+        derived = f"BACKUP_ENGINE_{self.section}_{self.name}".upper()
+        return self.env if derived in self.env else (*self.env, derived)
+
 
 OPTIONS: tuple[Option, ...] = (
     Option(
@@ -385,7 +392,7 @@ def example_file() -> str:
             assignment = f"{option.name} = {_toml_value(shown)}"
             if option.example is not None and not option.active:
                 assignment = f"# {assignment}"
-            comment = option.help + (f" (${', $'.join(option.env)})" if option.env else "")
+            comment = option.help + f" (${', $'.join(option.variables)})"
             if comment:
                 lines.append(f"# {comment}")
             lines.append(assignment)
@@ -397,7 +404,7 @@ def options_table() -> str:
     rows = ["| option | default | environment | what |", "|---|---|---|---|"]
     for option in OPTIONS:
         default = "" if option.default in (None, "", ()) else f"`{_toml_value(option.default)}`"
-        env = ", ".join(f"`{name}`" for name in option.env)
+        env = ", ".join(f"`{name}`" for name in option.variables)
         what = option.help + (f" ({', '.join(option.choices)})" if option.choices else "")
         rows.append(f"| `[{option.section}] {option.name}` | {default} | {env} | {what} |")
     return "\n".join(rows) + "\n"

@@ -179,3 +179,35 @@ def test_the_example_file_and_the_readme_table_come_from_the_declarations() -> N
     for section, settings in sections.items():  # the typed settings hold exactly the options
         declared = [o.name for o in OPTIONS if o.section == section]
         assert sorted(f.name for f in fields(settings)) == sorted(declared), section
+
+
+def test_every_option_has_a_prefixed_variable_and_config_show_says_where_from(
+    tmp_path: Path,
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from backup_engine.options import OPTIONS
+
+    assert all(f"BACKUP_ENGINE_{o.section}_{o.name}".upper() in o.variables for o in OPTIONS)
+    config = tmp_path / "backup-engine.toml"
+    config.write_text("[retention]\nmedia_days = 45\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKUP_ENGINE", "AWS_"))}
+    env.update(BACKUP_ENGINE_REPOSITORY_PART_SIZE_MB="16",
+               BACKUP_ENGINE_PG_DSN="host=db user=app password=s3cret dbname=shop",
+               BACKUP_ENGINE_REDIS_URL="redis://:hunter2@cache:6379/0")  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "backup_engine", "--config", str(config), "--repo",
+         "file:///srv/backups", "config", "show", "--json"],
+        capture_output=True, text=True, env=env, check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    shown = {row["option"]: (row["value"], row["from"]) for row in json.loads(done.stdout)}
+    assert shown["repository.url"] == ("file:///srv/backups", "command line")
+    assert shown["repository.part_size_mb"] == ("16", "$BACKUP_ENGINE_REPOSITORY_PART_SIZE_MB")
+    assert shown["retention.media_days"] == ("45", str(config))
+    assert shown["retention.daily_days"] == ("30", "default")
+    assert "s3cret" not in done.stdout and "hunter2" not in done.stdout
+    assert shown["postgres.dsn"][0] == "host=db user=app password=*** dbname=shop"
