@@ -22,6 +22,7 @@ from backup_engine.commands.context import CliContext
 from backup_engine.commands.media_cmd import media
 from backup_engine.commands.ops import check, expire, metrics, run_all
 from backup_engine.commands.pg import pg
+from backup_engine.commands.pg_manage import delete_backup, pin_backup, show, unpin_backup
 from backup_engine.commands.redis_cmd import redis
 from backup_engine.commands.storage_cmd import storage
 from backup_engine.errors import BackupEngineError
@@ -65,6 +66,8 @@ def cli(ctx: click.Context, config: Path | None, repo: str | None, debug: bool) 
     ctx.obj = CliContext(config=config, repo=repo, debug=debug)
 
 
+for command in (show, pin_backup, unpin_backup, delete_backup):
+    pg.add_command(command)
 cli.add_command(pg)
 cli.add_command(redis)
 cli.add_command(media)

@@ -20,6 +20,7 @@ from backup_engine.errors import ConfigError
 from backup_engine.options import OPTIONS, Option
 
 if TYPE_CHECKING:  # the storage (boto3) is imported when a store is opened, not to read settings
+    from backup_engine.retention import RetentionPolicy
     from backup_engine.storage import S3Options, Storage
 
 DEFAULT_CONFIG_FILE = Path("backup-engine.toml")
@@ -89,6 +90,12 @@ class RetentionSettings:
     wal_days: int
     redis_days: int
     media_days: int
+
+    def policy(self) -> RetentionPolicy:
+        from backup_engine.retention import RetentionPolicy
+
+        return RetentionPolicy(self.daily_days, self.weekly_days, self.weekly_day,
+                               self.wal_days, self.redis_days, self.media_days)  # fmt: skip
 
 
 @dataclass(frozen=True)

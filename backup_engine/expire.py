@@ -17,6 +17,7 @@ from typing import Any
 from backup_engine.errors import IntegrityError
 from backup_engine.media.manifest import MEDIA_SNAPSHOTS, OBJECTS_PREFIX, MediaSnapshotManifest
 from backup_engine.media.prune import PrunePlan, PruneRefused, apply_prune, plan_prune
+from backup_engine.pins import read_pins
 from backup_engine.postgres.catalog import BASE_BACKUPS
 from backup_engine.postgres.manifest import BaseBackupManifest
 from backup_engine.postgres.manifest_checks import manifest_problems
@@ -210,17 +211,21 @@ def plan_expire(
         "media snapshot": media,
     }
     _refuse_unreadable(storage, catalogs, base, listing, now)
-    decisions = base_backup_decisions(base.backups, policy, now)
+    decisions = base_backup_decisions(base.backups, policy, now, read_pins(storage, "postgres"))
     plan.items += _backup_items("postgres", BASE_BACKUPS, base, decisions, listing, now)
     kept_ids = {d.backup_id for d in decisions if d.keep}
     kept = [b for b in base.backups if b.backup_id in kept_ids]
     plan.items += _wal_items(storage, list(storage.list(WAL_PREFIX)), kept, policy, now)
 
-    decisions = snapshot_decisions(redis.backups, policy.redis_days, now, "Redis backup")
+    decisions = snapshot_decisions(
+        redis.backups, policy.redis_days, now, "Redis backup", read_pins(storage, "redis")
+    )
     listing = list(storage.list(REDIS_BACKUPS.prefix))
     plan.items += _backup_items("redis", REDIS_BACKUPS, redis, decisions, listing, now)
 
-    decisions = snapshot_decisions(media.backups, policy.media_days, now, "media snapshot")
+    decisions = snapshot_decisions(
+        media.backups, policy.media_days, now, "media snapshot", read_pins(storage, "media")
+    )
     listing = list(storage.list(MEDIA_SNAPSHOTS.prefix))
     plan.items += _backup_items("media", MEDIA_SNAPSHOTS, media, decisions, listing, now)
     kept_ids = {d.backup_id for d in decisions if d.keep}

@@ -12,7 +12,7 @@ Nothing here touches storage: `expire.py` turns decisions into deletions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
@@ -75,8 +75,12 @@ def weekly_backups(backups: Sequence[Dated], weekday: int) -> set[str]:
 
 
 def base_backup_decisions(
-    backups: Sequence[BaseBackupLike], policy: RetentionPolicy, now: datetime
+    backups: Sequence[BaseBackupLike],
+    policy: RetentionPolicy,
+    now: datetime,
+    pinned: Mapping[str, str] | None = None,
 ) -> list[Decision]:
+    """`pinned`: backup id -> the operator's reason; a pinned backup is kept whatever its age."""
     ordered = sorted(backups, key=lambda b: b.stop_time)
     if not ordered:
         return []
@@ -88,6 +92,9 @@ def base_backup_decisions(
         age = _age_days(now, backup.stop_time)
         if backup is ordered[-1]:
             decisions.append(Decision(backup.backup_id, True, "newest backup (always kept)"))
+        elif pinned and backup.backup_id in pinned:
+            reason = f"pinned: {pinned[backup.backup_id]}"
+            decisions.append(Decision(backup.backup_id, True, reason))
         elif age <= policy.daily_days:
             reason = f"daily, {age:.1f} days old (kept {policy.daily_days} days)"
             decisions.append(Decision(backup.backup_id, True, reason))
@@ -134,7 +141,11 @@ def keep_segment(number: int, window_from: int, ranges: Sequence[tuple[int, int]
 
 
 def snapshot_decisions(
-    snapshots: Sequence[Dated], keep_days: int, now: datetime, what: str
+    snapshots: Sequence[Dated],
+    keep_days: int,
+    now: datetime,
+    what: str,
+    pinned: Mapping[str, str] | None = None,
 ) -> list[Decision]:
     """Redis and media snapshots: kept `keep_days`, the newest always."""
     ordered = sorted(snapshots, key=lambda s: s.stop_time)
@@ -143,6 +154,9 @@ def snapshot_decisions(
         age = _age_days(now, snapshot.stop_time)
         if snapshot is ordered[-1]:
             decisions.append(Decision(snapshot.backup_id, True, f"newest {what} (always kept)"))
+        elif pinned and snapshot.backup_id in pinned:
+            reason = f"pinned: {pinned[snapshot.backup_id]}"
+            decisions.append(Decision(snapshot.backup_id, True, reason))
         elif age <= keep_days:
             reason = f"{age:.1f} days old (kept {keep_days} days)"
             decisions.append(Decision(snapshot.backup_id, True, reason))

@@ -61,15 +61,11 @@ def expire(obj: CliContext, dry_run: bool, json_output: bool) -> None:
 
     from backup_engine.expire import apply_expire, plan_expire
     from backup_engine.media.prune import pruning
-    from backup_engine.retention import RetentionPolicy
 
     settings = obj.settings()
     storage = settings.open_storage()
     storage.check()
-    r = settings.retention
-    policy = RetentionPolicy(
-        r.daily_days, r.weekly_days, r.weekly_day, r.wal_days, r.redis_days, r.media_days
-    )
+    policy = settings.retention.policy()
     if dry_run:
         plan, deleted = plan_expire(storage, policy, datetime.now(UTC)), 0
     else:
