@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import click
 
-from backup_engine import __version__
+from backup_engine import __version__, logs
 from backup_engine.commands.config_cmd import config
 from backup_engine.commands.context import CliContext
 from backup_engine.commands.media_cmd import media
@@ -26,7 +26,6 @@ from backup_engine.commands.pg_manage import delete_backup, pin_backup, show, un
 from backup_engine.commands.redis_cmd import redis
 from backup_engine.commands.storage_cmd import storage
 from backup_engine.errors import BackupEngineError
-from backup_engine.urls import redact
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70
@@ -58,11 +57,31 @@ class _Commands(click.Group):
 @click.option(
     "--repo", help="Repository URL (s3://bucket/prefix or file:///path); overrides config."
 )
+@click.option("-q", "--quiet", is_flag=True, help="Say only warnings and errors on stderr.")
+@click.option("-v", "--verbose", is_flag=True, help="Say more on stderr.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    envvar="BACKUP_ENGINE_LOG_FORMAT",
+    show_default=True,
+    help="stderr as lines for people, or JSON lines for log collectors "
+    "[$BACKUP_ENGINE_LOG_FORMAT].",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(__version__, prog_name="backup-engine")
 @click.pass_context
-def cli(ctx: click.Context, config: Path | None, repo: str | None, debug: bool) -> None:
+def cli(
+    ctx: click.Context,
+    config: Path | None,
+    repo: str | None,
+    quiet: bool,
+    verbose: bool,
+    log_format: str,
+    debug: bool,
+) -> None:
     """Back up and restore PostgreSQL, Redis and media files, and prove the backups restore."""
+    logs.configure(quiet=quiet, verbose=verbose, fmt=log_format)
     ctx.obj = CliContext(config=config, repo=repo, debug=debug)
 
 
@@ -98,7 +117,7 @@ def completion(shell: str) -> None:
 
 def _fail(message: str, code: int) -> None:
     # Credentials never reach the terminal or a log, whichever library put them in a message.
-    click.echo(f"backup-engine: error: {redact(message)}", err=True)
+    click.echo(logs.error_line(message), err=True)
     sys.exit(code)
 
 

@@ -164,3 +164,26 @@ def test_shell_completion_scripts_and_answers() -> None:
     answer = subprocess.run([sys.executable, "-m", "backup_engine"], env=env,
                             capture_output=True, text=True, check=False)  # fmt: skip
     assert answer.stdout.split() == ["plain,restore"]
+
+
+def test_log_format_json_and_quiet(tmp_path: Path) -> None:
+    tree = tmp_path / "uploads"
+    tree.mkdir()
+    (tree / "a.txt").write_text("a")
+    os.mkfifo(tree / "pipe")
+    repo = f"file://{tmp_path / 'repo'}"
+    (tmp_path / "repo").mkdir()
+    taken = cli("--repo", repo, "--log-format", "json", "media", "backup", "--path", str(tree))
+    assert taken.code == 0, taken.stderr
+    (line,) = [json.loads(x) for x in taken.stderr.splitlines()]
+    assert line["level"] == "warning" and line["path"] == "pipe" and line["time"].endswith("Z")
+    failed = cli("--repo", repo, "--log-format", "json", "media", "restore", "nope", "--to",
+                 str(tmp_path / "out"))  # fmt: skip
+    assert failed.code != 0
+    (error,) = [json.loads(x) for x in failed.stderr.splitlines()]
+    assert error["level"] == "error" and "nope" in error["message"]
+    quiet = cli("--repo", repo, "-q", "media", "backup", "--path", str(tree))
+    assert quiet.stderr.startswith("warning: skipped pipe: fifo")
+    env_json = cli("--repo", repo, "media", "backup", "--path", str(tree),
+                   env={"BACKUP_ENGINE_LOG_FORMAT": "json"})  # fmt: skip
+    assert json.loads(env_json.stderr.splitlines()[0])["level"] == "warning"

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from backup_engine import logs
 from backup_engine.commands.context import CliContext
 from backup_engine.commands.output import emit_json, human_bytes, show_catalog, stopped
 from backup_engine.durations import format_duration
@@ -63,7 +64,7 @@ def backup(obj: CliContext, roots: tuple[Path, ...], no_progress: bool, json_out
             f"{human_bytes(manifest.new_bytes)} stored"
         )
         for skipped in manifest.skipped:  # never dropped silently
-            click.echo(f"skipped {skipped.path}: {skipped.reason}", err=True)
+            logs.warning(f"skipped {skipped.path}: {skipped.reason}", path=skipped.path)
 
 
 @media.command(name="list")

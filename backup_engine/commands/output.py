@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from backup_engine import logs
 from backup_engine.snapshots import Catalog
 
 
@@ -62,9 +63,10 @@ def show_catalog(
     else:
         emit_table(headers, [row(m) for m in catalog.backups])
     for item in catalog.incomplete:
-        click.echo(f"not restorable: {item.backup_id} ({item.reason})", err=True)
+        logs.warning(f"not restorable: {item.backup_id} ({item.reason})", backup=item.backup_id)
     for item in catalog.unreadable:
-        click.echo(f"UNREADABLE manifest: {item.backup_id} ({item.reason})", err=True)
+        logs.warning(f"UNREADABLE manifest: {item.backup_id} ({item.reason})",
+                     backup=item.backup_id)  # fmt: skip
 
 
 def stopped(moment: datetime) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from backup_engine import logs
 from backup_engine.commands.context import CliContext
 from backup_engine.errors import BackupEngineError
 
@@ -115,17 +116,17 @@ def wal_push(obj: CliContext, path: Path) -> None:
             _remember(obj, path.parent, settings.repository.url)
             done = push_async(path, spool, _spawner(obj, "push", path.parent, spool))
         except OSError as exc:  # no spool here (pg_wal not writable...): push it ourselves
-            click.echo(f"asynchronous archiving unavailable ({exc}); pushing directly", err=True)
+            logs.warning(f"asynchronous archiving unavailable ({exc}); pushing directly")
             done = False
         if done:
-            click.echo(f"{path.name} archived (asynchronously)", err=True)
+            logs.info(f"{path.name} archived (asynchronously)", segment=path.name)
             return
     result = push(settings.open_storage(), path, settings.compression.get())
     state = "already archived (identical)" if result.already_archived else "archived"
-    click.echo(
+    logs.info(  # stderr: PostgreSQL logs archive_command's stderr; stdout would be lost
         f"{result.name} {state}: {result.raw_size} -> {result.stored_size} bytes "
         f"in {result.seconds:.2f} s",
-        err=True,  # PostgreSQL logs archive_command's stderr; stdout would be lost
+        segment=result.name,
     )
 
 
@@ -149,7 +150,7 @@ def wal_fetch(obj: CliContext, name: str, destination: Path) -> None:
     except Exception as exc:  # any surprise must stop recovery, not end it
         raise WalFetchFailed(f"wal-fetch {name}: {type(exc).__name__}: {exc}") from exc
     if result.partial:
-        click.echo(f"{name} served from its .partial copy (wal-stream)", err=True)
+        logs.info(f"{name} served from its .partial copy (wal-stream)", segment=name)
         return
     url = settings.repository.url
     if settings.wal.fetch_ahead and url and is_segment_name(name):
@@ -161,7 +162,7 @@ def wal_fetch(obj: CliContext, name: str, destination: Path) -> None:
             spawn = _spawner(obj, "fetch", destination.parent, spool)
             want_prefetch(spool, name, result.raw_size, spawn)
         except OSError as exc:
-            click.echo(f"prefetching after {name} is off for this call: {exc}", err=True)
+            logs.warning(f"prefetching after {name} is off for this call: {exc}")
 
 
 @click.command(name="wal-worker", hidden=True)
@@ -174,14 +175,15 @@ def wal_worker(obj: CliContext, kind: str, pg_wal: Path) -> None:
 
 
 def _run_worker(obj: CliContext, kind: str, pg_wal: Path) -> None:
-    from datetime import UTC, datetime
 
     from backup_engine.codecs import get_codec
     from backup_engine.postgres.walasync import run_fetch_worker, run_push_worker
     from backup_engine.postgres.walspool import spool_of
 
+    logs.with_timestamps()
+
     def log(line: str) -> None:
-        click.echo(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {kind} {line}", err=True)
+        logs.info(f"{kind} {line}", worker=kind)
 
     settings = obj.settings()
     # Segments are compressed side by side: one zstd thread each, not a pool per segment.
@@ -254,18 +256,20 @@ def wal_stream(
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    click.echo(f"streaming WAL from slot {slot} into {streamer.storage.url}", err=True)
+    logs.with_timestamps()
+    logs.info(f"streaming WAL from slot {slot} into {streamer.storage.url}", slot=slot)
     while not stop.is_set():
         stats = streamer.run(stop)
         if not stop.is_set():
-            click.echo(
+            logs.warning(
                 f"pg_receivewal stopped (shipped {stats.segments_shipped} segments so far); "
                 f"reconnecting in {retry_delay:.0f} s",
-                err=True,
+                segments_shipped=stats.segments_shipped,
             )
             stop.wait(retry_delay)
-    click.echo(
+    logs.info(
         f"stopped: {streamer.stats.segments_shipped} segments and "
         f"{streamer.stats.partial_uploads} partial uploads shipped",
-        err=True,
+        segments_shipped=streamer.stats.segments_shipped,
+        partial_uploads=streamer.stats.partial_uploads,
     )
