@@ -174,3 +174,66 @@ def check(obj: CliContext, no_wal_probe: bool, deep: bool, json_output: bool) ->
     for finding in findings:
         click.echo(f"{STATE_NAMES[finding.state]:8} {finding.name}: {finding.message}")
     raise SystemExit(state)
+
+
+@click.command()
+@click.option(
+    "--price-per-gb",
+    type=click.FloatRange(min=0),
+    default=0.023,
+    envvar="BACKUP_ENGINE_USAGE_PRICE_PER_GB",
+    show_default=True,
+    help="USD per GB-month (S3 Standard's list price) [$BACKUP_ENGINE_USAGE_PRICE_PER_GB].",
+)
+@click.option("--json", "json_output", is_flag=True, help="Print JSON for machines.")
+@click.pass_obj
+def usage(obj: CliContext, price_per_gb: float, json_output: bool) -> None:
+    """What the repository stores per kind and per month, and its monthly cost, beside the
+    plan's "Storage Requirements" estimate."""
+    from backup_engine.retention import WEEKDAYS
+    from backup_engine.usage import GB, PLAN, measure
+
+    settings = obj.settings()
+    storage = settings.open_storage()
+    storage.check()
+    found = measure(storage, WEEKDAYS.index(settings.retention.weekly_day))
+    if json_output:
+        emit_json(
+            {
+                "repository": storage.url,
+                "price_per_gb_month": price_per_gb,
+                "kinds": [
+                    {"kind": k.kind, "objects": k.objects, "bytes": k.bytes,
+                     "monthly_cost": round(k.cost(price_per_gb), 2), "plan_bytes": PLAN[k.kind],
+                     "by_month": dict(sorted(k.by_month.items()))}
+                    for k in found.kinds.values()
+                ],
+                "noncurrent_objects": found.noncurrent_objects,
+                "noncurrent_bytes": found.noncurrent_bytes,
+                "total_bytes": found.total_bytes,
+                "total_monthly_cost": round(found.total_bytes / GB * price_per_gb, 2),
+            }
+        )  # fmt: skip
+        return
+    rows = [
+        (k.kind, str(k.objects), human_bytes(k.bytes), f"${k.cost(price_per_gb):,.2f}",
+         human_bytes(int(plan)) if (plan := PLAN[k.kind]) else "-")
+        for k in found.kinds.values()
+    ]  # fmt: skip
+    if found.noncurrent_bytes is not None:
+        old = found.noncurrent_bytes
+        rows.append(("Old versions (versioning)", str(found.noncurrent_objects),
+                     human_bytes(old), f"${old / GB * price_per_gb:,.2f}", "-"))  # fmt: skip
+    total = found.total_bytes
+    plan_total = sum(v for v in PLAN.values() if v)
+    rows.append(("Total", "", human_bytes(total), f"${total / GB * price_per_gb:,.2f}",
+                 human_bytes(int(plan_total))))  # fmt: skip
+    emit_table(("BACKUP TYPE", "OBJECTS", "SIZE", "MONTHLY COST", "PLAN ESTIMATE"), rows)
+    months = found.months()
+    if months:
+        click.echo("")
+        emit_table(
+            ("MONTH", *(k.kind.split(" (")[0].upper() for k in found.kinds.values())),
+            [(m, *(human_bytes(k.by_month.get(m, 0)) for k in found.kinds.values()))
+             for m in months],
+        )  # fmt: skip

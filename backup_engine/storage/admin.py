@@ -69,6 +69,22 @@ class BucketAdmin:
         answer = self._call("versioning", self.client.get_bucket_versioning, Bucket=self.bucket)
         return str(answer.get("Status", "Disabled"))
 
+    def noncurrent(self) -> tuple[int, int]:
+        """(count, bytes) of old versions under the repository's prefix (still billed until
+        the lifecycle rule expires them)."""
+        prefix = f"{self.storage.prefix}/" if self.storage.prefix else ""
+        count = size = 0
+        pages = self.client.get_paginator("list_object_versions")
+        try:
+            for page in pages.paginate(Bucket=self.bucket, Prefix=prefix):
+                for version in page.get("Versions", []):
+                    if not version.get("IsLatest"):
+                        count += 1
+                        size += int(version.get("Size", 0))
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise translate_error(exc, self.storage, None, "list versions") from exc
+        return count, size
+
     def encryption(self) -> dict[str, Any] | None:
         try:
             answer = self.client.get_bucket_encryption(Bucket=self.bucket)
