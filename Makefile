@@ -34,6 +34,7 @@ test: lint
 benchmark: setup
 	$(BIN)/python benchmarks/backup_throughput.py
 	$(BIN)/python benchmarks/wal_rates.py
+	$(BIN)/python benchmarks/media_rates.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis drill-report *.egg-info

@@ -23,6 +23,12 @@ class RecoveredServer:
     recovery: RecoveryOutcome
     seconds: float  # from the start of the restore until recovery ended
 
+    @property
+    def phases(self) -> tuple[tuple[str, float], ...]:
+        """The restore's steps, then starting the server and replaying WAL until it ended."""
+        restored = sum(s for _, s in self.restore.phases)
+        return (*self.restore.phases, ("start the server and replay WAL", self.seconds - restored))
+
 
 def recover_into_new_server(
     storage: Storage,

@@ -8,7 +8,8 @@ Feature: Complete data loss on PostgreSQL
     And a running PostgreSQL server with the shop schema and 2000 users
 
   Scenario: Restore the latest base backup after the server is destroyed
-    Given the row count and content checksum of every table are recorded
+    Given the runbook gives 30 minutes to restore and 45 minutes to verify the data
+    And the row count and content checksum of every table are recorded
     And the indexes are recorded
     When a full backup is taken
     And the server is destroyed
@@ -19,6 +20,7 @@ Feature: Complete data loss on PostgreSQL
     And every index is valid and passes amcheck
     And no foreign key has orphans
     And the measured RTO is within 4 hours
+    And the restore met the runbook's timeline
 
   Scenario: The newest of several backups is the one restored
     When a full backup is taken

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from pytest_bdd import parsers, then
+from pytest_bdd import given, parsers, then
 
-from backup_engine.drill.evidence import ScenarioRecord
+from backup_engine.drill.evidence import Runbook, ScenarioRecord
 from backup_engine.drill.recovery import RestoredServer
 from backup_engine.drill.writer import newest_heartbeat
 from backup_engine.durations import parse_duration
@@ -34,3 +34,21 @@ class Timed(Protocol):
 def rto_within(restored: Timed, drill_record: ScenarioRecord, target: str) -> None:
     measurement = drill_record.measure("RTO", restored.rto_seconds, parse_duration(target))
     assert measurement.passed, measurement.describe()
+
+
+@given(parsers.parse("the runbook gives {restore} to restore and {verify} to verify the data"))
+def runbook_timeline(drill_record: ScenarioRecord, restore: str, verify: str) -> None:
+    """The team's own runbook timeline for this scenario (the plan's is 30 and 45 minutes):
+    the evidence times each restore phase and says whether the milestones were met."""
+    drill_record.runbook = Runbook(parse_duration(restore), parse_duration(verify))
+
+
+@then("the restore met the runbook's timeline")
+def runbook_met(drill_record: ScenarioRecord) -> None:
+    milestones = drill_record.to_dict()["runbook"]
+    assert milestones, "no restore phase was recorded in this scenario"
+    late = [m for m in milestones if not m["passed"]]
+    for m in milestones:
+        drill_record.check(f"runbook: {m['milestone']}", f"<= {m['target_seconds']:.0f} s",
+                           f"{m['seconds']:.1f} s", m["passed"])  # fmt: skip
+    assert not late, f"over the runbook: {late}"

@@ -22,6 +22,7 @@ class RestoredServer:
     restore: RestoreResult
     rto_seconds: float  # restore start -> recovery finished (server promoted or paused)
     recovery: RecoveryOutcome
+    phases: tuple[tuple[str, float], ...] = ()
 
 
 def restore_details(restored: RestoredServer) -> dict[str, Any]:
@@ -52,6 +53,8 @@ def record_restore(record: ScenarioRecord, restored: RestoredServer) -> None:
     record.used_backup(
         restored.restore.backup_id, restored.restore.sha256, restore_details(restored)
     )
+    for name, seconds in restored.phases:
+        record.phase(name, seconds)
 
 
 def recovery_from(
@@ -79,5 +82,6 @@ def restore_into_new_server(
         settings=settings,
     )  # fmt: skip
     return RestoredServer(
-        recovered.server, recovered.restore, recovered.seconds, recovered.recovery
-    )
+        recovered.server, recovered.restore, recovered.seconds, recovered.recovery,
+        recovered.phases,
+    )  # fmt: skip

@@ -74,6 +74,7 @@ class RestoreResult:
     plan: RecoveryPlan | None = None  # None only for a files-only (verification) restore
     config: ConfigChanges | None = None
     archive_mode: str | None = None
+    phases: tuple[tuple[str, float], ...] = ()  # (what, seconds), in order: the runbook's steps
 
 
 def plan_for(storage: Storage, ref: str, target: RecoveryTarget | None) -> RecoveryPlan:
@@ -106,6 +107,7 @@ def restore_base_backup(
     trial restore); such a directory is never started.
     """
     started = time.monotonic()
+    phases = _Phases(started)
     plan = None
     if recovery is not None:
         plan = plan_for(storage, ref, recovery.target)
@@ -117,13 +119,17 @@ def restore_base_backup(
         binaries.path("pg_verifybackup")  # fail before downloading anything
     pgdata = pgdata.absolute()
     config = None
+    phases.done("find the backup and plan the recovery")
     with prepared_target(pgdata, force=force, in_use=live_server_near) as moved:
         stats, base = _download_and_extract(storage, manifest, pgdata, progress or Progress())
         pgdata.chmod(0o700)
+        phases.done("download, check and extract")
         if verify:
             verify_data_directory(binaries.path("pg_verifybackup"), pgdata, manifest.backup_id)
+            phases.done("verify the files (pg_verifybackup)")
         if recovery is not None and plan is not None:  # after pg_verifybackup: edits config
             config = _configure(pgdata, plan, recovery)
+            phases.done("write the recovery settings")
     return RestoreResult(
         backup_id=manifest.backup_id,
         pgdata=pgdata,
@@ -137,7 +143,21 @@ def restore_base_backup(
         plan=plan,
         config=config,
         archive_mode=recovery.archive_mode if recovery else None,
+        phases=tuple(phases.seen),
     )
+
+
+class _Phases:
+    """How long each step of a restore took, for the evidence and the runbook."""
+
+    def __init__(self, started: float) -> None:
+        self.last = started
+        self.seen: list[tuple[str, float]] = []
+
+    def done(self, what: str) -> None:
+        now = time.monotonic()
+        self.seen.append((what, now - self.last))
+        self.last = now
 
 
 def _configure(pgdata: Path, plan: RecoveryPlan, recovery: Recovery) -> ConfigChanges:

@@ -49,6 +49,28 @@ def _measurements(scenario: dict[str, Any]) -> str:
     return "".join(parts) or '<span class="muted">-</span>'
 
 
+def _runbook(scenario: dict[str, Any]) -> str:
+    """The restore's phases, cumulative, and the runbook's milestones they must meet."""
+    phases = scenario.get("phases") or []
+    if not phases:
+        return ""
+    rows = "".join(
+        f'<tr><td>{escape(p["name"])}</td><td class="num">{format_duration(p["seconds"])}</td>'
+        f'<td class="num">+{format_duration(p["cumulative_seconds"])}</td><td></td></tr>'
+        for p in phases
+    ) + "".join(
+        f"<tr><td><b>{escape(m['milestone'])}</b></td><td></td>"
+        f'<td class="num">+{format_duration(m["seconds"])}</td>'
+        f"<td>{'within' if m['passed'] else 'OVER'} the runbook's "
+        f"+{format_duration(m['target_seconds'])}</td></tr>"
+        for m in scenario.get("runbook") or []
+    )
+    return (
+        '<table class="runbook"><tr><th>restore phase</th><th>took</th><th>cumulative</th>'
+        f"<th>runbook</th></tr>{rows}</table>"
+    )
+
+
 def _details(scenario: dict[str, Any]) -> str:
     checks = "".join(
         f"<tr><td>{escape(c['name'])}</td><td>{escape(c['expected'])}</td>"
@@ -77,6 +99,7 @@ def _details(scenario: dict[str, Any]) -> str:
         )
     if backups:
         parts.append(f"<p>Backups restored:</p><ul>{backups}</ul>")
+    parts.append(_runbook(scenario))
     parts.append(f"<table><tr><th>step</th><th>time</th><th>status</th></tr>{steps}</table>")
     parts.append("</section>")
     return "".join(parts)
