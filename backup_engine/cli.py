@@ -20,7 +20,7 @@ from backup_engine import __version__, logs
 from backup_engine.commands.config_cmd import config
 from backup_engine.commands.context import CliContext
 from backup_engine.commands.media_cmd import media
-from backup_engine.commands.ops import check, expire, metrics, run_all, usage
+from backup_engine.commands.ops import check, expire, metrics, run_all, runbook, usage
 from backup_engine.commands.pg import pg
 from backup_engine.commands.pg_manage import delete_backup, pin_backup, show, unpin_backup
 from backup_engine.commands.redis_cmd import redis
@@ -95,6 +95,7 @@ cli.add_command(expire)
 cli.add_command(metrics)
 cli.add_command(check)
 cli.add_command(usage)
+cli.add_command(runbook)
 cli.add_command(storage)
 cli.add_command(config)
 

@@ -237,3 +237,41 @@ def usage(obj: CliContext, price_per_gb: float, json_output: bool) -> None:
             [(m, *(human_bytes(k.by_month.get(m, 0)) for k in found.kinds.values()))
              for m in months],
         )  # fmt: skip
+
+
+@click.command()
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["md", "html"]),
+    default="md",
+    show_default=True,
+    help="Markdown (for the wiki) or a standalone HTML page.",
+)
+@click.option(
+    "--report",
+    type=click.Path(path_type=Path, exists=True),
+    default=Path("drill-report"),
+    show_default=True,
+    help="A drill report (report.json or its directory), or a directory of them: the newest.",
+)
+@click.option(
+    "--pgdata",
+    default="/var/lib/postgresql/15/main",
+    show_default=True,
+    help="The data directory the runbook restores into.",
+)
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write it here instead of stdout.")  # fmt: skip
+@click.pass_obj
+def runbook(obj: CliContext, fmt: str, report: Path, pgdata: str, output: Path | None) -> None:
+    """Write the recovery runbook for this configuration: the exact commands, each step with
+    the duration the newest drill measured, and the plan's RTO/RPO with the latest values."""
+    from backup_engine.runbook import newest_report, write_runbook
+
+    text = write_runbook(obj.settings(), newest_report(report), fmt, pgdata)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        click.echo(f"wrote {output}", err=True)
