@@ -51,12 +51,18 @@ def last_wal_archived(storage: Storage) -> float | None:
     return newest.modified.timestamp() if newest.modified else None
 
 
+REPOSITORY_BYTES = "backup_repository_bytes"
+
+
 def write_backup_metrics(
-    path: Path, storage: Storage, expected: tuple[str, ...] = ()
+    path: Path,
+    storage: Storage,
+    expected: tuple[str, ...] = (),
+    usage: dict[str, int] | None = None,
 ) -> list[LatestBackup]:
     """`expected`: the kinds the configuration backs up. One with no backup at all is written
     as ended at 0 (1970), so "no backup in 26 hours" fires for it instead of its series
-    being absent."""
+    being absent. `usage`: bytes stored per backup type (`backup-engine usage`)."""
     registry = CollectorRegistry()
     last = Gauge(BACKUP_LAST, "When the newest complete backup ended", ["kind"], registry=registry)
     size = Gauge(BACKUP_SIZE, "Bytes stored by the newest backup", ["kind"], registry=registry)
@@ -71,5 +77,10 @@ def write_backup_metrics(
     archived = last_wal_archived(storage)
     if archived is not None:
         Gauge(WAL_LAST, "When the newest WAL file was archived", registry=registry).set(archived)
+    if usage is not None:
+        stored = Gauge(REPOSITORY_BYTES, "Bytes the repository stores, per backup type",
+                       ["type"], registry=registry)  # fmt: skip
+        for kind, count in usage.items():
+            stored.labels(kind).set(count)
     write_to_textfile(str(path), registry)
     return backups

@@ -52,3 +52,12 @@ def test_usage_command_prints_the_plan_table(tmp_path: Path) -> None:
     media = next(k for k in data["kinds"] if k["kind"] == "Media backups")
     assert media["bytes"] == 2000 and media["monthly_cost"] == 2.0
     assert data["noncurrent_bytes"] is None  # not a versioned bucket
+    metrics = subprocess.run(
+        [sys.executable, "-m", "backup_engine", "--repo", f"file://{tmp_path / 'repo'}",
+         "metrics", "--textfile", str(tmp_path / "b.prom"), "--usage"],
+        capture_output=True, text=True, env=env, check=False, timeout=60,
+    )  # fmt: skip
+    assert metrics.returncode == 0, metrics.stderr
+    written = (tmp_path / "b.prom").read_text()
+    assert 'backup_repository_bytes{type="media_backups"} 2000.0' in written
+    assert 'backup_repository_bytes{type="daily_database"} 0.0' in written

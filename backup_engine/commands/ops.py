@@ -109,10 +109,18 @@ def expire(obj: CliContext, dry_run: bool, json_output: bool) -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Prometheus textfile to (re)write, e.g. in node_exporter's textfile directory.",
 )
+@click.option(
+    "--usage",
+    "with_usage",
+    is_flag=True,
+    help="Also the bytes stored per backup type (lists the whole repository).",
+)
 @click.pass_obj
-def metrics(obj: CliContext, textfile: Path) -> None:
+def metrics(obj: CliContext, textfile: Path, with_usage: bool) -> None:
     """Write the age and size of the newest backup of each kind, and of the newest WAL."""
     from backup_engine.metrics import write_backup_metrics
+    from backup_engine.retention import WEEKDAYS
+    from backup_engine.usage import measure
 
     settings = obj.settings()
     storage = settings.open_storage()
@@ -122,8 +130,18 @@ def metrics(obj: CliContext, textfile: Path) -> None:
         "redis": settings.redis.url,
         "media": settings.media.paths,
     }
+    usage = None
+    if with_usage:
+        found = measure(storage, WEEKDAYS.index(settings.retention.weekly_day))
+        usage = {k.kind.split(" (")[0].lower().replace(" ", "_"): k.bytes
+                 for k in found.kinds.values()}  # fmt: skip
+        if found.noncurrent_bytes is not None:
+            usage["old_versions"] = found.noncurrent_bytes
     backups = write_backup_metrics(
-        textfile, storage, expected=tuple(kind for kind, on in configured.items() if on)
+        textfile,
+        storage,
+        expected=tuple(kind for kind, on in configured.items() if on),
+        usage=usage,
     )
     click.echo(
         f"wrote {textfile}: newest backup of {', '.join(b.kind for b in backups) or 'no kind'}"
