@@ -15,9 +15,9 @@ from backup_engine.postgres.wal import META_ARCHIVED_AT, WAL_PREFIX
 from backup_engine.redis.manifest import REDIS_BACKUPS
 from backup_engine.storage.base import Storage
 
-BACKUP_LAST = "backup_last_timestamp_seconds"
-BACKUP_SIZE = "backup_last_size_bytes"
-WAL_LAST = "backup_wal_last_archived_timestamp_seconds"
+BACKUP_LAST = "restore_drill_backup_last_timestamp_seconds"
+BACKUP_SIZE = "restore_drill_backup_last_size_bytes"
+WAL_LAST = "restore_drill_wal_last_archived_timestamp_seconds"
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def last_wal_archived(storage: Storage) -> float | None:
     return newest.modified.timestamp() if newest.modified else None
 
 
-REPOSITORY_BYTES = "backup_repository_bytes"
+REPOSITORY_BYTES = "restore_drill_repository_bytes"
 
 
 def write_backup_metrics(

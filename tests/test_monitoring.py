@@ -75,7 +75,7 @@ def test_a_configured_kind_without_a_backup_is_written_as_ended_at_zero(tmp_path
     (tmp_path / "repo").mkdir()
     textfile = tmp_path / "backups.prom"
     write_backup_metrics(textfile, LocalStorage(tmp_path / "repo"), expected=("redis",))
-    assert 'backup_last_timestamp_seconds{kind="redis"} 0.0' in textfile.read_text()
+    assert 'restore_drill_backup_last_timestamp_seconds{kind="redis"} 0.0' in textfile.read_text()
 
 
 def test_age_thresholds() -> None:
@@ -152,10 +152,12 @@ def test_check_and_metrics_commands(
     assert run(config, repo, "metrics", "--textfile", str(textfile)).returncode == 0
     samples = [s for f in text_string_to_metric_families(textfile.read_text()) for s in f.samples]
     last = {
-        s.labels.get("kind"): s.value for s in samples if s.name == "backup_last_timestamp_seconds"
+        s.labels.get("kind"): s.value
+        for s in samples
+        if s.name == "restore_drill_backup_last_timestamp_seconds"
     }
     assert abs(last["postgres"] - datetime.now(UTC).timestamp()) < 300
-    assert any(s.name == "backup_wal_last_archived_timestamp_seconds" for s in samples)
+    assert any(s.name == "restore_drill_wal_last_archived_timestamp_seconds" for s in samples)
 
 
 def test_check_reports_an_unreachable_store_as_critical(

@@ -59,5 +59,5 @@ def test_usage_command_prints_the_plan_table(tmp_path: Path) -> None:
     )  # fmt: skip
     assert metrics.returncode == 0, metrics.stderr
     written = (tmp_path / "b.prom").read_text()
-    assert 'backup_repository_bytes{type="media_backups"} 2000.0' in written
-    assert 'backup_repository_bytes{type="daily_database"} 0.0' in written
+    assert 'restore_drill_repository_bytes{type="media_backups"} 2000.0' in written
+    assert 'restore_drill_repository_bytes{type="daily_database"} 0.0' in written
