@@ -52,7 +52,8 @@ def entries_of(repo: Storage, manifest: MediaSnapshotManifest) -> dict[str, Medi
 
 def damage_blob(repo: Storage, blob_id: str) -> None:
     """As an attacker or a failing disk would: one byte of one blob, inside its pack."""
-    location = load_index(repo).locations[blob_id]
+    location = load_index(repo).location(blob_id)
+    assert location is not None
     data = bytearray(repo.get_bytes(location.pack))
     data[location.offset + location.length // 2] ^= 0xFF
     repo.delete(location.pack)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -68,34 +69,45 @@ def small_tree(tmp_path: Path) -> Path:
 # --- forged index --------------------------------------------------------------------------
 
 
-def _forged_index(record: dict[str, object]) -> bytes:
-    body = {"kind": "media-index", "format_version": 1, "packs": [record]}
-    return zstandard.ZstdCompressor().compress(json.dumps(body).encode())
+def _forged_index(pack: dict[str, object], blobs: list[tuple[bytes, int, int, int]]) -> bytes:
+    """An index object as an attacker writes it: any header, any table."""
+    header = {"kind": "media-index", "format_version": 1, "packs": [pack]}
+    table = b"".join(struct.pack(">32sQII", *blob) for blob in blobs)
+    return zstandard.ZstdCompressor().compress(json.dumps(header).encode() + b"\n" + table)
+
+
+ID0, ID1 = b"\0" * 32, b"\1" * 32
 
 
 @pytest.mark.parametrize(
-    "change",
+    ("change", "blobs"),
     [
-        {"key": "../../etc/passwd"},
-        {"key": "media/packs/aa/" + "b" * 64},  # a name that is not under its own prefix
-        {"codec": "lz4"},
-        {"size": -1},
-        {"blobs": [["0" * 64, 0, 10**9, 10]]},  # longer than the pack
-        {"blobs": [["0" * 64, 5, 4, 10], ["1" * 64, 0, 4, 10]]},  # out of order / overlapping
-        {"blobs": [["0" * 64, 0, 4, 10**10]]},  # bigger than any blob
-        {"blobs": [["not-hex", 0, 4, 10]]},
-        {"blobs": "all of them"},
+        ({"key": "../../etc/passwd"}, None),
+        ({"key": "media/packs/aa/" + "b" * 64}, None),  # not under its own prefix
+        ({"codec": "lz4"}, None),
+        ({"size": -1}, None),
+        ({"blobs": 1}, [(ID0, 0, 10**9, 10)]),  # longer than the pack
+        ({"blobs": 2}, [(ID0, 5, 4, 10), (ID1, 0, 4, 10)]),  # out of order, overlapping
+        ({"blobs": 1}, [(ID0, 0, 4, 5 << 20)]),  # bigger than any blob
+        ({"blobs": 3}, [(ID0, 0, 4, 10)]),  # a table shorter than the header says
+        ({"blobs": "all of them"}, None),
+        ({"blobs": 2**40}, None),
     ],
 )
 def test_a_forged_index_is_set_aside_and_expire_deletes_nothing(
-    tmp_path: Path, small_tree: Path, change: dict[str, object]
+    tmp_path: Path,
+    small_tree: Path,
+    change: dict[str, object],
+    blobs: list[tuple[bytes, int, int, int]] | None,
 ) -> None:
     repo = _repo(tmp_path)
     take_media_snapshot(repo, ZSTD, small_tree)
     (index_key,) = [o.key for o in repo.list(INDEX_PREFIX)]
-    record = json.loads(zstandard.ZstdDecompressor().decompress(repo.get_bytes(index_key)))
-    _replace(repo, index_key, _forged_index({**record["packs"][0], **change}))
-    assert load_index(repo).unreadable and not load_index(repo).locations
+    (record,) = decode_index(repo.get_bytes(index_key))
+    real = [(bytes.fromhex(b.blob_id), b.offset, b.length, b.size) for b in record.blobs]
+    pack = {"key": record.key, "size": record.size, "codec": record.codec, "blobs": len(real)}
+    _replace(repo, index_key, _forged_index({**pack, **change}, real if blobs is None else blobs))
+    assert load_index(repo).unreadable and not len(load_index(repo))
     before = sorted(o.key for o in repo.list())
     with pytest.raises(ExpireRefused, match=r"media index .* cannot be read"):
         plan_expire(repo, RetentionPolicy(), LATER)
@@ -111,7 +123,7 @@ def test_an_index_pointing_at_other_bytes_is_refused_by_hash(
     take_media_snapshot(repo, ZSTD, small_tree)
     (index_key,) = [o.key for o in repo.list(INDEX_PREFIX)]
     index = load_index(repo)
-    (record,) = index.packs.values()
+    (record,) = index.records().values()
     swapped = [replace(b, offset=a.offset, length=a.length, size=a.size)
                for a, b in zip(record.blobs, reversed(record.blobs), strict=True)]  # fmt: skip
     swapped.sort(key=lambda b: b.offset)
@@ -263,7 +275,7 @@ def test_a_forged_index_cannot_make_prune_delete_used_blobs(
     repo = _repo(tmp_path)
     take_media_snapshot(repo, ZSTD, small_tree)
     (index_key,) = [o.key for o in repo.list(INDEX_PREFIX)]
-    (record,) = load_index(repo).packs.values()
+    (record,) = load_index(repo).records().values()
     before = sorted(o.key for o in repo.list())
     # 1. the index lists the pack with none of its real blobs
     fake = PackedBlob("e" * 64, 0, record.blobs[0].length, record.blobs[0].size)
@@ -351,7 +363,7 @@ def test_every_kept_snapshot_restores_byte_identical_after_expire_and_prune(
         assert tree_fingerprint(out) == fingerprint
         verify_media(repo, manifest.backup_id)
     used = {b for m, _ in kept for e in iter_entries(repo, m) for b in e.blobs()}
-    stored = {b.blob_id for r in load_index(repo).packs.values() for b in r.blobs}
+    stored = load_index(repo).blob_ids()
     assert used <= stored
 
 
@@ -454,3 +466,19 @@ def test_media_backup_takes_the_configured_paths(tmp_path: Path, small_tree: Pat
     assert f"of {other} complete: 1 files" in both.stdout
     listed = cli("list")
     assert str(small_tree) in listed.stdout and str(other) in listed.stdout
+
+
+def test_a_blob_packed_twice_keeps_both_packs_in_prunes_view() -> None:
+    """Two backups running at once may both pack the same new file: reads use one place, and
+    prune sees the blob in both packs (else its trailer check would refuse, or worse)."""
+    from backup_engine.media.index import MediaIndex
+
+    index = MediaIndex()
+    blob = PackedBlob("a" * 64, 0, 10, 20)
+    first, second = (f"{PACKS_PREFIX}{c * 2}/{c * 64}" for c in "bc")
+    index.add(PackRecord(first, 10, "zstd", (blob,)))
+    index.add(PackRecord(second, 10, "zstd", (blob,)))
+    location = index.location("a" * 64)
+    assert len(index) == 1 and location is not None and location.pack == first
+    records = index.records()
+    assert records[first].blobs == records[second].blobs == (blob,)

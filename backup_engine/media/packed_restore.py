@@ -193,7 +193,7 @@ class PackedRestore:
                 self._write(entry, io.BytesIO(b""))
                 continue
             blob_id = entry.blobs()[0]
-            location = index.locations.get(blob_id)
+            location = index.location(blob_id)
             if location is None:
                 self.failed.append(f"{entry.path}: blob {blob_id[:16]} is in no index")
                 continue
@@ -227,7 +227,7 @@ class PackedRestore:
     def _large(self, index: MediaIndex, entry: MediaEntry) -> None:
         locations = []
         for blob_id in entry.blobs():
-            location = index.locations.get(blob_id)
+            location = index.location(blob_id)
             if location is None:
                 raise Unavailable(f"blob {blob_id[:16]} is in no index")
             locations.append((blob_id, location))
@@ -283,7 +283,7 @@ def packed_blobs_by_pack(
     groups: dict[str, list[tuple[str, BlobLocation]]] = defaultdict(list)
     unknown = []
     for blob_id in sorted(blob_ids):
-        location = index.locations.get(blob_id)
+        location = index.location(blob_id)
         if location is None:
             unknown.append(blob_id)
         else:

@@ -27,7 +27,7 @@ from backup_engine.errors import CorruptObject, ObjectExists
 from backup_engine.storage.base import Storage
 
 PACKS_PREFIX = "media/packs/"
-PACK_TARGET = 16 << 20  # plaintext bytes per pack; restic's default pack size
+PACK_TARGET = 12 << 20  # bytes per pack as stored: 4 in flight + 1 filling stay near 60 MiB
 CHUNK_SIZE = 4 << 20  # large files are cut into blobs of this size
 MAX_STORED = CHUNK_SIZE + (CHUNK_SIZE >> 6) + 4096  # zstd's worst case for one blob, bounded
 BLOB_CODECS = ("zstd", "none")

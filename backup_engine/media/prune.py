@@ -13,7 +13,7 @@ Partly used packs are kept whole (their unused bytes are reported; rewriting the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from backup_engine.errors import BackupEngineError, CorruptObject
 from backup_engine.locks import BackupLocked, holders, repository_lock
 from backup_engine.media.entries import iter_entries
-from backup_engine.media.index import load_index, write_index
+from backup_engine.media.index import MediaIndex, load_index, write_index
 from backup_engine.media.manifest import MediaSnapshotManifest
 from backup_engine.media.packs import PACKS_PREFIX, PackRecord, is_pack_key, read_pack_blob_ids
 from backup_engine.storage.base import Storage
@@ -104,10 +104,11 @@ def plan_prune(
             hint="verify it with: backup-engine media verify ID",
         ) from None
     plan = PrunePlan()
+    records = index.records()
     for info in storage.list(PACKS_PREFIX):
         if not is_pack_key(info.key):
             continue
-        record = index.packs.get(info.key)
+        record = records.get(info.key)
         live = [b for b in record.blobs if b.blob_id in used] if record else []
         if live:
             assert record is not None
@@ -125,19 +126,19 @@ def plan_prune(
                 plan.keep_records.append(record)
             continue
         plan.packs.append(PackDecision(info.key, True, reason, info.size))
-    _check_deletions(storage, plan, used, index.locations.keys())
+    _check_deletions(storage, plan, used, index)
     if plan.deletions:
         plan.replaced_indexes = list(index.sources)
     return plan
 
 
 def _check_deletions(
-    storage: Storage, plan: PrunePlan, used: set[str], indexed: Iterable[str]
+    storage: Storage, plan: PrunePlan, used: set[str], indexed: MediaIndex
 ) -> None:
     """Reason from the packs themselves, not only from the index: a used blob no index names,
     or a pack to delete whose own trailer lists a used blob, means the index is damaged or
     forged, and nothing is deleted. An object that is not a pack this tool wrote is kept."""
-    unknown = used - set(indexed)
+    unknown = {blob_id for blob_id in used if blob_id not in indexed}
     if unknown:
         raise PruneRefused(
             f"expire deleted nothing: a kept media snapshot uses blob {min(unknown)[:16]}, "

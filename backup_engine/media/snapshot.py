@@ -24,7 +24,7 @@ from backup_engine.errors import BackupEngineError, CorruptObject, UsageError
 from backup_engine.locks import repository_lock
 from backup_engine.manifests import encryption_extra
 from backup_engine.media.entries import EntriesWriter, iter_entries
-from backup_engine.media.index import load_index, write_index
+from backup_engine.media.index import MediaIndex, load_index, write_index
 from backup_engine.media.manifest import (
     MEDIA_SNAPSHOTS,
     MediaEntry,
@@ -77,14 +77,18 @@ def _unchanged(path: Path, before: os.stat_result, after: os.stat_result, size: 
 class _Walker:
     uploader: PackUploader
     previous: dict[str, MediaEntry]
-    known: set[str]  # blobs in the repository's index, or queued by this snapshot
+    index: MediaIndex  # the blobs the repository holds
     entries: EntriesWriter
+    queued: set[bytes] = field(default_factory=set)  # blobs this snapshot packs (raw ids)
     new_blobs: int = 0
     skipped: list[SkippedEntry] = field(default_factory=list)
     links: dict[tuple[int, int], str] = field(default_factory=dict)  # (dev, ino) -> first path
 
     def add(self, entry: MediaEntry) -> None:
         self.entries.add(entry)
+
+    def _stored(self, raw: bytes) -> bool:
+        return raw in self.queued or self.index.has(raw)
 
     def file(self, rel: str, st: os.stat_result, path: Path) -> MediaEntry | None:
         inode = (st.st_dev, st.st_ino)
@@ -102,7 +106,7 @@ class _Walker:
         if (
             known is not None
             and (known.size, known.mtime_ns, known.inode) == (st.st_size, st.st_mtime_ns, st.st_ino)
-            and all(blob in self.known for blob in known.blobs())
+            and all(self._stored(bytes.fromhex(blob)) for blob in known.blobs())
         ):  # unchanged since the last snapshot, and its blobs are stored: not read again
             return replace(known, path=rel, mode=mode)
         for _ in range(RETRIES):
@@ -127,14 +131,14 @@ class _Walker:
             before = os.fstat(fh.fileno())
             whole = hashlib.sha256() if before.st_size > CHUNK_SIZE else None
             while chunk := fh.read(CHUNK_SIZE):
-                blob_id = hashlib.sha256(chunk).hexdigest()
+                raw = hashlib.sha256(chunk).digest()
                 if whole is not None:
                     whole.update(chunk)
-                chunks.append(blob_id)
+                chunks.append(raw.hex())
                 size += len(chunk)
-                if blob_id not in self.known:
-                    self.uploader.add(blob_id, chunk)
-                    self.known.add(blob_id)
+                if not self._stored(raw):
+                    self.uploader.add(raw.hex(), chunk)
+                    self.queued.add(raw)
                     self.new_blobs += 1
             after = os.fstat(fh.fileno())
         _unchanged(path, before, after, size)
@@ -179,7 +183,7 @@ def _take(
     level = codec.level if isinstance(codec, ZstdCodec) else 1
     uploader = PackUploader(storage, "none" if codec.name == "none" else "zstd", level, concurrency)
     entries = EntriesWriter(storage, backup_id)
-    walker = _Walker(uploader, _previous_entries(storage, str(root)), set(index.locations), entries)
+    walker = _Walker(uploader, _previous_entries(storage, str(root)), index, entries)
     try:
         with (progress or Progress()).task(f"media snapshot of {root}", None) as task:
             _walk_into(walker, root, task)
