@@ -22,7 +22,8 @@ from backup_engine.commands.context import CliContext
 from backup_engine.commands.media_cmd import media
 from backup_engine.commands.ops import check, expire, metrics, run_all, runbook, usage
 from backup_engine.commands.pg import pg
-from backup_engine.commands.pg_manage import delete_backup, pin_backup, show, unpin_backup
+from backup_engine.commands.pg_manage import delete_backup, show
+from backup_engine.commands.pinning import MEDIA_PINS, PG_PINS, REDIS_PINS
 from backup_engine.commands.redis_cmd import redis
 from backup_engine.commands.storage_cmd import storage
 from backup_engine.errors import BackupEngineError
@@ -85,8 +86,10 @@ def cli(
     ctx.obj = CliContext(config=config, repo=repo, debug=debug)
 
 
-for command in (show, pin_backup, unpin_backup, delete_backup):
-    pg.add_command(command)
+for group, extra in ((pg, [show, delete_backup, *PG_PINS]), (redis, REDIS_PINS),
+                     (media, MEDIA_PINS)):  # fmt: skip
+    for command in extra:
+        group.add_command(command)
 cli.add_command(pg)
 cli.add_command(redis)
 cli.add_command(media)

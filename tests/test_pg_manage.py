@@ -119,3 +119,32 @@ def test_pins_are_untrusted_input(tmp_path: Path) -> None:
     assert pins["20260101T000000Z"].startswith("keep me") and len(pins["20260101T000000Z"]) == 200
     assert pins["20260102T000000Z"] == "(pin unreadable)"  # still keeps its backup
     assert "not-an-id" not in pins
+
+
+def test_a_pinned_media_snapshot_survives_expire(tmp_path: Path) -> None:
+    from backup_engine.codecs import get_codec
+    from backup_engine.expire import apply_expire, plan_expire
+    from backup_engine.media.manifest import MEDIA_SNAPSHOTS
+    from backup_engine.media.snapshot import take_media_snapshot
+
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "up").mkdir()
+    (tmp_path / "up" / "a.txt").write_text("a")
+    repo = LocalStorage(tmp_path / "repo")
+    ids = []
+    for month in (1, 2, 3):
+        clock = iter([datetime(2026, month, 1, tzinfo=UTC)] * 2)
+        ids.append(take_media_snapshot(repo, get_codec("zstd"), tmp_path / "up",
+                                       clock=lambda c=clock: next(c)).backup_id)  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKUP_ENGINE")}
+    pinned = subprocess.run(
+        [sys.executable, "-m", "backup_engine", "--repo", f"file://{tmp_path / 'repo'}",
+         "media", "pin", ids[0], "--reason", "audit"],
+        capture_output=True, text=True, env=env, check=False, timeout=60,
+    )  # fmt: skip
+    assert pinned.returncode == 0 and f"pinned media snapshot {ids[0]}: audit" in pinned.stdout
+    plan = plan_expire(repo, RetentionPolicy(media_days=30), datetime(2026, 11, 1, tzinfo=UTC))
+    reasons = {i.name: (i.keep, i.reason) for i in plan.items if i.kind == "media"}
+    assert reasons[ids[0]] == (True, "pinned: audit") and not reasons[ids[1]][0]
+    apply_expire(repo, plan)
+    assert [m.backup_id for m in MEDIA_SNAPSHOTS.list(repo).backups] == [ids[0], ids[2]]

@@ -87,37 +87,6 @@ def show(obj: CliContext, backup_id: str, json_output: bool) -> None:
         click.echo(f"{name:11} {value}")
 
 
-@click.command(name="pin")
-@click.argument("backup_id", metavar="ID|latest")
-@click.option("--reason", required=True, help='Why it is kept, e.g. "legal hold, ticket 4711".')
-@click.pass_obj
-def pin_backup(obj: CliContext, backup_id: str, reason: str) -> None:
-    """Keep a base backup whatever retention says (and the WAL it needs), until unpinned."""
-    from backup_engine.pins import pin
-    from backup_engine.postgres.catalog import BASE_BACKUPS
-
-    storage = obj.settings().open_storage()
-    storage.check()
-    manifest = BASE_BACKUPS.resolve(storage, backup_id)
-    made = pin(storage, "postgres", manifest.backup_id, reason)
-    click.echo(f"pinned base backup {manifest.backup_id}: {made.reason}")
-
-
-@click.command(name="unpin")
-@click.argument("backup_id", metavar="ID")
-@click.pass_obj
-def unpin_backup(obj: CliContext, backup_id: str) -> None:
-    """Let retention decide about a pinned base backup again."""
-    from backup_engine.pins import unpin
-
-    storage = obj.settings().open_storage()
-    storage.check()
-    if unpin(storage, "postgres", backup_id):
-        click.echo(f"unpinned base backup {backup_id}: retention decides about it again")
-    else:
-        click.echo(f"base backup {backup_id} was not pinned")
-
-
 @click.command(name="delete")
 @click.argument("backup_id", metavar="ID")
 @click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
