@@ -23,7 +23,7 @@ from backup_engine.commands.media_cmd import media
 from backup_engine.commands.ops import check, expire, metrics, run_all, runbook, usage
 from backup_engine.commands.pg import pg
 from backup_engine.commands.pg_manage import delete_backup, show
-from backup_engine.commands.pinning import MEDIA_PINS, PG_PINS, REDIS_PINS
+from backup_engine.commands.pinning import MEDIA_COMMANDS, PG_PINS, REDIS_COMMANDS
 from backup_engine.commands.redis_cmd import redis
 from backup_engine.commands.storage_cmd import storage
 from backup_engine.errors import BackupEngineError
@@ -86,8 +86,8 @@ def cli(
     ctx.obj = CliContext(config=config, repo=repo, debug=debug)
 
 
-for group, extra in ((pg, [show, delete_backup, *PG_PINS]), (redis, REDIS_PINS),
-                     (media, MEDIA_PINS)):  # fmt: skip
+for group, extra in ((pg, [show, delete_backup, *PG_PINS]), (redis, REDIS_COMMANDS),
+                     (media, MEDIA_COMMANDS)):  # fmt: skip
     for command in extra:
         group.add_command(command)
 cli.add_command(pg)

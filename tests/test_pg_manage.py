@@ -133,9 +133,13 @@ def test_a_pinned_media_snapshot_survives_expire(tmp_path: Path) -> None:
     repo = LocalStorage(tmp_path / "repo")
     ids = []
     for month in (1, 2, 3):
-        clock = iter([datetime(2026, month, 1, tzinfo=UTC)] * 2)
-        ids.append(take_media_snapshot(repo, get_codec("zstd"), tmp_path / "up",
-                                       clock=lambda c=clock: next(c)).backup_id)  # fmt: skip
+        moment = datetime(2026, month, 1, tzinfo=UTC)
+
+        def clock(m: datetime = moment) -> datetime:
+            return m
+
+        ids.append(take_media_snapshot(repo, get_codec("zstd"), tmp_path / "up", clock=clock)
+                   .backup_id)  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("BACKUP_ENGINE")}
     pinned = subprocess.run(
         [sys.executable, "-m", "backup_engine", "--repo", f"file://{tmp_path / 'repo'}",
@@ -148,3 +152,20 @@ def test_a_pinned_media_snapshot_survives_expire(tmp_path: Path) -> None:
     assert reasons[ids[0]] == (True, "pinned: audit") and not reasons[ids[1]][0]
     apply_expire(repo, plan)
     assert [m.backup_id for m in MEDIA_SNAPSHOTS.list(repo).backups] == [ids[0], ids[2]]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "backup_engine", "--repo", f"file://{tmp_path / 'repo'}",
+             "media", *args],
+            capture_output=True, text=True, env=env, check=False, timeout=60,
+        )  # fmt: skip
+
+    shown = json.loads(cli("show", ids[0], "--json").stdout)
+    assert shown["retention"] == {"keep": True, "reason": "pinned: audit"}
+    assert "entries" not in shown
+    refused = cli("delete", ids[0])
+    assert refused.returncode == 2 and "pinned: audit" in refused.stderr
+    assert cli("unpin", ids[0]).returncode == 0
+    assert cli("delete", ids[0]).returncode == 0
+    assert cli("delete", ids[2]).returncode == 2  # the newest
+    assert [m.backup_id for m in MEDIA_SNAPSHOTS.list(repo).backups] == [ids[2]]

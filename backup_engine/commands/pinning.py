@@ -1,5 +1,6 @@
-"""`pin` and `unpin` for every kind of backup: the same commands under `pg`, `redis` and
-`media`, each resolving ids in its own catalog."""
+"""`pin` and `unpin` for every kind of backup (the same commands under `pg`, `redis` and
+`media`, each resolving ids in its own catalog), and `show` and `delete` for Redis and media
+snapshots (PostgreSQL's, which know about WAL and the PITR window, are in pg_manage.py)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,86 @@ def _media() -> Any:
     return MEDIA_SNAPSHOTS
 
 
+def snapshot_commands(kind: str, what: str, catalog: Callable[[], Any]) -> list[click.Command]:
+    """`show` and `delete` for a kind kept `[retention] <kind>_days` (Redis, media)."""
+
+    def decision(obj: CliContext, storage: Any, backup_id: str) -> Any:
+        from datetime import UTC, datetime
+
+        from backup_engine.pins import read_pins
+        from backup_engine.retention import snapshot_decisions
+
+        days = getattr(obj.settings().retention, f"{kind}_days")
+        backups = catalog().list(storage).backups
+        decisions = snapshot_decisions(backups, days, datetime.now(UTC), what,
+                                       read_pins(storage, kind))  # fmt: skip
+        return next(d for d in decisions if d.backup_id == backup_id)
+
+    @click.command(name="show")
+    @click.argument("backup_id", metavar="ID|latest")
+    @click.option("--json", "json_output", is_flag=True, help="Print JSON for machines.")
+    @click.pass_obj
+    def show(obj: CliContext, backup_id: str, json_output: bool) -> None:
+        from backup_engine.commands.output import emit_json
+
+        storage = obj.settings().open_storage()
+        storage.check()
+        manifest = catalog().resolve(storage, backup_id)
+        kept = decision(obj, storage, manifest.backup_id)
+        data = manifest.to_dict()
+        data.pop("entries", None)  # a media snapshot's list of files can be huge
+        data["retention"] = {"keep": kept.keep, "reason": kept.reason}
+        if json_output:
+            emit_json(data)
+            return
+        for name in ("backup_id", "start_time", "stop_time", "source", "compression"):
+            if name in data:
+                click.echo(f"{name:12} {data[name]}")
+        for name in ("file_count", "total_bytes", "stored_bytes", "new_bytes"):
+            if hasattr(manifest, name):
+                click.echo(f"{name:12} {getattr(manifest, name)}")
+        click.echo(f"{'retention':12} " + ("kept: " if kept.keep else "expire deletes it: ")
+                   + kept.reason)  # fmt: skip
+
+    show.help = f"One {what}: what its manifest records, and whether retention keeps it."
+
+    @click.command(name="delete")
+    @click.argument("backup_id", metavar="ID")
+    @click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
+    @click.pass_obj
+    def delete(obj: CliContext, backup_id: str, dry_run: bool) -> None:
+        from backup_engine.errors import UsageError
+
+        storage = obj.settings().open_storage()
+        storage.check()
+        kinds = catalog()
+        if backup_id == "latest":
+            raise UsageError(f"{kind} delete takes a backup id, not 'latest'")
+        manifest = kinds.resolve(storage, backup_id)
+        kept = decision(obj, storage, manifest.backup_id)
+        if kept.reason.startswith(("newest", "pinned: ")):
+            raise UsageError(f"{what} {manifest.backup_id} is not deleted: {kept.reason}",
+                             hint=f"backup-engine {'redis' if kind == 'redis' else kind} "
+                             "unpin ID first" if "pinned" in kept.reason
+                             else "the newest one is never deleted by hand")  # fmt: skip
+        first = kinds.manifest_key(manifest.backup_id)
+        rest = [o.key for o in storage.list(kinds.backup_prefix(manifest.backup_id))]
+        keys = [first, *(k for k in rest if k != first)]
+        if dry_run:
+            click.echo(f"would delete {what} {manifest.backup_id}: {len(keys)} objects")
+            return
+        for key in keys:  # the manifest first: never a listed snapshot with missing pieces
+            storage.delete(key)
+        shared = " (shared content goes at the next expire)" if kind == "media" else ""
+        click.echo(f"deleted {what} {manifest.backup_id}: {len(keys)} objects{shared}")
+
+    delete.help = (f"Delete one {what} now (never the newest or a pinned one); content other "
+                   "snapshots share stays.")  # fmt: skip
+    return [show, delete]
+
+
 PG_PINS = pin_commands("postgres", "base backup", _base)
-REDIS_PINS = pin_commands("redis", "Redis backup", _redis)
-MEDIA_PINS = pin_commands("media", "media snapshot", _media)
+REDIS_COMMANDS = [*pin_commands("redis", "Redis backup", _redis),
+              *snapshot_commands("redis", "Redis backup", _redis)]  # fmt: skip
+MEDIA_COMMANDS = [*pin_commands("media", "media snapshot", _media),
+              *snapshot_commands("media", "media snapshot", _media)]  # fmt: skip
