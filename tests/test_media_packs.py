@@ -482,3 +482,19 @@ def test_a_blob_packed_twice_keeps_both_packs_in_prunes_view() -> None:
     assert len(index) == 1 and location is not None and location.pack == first
     records = index.records()
     assert records[first].blobs == records[second].blobs == (blob,)
+
+
+def test_a_list_of_entries_longer_than_recorded_stops_at_the_count(
+    tmp_path: Path, small_tree: Path
+) -> None:
+    """A forged list that decompresses to endless entries is cut at the recorded count."""
+    repo = _repo(tmp_path)
+    manifest = take_media_snapshot(repo, ZSTD, small_tree)
+    entries = list(iter_entries(repo, manifest))
+    extra = [MediaEntry(f"x{i}", "dir", 0o755, 0) for i in range(1000)]
+    _forge_entries(repo, entries + extra)
+    forged = MEDIA_SNAPSHOTS.list(repo).backups[-1]
+    lying = replace(forged, entry_count=len(entries))
+    _replace(repo, MEDIA_SNAPSHOTS.manifest_key(forged.backup_id), lying.to_json().encode())
+    with pytest.raises(CorruptObject, match=f"holds more than the {len(entries)} entries"):
+        list(iter_entries(repo, MEDIA_SNAPSHOTS.list(repo).backups[-1]))

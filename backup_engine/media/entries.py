@@ -30,6 +30,7 @@ from backup_engine.storage.base import ObjectWriter, Storage
 
 ENTRIES_NAME = "entries.jsonl.zst"
 MAX_LINE = 64 << 20  # one entry: a path and, for a huge file, its list of blob ids
+MAX_LIST = 4 << 30  # a list of entries, compressed: ten times what 10 million files need
 _READ = 1 << 20
 
 
@@ -64,6 +65,8 @@ class EntriesWriter:
 
 
 def _checked_copy(storage: Storage, stored: StoredFile, where: str) -> IO[bytes]:
+    if not 0 <= stored.size <= MAX_LIST:
+        raise CorruptObject(f"{where}: its list of entries claims {stored.size} bytes")
     spool = tempfile.SpooledTemporaryFile(max_size=32 << 20)  # noqa: SIM115 - returned open
     digest = hashlib.sha256()
     size = 0
@@ -114,6 +117,11 @@ def iter_entries(storage: Storage, manifest: MediaSnapshotManifest) -> Iterator[
                 (decode_entry(json.loads(line)) for line in _lines(spool, where)), packed=True
             ):
                 count += 1
+                if count > manifest.entry_count:  # never more than recorded, even decompressed
+                    raise CorruptObject(
+                        f"{where}: its list holds more than the {manifest.entry_count} entries "
+                        "the manifest records"
+                    )
                 yield entry
         except (ValueError, TypeError) as exc:
             raise CorruptObject(f"{where}: {exc}") from None
