@@ -56,6 +56,7 @@ class TableRestoreResult:
     replaced: bool
     recovery: RecoveryOutcome
     seconds: float
+    phases: tuple[tuple[str, float], ...] = ()  # the side cluster's, then the copy
 
 
 def default_copy_name(name: str, now: datetime) -> str:
@@ -212,6 +213,7 @@ def restore_table(
         settings={"archive_mode": "off"}, bindir=bindir,
     )  # fmt: skip
     side, restored = recovered.server, recovered.restore
+    copying = time.monotonic()
     try:
         rows = _prepare_copy(
             side.dsn(), schema, name, restored_name, keep_foreign_keys=restored_name == name
@@ -239,4 +241,6 @@ def restore_table(
         replaced=replace_rows,
         recovery=recovered.recovery,
         seconds=time.monotonic() - started,
-    )
+        phases=(*recovered.phases,
+                ("copy the table into the live database", time.monotonic() - copying)),
+    )  # fmt: skip

@@ -89,6 +89,7 @@ def restore_snapshot(
     ref = {"latest": "latest", "first": media_snapshots[0].backup_id}[which]
     started = time.monotonic()
     result = restore_media(repository, ref, tmp_path / "restored")
+    drill_record.phase("fetch, check and write every file", time.monotonic() - started)
     drill_record.used_backup(result.backup_id, {})
     return RestoredMedia(result, time.monotonic() - started)
 
@@ -181,6 +182,7 @@ def restore_folder(
 ) -> RestoredMedia:
     started = time.monotonic()
     result = restore_media(repository, "latest", tmp_path / "restored", include=(folder,))
+    drill_record.phase(f"fetch, check and write {folder}", time.monotonic() - started)
     drill_record.used_backup(result.backup_id, {})
     return RestoredMedia(result, time.monotonic() - started)
 

@@ -91,7 +91,10 @@ def restore_new_redis(
     started = time.monotonic()
     data_dir = redis_backend.new_data_dir()
     result = restore_to_dir(repository, "latest", data_dir)
+    restored = time.monotonic()
+    drill_record.phase("download and check dump.rdb", restored - started)
     server = redis_backend.start_existing(data_dir)
+    drill_record.phase("start redis-server on it", time.monotonic() - restored)
     drill_record.used_backup(result.backup_id, result.sha256)
     return RestoredRedis(server, result, time.monotonic() - started)
 
@@ -107,6 +110,7 @@ def restore_running_redis(
 ) -> RestoredRedis:
     started = time.monotonic()
     result = restore_into_server(repository, "latest", RedisTarget(redis_server.url), redis_backend)
+    drill_record.phase("copy every key into the running server", time.monotonic() - started)
     drill_record.used_backup(result.backup_id, result.sha256)
     return RestoredRedis(redis_server, result, time.monotonic() - started)
 

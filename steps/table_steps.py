@@ -73,6 +73,8 @@ def _restore(
         replace_rows=replace_rows,
     )
     drill_record.used_backup(result.backup_id, {})
+    for phase, seconds in result.phases:
+        drill_record.phase(phase, seconds)
     return RestoredTable(result)
 
 
