@@ -75,6 +75,9 @@ def test_show_pin_and_delete_one_base_backup(
     assert pinned.returncode == 2 and "pinned: legal hold, ticket 42" in pinned.stderr
     assert "unpin it first" in pinned.stderr and "\x1b" not in pinned.stderr
     assert "kept: pinned: legal hold" in cli(repo, "pg", "show", first).stdout
+    listed = json.loads(cli(repo, "pg", "list", "--json").stdout)["backups"]
+    assert [b["pinned"] for b in listed] == ["legal hold, ticket 42", None]
+    assert "legal hold, ticket 42" in cli(repo, "pg", "list").stdout
 
     assert cli(repo, "pg", "unpin", first).returncode == 0
     dry = cli(repo, "pg", "delete", first, "--dry-run")

@@ -73,6 +73,7 @@ def backup(obj: CliContext, roots: tuple[Path, ...], no_progress: bool, json_out
 def list_snapshots(obj: CliContext, json_output: bool) -> None:
     """List complete media snapshots, oldest first."""
     from backup_engine.media.manifest import MEDIA_SNAPSHOTS
+    from backup_engine.pins import read_pins
 
     storage = obj.settings().open_storage()
     storage.check()
@@ -90,6 +91,7 @@ def list_snapshots(obj: CliContext, json_output: bool) -> None:
             m.source,
         ),
         json_output=json_output,
+        pins=read_pins(storage, "media"),
         as_dict=_summary,
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -41,8 +41,15 @@ def show_catalog(
     json_output: bool,
     extra: dict[str, Any] | None = None,
     as_dict: Callable[[Any], dict[str, Any]] = lambda m: m.to_dict(),
+    pins: Mapping[str, str] | None = None,
 ) -> None:
-    """A `list` command's output: complete backups as a table or JSON, incomplete ones named."""
+    """A `list` command's output: complete backups as a table or JSON, incomplete ones named;
+    with `pins`, a PINNED column (the reason) and `pinned` in the JSON."""
+    if pins is not None:
+        headers = (*headers, "PINNED")
+        plain_row, plain_dict = row, as_dict
+        row = lambda m: (*plain_row(m), pins.get(m.backup_id, ""))  # noqa: E731
+        as_dict = lambda m: {**plain_dict(m), "pinned": pins.get(m.backup_id)}  # noqa: E731
     if json_output:
         emit_json(
             {

@@ -86,6 +86,7 @@ def backup(
 @click.pass_obj
 def list_backups(obj: CliContext, json_output: bool) -> None:
     """List complete base backups and the recoverable window of each timeline."""
+    from backup_engine.pins import read_pins
     from backup_engine.postgres.catalog import list_base_backups
     from backup_engine.postgres.windows import recoverable_windows
 
@@ -105,6 +106,7 @@ def list_backups(obj: CliContext, json_output: bool) -> None:
             human_bytes(m.raw_bytes), m.start_lsn, m.stop_lsn, str(m.timeline), m.pg_version,
         ),
         json_output=json_output,
+        pins=read_pins(storage, "postgres"),
         extra={"recoverable_windows": window_data},
     )  # fmt: skip
     if json_output:

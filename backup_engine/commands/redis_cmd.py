@@ -67,6 +67,7 @@ def backup(obj: CliContext, url: str | None, no_progress: bool, json_output: boo
 @click.pass_obj
 def list_backups(obj: CliContext, json_output: bool) -> None:
     """List complete Redis backups, oldest first."""
+    from backup_engine.pins import read_pins
     from backup_engine.redis.manifest import REDIS_BACKUPS
 
     storage = obj.settings().open_storage()
@@ -86,6 +87,7 @@ def list_backups(obj: CliContext, json_output: bool) -> None:
             m.source,
         ),
         json_output=json_output,
+        pins=read_pins(storage, "redis"),
     )
 
 
