@@ -498,3 +498,20 @@ def test_a_list_of_entries_longer_than_recorded_stops_at_the_count(
     _replace(repo, MEDIA_SNAPSHOTS.manifest_key(forged.backup_id), lying.to_json().encode())
     with pytest.raises(CorruptObject, match=f"holds more than the {len(entries)} entries"):
         list(iter_entries(repo, MEDIA_SNAPSHOTS.list(repo).backups[-1]))
+
+
+def test_a_hard_link_to_a_file_that_could_not_be_restored_is_named_too(tmp_path: Path) -> None:
+    repo = _repo(tmp_path)
+    tree = _tree(tmp_path / "up", {"a.bin": os.urandom(300), "b.bin": os.urandom(300)})
+    os.link(tree / "a.bin", tree / "z-link.bin")
+    manifest = take_media_snapshot(repo, ZSTD, tree)
+    damage_blob = next(e for e in iter_entries(repo, manifest) if e.path == "a.bin").blobs()[0]
+    location = load_index(repo).location(damage_blob)
+    assert location is not None
+    data = bytearray(repo.get_bytes(location.pack))
+    data[location.offset + 1] ^= 0xFF
+    _replace(repo, location.pack, bytes(data))
+    with pytest.raises(PartialRestore, match="2 could not be restored") as failed:
+        restore_media(repo, "latest", tmp_path / "out")
+    assert "z-link.bin: it is a second name of a.bin" in str(failed.value.result.failed)
+    assert (tmp_path / "out" / "b.bin").read_bytes() == (tree / "b.bin").read_bytes()

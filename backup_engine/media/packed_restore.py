@@ -169,6 +169,8 @@ class PackedRestore:
         assert entry.target is not None
         if entry.type == "symlink":
             self.tree.symlink(entry.path, entry.target)
+        elif any(f.startswith(f"{entry.target}: ") for f in self.failed):
+            raise Unavailable(f"it is a second name of {entry.target}, which was not restored")
         else:
             self.tree.hardlink(entry.path, entry.target)
 
