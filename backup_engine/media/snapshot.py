@@ -189,7 +189,7 @@ def _take(
             _walk_into(walker, root, task)
         records = uploader.finish()
         if records:
-            write_index(storage, backup_id, records)
+            write_index(storage, f"{backup_id}-{os.urandom(4).hex()}", records)  # never taken
         listed = entries.commit()
     except BaseException:
         uploader.abort()
