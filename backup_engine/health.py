@@ -72,27 +72,33 @@ def _wal_probe(settings: Settings, storage: Storage) -> Finding:
     return Finding("WAL archiving", state, message, perf)
 
 
+def wal_backlog(dsn: str) -> tuple[int, int]:
+    """(segments waiting to be archived, segment size in MB): PostgreSQL's .ready files.
+    psycopg.Error when the role may not read pg_wal/archive_status (it needs pg_monitor)."""
+    from backup_engine.postgres.connection import connect
+
+    with connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FILTER (WHERE name LIKE '%%.ready' AND length(name) = 30),"
+            " current_setting('wal_segment_size')::text FROM pg_ls_archive_statusdir()"
+        ).fetchone()
+    return (int(str(row[0])), _size_mb(str(row[1]))) if row else (0, 16)
+
+
 def _wal_backlog(settings: Settings) -> Finding:
     """WAL PostgreSQL has finished but not yet archived (its .ready files): a growing backlog
     is an archive falling behind, and pg_wal filling the disk."""
     import psycopg
 
-    from backup_engine.postgres.connection import connect
-
     limit = settings.wal.queue_max_mb
     try:
-        with connect(settings.postgres.dsn) as conn:
-            row = conn.execute(
-                "SELECT count(*) FILTER (WHERE name LIKE '%%.ready' AND length(name) = 30),"
-                " current_setting('wal_segment_size')::text FROM pg_ls_archive_statusdir()"
-            ).fetchone()
+        ready, size = wal_backlog(settings.postgres.dsn)
     except BackupEngineError as exc:  # the server cannot be reached: the WAL probe says so too
         return Finding("WAL backlog", CRITICAL, exc.one_line())
     except psycopg.Error as exc:
         reason = str(exc).strip().splitlines()[0]
         return Finding("WAL backlog", WARNING, f"cannot read pg_wal/archive_status ({reason}); "
                        "grant pg_monitor to the checking role")  # fmt: skip
-    ready, size = (int(str(row[0])), _size_mb(str(row[1]))) if row else (0, 16)
     backlog = ready * size
     state = WARNING if limit and backlog > limit else OK
     perf = f"wal_backlog_mb={backlog};{limit or ''}"

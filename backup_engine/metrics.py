@@ -52,6 +52,14 @@ def last_wal_archived(storage: Storage) -> float | None:
 
 
 REPOSITORY_BYTES = "restore_drill_repository_bytes"
+WAL_BACKLOG = "restore_drill_wal_backlog_bytes"
+WAL_BACKLOG_LIMIT = "restore_drill_wal_backlog_limit_bytes"
+
+
+@dataclass(frozen=True)
+class Backlog:
+    bytes: int  # WAL PostgreSQL finished and has not archived yet
+    limit_bytes: int  # [wal] queue_max_mb
 
 
 def write_backup_metrics(
@@ -59,6 +67,7 @@ def write_backup_metrics(
     storage: Storage,
     expected: tuple[str, ...] = (),
     usage: dict[str, int] | None = None,
+    backlog: Backlog | None = None,
 ) -> list[LatestBackup]:
     """`expected`: the kinds the configuration backs up. One with no backup at all is written
     as ended at 0 (1970), so "no backup in 26 hours" fires for it instead of its series
@@ -82,5 +91,10 @@ def write_backup_metrics(
                        ["type"], registry=registry)  # fmt: skip
         for kind, count in usage.items():
             stored.labels(kind).set(count)
+    if backlog is not None:
+        Gauge(WAL_BACKLOG, "WAL waiting to be archived (pg_wal/archive_status .ready files)",
+              registry=registry).set(backlog.bytes)  # fmt: skip
+        Gauge(WAL_BACKLOG_LIMIT, "[wal] queue_max_mb: the backlog that is too much",
+              registry=registry).set(backlog.limit_bytes)  # fmt: skip
     write_to_textfile(str(path), registry)
     return backups

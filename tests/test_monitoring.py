@@ -158,6 +158,9 @@ def test_check_and_metrics_commands(
     }
     assert abs(last["postgres"] - datetime.now(UTC).timestamp()) < 300
     assert any(s.name == "restore_drill_wal_last_archived_timestamp_seconds" for s in samples)
+    values = {s.name: s.value for s in samples}
+    assert values["restore_drill_wal_backlog_limit_bytes"] == 32 << 20
+    assert values["restore_drill_wal_backlog_bytes"] % (16 << 20) == 0
 
 
 def test_check_reports_an_unreachable_store_as_critical(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -137,15 +138,37 @@ def metrics(obj: CliContext, textfile: Path, with_usage: bool) -> None:
                  for k in found.kinds.values()}  # fmt: skip
         if found.noncurrent_bytes is not None:
             usage["old_versions"] = found.noncurrent_bytes
+    backlog = None
+    if settings.postgres.dsn:
+        backlog = _backlog(settings)
     backups = write_backup_metrics(
         textfile,
         storage,
         expected=tuple(kind for kind, on in configured.items() if on),
         usage=usage,
+        backlog=backlog,
     )
     click.echo(
         f"wrote {textfile}: newest backup of {', '.join(b.kind for b in backups) or 'no kind'}"
     )
+
+
+def _backlog(settings: Any) -> Any:
+    """The WAL backlog for the metrics, or None (said on stderr) when it cannot be read."""
+    import psycopg
+
+    from backup_engine import logs
+    from backup_engine.errors import BackupEngineError
+    from backup_engine.health import wal_backlog
+    from backup_engine.metrics import Backlog
+
+    try:
+        ready, size_mb = wal_backlog(settings.postgres.dsn)
+    except (BackupEngineError, psycopg.Error) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        logs.warning(f"WAL backlog not written: {reason} (the role needs pg_monitor)")
+        return None
+    return Backlog(ready * size_mb << 20, settings.wal.queue_max_mb << 20)
 
 
 @click.command()

@@ -11,7 +11,14 @@ from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 from prometheus_client.parser import text_string_to_metric_families
 
 from backup_engine.drill.evidence import DrillRun
-from backup_engine.metrics import BACKUP_LAST, BACKUP_SIZE, WAL_LAST
+from backup_engine.metrics import (
+    BACKUP_LAST,
+    BACKUP_SIZE,
+    REPOSITORY_BYTES,
+    WAL_BACKLOG,
+    WAL_BACKLOG_LIMIT,
+    WAL_LAST,
+)
 
 LAST_RUN = "restore_drill_last_run_timestamp_seconds"
 LAST_SUCCESS = "restore_drill_last_success_timestamp_seconds"
@@ -23,7 +30,7 @@ ALL_METRICS = (
     LAST_RUN, LAST_SUCCESS, PASSED, SCENARIO_PASSED,
     SCENARIO_SECONDS.format(measure="rto"), SCENARIO_TARGET.format(measure="rto"),
     SCENARIO_SECONDS.format(measure="rpo"), SCENARIO_TARGET.format(measure="rpo"),
-    BACKUP_LAST, BACKUP_SIZE, WAL_LAST,
+    BACKUP_LAST, BACKUP_SIZE, WAL_LAST, WAL_BACKLOG, WAL_BACKLOG_LIMIT, REPOSITORY_BYTES,
 )  # fmt: skip
 
 
