@@ -515,3 +515,23 @@ def test_a_hard_link_to_a_file_that_could_not_be_restored_is_named_too(tmp_path:
         restore_media(repo, "latest", tmp_path / "out")
     assert "z-link.bin: it is a second name of a.bin" in str(failed.value.result.failed)
     assert (tmp_path / "out" / "b.bin").read_bytes() == (tree / "b.bin").read_bytes()
+
+
+def test_a_mostly_unused_pack_is_rewritten_with_what_is_still_used(tmp_path: Path) -> None:
+    repo = _repo(tmp_path)
+    tree = _tree(tmp_path / "up", {f"f{i}.bin": os.urandom(2000) for i in range(10)})
+    take_media_snapshot(repo, ZSTD, tree)
+    for i in range(1, 10):
+        (tree / f"f{i}.bin").unlink()
+    second = take_media_snapshot(repo, ZSTD, tree)
+    (old_pack,) = [o.key for o in repo.list(PACKS_PREFIX)]
+    plan = plan_prune(repo, [second], LATER, timedelta(days=1))
+    (decision,) = plan.deletions
+    assert decision.key == old_pack and decision.reason == "rewritten: 1 of its 10 blobs are used"
+    apply_prune(repo, plan, LATER)
+    (new_pack,) = [o.key for o in repo.list(PACKS_PREFIX)]
+    assert new_pack != old_pack and repo.stat(new_pack).size < 3000
+    restore_media(repo, second.backup_id, tmp_path / "out")
+    assert (tmp_path / "out" / "f0.bin").read_bytes() == (tree / "f0.bin").read_bytes()
+    verify_media(repo, second.backup_id)
+    assert not plan_prune(repo, [second], LATER, timedelta(days=1)).deletions  # settled

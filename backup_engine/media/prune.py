@@ -6,13 +6,15 @@ in the index, so prune and backups exclude each other with locks (a backup refus
 while a prune holds its lock; a prune deletes no pack while a backup holds one). A pack no index
 names (left by a crashed backup) is deleted after the grace period.
 
-Order, so that a crash at any point loses nothing: first a consolidated index of every pack
-that stays is written, then the index objects it replaces are deleted, then the packs.
-Partly used packs are kept whole (their unused bytes are reported; rewriting them is left out).
+A pack at least half unused is rewritten: its used blobs are read (each checked against its
+sha256) and packed anew, then the old pack goes like an unused one. Order, so that a crash at
+any point loses nothing: new packs first, then a consolidated index of every pack that stays,
+then the index objects it replaces are deleted, then the old packs.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -23,7 +25,14 @@ from backup_engine.locks import BackupLocked, holders, repository_lock
 from backup_engine.media.entries import iter_entries
 from backup_engine.media.index import MediaIndex, load_index, write_index
 from backup_engine.media.manifest import MediaSnapshotManifest
-from backup_engine.media.packs import PACKS_PREFIX, PackRecord, is_pack_key, read_pack_blob_ids
+from backup_engine.media.packs import (
+    PACKS_PREFIX,
+    PackedBlob,
+    PackRecord,
+    PackUploader,
+    is_pack_key,
+    read_pack_blob_ids,
+)
 from backup_engine.storage.base import Storage
 from backup_engine.timefmt import backup_id_for
 
@@ -53,12 +62,17 @@ class PruneRefused(BackupEngineError):
     exit_code = 4
 
 
+REPACK_UNUSED = 0.5  # a pack at least half unused (in bytes) is rewritten with what is used
+
+
 @dataclass(frozen=True)
 class PackDecision:
     key: str
     delete: bool
     reason: str
     bytes: int
+    rewrite: tuple[PackedBlob, ...] = ()  # copied into a new pack before this one is deleted
+    codec: str = "zstd"
 
 
 @dataclass
@@ -112,8 +126,14 @@ def plan_prune(
         live = [b for b in record.blobs if b.blob_id in used] if record else []
         if live:
             assert record is not None
-            plan.keep_records.append(record)
             unused = len(record.blobs) - len(live)
+            dead = sum(b.length for b in record.blobs) - sum(b.length for b in live)
+            if may_delete and dead >= REPACK_UNUSED * record.size:
+                reason = f"rewritten: {len(live)} of its {len(record.blobs)} blobs are used"
+                plan.packs.append(PackDecision(info.key, True, reason, info.size, tuple(live),
+                                               record.codec))  # fmt: skip
+                continue
+            plan.keep_records.append(record)
             reason = f"{len(live)} of its blobs are used" + (f", {unused} not" if unused else "")
             plan.packs.append(PackDecision(info.key, False, reason, info.size))
             continue
@@ -154,7 +174,7 @@ def _check_deletions(
         except CorruptObject:
             plan.packs[n] = replace(decision, delete=False, reason="not a pack this tool wrote")
             continue
-        needed = used.intersection(held)
+        needed = used.intersection(held) - {b.blob_id for b in decision.rewrite}
         if needed:
             raise PruneRefused(
                 f"expire deleted nothing: the index says no kept media snapshot uses pack "
@@ -163,13 +183,41 @@ def _check_deletions(
             )
 
 
+def _rewrite(storage: Storage, decision: PackDecision) -> list[PackRecord]:
+    """The used blobs of a mostly unused pack, checked against their sha256 and packed anew."""
+    from backup_engine.media.index import BlobLocation
+    from backup_engine.media.packed_restore import fetch_blobs
+
+    wanted = [(b.blob_id, BlobLocation(decision.key, decision.codec, b.offset, b.length, b.size))
+              for b in decision.rewrite]  # fmt: skip
+    uploader = PackUploader(storage, decision.codec, 1, 2)
+    try:
+        for blob_id, data in fetch_blobs(storage, decision.key, wanted).items():
+            if isinstance(data, str):
+                raise PruneRefused(
+                    f"expire deleted no media pack: blob {blob_id[:16]}, still used, cannot be "
+                    f"copied out of {decision.key} ({data})",
+                    hint="verify the snapshots that use it (backup-engine media verify ID)",
+                )
+            uploader.add(blob_id, data)
+        return uploader.finish()
+    except BaseException:
+        uploader.abort()
+        raise
+
+
 def apply_prune(storage: Storage, plan: PrunePlan, now: datetime) -> int:
-    """Write the consolidated index, delete the index objects it replaces, then the packs."""
+    """Copy the used blobs out of mostly unused packs, write the consolidated index, delete the
+    index objects it replaces, then the packs. A crash anywhere leaves every used blob named
+    by some index (at worst twice) and its pack in place."""
     if not plan.deletions:
         return 0
     deleted = 0
+    for decision in plan.deletions:
+        if decision.rewrite:
+            plan.keep_records += _rewrite(storage, decision)
     if plan.keep_records:
-        write_index(storage, f"prune-{backup_id_for(now)}", plan.keep_records)
+        write_index(storage, f"prune-{backup_id_for(now)}-{os.urandom(4).hex()}", plan.keep_records)
     for key in plan.replaced_indexes:
         storage.delete(key)
         deleted += 1
