@@ -41,7 +41,7 @@ def index_key(name: str) -> str:
     return f"{INDEX_PREFIX}{name}.json.zst"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a restore holds one per blob it fetches
 class BlobLocation:
     pack: str
     codec: str
