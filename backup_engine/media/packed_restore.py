@@ -1,10 +1,11 @@
 """Restoring and verifying format-2 (packed) media snapshots.
 
-Files of one blob (nearly all media files) are grouped by pack: a worker fetches the part of a
-pack they need (ranged GETs, neighbouring blobs merged into one request) and opens each blob,
-checking its sha256; the main thread writes the files through SafeTree as each pack arrives.
-Large files are written blob by blob, the next blobs fetched ahead in parallel. At most
-`concurrency` fetches (each up to a pack) are in memory at once.
+Files are restored BATCH at a time, in the order of the walk (which is pack order: packs
+fill as the tree is walked). Files of one blob (nearly all media files) are grouped by pack: a
+worker fetches the part of a pack they need (ranged GETs, neighbouring blobs merged into one
+request) and opens each blob, checking its sha256; the main thread writes the files through
+SafeTree as each part arrives. Large files are written blob by blob, the next blobs fetched
+ahead in parallel. At most 2 x `concurrency` fetches (each up to 4 MiB) are in memory at once.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from backup_engine.streams import Readable
 
 MERGE_GAP = 256 << 10  # blobs closer than this in a pack are fetched by one request
 RUN_MAX = 4 << 20  # ... up to this many bytes per request
+BATCH = 5000  # files planned and fetched together (their packs grouped, runs merged)
 
 
 class Unavailable(Exception):
@@ -116,42 +118,50 @@ class PackedRestore:
     _made: set[str] = field(default_factory=set)
 
     def run(self, manifest: MediaSnapshotManifest) -> None:
-        """Read (and check) every entry first, so a list that turns out to be forged halfway
-        writes nothing; then folders, files grouped by pack, large files, links."""
-        folders: list[MediaEntry] = []
+        """Two passes over the (checked) list of entries: the first reads and checks all of
+        it, so a list forged halfway writes nothing; the second restores as it reads, files
+        fetched BATCH at a time, so memory does not grow with the number of files."""
+        wants = self.selection.wants
+        link_targets: set[str] = set()  # --include: first names of wanted hard links
+        for entry in iter_entries(self.storage, manifest):
+            if entry.type == "dir" and self.selection.patterns:
+                self._dirs[entry.path] = entry
+            if entry.type == "hardlink" and wants(entry.path) and not wants(entry.target or ""):
+                link_targets.add(entry.target or "")
+        index = load_index(self.storage)
         singles: list[MediaEntry] = []
         large: list[MediaEntry] = []
         links: list[MediaEntry] = []
-        known_files: dict[str, MediaEntry] = {}  # --include: hard links to excluded files
+        known_files: dict[str, MediaEntry] = {}
         for entry in iter_entries(self.storage, manifest):
-            if entry.type == "dir":
-                self._dirs[entry.path] = entry
-            if entry.type == "file" and self.selection.patterns:
+            if entry.type == "file" and entry.path in link_targets:
                 known_files[entry.path] = entry
-            if not self.selection.wants(entry.path):
+            if not wants(entry.path):
                 continue
-            if entry.type == "dir":
-                folders.append(entry)
-            elif entry.type == "file":
-                (large if len(entry.blobs()) > 1 else singles).append(entry)
-            elif entry.type == "hardlink" and not self.selection.wants(entry.target or ""):
-                target = known_files.get(entry.target or "")
-                if target is not None:  # its first name is not restored: a copy instead
-                    copy = MediaEntry(entry.path, "file", target.mode, target.mtime_ns,
-                                      target.size, target.sha256, chunks=target.chunks)  # fmt: skip
-                    (large if len(copy.blobs()) > 1 else singles).append(copy)
-            else:
-                links.append(entry)
-        for entry in (*folders, *singles, *large, *links):
             self._parents(entry.path)
             if entry.type == "dir":
                 self._mkdir(entry)
-        index = load_index(self.storage)
+            elif entry.type == "file":
+                (large if len(entry.blobs()) > 1 else singles).append(entry)
+            elif entry.type == "hardlink" and entry.target in known_files:
+                target = known_files[entry.target]  # its first name is not restored: a copy
+                copy = MediaEntry(entry.path, "file", target.mode, target.mtime_ns,
+                                  target.size, target.sha256, chunks=target.chunks)  # fmt: skip
+                (large if len(copy.blobs()) > 1 else singles).append(copy)
+            else:
+                links.append(entry)
+            if len(singles) + len(large) >= BATCH:
+                self._files(index, singles, large)
+        self._files(index, singles, large)
+        for entry in links:
+            self._guarded(entry, partial(self._link, entry))
+
+    def _files(self, index: MediaIndex, singles: list[MediaEntry], large: list[MediaEntry]) -> None:
         self._singles(index, singles)
         for entry in large:
             self._guarded(entry, partial(self._large, index, entry))
-        for entry in links:
-            self._guarded(entry, partial(self._link, entry))
+        singles.clear()
+        large.clear()
 
     def _parents(self, path: str) -> None:
         parts = path.split("/")[:-1]
