@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import struct
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def _unchanged(path: Path, before: os.stat_result, after: os.stat_result, size: 
 @dataclass
 class _Walker:
     uploader: PackUploader
-    previous: dict[str, MediaEntry]
+    previous: dict[str, bytes]  # path -> _Known, packed: the last snapshot's files
     index: MediaIndex  # the blobs the repository holds
     entries: EntriesWriter
     queued: set[bytes] = field(default_factory=set)  # blobs this snapshot packs (raw ids)
@@ -102,13 +103,16 @@ class _Walker:
 
     def _file(self, rel: str, st: os.stat_result, path: Path) -> MediaEntry | None:
         mode = stat.S_IMODE(st.st_mode)
-        known = self.previous.get(rel)
+        packed = self.previous.get(rel)
+        known = _Known.unpack(packed) if packed is not None else None
         if (
             known is not None
             and (known.size, known.mtime_ns, known.inode) == (st.st_size, st.st_mtime_ns, st.st_ino)
-            and all(self._stored(bytes.fromhex(blob)) for blob in known.blobs())
+            and all(self._stored(blob) for blob in known.blobs)
         ):  # unchanged since the last snapshot, and its blobs are stored: not read again
-            return replace(known, path=rel, mode=mode)
+            chunks = tuple(b.hex() for b in known.blobs) if len(known.blobs) > 1 else None
+            return MediaEntry(rel, "file", mode, known.mtime_ns, known.size, known.sha256.hex(),
+                              chunks=chunks, inode=known.inode)  # fmt: skip
         for _ in range(RETRIES):
             try:
                 read = self._read(path)
@@ -254,13 +258,46 @@ def _special_kind(mode: int) -> str:
     return "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file"
 
 
-def _previous_entries(storage: Storage, source: str) -> dict[str, MediaEntry]:
+_KNOWN = struct.Struct(">QqQ32s")  # size, mtime, inode, sha256; then the blob ids
+
+
+@dataclass(frozen=True)
+class _Known:
+    """What the last snapshot recorded of a file, packed into one bytes object per path (a
+    dataclass per file would cost twice the memory at a million files)."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+    sha256: bytes
+    blobs: tuple[bytes, ...]
+
+    @staticmethod
+    def pack(entry: MediaEntry) -> bytes:
+        assert entry.sha256 is not None
+        head = _KNOWN.pack(entry.size, entry.mtime_ns, entry.inode or 0,
+                           bytes.fromhex(entry.sha256))  # fmt: skip
+        return head + b"".join(bytes.fromhex(b) for b in entry.blobs())
+
+    @staticmethod
+    def unpack(data: bytes) -> _Known:
+        size, mtime_ns, inode, sha256 = _KNOWN.unpack_from(data)
+        rest = data[_KNOWN.size :]
+        blobs = tuple(rest[i : i + 32] for i in range(0, len(rest), 32))
+        return _Known(size, mtime_ns, inode, sha256, blobs)
+
+
+def _previous_entries(storage: Storage, source: str) -> dict[str, bytes]:
     """The files of the latest snapshot of this directory (none if its list cannot be read:
-    then every file is read again, which costs time, never correctness)."""
+    then every file is read again, which costs time, never correctness). Format-1 snapshots
+    give nothing: their content is not in packs, so every file is read and packed once."""
     for manifest in reversed(MEDIA_SNAPSHOTS.list(storage).backups):
         if manifest.source == source:
+            if not manifest.packed:
+                return {}
             try:
-                return {e.path: e for e in iter_entries(storage, manifest) if e.type == "file"}
+                return {e.path: _Known.pack(e) for e in iter_entries(storage, manifest)
+                        if e.type == "file" and e.inode is not None}  # fmt: skip
             except CorruptObject:
                 return {}
     return {}
