@@ -101,6 +101,10 @@ def holders(storage: Storage, prefix: str) -> list[str]:
     live = []
     for info in storage.list(f"{LOCK_PREFIX}{prefix}"):
         holder = _read(storage, info.key)
-        if holder is not None and not _stale(holder):
+        try:
+            stale = holder is None or _stale(holder)
+        except (ValueError, TypeError):  # a lock we cannot read is held: never assume it free
+            stale = False
+        if not stale:
             live.append(info.key.removeprefix(LOCK_PREFIX).removesuffix(".lock"))
     return live
