@@ -40,7 +40,12 @@ def _holder() -> dict[str, object]:
 
 
 def _stale(holder: dict[str, object]) -> bool:
-    since = datetime.fromisoformat(str(holder.get("since")))
+    try:
+        since = datetime.fromisoformat(str(holder.get("since")))
+    except ValueError:
+        return False  # a record we cannot read is someone's lock: wait for it, or remove it
+    if since.tzinfo is None:
+        return False
     if datetime.now(UTC) - since > STALE_AFTER:
         return True
     if holder.get("host") != socket.gethostname():
@@ -49,19 +54,21 @@ def _stale(holder: dict[str, object]) -> bool:
         os.kill(int(str(holder.get("pid"))), 0)
     except ProcessLookupError:
         return True  # the process that took it is gone
-    except PermissionError:
+    except (PermissionError, ValueError, OverflowError):
         return False
     return False
 
 
 def _read(storage: Storage, key: str) -> dict[str, object] | None:
     try:
-        data: dict[str, object] = json.loads(storage.get_bytes(key))
-        return data
+        data = json.loads(storage.get_bytes(key))
     except ObjectNotFound:
         return None
     except ValueError:
+        data = None
+    if not isinstance(data, dict):  # damaged or forged: someone's lock all the same
         return {"host": "?", "pid": 0, "since": datetime.now(UTC).isoformat()}
+    return data
 
 
 @contextmanager
@@ -101,10 +108,6 @@ def holders(storage: Storage, prefix: str) -> list[str]:
     live = []
     for info in storage.list(f"{LOCK_PREFIX}{prefix}"):
         holder = _read(storage, info.key)
-        try:
-            stale = holder is None or _stale(holder)
-        except (ValueError, TypeError):  # a lock we cannot read is held: never assume it free
-            stale = False
-        if not stale:
+        if holder is not None and not _stale(holder):  # unreadable counts as held
             live.append(info.key.removeprefix(LOCK_PREFIX).removesuffix(".lock"))
     return live

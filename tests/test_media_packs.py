@@ -535,3 +535,20 @@ def test_a_mostly_unused_pack_is_rewritten_with_what_is_still_used(tmp_path: Pat
     assert (tmp_path / "out" / "f0.bin").read_bytes() == (tree / "f0.bin").read_bytes()
     verify_media(repo, second.backup_id)
     assert not plan_prune(repo, [second], LATER, timedelta(days=1)).deletions  # settled
+
+
+@pytest.mark.parametrize(
+    "record",
+    [b"[1, 2]", b'{"since": "yesterday"}', b'{"since": "2026-01-01T00:00:00", "pid": "x"}',
+     b'{"since": "2999-01-01T00:00:00+00:00", "host": "HOST", "pid": 99999999999999999999}',
+     b"\xff\xfe"],
+)  # fmt: skip
+def test_a_forged_lock_is_held_not_a_crash(tmp_path: Path, small_tree: Path, record: bytes) -> None:
+    import socket
+
+    repo = _repo(tmp_path)
+    repo.put_bytes(lock_key(PRUNE_LOCK), record.replace(b"HOST", socket.gethostname().encode()))
+    with pytest.raises(BackupLocked, match="prune"):
+        take_media_snapshot(repo, ZSTD, small_tree)
+    with pytest.raises(BackupLocked, match="another media-prune"), pruning(repo):
+        pass
