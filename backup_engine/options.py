@@ -10,7 +10,6 @@ from typing import Any
 
 from backup_engine.codecs import CODEC_NAMES
 from backup_engine.urls import (
-    ca_bundle_problem,
     endpoint_url_problem,
     redis_url_problem,
     repository_url_problem,
@@ -72,7 +71,6 @@ OPTIONS: tuple[Option, ...] = (
         None,
         ("AWS_CA_BUNDLE",),
         help="PEM file of the CA that signed the S3 endpoint's certificate (a private CA)",
-        problem=ca_bundle_problem,
         example="/etc/ssl/certs/internal-ca.pem",
     ),
     Option(

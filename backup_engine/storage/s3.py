@@ -37,6 +37,7 @@ from backup_engine.storage.base import (
     StoredObject,
     check_key,
 )
+from backup_engine.urls import ca_bundle_problem
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -96,8 +97,23 @@ def make_client(options: S3Options) -> S3Client:
         region_name=options.region,
     )
     return session.client(
-        "s3", endpoint_url=options.endpoint_url, config=config, verify=options.ca_bundle
+        "s3", endpoint_url=options.endpoint_url, config=config, verify=_verify(options)
     )
+
+
+def _verify(options: S3Options) -> str | None:
+    """The CA bundle, checked now (not at the first TLS handshake), when TLS will use it: a
+    plain-http endpoint (MinIO, the embedded server) ignores it, as boto3 itself does."""
+    if not options.ca_bundle or (options.endpoint_url or "https:").startswith("http:"):
+        return None
+    problem = ca_bundle_problem(options.ca_bundle)
+    if problem is not None:
+        raise ConfigError(
+            f"repository.ca_bundle ({options.ca_bundle}) is not usable: {problem}",
+            hint="point [repository] ca_bundle (or AWS_CA_BUNDLE) at the PEM file of the CA "
+            "that signed the S3 endpoint's certificate",
+        )
+    return options.ca_bundle
 
 
 class S3Storage(Storage):
