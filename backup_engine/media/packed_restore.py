@@ -116,6 +116,11 @@ class PackedRestore:
     failed: list[str] = field(default_factory=list)
     _dirs: dict[str, MediaEntry] = field(default_factory=dict)
     _made: set[str] = field(default_factory=set)
+    _lost: set[str] = field(default_factory=set)  # paths named in `failed`
+
+    def _fail(self, path: str, why: str) -> None:
+        self.failed.append(f"{path}: {why}")
+        self._lost.add(path)
 
     def run(self, manifest: MediaSnapshotManifest) -> None:
         """Two passes over the (checked) list of entries: the first reads and checks all of
@@ -179,7 +184,7 @@ class PackedRestore:
         assert entry.target is not None
         if entry.type == "symlink":
             self.tree.symlink(entry.path, entry.target)
-        elif any(f.startswith(f"{entry.target}: ") for f in self.failed):
+        elif entry.target in self._lost:
             raise Unavailable(f"it is a second name of {entry.target}, which was not restored")
         else:
             self.tree.hardlink(entry.path, entry.target)
@@ -188,7 +193,7 @@ class PackedRestore:
         try:
             restore()
         except Unavailable as exc:
-            self.failed.append(f"{entry.path}: {exc}")
+            self._fail(entry.path, str(exc))
             self.tree.forget(entry.path)
 
     def _write(self, entry: MediaEntry, content: Readable) -> None:
@@ -207,7 +212,7 @@ class PackedRestore:
             blob_id = entry.blobs()[0]
             location = index.location(blob_id)
             if location is None:
-                self.failed.append(f"{entry.path}: blob {blob_id[:16]} is in no index")
+                self._fail(entry.path, f"blob {blob_id[:16]} is in no index")
                 continue
             if blob_id not in waiting:
                 by_pack[location.pack].append((blob_id, location))
@@ -229,9 +234,9 @@ class PackedRestore:
                 for blob_id, data in got.items():
                     for entry in waiting.pop(blob_id, ()):
                         if isinstance(data, str):
-                            self.failed.append(f"{entry.path}: {data}")
+                            self._fail(entry.path, data)
                         elif len(data) != entry.size:
-                            self.failed.append(f"{entry.path}: its blob holds {len(data)} bytes, "
+                            self._fail(entry.path, f"its blob holds {len(data)} bytes, "
                                                f"the snapshot says {entry.size}")  # fmt: skip
                         else:
                             self._write(entry, io.BytesIO(data))
