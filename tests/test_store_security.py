@@ -144,7 +144,8 @@ def test_least_privilege_roles(secure_store: SecureStore, tmp_path: Path) -> Non
         auditor = secure_store.users["auditor"].s3(secure_store.endpoint).client
         versions = auditor.list_object_versions(Bucket=BUCKET, Prefix=full_key)["Versions"]
         assert len(versions) == 2
-        oldest = min(versions, key=lambda v: v["LastModified"])
+        # the version the overwrite replaced (LastModified has one-second steps: two can tie)
+        oldest = next(v for v in versions if not v["IsLatest"])
         kept = auditor.get_object(Bucket=BUCKET, Key=full_key, VersionId=oldest["VersionId"])
         assert kept["Body"].read() == original
         assert _denied(
