@@ -19,6 +19,7 @@ Run (root, PostgreSQL 15, Debian packages pgbackrest and stunnel4):
 
 from __future__ import annotations
 
+import atexit
 import os
 import shlex
 import shutil
@@ -115,6 +116,7 @@ class PgBackRest:
         quiet = subprocess.DEVNULL
         self.stunnel = subprocess.Popen(["stunnel", str(tls / "stunnel.conf")],
                                         stdout=quiet, stderr=quiet)  # fmt: skip
+        atexit.register(self.stunnel.terminate)  # also when a step fails: never left running
         time.sleep(0.5)
         return True
 

@@ -232,3 +232,65 @@ def test_a_real_server_archives_asynchronously_and_recovers_with_prefetch(
             assert conn.execute("SELECT count(*) FROM t").fetchone() == rows
         log = copy.log_file.read_text()  # type: ignore[attr-defined]
         assert log.count("restored from the prefetch spool") >= 6, log
+
+
+def _hold(lock: Path) -> int:
+    """Hold `lock` as a running worker does (the caller closes the fd to release it)."""
+    import fcntl
+
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def test_a_fast_call_waits_for_the_running_worker_instead_of_starting_the_full_command(
+    tmp_path: Path,
+) -> None:
+    first, second = _fake_pg_wal(tmp_path, 2)
+    spool = spool_of(first.parent, "file:///r")
+    remember_repository(first.parent, None, "file:///r", "file:///r")
+    argv = ["--repo", "file:///r", "pg", "wal-push"]
+    assert fast_answer([*argv, str(first)]) is None  # no worker: the full command starts one
+    fd = _hold(spool / "push.lock")
+    try:
+        later = threading.Timer(0.3, record_pushed, (spool, first, os.stat(first), "x"))
+        later.start()
+        started = time.monotonic()
+        assert fast_answer([*argv, str(first)]) == 0  # waited for the worker's answer
+        assert time.monotonic() - started >= 0.25
+        (spool / "out" / f"{second.name}.error").write_text("the store said no")
+        assert fast_answer([*argv, str(second)]) is None  # the full command reports it
+    finally:
+        os.close(fd)
+    (spool / "out" / f"{second.name}.error").unlink()
+    assert fast_answer([*argv, str(second)]) is None  # the worker ended: nothing to wait for
+
+
+def test_a_fast_fetch_waits_only_for_a_segment_the_worker_is_downloading(
+    tmp_path: Path,
+) -> None:
+    pg_wal = tmp_path / "pg_wal"
+    pg_wal.mkdir()
+    spool = spool_of(pg_wal, "file:///r")
+    remember_repository(pg_wal, None, "file:///r", "file:///r")
+    inbox = spool / "in"
+    inbox.mkdir(parents=True)
+    name, other = "000000010000000000000005", "000000010000000000000006"
+    destination = pg_wal / "RECOVERYXLOG"
+    argv = ["--repo", "file:///r", "pg", "wal-fetch"]
+    fd = _hold(spool / "fetch.lock")
+    try:
+        hidden = inbox / f".{name}.whole"
+        hidden.write_bytes(b"verified segment")
+        threading.Timer(0.3, os.replace, (hidden, inbox / name)).start()
+        assert fast_answer([*argv, name, str(destination)]) == 0
+        assert destination.read_bytes() == b"verified segment"
+        assert fast_answer([*argv, other, str(destination)]) is None  # not coming: fetch it
+        hidden = inbox / f".{other}.whole"
+        hidden.write_bytes(b"a .partial, or a failed download")
+        threading.Timer(0.2, hidden.unlink).start()
+        assert fast_answer([*argv, other, str(destination)]) is None
+        assert destination.read_bytes() == b"verified segment"
+    finally:
+        os.close(fd)

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import zstandard
 
@@ -31,7 +32,7 @@ from backup_engine.errors import (
     ObjectNotFound,
     UsageError,
 )
-from backup_engine.storage.base import ObjectInfo, Storage
+from backup_engine.storage.base import ObjectInfo, Storage, StoredObject
 
 WAL_PREFIX = "postgres/wal/"
 META_SHA256 = "sha256"
@@ -118,14 +119,25 @@ def _stored_sha256(storage: Storage, info: ObjectInfo) -> str | None:
     return digest.hexdigest()
 
 
+ONE_PASS_MAX = 64 << 20  # files up to this are read once, compressed in memory, one PUT
+
+
 def wal_push(storage: Storage, path: Path, codec: Codec) -> PushResult:
-    """Archive one WAL file (a segment, .history, .backup or .partial)."""
+    """Archive one WAL file (a segment, .history, .backup or .partial).
+
+    A file of up to ONE_PASS_MAX (every default segment) is read once: hashed and compressed
+    in the same pass into memory, then stored in one request with its sha256 in the metadata.
+    A larger one (wal_segment_size up to 1 GB) is hashed first, then streamed."""
     started = time.monotonic()
     name = path.name
     if not is_wal_name(name):
         raise UsageError(f"{name} is not a WAL file name", hint="archive_command passes %p")
     try:
-        sha256, raw_size = _sha256_of(path)
+        with path.open("rb") as fh:
+            small = os.fstat(fh.fileno()).st_size <= ONE_PASS_MAX
+            compressed, sha256, raw_size = _compress_and_hash(fh, codec) if small else (None, "", 0)
+        if compressed is None:
+            sha256, raw_size = _sha256_of(path)
     except FileNotFoundError:
         raise UsageError(f"WAL file {path} does not exist") from None
     key = wal_key(name, codec)
@@ -148,17 +160,44 @@ def wal_push(storage: Storage, path: Path, codec: Codec) -> PushResult:
         META_ARCHIVED_AT: datetime.now(UTC).isoformat(),
     }
     try:
-        with storage.writer(key, metadata=metadata, if_absent=True) as out, path.open("rb") as fh:
-            compressor = codec.compressor()
-            while chunk := fh.read(CHUNK):
-                out.write(compressor.compress(chunk))
-            out.write(compressor.flush())
-            stored = out.commit()
+        if compressed is not None:
+            stored = storage.put_bytes(key, compressed, metadata=metadata, if_absent=True)
+        else:
+            stored = _stream(storage, key, metadata, path, codec, sha256)
     except ObjectExists:  # another pusher won the race: fine if it stored the same content
         existing = storage.stat(key)
         _same_or_conflict(existing, name, sha256)
         return PushResult(name, key, True, raw_size, existing.size, _since(started), sha256)
     return PushResult(name, key, False, raw_size, stored.size, _since(started), sha256)
+
+
+def _compress_and_hash(fh: BinaryIO, codec: Codec) -> tuple[bytearray, str, int]:
+    digest = hashlib.sha256()
+    compressor = codec.compressor()
+    out = bytearray()
+    size = 0
+    while chunk := fh.read(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+        out += compressor.compress(chunk)
+    out += compressor.flush()
+    return out, digest.hexdigest(), size
+
+
+def _stream(storage: Storage, key: str, metadata: dict[str, str], path: Path, codec: Codec,
+            sha256: str) -> StoredObject:  # fmt: skip
+    """Compress a large file into the store as it is read; its content must still be the one
+    hashed before (PostgreSQL does not change a finished segment: a change is a fault)."""
+    digest = hashlib.sha256()
+    with storage.writer(key, metadata=metadata, if_absent=True) as out, path.open("rb") as fh:
+        compressor = codec.compressor()
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+            out.write(compressor.compress(chunk))
+        out.write(compressor.flush())
+        if digest.hexdigest() != sha256:
+            raise IntegrityError(f"{path} changed while it was archived", hint="push it again")
+        return out.commit()
 
 
 def _since(started: float) -> float:

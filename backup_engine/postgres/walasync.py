@@ -58,19 +58,29 @@ class PushWorkerResult:
 
 
 @contextlib.contextmanager
-def _lock(path: Path) -> Iterator[bool]:
-    """Hold the lock file if nobody else does (True), else do not wait (False)."""
+def _lock(path: Path, patience: float = 0.0) -> Iterator[bool]:
+    """Hold the lock file if nobody else does (True), else give up after `patience` seconds
+    (False). A worker is patient for a moment: probes (`_worker_running`, the fast path's
+    `walspool._held`) hold it for microseconds, and a worker must not take one for a rival."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    deadline = time.monotonic() + patience
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.005)
         yield True
     finally:
         os.close(fd)
+
+
+WORKER_PATIENCE = 0.05
 
 
 def _worker_running(lock: Path) -> bool:
@@ -133,7 +143,7 @@ def run_push_worker(
 ) -> PushWorkerResult:
     """Store every `.ready` file of pg_wal, `concurrency` at once, until none is left for
     `idle_seconds`. Only one worker per spool: a second one returns at once."""
-    with _lock(spool / PUSH_LOCK) as mine:
+    with _lock(spool / PUSH_LOCK, WORKER_PATIENCE) as mine:
         if not mine:
             return PushWorkerResult(0, 0, 0)
         return _push_loop(storage, codec, pg_wal, spool, concurrency, queue_max_bytes, log,
@@ -261,7 +271,7 @@ def run_fetch_worker(
     """Keep the `ahead` segments after the last one recovery asked for in `in/`, until
     recovery stops consuming them for `idle_seconds`; then delete what is left. Returns how
     many segments were prefetched."""
-    with _lock(spool / FETCH_LOCK) as mine:
+    with _lock(spool / FETCH_LOCK, WORKER_PATIENCE) as mine:
         if not mine:
             return 0
         inbox = spool / "in"
@@ -338,8 +348,12 @@ def _window(base: str, segment_size: int, ahead: int) -> list[str]:
 def _fetch_one(storage: Storage, codec: Codec, inbox: Path, name: str) -> bool:
     """Download and verify NAME into the inbox; False for a .partial (recovery ends in it: it
     is fetched by the call that needs it, never ahead)."""
-    result = wal_fetch(storage, name, inbox / name, codec)  # renamed there once verified
-    if result.partial:
-        (inbox / name).unlink(missing_ok=True)
-        return False
-    return True
+    hidden = inbox / f".{name}.whole"  # a fast call waits while a hidden file of NAME is here
+    try:
+        result = wal_fetch(storage, name, hidden, codec)  # renamed there once verified
+        if result.partial:
+            return False
+        os.replace(hidden, inbox / name)
+        return True
+    finally:
+        hidden.unlink(missing_ok=True)
