@@ -16,6 +16,7 @@ PLUGINS = [
     "steps.repository_steps",
     "steps.postgres_steps",
     "steps.pitr_steps",
+    "steps.wal_async_steps",
     "steps.timeline_steps",
     "steps.table_steps",
     "steps.redis_steps",

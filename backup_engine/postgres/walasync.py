@@ -32,6 +32,7 @@ from backup_engine.postgres.walspool import (
     FETCH_LOCK,
     PUSH_LOCK,
     WANT,
+    held,
     is_segment_name,
     next_segment,
     pushed,
@@ -61,7 +62,7 @@ class PushWorkerResult:
 def _lock(path: Path, patience: float = 0.0) -> Iterator[bool]:
     """Hold the lock file if nobody else does (True), else give up after `patience` seconds
     (False). A worker is patient for a moment: probes (`_worker_running`, the fast path's
-    `walspool._held`) hold it for microseconds, and a worker must not take one for a rival."""
+    `walspool.held`) hold it for microseconds, and a worker must not take one for a rival."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     deadline = time.monotonic() + patience
@@ -75,9 +76,23 @@ def _lock(path: Path, patience: float = 0.0) -> Iterator[bool]:
                     yield False
                     return
                 time.sleep(0.005)
+        if patience:  # a worker, not a probe: say who holds it (operators, the kill drill)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield True
     finally:
         os.close(fd)
+
+
+def worker_pid(lock: Path) -> int | None:
+    """The pid of the worker holding `lock`, or None when no worker holds it. Creates
+    nothing: the caller may be another user than the server's (a drill running as root)."""
+    if not held(str(lock)):
+        return None
+    try:
+        return int(lock.read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 WORKER_PATIENCE = 0.05
@@ -203,12 +218,18 @@ def _push_loop(storage: Storage, codec: Codec, pg_wal: Path, spool: Path, concur
 
 
 def _forget_acknowledged(spool: Path, ready: set[str]) -> None:
-    """PostgreSQL renamed .ready to .done once a call answered 0: the .ok is no longer needed."""
+    """PostgreSQL renamed .ready to .done once a call answered 0: the .ok is no longer needed.
+    A record half-written by a killed worker (`.NAME.ok.PID.tmp`) goes after a minute."""
     with contextlib.suppress(FileNotFoundError):
         for entry in os.listdir(spool / "out"):
             name, _, kind = entry.rpartition(".")
+            path = spool / "out" / entry
             if kind in ("ok", "error") and name not in ready:
-                (spool / "out" / entry).unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
+            elif kind == "tmp":
+                with contextlib.suppress(FileNotFoundError):
+                    if time.time() - path.stat().st_mtime > 60:
+                        path.unlink(missing_ok=True)
 
 
 def _warn_backlog(pg_wal: Path, spool: Path, ready: list[str], limit: int, log: Log) -> int:

@@ -230,7 +230,7 @@ FAST_WAIT = 30.0
 POLL = 0.004
 
 
-def _held(lock: str) -> bool:
+def held(lock: str) -> bool:
     """Whether a worker holds `lock`, probed with a shared lock held for microseconds (a
     worker starting meanwhile retries for a moment: walasync.WORKER_PATIENCE)."""
     try:
@@ -254,7 +254,7 @@ def _await_pushed(spool: str, wal_file: str, deadline: float) -> bool:
     error = _out(spool, name, "error")
     lock = os.path.join(spool, PUSH_LOCK)
     while True:
-        running = _held(lock)  # probed before the answer: no exit between unseen
+        running = held(lock)  # probed before the answer: no exit between unseen
         if pushed(spool, wal_file):
             return True
         if not running or os.path.exists(error) or not os.path.exists(ready):
@@ -270,7 +270,7 @@ def _await_prefetched(spool: str, name: str, destination: str, deadline: float) 
     inbox = os.path.join(spool, "in")
     lock = os.path.join(spool, FETCH_LOCK)
     while True:
-        running = _held(lock)
+        running = held(lock)
         if take_prefetched(spool, name, destination):
             return True
         if not running or time.monotonic() > deadline:
