@@ -12,6 +12,9 @@ Replay: a copy of a base backup taken before the pile-up recovers to the end of 
 with that tool's fetch command (ours: wal-fetch with and without prefetching; pgBackRest:
 archive-get sync and async); time from start to promotion, segments/s.
 
+Backlog: `pgbench -c 8` for PGBENCH_SECONDS (120) with archive_timeout 60 and our async
+archiver, on each store; the most segments waiting in pg_wal at once (sampled every 0.2 s).
+
 Run (root, PostgreSQL 15, Debian packages pgbackrest and stunnel4):
     .venv/bin/python benchmarks/wal_rates.py            # SEGMENTS=64
     SEGMENTS=200 .venv/bin/python benchmarks/wal_rates.py
@@ -39,6 +42,7 @@ from backup_engine.postgres.walspool import next_segment
 from backup_engine.servers import LocalPostgresBackend
 
 SEGMENTS = int(os.environ.get("SEGMENTS", "64"))
+PGBENCH_SECONDS = int(os.environ.get("PGBENCH_SECONDS", "120"))
 MB = 16
 
 
@@ -173,6 +177,36 @@ def drain(dsn: str, names: list[str], command: str, timeout: float = 1800) -> fl
             return elapsed
         time.sleep(0.02)
     raise SystemExit(f"{command}: did not drain within {timeout} s")
+
+
+def backlog_under_pgbench(servers: LocalPostgresBackend, dsn: str, data_dir: Path,
+                          command: str) -> tuple[int, float]:  # fmt: skip
+    """The most segments waiting to be archived at once while pgbench -c 8 writes, and the
+    WAL rate it wrote (MB/s)."""
+    set_archive_command(dsn, command)
+    waiting = "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'"
+    while query(dsn, waiting) != (0,):  # what pgbench -i left: archived before measuring
+        time.sleep(0.1)
+    with connect(dsn) as conn:
+        conn.execute("ALTER SYSTEM SET archive_timeout = 60")
+        conn.execute("SELECT pg_reload_conf()")
+        start_lsn = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
+    pgbench = str(servers.binaries.path("pgbench"))
+    bench = subprocess.Popen(["runuser", "-u", "postgres", "--", pgbench, "-c", "8", "-j", "2",
+                              "-T", str(PGBENCH_SECONDS), "-n", dsn],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    most = 0
+    started = time.monotonic()
+    while bench.poll() is None:
+        (ready,) = query(dsn, waiting)
+        most = max(most, int(str(ready)))
+        time.sleep(0.2)
+    elapsed = time.monotonic() - started
+    with connect(dsn) as conn:
+        row = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)",
+                           (start_lsn[0] if start_lsn else "0/0",)).fetchone()  # fmt: skip
+    set_archive_command(dsn, "")
+    return most, float(str(row[0]) if row else 0) / elapsed / (1 << 20)
 
 
 def replay(servers: LocalPostgresBackend, base: Path, fetch: str, env: dict[str, str],
@@ -318,6 +352,16 @@ def main() -> None:
             rows.append(Row("replay", key, seconds, count))
             print(rows[-1].line({}), flush=True)
 
+        backlogs = []
+        if PGBENCH_SECONDS:
+            sh(str(servers.binaries.path("pgbench")), "-i", "-s", "10", "-q", dsn, user="postgres")
+            for key in ("backup-engine async file", "backup-engine async s3"):
+                most, rate = backlog_under_pgbench(servers, dsn, source.data_dir, archivers[key])
+                backlogs.append(f"backlog {key:28} pgbench -c 8 for {PGBENCH_SECONDS} s, "
+                                f"{rate:5.1f} MB/s of WAL: at most {most} segments "
+                                "waiting")  # fmt: skip
+                print(backlogs[-1], flush=True)
+
     print("\n--- WAL rates, one run, one server (ratio: against pgBackRest async, same store) ---")
     for row in rows:
         store = row.key.rsplit(" ", 1)[1]
@@ -325,6 +369,8 @@ def main() -> None:
         peer = next((r for r in rows if r.phase == row.phase and r.key == peer_key), None)
         reference = {row.phase: peer.segments / peer.seconds} if peer else {}
         print(row.line(reference))
+    for line in backlogs:
+        print(line)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +43,10 @@ from backup_engine.storage.encrypted import EncryptedStorage
 pytestmark = pytest.mark.media
 ZSTD = get_codec("zstd")
 LATER = datetime.now(UTC) + timedelta(days=400)  # past every grace period
+
+
+def _with_blobs(record: PackRecord, blobs: Iterable[PackedBlob]) -> PackRecord:
+    return PackRecord.of(record.key, record.size, record.codec, blobs)
 
 
 def _repo(tmp_path: Path, name: str = "repo") -> LocalStorage:
@@ -127,7 +132,7 @@ def test_an_index_pointing_at_other_bytes_is_refused_by_hash(
     swapped = [replace(b, offset=a.offset, length=a.length, size=a.size)
                for a, b in zip(record.blobs, reversed(record.blobs), strict=True)]  # fmt: skip
     swapped.sort(key=lambda b: b.offset)
-    _replace(repo, index_key, encode_index([replace(record, blobs=tuple(swapped))]))
+    _replace(repo, index_key, encode_index([_with_blobs(record, tuple(swapped))]))
     with pytest.raises(PartialRestore, match="does not match its sha256"):
         restore_media(repo, "latest", tmp_path / "out")
     with pytest.raises(CorruptObject, match="does not match its sha256"):
@@ -279,7 +284,7 @@ def test_a_forged_index_cannot_make_prune_delete_used_blobs(
     before = sorted(o.key for o in repo.list())
     # 1. the index lists the pack with none of its real blobs
     fake = PackedBlob("e" * 64, 0, record.blobs[0].length, record.blobs[0].size)
-    _replace(repo, index_key, encode_index([replace(record, blobs=(fake,))]))
+    _replace(repo, index_key, encode_index([_with_blobs(record, (fake,))]))
     with pytest.raises(ExpireRefused, match="which no media index names"):
         plan_expire(repo, RetentionPolicy(), LATER)
     # 2. ... and says the used blobs live in another (real) pack, which holds other content
@@ -287,7 +292,7 @@ def test_a_forged_index_cannot_make_prune_delete_used_blobs(
     decoy.add("d" * 64, os.urandom(4096))
     (other,) = decoy.finish()
     moved = tuple(replace(b, offset=i, length=1) for i, b in enumerate(record.blobs))
-    forged = [replace(record, blobs=(fake,)), replace(other, blobs=moved)]
+    forged = [_with_blobs(record, (fake,)), _with_blobs(other, moved)]
     _replace(repo, index_key, encode_index(forged))
     with pytest.raises(ExpireRefused, match="but the pack holds blob"):
         plan_expire(repo, RetentionPolicy(), LATER)
@@ -369,7 +374,7 @@ def test_every_kept_snapshot_restores_byte_identical_after_expire_and_prune(
 
 def test_pack_records_survive_the_index_round_trip() -> None:
     blobs = (PackedBlob("2" * 64, 0, 10, 12), PackedBlob("3" * 64, 10, 20, 40))
-    record = PackRecord(f"{PACKS_PREFIX}ab/ab{'1' * 62}", 30, "zstd", blobs)
+    record = PackRecord.of(f"{PACKS_PREFIX}ab/ab{'1' * 62}", 30, "zstd", blobs)
 
     assert decode_index(encode_index([record])) == [record]
 
@@ -476,8 +481,8 @@ def test_a_blob_packed_twice_keeps_both_packs_in_prunes_view() -> None:
     index = MediaIndex()
     blob = PackedBlob("a" * 64, 0, 10, 20)
     first, second = (f"{PACKS_PREFIX}{c * 2}/{c * 64}" for c in "bc")
-    index.add(PackRecord(first, 10, "zstd", (blob,)))
-    index.add(PackRecord(second, 10, "zstd", (blob,)))
+    index.add(PackRecord.of(first, 10, "zstd", (blob,)))
+    index.add(PackRecord.of(second, 10, "zstd", (blob,)))
     location = index.location("a" * 64)
     assert len(index) == 1 and location is not None and location.pack == first
     records = index.records()

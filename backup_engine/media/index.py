@@ -21,6 +21,7 @@ import zstandard
 from backup_engine.errors import CorruptObject, ObjectNotFound
 from backup_engine.media.packs import (
     BLOB_CODECS,
+    BLOB_RECORD,
     CHUNK_SIZE,
     MAX_STORED,
     PackedBlob,
@@ -50,7 +51,7 @@ class BlobLocation:
     size: int
 
 
-_RECORD = struct.Struct(">32sQII")  # blob id, offset, length, size: one blob in the index
+_RECORD = BLOB_RECORD  # one blob in the index
 _WHERE = struct.Struct(">IQII")  # pack number, offset, length, size: one blob in memory
 
 
@@ -102,9 +103,8 @@ class MediaIndex:
 
     def add(self, record: PackRecord) -> None:
         number = self._pack(record.key, record.size, record.codec)
-        for blob in record.blobs:
-            where = _WHERE.pack(number, blob.offset, blob.length, blob.size)
-            self._place(bytes.fromhex(blob.blob_id), where)
+        for raw, offset, length, size in record.raw_blobs():
+            self._place(raw, _WHERE.pack(number, offset, length, size))
 
     def records(self) -> dict[str, PackRecord]:
         """Each pack with the blobs the index places in it (built on demand: prune, tests)."""
@@ -113,8 +113,8 @@ class MediaIndex:
             number, offset, length, size = _WHERE.unpack(packed)
             blobs[number].append(PackedBlob(raw.hex(), offset, length, size))
         return {
-            key: PackRecord(key, self.pack_sizes[n], self.pack_codecs[n],
-                            tuple(sorted(blobs[n], key=lambda b: b.offset)))
+            key: PackRecord.of(key, self.pack_sizes[n], self.pack_codecs[n],
+                               sorted(blobs[n], key=lambda b: b.offset))
             for n, key in enumerate(self.pack_keys)
         }  # fmt: skip
 
@@ -129,14 +129,10 @@ def encode_index(records: list[PackRecord]) -> bytes:
         "kind": KIND,
         "format_version": 1,
         "packs": [
-            {"key": r.key, "size": r.size, "codec": r.codec, "blobs": len(r.blobs)} for r in records
+            {"key": r.key, "size": r.size, "codec": r.codec, "blobs": r.count} for r in records
         ],
     }
-    table = b"".join(
-        _RECORD.pack(bytes.fromhex(b.blob_id), b.offset, b.length, b.size)
-        for r in records
-        for b in r.blobs
-    )
+    table = b"".join(r.table for r in records)  # the same 48-byte records
     raw = json.dumps(header, separators=(",", ":")).encode() + b"\n" + table
     return zstandard.ZstdCompressor(level=3, write_checksum=True).compress(raw)
 

@@ -18,6 +18,7 @@ import io
 import re
 import struct
 import threading
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -99,12 +100,37 @@ class PackedBlob:
     size: int  # plaintext bytes
 
 
+BLOB_RECORD = struct.Struct(">32sQII")  # blob id, offset, length, size: as in the index
+
+
 @dataclass(frozen=True)
 class PackRecord:
+    """A stored pack and its blobs, kept as 48-byte records (a backup holds the record of every
+    pack it stored until it writes the index: PackedBlob objects cost ~250 bytes a blob)."""
+
     key: str
     size: int
     codec: str
-    blobs: tuple[PackedBlob, ...]
+    table: bytes  # BLOB_RECORD after BLOB_RECORD, in pack order
+
+    @classmethod
+    def of(cls, key: str, size: int, codec: str, blobs: Iterable[PackedBlob]) -> PackRecord:
+        table = b"".join(BLOB_RECORD.pack(bytes.fromhex(b.blob_id), b.offset, b.length, b.size)
+                         for b in blobs)  # fmt: skip
+        return cls(key, size, codec, table)
+
+    @property
+    def count(self) -> int:
+        return len(self.table) // BLOB_RECORD.size
+
+    def raw_blobs(self) -> Iterator[tuple[bytes, int, int, int]]:
+        """(raw blob id, offset, length, size) of each blob, without building objects."""
+        return BLOB_RECORD.iter_unpack(self.table)
+
+    @property
+    def blobs(self) -> tuple[PackedBlob, ...]:
+        return tuple(PackedBlob(raw.hex(), offset, length, size)
+                     for raw, offset, length, size in self.raw_blobs())  # fmt: skip
 
 
 @dataclass
@@ -156,7 +182,7 @@ class PackUploader:
             key = pack_key(hashlib.sha256(content).hexdigest())
             with contextlib.suppress(ObjectExists):  # stored already: the name is their hash
                 self.storage.put_bytes(key, content, if_absent=True)  # no copy of it made
-            return PackRecord(key, len(content), self.codec, tuple(batch.blobs))
+            return PackRecord.of(key, len(content), self.codec, batch.blobs)
         finally:
             self._slots.release()
 
