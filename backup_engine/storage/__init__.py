@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from backup_engine.errors import ConfigError
 from backup_engine.storage.base import ObjectInfo, ObjectWriter, Storage, StoredObject
 from backup_engine.storage.local import LocalStorage
-from backup_engine.storage.s3 import S3Options, S3Storage
+from backup_engine.storage.s3_options import S3Options
+
+if TYPE_CHECKING:
+    from backup_engine.storage.s3 import S3Storage
+
+
+def __getattr__(name: str) -> Any:
+    """S3Storage on first use: botocore is imported only by commands that reach S3."""
+    if name == "S3Storage":
+        from backup_engine.storage.s3 import S3Storage
+
+        return S3Storage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "LocalStorage",
@@ -30,6 +44,8 @@ def open_storage(url: str, s3: S3Options | None = None) -> Storage:
             raise ConfigError(
                 f"repository url {url!r} has no bucket", hint="use s3://bucket/prefix"
             )
+        from backup_engine.storage.s3 import S3Storage
+
         return S3Storage(parsed.netloc, parsed.path.strip("/"), s3 or S3Options())
     if parsed.scheme == "file" or (parsed.scheme == "" and url.startswith("/")):
         path = Path(unquote(parsed.path))

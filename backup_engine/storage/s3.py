@@ -15,7 +15,6 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 import botocore.exceptions
@@ -37,12 +36,12 @@ from backup_engine.storage.base import (
     StoredObject,
     check_key,
 )
+from backup_engine.storage.s3_options import MiB, S3Options
 from backup_engine.urls import ca_bundle_problem
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-MiB = 1024 * 1024
 SINGLE_PUT_MAX = 64 * MiB  # below this, put_bytes is one PUT
 _BOTO_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
 _NETWORK_ERRORS = (
@@ -55,29 +54,6 @@ _MAX_PARTS = 10_000
 _PARTS_PER_DOUBLING = 1_000
 _MAX_PART_SIZE = 5 * 1024 * MiB
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class S3Options:
-    endpoint_url: str | None = None
-    region: str | None = None
-    sse: str | None = None  # "AES256" or "aws:kms"
-    kms_key_id: str | None = None
-    part_size: int = 8 * MiB
-    max_concurrency: int = 4
-    access_key_id: str | None = None  # normally None: boto3 reads AWS_* and its profiles
-    secret_access_key: str | None = None
-    ca_bundle: str | None = None  # PEM of a private CA; None: the system's (or AWS_CA_BUNDLE)
-
-    def encryption_args(self) -> dict[str, Any]:
-        if self.sse is None:
-            return {}
-        if self.sse not in ("AES256", "aws:kms"):
-            raise ConfigError(f"unknown sse {self.sse!r}", hint='use "AES256" or "aws:kms"')
-        args: dict[str, Any] = {"ServerSideEncryption": self.sse}
-        if self.sse == "aws:kms" and self.kms_key_id:
-            args["SSEKMSKeyId"] = self.kms_key_id
-        return args
 
 
 def make_client(options: S3Options) -> S3Client:
