@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from backup_engine.drill.embedded_s3 import EmbeddedS3
+from backup_engine.servers import LocalPostgresBackend
 
 
 @pytest.fixture(scope="session")
@@ -14,3 +15,10 @@ def embedded_s3() -> Iterator[EmbeddedS3]:
     """A moto S3 server on 127.0.0.1 for the tests of this directory, started once."""
     with EmbeddedS3() as server:
         yield server
+
+
+@pytest.fixture
+def backend() -> Iterator[LocalPostgresBackend]:
+    """Local PostgreSQL servers, stopped and removed after the test."""
+    with LocalPostgresBackend() as servers:
+        yield servers

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,26 +19,12 @@ from backup_engine.postgres.recovery_config import tool_command
 from backup_engine.retention import RetentionPolicy, base_backup_decisions, snapshot_decisions
 from backup_engine.servers import LocalPostgresBackend
 from backup_engine.storage import LocalStorage, S3Storage
+from tests.operator_cli import cli
 
 
 @pytest.fixture
 def repo(embedded_s3: EmbeddedS3) -> S3Storage:
     return embedded_s3.storage(f"manage-{os.urandom(4).hex()}")
-
-
-@pytest.fixture
-def backend() -> Iterator[LocalPostgresBackend]:
-    with LocalPostgresBackend() as servers:
-        yield servers
-
-
-def cli(repo: S3Storage, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BACKUP_ENGINE"))}
-    env.update(repo.environment())
-    return subprocess.run(
-        [sys.executable, "-m", "backup_engine", "--repo", repo.url, *args],
-        capture_output=True, text=True, env=env, timeout=300, check=False,
-    )  # fmt: skip
 
 
 @pytest.mark.postgres

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from backup_engine.postgres.recovery_config import tool_command
 from backup_engine.postgres.wal import WAL_PREFIX
 from backup_engine.servers import LocalPostgresBackend
 from backup_engine.storage import S3Storage
+from tests.operator_cli import cli
 
 pytestmark = pytest.mark.postgres
 
@@ -30,21 +30,6 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def repo(embedded_s3: EmbeddedS3) -> S3Storage:
     return embedded_s3.storage(f"cli-{os.urandom(4).hex()}")
-
-
-@pytest.fixture
-def backend() -> Iterator[LocalPostgresBackend]:
-    with LocalPostgresBackend() as servers:
-        yield servers
-
-
-def cli(repo: S3Storage, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BACKUP_ENGINE"))}
-    env.update(repo.environment())
-    return subprocess.run(
-        [sys.executable, "-m", "backup_engine", "--repo", repo.url, *args],
-        capture_output=True, text=True, env=env, timeout=300, check=False,
-    )  # fmt: skip
 
 
 def orders(dsn: str) -> int:
