@@ -235,3 +235,30 @@ def test_repository_files_are_private(tmp_path: Path) -> None:
     for path in (tmp_path / "repo").rglob("*"):
         mode = path.stat().st_mode & 0o777
         assert mode == (0o700 if path.is_dir() else 0o600), f"{path} is {oct(mode)}"
+
+
+def test_a_large_segment_is_streamed_and_refused_if_it_changes_between_two_reads(
+    storage: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backup_engine.errors import IntegrityError
+    from backup_engine.postgres import wal
+
+    monkeypatch.setattr(wal, "ONE_PASS_MAX", SEGMENT_SIZE // 2)  # this segment is "large"
+    source = wal_file(tmp_path)
+    pushed = wal_push(storage, source, ZSTD)
+    destination = tmp_path / "fetched"
+    wal_fetch(storage, SEGMENT, destination, ZSTD)
+    assert destination.read_bytes() == source.read_bytes() and not pushed.already_archived
+    # Another file whose content changes after it was hashed, before it is streamed.
+    other = wal_file(tmp_path, "000000010000000000000004")
+    hash_first = wal._sha256_of
+
+    def hash_then_change(path: Path) -> tuple[str, int]:
+        result = hash_first(path)
+        path.write_bytes(os.urandom(SEGMENT_SIZE))
+        return result
+
+    monkeypatch.setattr(wal, "_sha256_of", hash_then_change)
+    with pytest.raises(IntegrityError, match="changed while it was archived"):
+        wal_push(storage, other, ZSTD)
+    assert not storage.exists(wal_key(other.name, ZSTD))  # nothing stored under its name
