@@ -106,7 +106,9 @@ class _Container:
         from testcontainers.core.container import DockerContainer
 
         container = DockerContainer(image).with_command(["sh", "-c", command])
-        container = container.with_kwargs(network_mode="host")
+        # The host's network and pids: a drill reaches the server on 127.0.0.1 and can signal
+        # its processes (a SIGKILLed server, a killed archive worker) by the pids they record.
+        container = container.with_kwargs(network_mode="host", pid_mode="host")
         container = container.with_volume_mapping(str(data_dir), DATA, "rw")
         for host, inside, mode in _tool_mounts():
             container = container.with_volume_mapping(host, inside, mode)
