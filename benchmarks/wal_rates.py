@@ -179,7 +179,7 @@ def drain(dsn: str, names: list[str], command: str, timeout: float = 1800) -> fl
     raise SystemExit(f"{command}: did not drain within {timeout} s")
 
 
-def backlog_under_pgbench(servers: LocalPostgresBackend, dsn: str, data_dir: Path,
+def backlog_under_pgbench(servers: LocalPostgresBackend, dsn: str,
                           command: str) -> tuple[int, float]:  # fmt: skip
     """The most segments waiting to be archived at once while pgbench -c 8 writes, and the
     WAL rate it wrote (MB/s)."""
@@ -192,15 +192,19 @@ def backlog_under_pgbench(servers: LocalPostgresBackend, dsn: str, data_dir: Pat
         conn.execute("SELECT pg_reload_conf()")
         start_lsn = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
     pgbench = str(servers.binaries.path("pgbench"))
-    bench = subprocess.Popen(["runuser", "-u", "postgres", "--", pgbench, "-c", "8", "-j", "2",
-                              "-T", str(PGBENCH_SECONDS), "-n", dsn],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     most = 0
     started = time.monotonic()
-    while bench.poll() is None:
-        (ready,) = query(dsn, waiting)
-        most = max(most, int(str(ready)))
-        time.sleep(0.2)
+    with tempfile.TemporaryFile() as errors:  # not a pipe: nobody reads it while pgbench runs
+        bench = subprocess.Popen(["runuser", "-u", "postgres", "--", pgbench, "-c", "8", "-j",
+                                  "2", "-T", str(PGBENCH_SECONDS), "-n", dsn],
+                                 stdout=subprocess.DEVNULL, stderr=errors)  # fmt: skip
+        while bench.poll() is None:
+            (ready,) = query(dsn, waiting)
+            most = max(most, int(str(ready)))
+            time.sleep(0.2)
+        if bench.returncode != 0:
+            errors.seek(0)
+            raise SystemExit(f"pgbench failed: {errors.read().decode(errors='replace')[-500:]}")
     elapsed = time.monotonic() - started
     with connect(dsn) as conn:
         row = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)",
@@ -356,7 +360,7 @@ def main() -> None:
         if PGBENCH_SECONDS:
             sh(str(servers.binaries.path("pgbench")), "-i", "-s", "10", "-q", dsn, user="postgres")
             for key in ("backup-engine async file", "backup-engine async s3"):
-                most, rate = backlog_under_pgbench(servers, dsn, source.data_dir, archivers[key])
+                most, rate = backlog_under_pgbench(servers, dsn, archivers[key])
                 backlogs.append(f"backlog {key:28} pgbench -c 8 for {PGBENCH_SECONDS} s, "
                                 f"{rate:5.1f} MB/s of WAL: at most {most} segments "
                                 "waiting")  # fmt: skip

@@ -52,12 +52,20 @@ def archiving_settings(repository: Storage, archive_timeout_s: int) -> dict[str,
     }
 
 
+def start_archiving_server(pg_backend: PostgresBackend, repository: Storage, *,
+                           archive_timeout_s: int, env: dict[str, str] | None = None,
+                           ) -> PostgresServer:  # fmt: skip
+    """A server whose archive_command pushes to `repository` (its credentials, and `env`, in
+    the server's environment)."""
+    settings = archiving_settings(repository, archive_timeout_s=archive_timeout_s)
+    return pg_backend.create(settings=settings, env={**repository.environment(), **(env or {})})
+
+
 @given(
     "a running PostgreSQL server archiving WAL to the repository", target_fixture="source_server"
 )
 def archiving_server(pg_backend: PostgresBackend, repository: Storage) -> PostgresServer:
-    settings = archiving_settings(repository, archive_timeout_s=60)
-    return pg_backend.create(settings=settings, env=repository.environment())
+    return start_archiving_server(pg_backend, repository, archive_timeout_s=60)
 
 
 @given(
@@ -70,8 +78,7 @@ def archiving_server(pg_backend: PostgresBackend, repository: Storage) -> Postgr
 def archiving_server_with_timeout(
     pg_backend: PostgresBackend, repository: Storage, seconds: int
 ) -> PostgresServer:
-    settings = archiving_settings(repository, archive_timeout_s=seconds)
-    return pg_backend.create(settings=settings, env=repository.environment())
+    return start_archiving_server(pg_backend, repository, archive_timeout_s=seconds)
 
 
 @given(

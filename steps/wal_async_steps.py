@@ -22,7 +22,7 @@ from backup_engine.postgres.walasync import worker_pid
 from backup_engine.postgres.walspool import PUSH_LOCK, is_segment_name, spool_of
 from backup_engine.servers import PostgresBackend, PostgresServer
 from backup_engine.storage import Storage
-from steps.pitr_steps import archiving_settings
+from steps.pitr_steps import start_archiving_server
 
 ASYNC = {"BACKUP_ENGINE_WAL_PUSH_MODE": "async"}
 KILL_AFTER = (0.03, 0.06, 0.09, 0.12, 0.02)  # seconds after a worker is first seen
@@ -38,8 +38,7 @@ KILL_AFTER = (0.03, 0.06, 0.09, 0.12, 0.02)  # seconds after a worker is first s
 def async_archiving_server(
     pg_backend: PostgresBackend, repository: Storage, seconds: int
 ) -> PostgresServer:
-    settings = archiving_settings(repository, archive_timeout_s=seconds)
-    return pg_backend.create(settings=settings, env={**repository.environment(), **ASYNC})
+    return start_archiving_server(pg_backend, repository, archive_timeout_s=seconds, env=ASYNC)
 
 
 def _write_segments(dsn: str, count: int) -> None:

@@ -58,14 +58,17 @@ class PushWorkerResult:
     backlog_warnings: int
 
 
+WORKER_PATIENCE = 0.05
+
+
 @contextlib.contextmanager
-def _lock(path: Path, patience: float = 0.0) -> Iterator[bool]:
-    """Hold the lock file if nobody else does (True), else give up after `patience` seconds
-    (False). A worker is patient for a moment: probes (`_worker_running`, the fast path's
-    `walspool.held`) hold it for microseconds, and a worker must not take one for a rival."""
+def _worker_lock(path: Path) -> Iterator[bool]:
+    """Hold the worker's lock file if no other worker does (True), recording this pid in it
+    (operators, the kill drill); else False. It retries for WORKER_PATIENCE: a probe
+    (`walspool.held`) holds the lock for microseconds and must not pass for a rival."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    deadline = time.monotonic() + patience
+    deadline = time.monotonic() + WORKER_PATIENCE
     try:
         while True:
             try:
@@ -76,9 +79,8 @@ def _lock(path: Path, patience: float = 0.0) -> Iterator[bool]:
                     yield False
                     return
                 time.sleep(0.005)
-        if patience:  # a worker, not a probe: say who holds it (operators, the kill drill)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield True
     finally:
         os.close(fd)
@@ -87,20 +89,12 @@ def _lock(path: Path, patience: float = 0.0) -> Iterator[bool]:
 def worker_pid(lock: Path) -> int | None:
     """The pid of the worker holding `lock`, or None when no worker holds it. Creates
     nothing: the caller may be another user than the server's (a drill running as root)."""
-    if not held(str(lock)):
+    if not held(lock):
         return None
     try:
         return int(lock.read_text().strip())
     except (OSError, ValueError):
         return None
-
-
-WORKER_PATIENCE = 0.05
-
-
-def _worker_running(lock: Path) -> bool:
-    with _lock(lock) as mine:
-        return not mine
 
 
 def ready_names(pg_wal: Path) -> list[str]:
@@ -130,7 +124,7 @@ def push_async(wal_file: Path, spool: Path, spawn: Spawn, *, timeout: float = 30
         reason = take_push_error(spool, wal_file.name)
         if reason is not None:
             raise WalPushFailed(f"{wal_file.name} was not archived: {reason}")
-        if not _worker_running(spool / PUSH_LOCK):
+        if not held(spool / PUSH_LOCK):
             if started and pushed(spool, wal_file):
                 return True
             if started >= 3:  # the worker keeps ending without an answer: do it here
@@ -158,7 +152,7 @@ def run_push_worker(
 ) -> PushWorkerResult:
     """Store every `.ready` file of pg_wal, `concurrency` at once, until none is left for
     `idle_seconds`. Only one worker per spool: a second one returns at once."""
-    with _lock(spool / PUSH_LOCK, WORKER_PATIENCE) as mine:
+    with _worker_lock(spool / PUSH_LOCK) as mine:
         if not mine:
             return PushWorkerResult(0, 0, 0)
         return _push_loop(storage, codec, pg_wal, spool, concurrency, queue_max_bytes, log,
@@ -264,7 +258,7 @@ def push_backlog_warning(spool: Path) -> str | None:
 def want_prefetch(spool: Path, name: str, segment_size: int, spawn: Spawn) -> None:
     """After a slow fetch of segment NAME: prefetch from there on (starting the worker)."""
     write_atomically(spool / WANT, f"{name} {segment_size}".encode())
-    if not _worker_running(spool / FETCH_LOCK):
+    if not held(spool / FETCH_LOCK):
         spawn()
 
 
@@ -292,7 +286,7 @@ def run_fetch_worker(
     """Keep the `ahead` segments after the last one recovery asked for in `in/`, until
     recovery stops consuming them for `idle_seconds`; then delete what is left. Returns how
     many segments were prefetched."""
-    with _lock(spool / FETCH_LOCK, WORKER_PATIENCE) as mine:
+    with _worker_lock(spool / FETCH_LOCK) as mine:
         if not mine:
             return 0
         inbox = spool / "in"

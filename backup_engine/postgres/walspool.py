@@ -230,7 +230,7 @@ FAST_WAIT = 30.0
 POLL = 0.004
 
 
-def held(lock: str) -> bool:
+def held(lock: StrPath) -> bool:
     """Whether a worker holds `lock`, probed with a shared lock held for microseconds (a
     worker starting meanwhile retries for a moment: walasync.WORKER_PATIENCE)."""
     try:
