@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from backup_engine.errors import CorruptObject, TargetWriteFailed
-from backup_engine.streams import Readable
+from backup_engine.streams import Chunks
 
 CHUNK = 1 << 20
 _TARGET_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO)
@@ -161,7 +161,7 @@ class SafeTree:
                     raise self._refuse(parts, "exists and is not a directory") from None
         self._dirs.append((parts, attrs))  # modes and times last: children change mtimes
 
-    def _write_file(self, name: str, content: Readable, size: int, attrs: Attributes) -> int:
+    def _write_file(self, name: str, content: Chunks, size: int, attrs: Attributes) -> int:
         """Create a new file with exactly `size` bytes of `content`; returns bytes written."""
         parts = split_relative(name, self.where)
         with self._directory(parts[:-1]) as parent:
@@ -170,15 +170,15 @@ class SafeTree:
                 fd = os.open(parts[-1], flags, 0o600, dir_fd=parent)
             except FileExistsError:
                 raise self._refuse(parts, "appears twice (or names an existing entry)") from None
-            with os.fdopen(fd, "wb") as out:
+            with os.fdopen(fd, "wb", buffering=0) as out:
                 written = 0
                 while written < size:
                     chunk = content.read(min(CHUNK, size - written))
                     if not chunk:
                         raise self._refuse(parts, f"ends after {written} of {size} bytes")
-                    out.write(chunk)
-                    written += len(chunk)
-                out.flush()
+                    view, written = memoryview(chunk), written + len(chunk)
+                    while view:  # a regular file takes it all; a short write is retried
+                        view = view[out.write(view) or 0 :]
                 self._own(out.fileno(), attrs)
                 os.fchmod(out.fileno(), self._mode(attrs.mode))
                 if attrs.mtime_ns is not None:
@@ -220,7 +220,7 @@ class SafeTree:
         with self._guard(name):
             self._mkdir(name, attrs)
 
-    def write_file(self, name: str, content: Readable, size: int, attrs: Attributes) -> int:
+    def write_file(self, name: str, content: Chunks, size: int, attrs: Attributes) -> int:
         """Create a new file with exactly `size` bytes of `content`; returns bytes written."""
         with self._guard(name):
             return self._write_file(name, content, size, attrs)
