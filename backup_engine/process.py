@@ -133,9 +133,9 @@ class StreamingProcess:
         self._drainer.start()
 
     @property
-    def stdout(self) -> IO[bytes]:
+    def stdout(self) -> io.BufferedReader:
         assert self._popen.stdout is not None
-        return self._popen.stdout
+        return cast(io.BufferedReader, self._popen.stdout)
 
     def _drain_stderr(self) -> None:
         stderr = cast(io.BufferedReader, self._popen.stderr)

@@ -4,6 +4,7 @@ the cut and the resume is refused, never spliced."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -66,10 +67,8 @@ class CuttingProxy:
             pass
         finally:
             for end in (client, upstream):  # shutdown: a recv blocked in `forward` holds the fd
-                try:
+                with contextlib.suppress(OSError):
                     end.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 end.close()
 
     def __enter__(self) -> CuttingProxy:
@@ -117,7 +116,11 @@ def test_an_object_replaced_before_the_resume_is_refused(
 ) -> None:
     direct, proxied, proxy = stores
     direct.put_bytes("big", os.urandom(8 * MiB))
-    proxy.on_cut = lambda: direct.put_bytes("big", os.urandom(8 * MiB))
+
+    def replace_it() -> None:
+        direct.put_bytes("big", os.urandom(8 * MiB))
+
+    proxy.on_cut = replace_it
     with pytest.raises(CorruptObject, match="replaced while it was being read"):
         _read_all(proxied, "big")
     assert proxy.cut == 1

@@ -18,7 +18,7 @@ from backup_engine.streams import Readable
 
 
 class Compressor(Protocol):
-    def compress(self, data: bytes) -> bytes: ...
+    def compress(self, data: bytes | memoryview) -> bytes: ...
 
     def flush(self) -> bytes: ...
 
@@ -36,8 +36,8 @@ class Codec(Protocol):
 
 
 class _Identity:
-    def compress(self, data: bytes) -> bytes:
-        return data
+    def compress(self, data: bytes | memoryview) -> bytes:
+        return bytes(data)  # a copy: the caller may reuse its buffer
 
     def flush(self) -> bytes:
         return b""

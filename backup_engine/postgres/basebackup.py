@@ -99,11 +99,15 @@ def _take(
             progress.task(f"backup {backup_id}", facts.database_bytes) as task,
         ):
             compressor = codec.compressor()
-            while chunk := proc.stdout.read(CHUNK):
-                raw_size += len(chunk)
+            # One buffer, read into again and again: a fresh megabyte per read costs a page
+            # fault per 4 KiB (big buffers are mmapped, see entry.py), 1.5 s per 3 GB.
+            buffer = bytearray(CHUNK)
+            while got := proc.stdout.readinto(buffer):
+                chunk = memoryview(buffer)[:got]
+                raw_size += got
                 capture.feed(chunk)
                 out.write(compressor.compress(chunk))
-                task.advance(len(chunk))
+                task.advance(got)
             out.write(compressor.flush())
             proc.wait()  # raises CommandFailed before we commit a truncated stream
             base = out.commit()

@@ -33,7 +33,7 @@ class TarMemberCapture:
         self._name: str | None = None
         self._data = bytearray()
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes | memoryview) -> None:
         view = memoryview(chunk)
         while view:
             if self._skip:
