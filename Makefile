@@ -33,6 +33,7 @@ test: lint
 
 benchmark: setup
 	$(BIN)/python benchmarks/backup_throughput.py
+	$(BIN)/python benchmarks/base_rates.py
 	$(BIN)/python benchmarks/wal_rates.py
 	$(BIN)/python benchmarks/media_rates.py
 

@@ -142,7 +142,7 @@ OPTIONS: tuple[Option, ...] = (
         "upload_concurrency",
         int,
         4,
-        help="parts uploaded/downloaded at once",
+        help="parts uploaded at once (a download is one streamed GET)",
         minimum=1,
     ),
     Option(

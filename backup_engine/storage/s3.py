@@ -289,7 +289,7 @@ class _MultipartWriter(ObjectWriter):
     def _write(self, data: bytes | bytearray) -> None:
         self._buffer += data
         while len(self._buffer) >= (size := self._next_part_size()):
-            part = bytes(self._buffer[:size])
+            part = bytes(memoryview(self._buffer)[:size])  # one copy, not a slice and a copy
             del self._buffer[:size]
             self._send_part(part)
 
