@@ -496,7 +496,7 @@ def test_a_list_of_entries_longer_than_recorded_stops_at_the_count(
     repo = _repo(tmp_path)
     manifest = take_media_snapshot(repo, ZSTD, small_tree)
     entries = list(iter_entries(repo, manifest))
-    extra = [MediaEntry(f"x{i}", "dir", 0o755, 0) for i in range(1000)]
+    extra = [MediaEntry(f"~after-all/x{i}", "dir", 0o755, 0) for i in range(1000)]  # walk order
     _forge_entries(repo, entries + extra)
     forged = MEDIA_SNAPSHOTS.list(repo).backups[-1]
     lying = replace(forged, entry_count=len(entries))

@@ -79,7 +79,10 @@ class MediaIndex:
         return raw in self._where
 
     def location(self, blob_id: str) -> BlobLocation | None:
-        packed = self._where.get(bytes.fromhex(blob_id))
+        return self.location_of(bytes.fromhex(blob_id))
+
+    def location_of(self, raw: bytes) -> BlobLocation | None:
+        packed = self._where.get(raw)
         if packed is None:
             return None
         number, offset, length, size = _WHERE.unpack(packed)

@@ -158,19 +158,46 @@ def decode_entry(item: Any) -> MediaEntry:
     return MediaEntry(**item)
 
 
+class _WalkOrder:
+    """Finds a path listed twice in a packed list without a set of every path. Our walk lists
+    each directory's entries together, and the directories depth first in sorted order, so
+    their parents, as tuples of components, strictly increase from group to group: a path can
+    only repeat inside the group being read. Memory: the largest directory, not the tree."""
+
+    def __init__(self) -> None:
+        self.parent: tuple[str, ...] | None = None
+        self.names: set[str] = set()
+
+    def problem(self, path: str) -> str | None:
+        *parent, name = path.split("/")
+        group = tuple(parent)
+        if group != self.parent:
+            if self.parent is not None and group < self.parent:
+                return f"{path!r} is listed out of the walk's order"
+            self.parent, self.names = group, set()
+        if name in self.names:
+            return f"{path!r} appears twice"
+        self.names.add(name)
+        return None
+
+
 def check_entries(entries: Iterable[MediaEntry], *, packed: bool = False) -> Iterator[MediaEntry]:
     """Each entry trusted only once it makes sense on its own, and no path twice."""
-    seen: set[str] = set()
+    order = _WalkOrder() if packed else None
+    seen: set[str] = set()  # a format-1 list: in memory anyway, in any order
     for entry in entries:
         problem = entry.problem()
-        if problem is None and entry.path in seen:
-            problem = f"{entry.path!r} appears twice"
         blobs = len(entry.blobs())
         if problem is None and packed and entry.type == "file" and blobs != chunks_of(entry.size):
             problem = f"{entry.path!r} has {blobs} blobs for {entry.size} bytes"
+        if problem is None and order is not None:
+            problem = order.problem(entry.path)
+        elif problem is None and entry.path in seen:
+            problem = f"{entry.path!r} appears twice"
         if problem is not None:
             raise ValueError(f"entry {problem}")
-        seen.add(entry.path)
+        if order is None:
+            seen.add(entry.path)
         yield entry
 
 

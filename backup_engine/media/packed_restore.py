@@ -293,37 +293,48 @@ class _Blobs:
         return bytes(chunk)
 
 
+def needed_blobs(storage: Storage, manifest: MediaSnapshotManifest) -> set[bytes]:
+    """Every blob the snapshot's files name, as raw ids: 32 bytes each, not 64 characters."""
+    needed: set[bytes] = set()
+    for entry in iter_entries(storage, manifest):
+        needed.update(bytes.fromhex(blob_id) for blob_id in entry.blobs())
+    return needed
+
+
 def packed_blobs_by_pack(
-    index: MediaIndex, blob_ids: set[str]
-) -> tuple[dict[str, list[tuple[str, BlobLocation]]], list[str]]:
-    """Needed blobs grouped by pack, and the ids no index knows."""
-    groups: dict[str, list[tuple[str, BlobLocation]]] = defaultdict(list)
+    index: MediaIndex, blob_ids: set[bytes]
+) -> tuple[dict[str, list[bytes]], list[str]]:
+    """Needed blobs (raw ids) grouped by pack, and the ids (hex) no index knows."""
+    groups: dict[str, list[bytes]] = defaultdict(list)
     unknown = []
-    for blob_id in sorted(blob_ids):
-        location = index.location(blob_id)
+    for raw in blob_ids:
+        location = index.location_of(raw)
         if location is None:
-            unknown.append(blob_id)
+            unknown.append(raw.hex())
         else:
-            groups[location.pack].append((blob_id, location))
-    return groups, unknown
+            groups[location.pack].append(raw)
+    return groups, sorted(unknown)
 
 
 def verify_packed(
     storage: Storage, manifest: MediaSnapshotManifest, concurrency: int
 ) -> Iterator[tuple[str, str | None]]:
     """(blob id, None) for each blob of the snapshot that opens to its sha256, (id, why) else."""
-    needed: set[str] = set()
-    for entry in iter_entries(storage, manifest):
-        needed.update(entry.blobs())
-    groups, unknown = packed_blobs_by_pack(load_index(storage), needed)
+    index = load_index(storage)
+    groups, unknown = packed_blobs_by_pack(index, needed_blobs(storage, manifest))
     for blob_id in unknown:
         yield blob_id, "is in no index"
+
+    def located(raws: list[bytes]) -> list[tuple[str, BlobLocation]]:
+        pairs = ((raw.hex(), index.location_of(raw)) for raw in sorted(raws))
+        return [(blob_id, loc) for blob_id, loc in pairs if loc is not None]
 
     def check(pack: str, blobs: list[tuple[str, BlobLocation]]) -> dict[str, str | None]:
         got = fetch_blobs(storage, pack, blobs)  # one pack at most per worker in memory
         return {blob_id: data if isinstance(data, str) else None for blob_id, data in got.items()}
 
-    jobs = fetch_jobs(groups)
+    # Locations are made a pack at a time: for every blob at once they cost 150 bytes each.
+    jobs = ((pack, run) for pack in sorted(groups) for run in _run_groups(located(groups[pack])))
     with ThreadPoolExecutor(concurrency, thread_name_prefix="verify") as pool:
         ahead: deque[Future[dict[str, str | None]]] = deque()
         for pack, blobs in jobs:

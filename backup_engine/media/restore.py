@@ -12,7 +12,6 @@ import zstandard
 
 from backup_engine.codecs import get_codec
 from backup_engine.errors import CorruptObject, IntegrityError, ObjectNotFound, UsageError
-from backup_engine.media.entries import iter_entries
 from backup_engine.media.index import load_index
 from backup_engine.media.manifest import (
     MEDIA_SNAPSHOTS,
@@ -24,6 +23,7 @@ from backup_engine.media.manifest import (
 from backup_engine.media.packed_restore import (
     PackedRestore,
     Selection,
+    needed_blobs,
     packed_blobs_by_pack,
     verify_packed,
 )
@@ -253,10 +253,7 @@ def missing_media_content(storage: Storage, manifest: MediaSnapshotManifest) -> 
     if not manifest.packed:
         present = {info.key for info in storage.list(OBJECTS_PREFIX)}
         return [f"object {key} is missing" for key in sorted(manifest.object_keys() - present)]
-    needed: set[str] = set()
-    for entry in iter_entries(storage, manifest):
-        needed.update(entry.blobs())
-    groups, unknown = packed_blobs_by_pack(load_index(storage), needed)
+    groups, unknown = packed_blobs_by_pack(load_index(storage), needed_blobs(storage, manifest))
     present = {info.key for info in storage.list(PACKS_PREFIX)}
     return [f"blob {blob_id[:16]} is in no index" for blob_id in unknown] + [
         f"pack {pack} is missing" for pack in sorted(set(groups) - present)
