@@ -9,13 +9,18 @@ import click
 
 from backup_engine import logs
 from backup_engine.commands.context import CliContext
-from backup_engine.commands.output import emit_json, human_bytes, show_catalog, stopped
+from backup_engine.commands.output import (
+    emit_json,
+    human_bytes,
+    json_option,
+    progress_option,
+    show_catalog,
+    stopped,
+)
 from backup_engine.durations import format_duration
 
 if TYPE_CHECKING:
     from backup_engine.media.manifest import MediaSnapshotManifest
-
-json_option = click.option("--json", "json_output", is_flag=True, help="Print JSON for machines.")
 
 
 @click.group()
@@ -31,7 +36,7 @@ def media() -> None:
     type=click.Path(path_type=Path, file_okay=False),
     help="The directory to snapshot (repeatable); default: [media] paths of the configuration.",
 )
-@click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
+@progress_option
 @json_option
 @click.pass_obj
 def backup(obj: CliContext, roots: tuple[Path, ...], no_progress: bool, json_output: bool) -> None:
@@ -106,15 +111,19 @@ def _summary(manifest: MediaSnapshotManifest) -> dict[str, Any]:
 
 @media.command()
 @click.argument("backup_id", metavar="ID|latest")
+@progress_option
 @json_option
 @click.pass_obj
-def verify(obj: CliContext, backup_id: str, json_output: bool) -> None:
+def verify(obj: CliContext, backup_id: str, no_progress: bool, json_output: bool) -> None:
     """Every object a snapshot refers to exists and matches its sha256."""
     from backup_engine.media.restore import verify_media
 
     settings = obj.settings()
     result = verify_media(
-        settings.open_storage(), backup_id, concurrency=settings.media.concurrency
+        settings.open_storage(),
+        backup_id,
+        concurrency=settings.media.concurrency,
+        progress=obj.progress(json_output=json_output, enabled=not no_progress),
     )
     if json_output:
         emit_json({"backup_id": result.backup_id, "ok": True, "objects": result.objects})
@@ -148,6 +157,7 @@ def verify(obj: CliContext, backup_id: str, json_output: bool) -> None:
     is_flag=True,
     help="Restore setuid/setgid bits too (dropped by default: the repository is untrusted).",
 )
+@progress_option
 @json_option
 @click.pass_obj
 def restore(
@@ -157,6 +167,7 @@ def restore(
     include: tuple[str, ...],
     force: bool,
     keep_setid: bool,
+    no_progress: bool,
     json_output: bool,
 ) -> None:
     """Restore a snapshot: every file byte-identical, with its mode and modification time.
@@ -175,6 +186,7 @@ def restore(
         keep_setid=keep_setid,
         include=include,
         concurrency=settings.media.concurrency,
+        progress=obj.progress(json_output=json_output, enabled=not no_progress),
     )
     if json_output:
         emit_json(

@@ -12,6 +12,9 @@ import click
 from backup_engine import logs
 from backup_engine.snapshots import Catalog
 
+json_option = click.option("--json", "json_output", is_flag=True, help="Print JSON for machines.")
+progress_option = click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
+
 
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))

@@ -14,15 +14,19 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from backup_engine.commands.context import CliContext
-from backup_engine.commands.output import emit_json, human_bytes, show_catalog, stopped
+from backup_engine.commands.output import (
+    emit_json,
+    human_bytes,
+    json_option,
+    progress_option,
+    show_catalog,
+    stopped,
+)
 from backup_engine.commands.pg_wal import register_wal_commands
 from backup_engine.durations import format_duration
 
 if TYPE_CHECKING:
     from backup_engine.postgres.targets import RecoveryTarget
-
-json_option = click.option("--json", "json_output", is_flag=True, help="Print JSON for machines.")
-progress_option = click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
 
 
 @click.group()

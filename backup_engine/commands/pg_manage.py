@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from backup_engine.commands.context import CliContext
-from backup_engine.commands.output import emit_json, human_bytes
+from backup_engine.commands.output import emit_json, human_bytes, json_option
 from backup_engine.durations import format_duration
 from backup_engine.timefmt import iso_utc
 
@@ -17,8 +17,6 @@ if TYPE_CHECKING:
     from backup_engine.postgres.manifest import BaseBackupManifest
     from backup_engine.retention import Decision
     from backup_engine.storage.base import Storage
-
-json_option = click.option("--json", "json_output", is_flag=True, help="Print JSON for machines.")
 
 
 def _decision(storage: Storage, obj: CliContext, backup_id: str) -> tuple[Decision, list[Any]]:

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING
 import click
 
 from backup_engine.commands.context import CliContext
-from backup_engine.commands.output import emit_json, human_bytes, show_catalog, stopped
+from backup_engine.commands.output import (
+    emit_json,
+    human_bytes,
+    json_option,
+    progress_option,
+    show_catalog,
+    stopped,
+)
 from backup_engine.durations import format_duration
 from backup_engine.errors import ConfigError, UsageError
 
@@ -16,7 +23,6 @@ if TYPE_CHECKING:
     from backup_engine.config import Settings
     from backup_engine.redis.target import RedisTarget
 
-json_option = click.option("--json", "json_output", is_flag=True, help="Print JSON for machines.")
 url_option = click.option("--url", help="Redis URL (default: [redis] url, $REDIS_URL).")
 
 
@@ -38,7 +44,7 @@ def _target(obj: CliContext, url: str | None) -> tuple[Settings, RedisTarget]:
 
 @redis.command()
 @url_option
-@click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
+@progress_option
 @json_option
 @click.pass_obj
 def backup(obj: CliContext, url: str | None, no_progress: bool, json_output: bool) -> None:
