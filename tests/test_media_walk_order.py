@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import IO
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -105,3 +106,24 @@ def test_any_tree_passes_and_any_duplicate_is_refused(
     at = where.draw(st.integers(min_value=0, max_value=len(entries)))
     with pytest.raises(ValueError, match=r"appears twice|out of the walk.s order"):
         list(check_entries([*entries[:at], twice, *entries[at:]], packed=True))
+
+
+def test_a_restore_downloads_the_list_of_entries_once(tmp_path: Path) -> None:
+    root = tmp_path / "media"
+    _make(root, TRICKY)
+    repo = LocalStorage(tmp_path / "repo")
+    repo.root.mkdir()
+    take_media_snapshot(repo, get_codec("zstd"), root)
+    opened: list[str] = []
+    original = repo.open_reader
+
+    def counting(key: str) -> IO[bytes]:
+        opened.append(key)
+        return original(key)
+
+    repo.open_reader = counting  # type: ignore[method-assign]
+    restore_media(repo, "latest", tmp_path / "out")
+    assert [k for k in opened if k.endswith("entries.jsonl.zst")] == [
+        next(k for k in opened if k.endswith("entries.jsonl.zst"))
+    ]
+    assert tree_fingerprint(tmp_path / "out") == tree_fingerprint(root)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import IO
 
@@ -104,28 +105,49 @@ def _lines(spool: IO[bytes], where: str) -> Iterator[bytes]:
 
 def iter_entries(storage: Storage, manifest: MediaSnapshotManifest) -> Iterator[MediaEntry]:
     """Every entry of a snapshot, in the order of the walk (a directory before what it holds)."""
+    with entries_list(storage, manifest) as entries:
+        yield from entries()
+
+
+@contextmanager
+def entries_list(
+    storage: Storage, manifest: MediaSnapshotManifest
+) -> Iterator[Callable[[], Iterator[MediaEntry]]]:
+    """The list downloaded and checked once; each call of what this yields reads it again,
+    entry by entry, from that local copy (a restore reads it twice)."""
     if not manifest.packed:
-        yield from manifest.entries
+        yield lambda: iter(manifest.entries)
         return
     where = f"media snapshot {manifest.backup_id}"
     if manifest.entries_object is None:
         raise CorruptObject(f"{where}: the manifest names no list of entries")
     with _checked_copy(storage, manifest.entries_object, where) as spool:
-        count = 0
-        try:
-            for entry in check_entries(
-                (decode_entry(json.loads(line)) for line in _lines(spool, where)), packed=True
-            ):
-                count += 1
-                if count > manifest.entry_count:  # never more than recorded, even decompressed
-                    raise CorruptObject(
-                        f"{where}: its list holds more than the {manifest.entry_count} entries "
-                        "the manifest records"
-                    )
-                yield entry
-        except (ValueError, TypeError) as exc:
-            raise CorruptObject(f"{where}: {exc}") from None
-        if count != manifest.entry_count:
-            raise CorruptObject(
-                f"{where}: its list holds {count} entries, the manifest says {manifest.entry_count}"
-            )
+
+        def entries() -> Iterator[MediaEntry]:
+            spool.seek(0)
+            yield from _checked_entries(spool, manifest, where)
+
+        yield entries
+
+
+def _checked_entries(
+    spool: IO[bytes], manifest: MediaSnapshotManifest, where: str
+) -> Iterator[MediaEntry]:
+    count = 0
+    try:
+        for entry in check_entries(
+            (decode_entry(json.loads(line)) for line in _lines(spool, where)), packed=True
+        ):
+            count += 1
+            if count > manifest.entry_count:  # never more than recorded, even decompressed
+                raise CorruptObject(
+                    f"{where}: its list holds more than the {manifest.entry_count} entries "
+                    "the manifest records"
+                )
+            yield entry
+    except (ValueError, TypeError) as exc:
+        raise CorruptObject(f"{where}: {exc}") from None
+    if count != manifest.entry_count:
+        raise CorruptObject(
+            f"{where}: its list holds {count} entries, the manifest says {manifest.entry_count}"
+        )

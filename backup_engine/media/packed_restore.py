@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from backup_engine.errors import CorruptObject, ObjectNotFound
-from backup_engine.media.entries import iter_entries
+from backup_engine.media.entries import entries_list, iter_entries
 from backup_engine.media.index import BlobLocation, MediaIndex, load_index
 from backup_engine.media.manifest import MediaEntry, MediaSnapshotManifest
 from backup_engine.media.packs import open_blob
@@ -126,9 +126,13 @@ class PackedRestore:
         """Two passes over the (checked) list of entries: the first reads and checks all of
         it, so a list forged halfway writes nothing; the second restores as it reads, files
         fetched BATCH at a time, so memory does not grow with the number of files."""
+        with entries_list(self.storage, manifest) as entries:
+            self._run(entries)
+
+    def _run(self, entries: Callable[[], Iterator[MediaEntry]]) -> None:
         wants = self.selection.wants
         link_targets: set[str] = set()  # --include: first names of wanted hard links
-        for entry in iter_entries(self.storage, manifest):
+        for entry in entries():
             if entry.type == "dir" and self.selection.patterns:
                 self._dirs[entry.path] = entry
             if entry.type == "hardlink" and wants(entry.path) and not wants(entry.target or ""):
@@ -138,7 +142,7 @@ class PackedRestore:
         large: list[MediaEntry] = []
         links: list[MediaEntry] = []
         known_files: dict[str, MediaEntry] = {}
-        for entry in iter_entries(self.storage, manifest):
+        for entry in entries():
             if entry.type == "file" and entry.path in link_targets:
                 known_files[entry.path] = entry
             if not wants(entry.path):
