@@ -109,7 +109,10 @@ def forge_media(repository: Storage, outside: Outside) -> None:
         replace(some_file, path="escape/sentinel", mode=0o4777),
         MediaEntry("escape2", "hardlink", 0o644, 0, target=str(outside.path / "sentinel")),
     ]
-    lines = b"".join(encode_entry(e) for e in entries + hostile)
+    # In the walk's order (each directory's entries together, directories depth first), as an
+    # attacker who read the code writes them: a list out of that order is refused before this.
+    forged_list = sorted(entries + hostile, key=lambda e: tuple(e.path.split("/")[:-1]))
+    lines = b"".join(encode_entry(e) for e in forged_list)
     compressor = ZSTD.compressor()
     size, sha256 = _replace(
         repository, manifest.entries_object.key, compressor.compress(lines) + compressor.flush()
