@@ -156,9 +156,7 @@ class S3Storage(Storage):
 
     def stat(self, key: str) -> ObjectInfo:
         full = self.full_key(key)
-        head = self.call(
-            "stat", key, lambda: self.client.head_object(Bucket=self.bucket, Key=full)
-        )
+        head = self.call("stat", key, lambda: self.client.head_object(Bucket=self.bucket, Key=full))
         return ObjectInfo(
             key=key,
             size=int(head["ContentLength"]),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import botocore.exceptions
 
@@ -15,9 +15,16 @@ from backup_engine.errors import (
     StorageError,
     StorageUnreachable,
 )
+from backup_engine.storage.s3_options import S3Options
 
-if TYPE_CHECKING:
-    from backup_engine.storage.s3 import S3Storage
+
+class S3Place(Protocol):
+    """Where an S3 operation went: enough to say which bucket and endpoint in a message."""
+
+    url: str
+    bucket: str
+    options: S3Options
+
 
 BOTO_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
 NETWORK_ERRORS = (
@@ -28,7 +35,7 @@ NETWORK_ERRORS = (
 )
 
 
-def translate_error(exc: Exception, storage: S3Storage, key: str | None, what: str) -> Exception:
+def translate_error(exc: Exception, storage: S3Place, key: str | None, what: str) -> Exception:
     """Map botocore's exceptions onto our tree, with the remedy a user needs."""
     where = f"{storage.url}/{key}" if key else storage.url
     endpoint = storage.options.endpoint_url or "AWS S3"

@@ -6,19 +6,32 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import botocore.exceptions
 
 from backup_engine.errors import CorruptObject, StorageError
 from backup_engine.storage.base import ObjectWriter
-from backup_engine.storage.s3_errors import BOTO_ERRORS, translate_error
+from backup_engine.storage.s3_errors import BOTO_ERRORS, S3Place, translate_error
 from backup_engine.storage.s3_options import MiB
 
 if TYPE_CHECKING:
-    from backup_engine.storage.s3 import S3Storage
+    from mypy_boto3_s3 import S3Client
+
+_T = TypeVar("_T")
+
+
+class S3Target(S3Place, Protocol):
+    """The S3 store a transfer works for: S3Storage, without importing it (a cycle)."""
+
+    client: S3Client
+
+    def call(self, what: str, key: str | None, fn: Callable[[], _T]) -> _T: ...
+
+    def full_key(self, key: str) -> str: ...
+
 
 MAX_PARTS = 10_000
 PARTS_PER_DOUBLING = 1_000
@@ -30,7 +43,7 @@ class MultipartWriter(ObjectWriter):
 
     def __init__(
         self,
-        storage: S3Storage,
+        storage: S3Target,
         key: str,
         *,
         metadata: Mapping[str, str] | None,
@@ -178,7 +191,7 @@ class StreamingReader(io.RawIOBase):
 
     RESUMES = 5
 
-    def __init__(self, storage: S3Storage, key: str) -> None:
+    def __init__(self, storage: S3Target, key: str) -> None:
         super().__init__()
         self._s3, self._key, self._full = storage, key, storage.full_key(key)
         self._position = self._resumes = 0
