@@ -63,6 +63,23 @@ def test_missing_binaries_name_the_package(tmp_path: Path) -> None:
         LocalPostgresBackend(bindir=str(tmp_path))
 
 
+def test_programs_older_than_the_server_are_refused_naming_the_package(tmp_path: Path) -> None:
+    installed = find_pg_binaries()  # this machine's newest
+    assert installed.major is not None
+    assert find_pg_binaries(major=installed.major) == installed
+    newer = installed.major + 2
+    with pytest.raises(MissingBinary, match=f"postgresql-client-{newer}") as refused:
+        find_pg_binaries(major=newer)
+    assert f"holds version {installed.major}" in refused.value.message
+    old = tmp_path / "old-bin"  # not Debian's layout: the version comes from --version
+    old.mkdir()
+    (old / "pg_basebackup").write_text("#!/bin/sh\necho 'pg_basebackup (PostgreSQL) 12.22'\n")
+    (old / "pg_basebackup").chmod(0o755)
+    with pytest.raises(MissingBinary, match="holds version 12"):
+        find_pg_binaries(str(old), major=13)
+    assert find_pg_binaries(str(old), major=12).bindir == old
+
+
 def test_scratch_area_disposes_every_server_even_when_one_fails(tmp_path: Path) -> None:
     from backup_engine.servers.scratch import ScratchArea
 

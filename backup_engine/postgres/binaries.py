@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from backup_engine.errors import MissingBinary
+from backup_engine.errors import BackupEngineError, MissingBinary
+from backup_engine.process import run
 
 _INSTALL_HINT = (
     "install the PostgreSQL server package (Debian/Ubuntu: apt-get install postgresql) "
@@ -46,8 +48,39 @@ def find_pg_binaries(configured: str | None = None, *, major: int | None = None)
     """Prefer the configured dir, then the Debian dir of `major`, then the newest, then PATH.
 
     A backup must be taken and checked with tools of at least the server's major version, so
-    callers that know the server's version pass it.
+    callers that know the server's version pass it: older tools are refused in one line that
+    names the package to install (pg_basebackup 15 cannot stream a PostgreSQL 17 server, and
+    pg_verifybackup 15 cannot read a PostgreSQL 17 backup's manifest).
     """
+    found = _find(configured, major)
+    if major is not None and (have := _major_of(found.bindir)) is not None and have < major:
+        raise MissingBinary(
+            f"PostgreSQL {major} needs programs of version {major} or newer; {found.bindir} "
+            f"holds version {have}",
+            hint=f"install postgresql-client-{major} (Debian/Ubuntu; apt.postgresql.org has "
+            "versions your release lacks) or set [postgres] bindir / BACKUP_ENGINE_PG_BINDIR "
+            f"to PostgreSQL {major}'s bin directory",
+        )
+    return found
+
+
+def _major_of(bindir: Path) -> int | None:
+    """The programs' major version: from Debian's layout, or else from `--version`."""
+    layout = PgBinaries(bindir).major
+    if layout is not None:
+        return layout
+    for program in ("pg_basebackup", "pg_ctl", "postgres"):
+        if os.access(bindir / program, os.X_OK):
+            try:
+                done = run([bindir / program, "--version"], timeout=10, check=False)
+            except BackupEngineError:  # it does not run: the caller's own call will say so
+                return None
+            version = re.search(r"\)\s+(\d+)", done.stdout)
+            return int(version.group(1)) if version else None
+    return None
+
+
+def _find(configured: str | None, major: int | None) -> PgBinaries:
     if configured:
         return PgBinaries(Path(configured))
     candidates = _debian_bindirs()
