@@ -16,6 +16,7 @@ from backup_engine.codecs import get_codec
 from backup_engine.drill.redis_data import seed_redis
 from backup_engine.errors import (
     CorruptObject,
+    MissingBinary,
     ServerUnreachable,
     TargetNotEmpty,
     VerificationFailed,
@@ -103,6 +104,15 @@ def test_redis_check_rdb_rejects_a_broken_file(tmp_path: Path) -> None:
     path.write_bytes(b"REDIS0010" + os.urandom(200))
     with pytest.raises(VerificationFailed, match="redis-check-rdb"):
         check_rdb(path, "test")
+
+
+def test_an_rdb_newer_than_the_checker_is_reported_not_called_damaged(tmp_path: Path) -> None:
+    path = tmp_path / "dump.rdb"
+    path.write_bytes(b"REDIS0099" + os.urandom(200))  # a format no redis-check-rdb reads yet
+    with pytest.raises(MissingBinary, match="RDB format version 99, newer than") as refused:
+        check_rdb(path, "test")
+    assert "not damaged" in refused.value.message
+    assert "redis-check-rdb" in refused.value.message
 
 
 def test_restore_into_a_server_with_keys_needs_force(
