@@ -58,8 +58,8 @@ def _redis_check_rdb() -> str:
 
 def check_rdb(path: Path, backup_id: str) -> None:
     """Have Redis's own checker read the whole file, as a server loading it would. A file of a
-    newer RDB version than this checker reads (Redis 7.2 and Valkey write version 11, Redis 7.4
-    version 12; Debian 12's checker stops at 10) is not damaged: that is said, not "rejected"."""
+    newer RDB version than this checker reads (Redis 7.2 writes version 11, Redis 7.4 version
+    12; Debian 12's checker stops at 10) is not damaged: that is said, not "rejected"."""
     checker = _redis_check_rdb()
     result = run([checker, str(path)], check=False)
     newer = re.search(r"Can't handle RDB format version (\d+)", result.stdout)
