@@ -52,7 +52,7 @@ class Member:
 
 class TarReader:
     """The members of an uncompressed tar stream, in order. A regular member's data is read
-    through `data` before asking for the next member (what is left unread is skipped)."""
+    with `read` before asking for the next member (what is left unread is skipped)."""
 
     def __init__(self, stream: Chunks, where: str, limit: int | None) -> None:
         self._stream, self._where, self._limit = stream, where, limit
@@ -130,9 +130,9 @@ class TarReader:
         if not 0 <= info.size <= MAX_EXTENDED:
             raise self._refuse(f"holds an extended header of {info.size} bytes")
         data = self._exact(info.size)
-        self._skip(-info.size % BLOCK)
         if len(data) != info.size:
             raise self._refuse("ends inside an extended header")
+        self._skip(-info.size % BLOCK)
         if info.type == tarfile.GNUTYPE_LONGNAME:
             extended["path"] = _text(data.split(b"\0", 1)[0])
         elif info.type == tarfile.GNUTYPE_LONGLINK:
