@@ -13,7 +13,7 @@ import json
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import fields
 from typing import IO
 
 import zstandard
@@ -35,8 +35,12 @@ MAX_LIST = 4 << 30  # a list of entries, compressed: ten times what 10 million f
 _READ = 1 << 20
 
 
+_FIELDS = tuple(f.name for f in fields(MediaEntry))
+
+
 def encode_entry(entry: MediaEntry) -> bytes:
-    data = {k: v for k, v in asdict(entry).items() if v is not None}
+    # Not dataclasses.asdict: it deep-copies every value, a fifth of a first backup's time.
+    data = {name: value for name in _FIELDS if (value := getattr(entry, name)) is not None}
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 

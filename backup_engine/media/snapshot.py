@@ -46,16 +46,18 @@ class FileChanged(BackupEngineError):
 def _walk(root: Path) -> Iterator[tuple[str, os.stat_result | None, Path]]:
     """Every path below `root`, sorted, as (relative posix path, lstat or None if it vanished,
     absolute path)."""
-    for dirpath, dirnames, filenames in os.walk(root):
+    top = str(root)
+    for dirpath, dirnames, filenames in os.walk(top):
         dirnames.sort()
-        base = Path(dirpath)
+        inside = dirpath[len(top) :].lstrip("/")  # strings: pathlib cost more than the walk
+        prefix = inside + "/" if inside else ""
         for name in sorted(dirnames) + sorted(filenames):
-            path = base / name
+            path = os.path.join(dirpath, name)
             try:
-                st = path.lstat()
+                st = os.lstat(path)
             except FileNotFoundError:
                 st = None
-            yield path.relative_to(root).as_posix(), st, path
+            yield prefix + name, st, Path(path)
 
 
 @dataclass(frozen=True)
