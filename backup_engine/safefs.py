@@ -178,7 +178,10 @@ class SafeTree:
                         raise self._refuse(parts, f"ends after {written} of {size} bytes")
                     view, written = memoryview(chunk), written + len(chunk)
                     while view:  # a regular file takes it all; a short write is retried
-                        view = view[out.write(view) or 0 :]
+                        done = out.write(view)
+                        if not done:  # never loop on a write that makes no progress
+                            raise OSError(errno.EIO, "the write made no progress")
+                        view = view[done:]
                 self._own(out.fileno(), attrs)
                 os.fchmod(out.fileno(), self._mode(attrs.mode))
                 if attrs.mtime_ns is not None:

@@ -201,8 +201,10 @@ class StreamingReader(io.RawIOBase):
     def _open(self) -> Any:
         s3 = self._s3
         args: dict[str, Any] = {}
-        if self._position:
-            args = {"Range": f"bytes={self._position}-", "IfMatch": self._etag}
+        if self._position:  # a resume; without an ETag, the final sha256 check still holds
+            args = {"Range": f"bytes={self._position}-"}
+            if self._etag:
+                args["IfMatch"] = self._etag
         try:
             response = s3.client.get_object(Bucket=s3.bucket, Key=self._full, **args)
         except botocore.exceptions.ClientError as exc:
