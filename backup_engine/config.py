@@ -69,6 +69,9 @@ class CompressionSettings:
 class PostgresSettings:
     dsn: str
     bindir: str | None
+    backup_type: str = "full"
+    full_on: str = "sunday"
+    staging_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,10 @@ def _coerce(option: Option, value: Any, origin: str) -> Any:
     if value == "" and option.default is None:
         return None
     if option.choices and value not in option.choices:
-        raise ConfigError(f"{where} is {value!r}", hint=f"use one of: {', '.join(option.choices)}")
+        raise ConfigError(
+            f"{where} is {value!r}",
+            hint=f"use one of: {option.choices_text}",
+        )
     problem = option.problem(value) if option.problem and isinstance(value, str) else None
     if problem is not None:  # the value is not repeated: it may hold a password
         raise ConfigError(f"{where} is not usable: {problem}", hint=option.help)

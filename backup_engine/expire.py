@@ -242,7 +242,11 @@ def plan_expire(
 def apply_expire(storage: Storage, plan: ExpirePlan) -> int:
     """Delete what the plan says, manifest first for each backup. Returns objects deleted."""
     deleted = 0
-    for item in plan.deletions:
+    # Newest base backup first: an interrupted expire never leaves an incremental whose
+    # parent is gone while it stays.
+    backups = [item for item in plan.deletions if item.kind == "postgres"]
+    rest = [item for item in plan.deletions if item.kind != "postgres"]
+    for item in [*reversed(backups), *rest]:
         if item.kind == "media-pack":
             continue  # below, after the index that names them is rewritten
         for key in item.keys:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backup_engine.codecs import CODEC_NAMES
+from backup_engine.retention import WEEKDAYS
 from backup_engine.urls import (
     endpoint_url_problem,
     redis_url_problem,
@@ -33,6 +34,10 @@ class Option:
     problem: Callable[[str], str | None] | None = None  # why a string value is unusable
     example: Any = None  # what backup-engine.example.toml shows (commented out unless `active`)
     active: bool = False  # the example file sets it (instead of showing it commented out)
+
+    @property
+    def choices_text(self) -> str:
+        return ", ".join(c or '""' for c in self.choices or ())
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -197,6 +202,32 @@ OPTIONS: tuple[Option, ...] = (
         example="/usr/lib/postgresql/15/bin",
     ),
     Option(
+        "postgres",
+        "backup_type",
+        str,
+        "full",
+        choices=("full", "incr"),
+        help="what pg backup takes; incr (PostgreSQL 17+, summarize_wal = on) stores only "
+        "what changed since the previous backup",
+    ),
+    Option(
+        "postgres",
+        "full_on",
+        str,
+        "sunday",
+        choices=("", *WEEKDAYS),
+        help="with backup_type incr: the weekday (UTC) whose backup is full, so a chain is at "
+        "most a week long; empty: never",
+    ),
+    Option(
+        "postgres",
+        "staging_dir",
+        str,
+        None,
+        help="where restoring an incremental backup unpacks its chain for pg_combinebackup "
+        "(needs the chain's size free) [default: beside the target]",
+    ),
+    Option(
         "media",
         "paths",
         tuple,
@@ -240,7 +271,7 @@ OPTIONS: tuple[Option, ...] = (
         "weekly_day",
         str,
         "sunday",
-        choices=("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"),
+        choices=WEEKDAYS,
         help="the day whose backup is the weekly one",
     ),
     Option(
@@ -403,6 +434,6 @@ def options_table() -> str:
     for option in OPTIONS:
         default = "" if option.default in (None, "", ()) else f"`{_toml_value(option.default)}`"
         env = ", ".join(f"`{name}`" for name in option.variables)
-        what = option.help + (f" ({', '.join(option.choices)})" if option.choices else "")
+        what = option.help + (f" ({option.choices_text})" if option.choices else "")
         rows.append(f"| `[{option.section}] {option.name}` | {default} | {env} | {what} |")
     return "\n".join(rows) + "\n"

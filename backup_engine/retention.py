@@ -6,7 +6,8 @@ Redis and media snapshots 30 days. On top of the table, three rules no policy ma
 - the point-in-time window is whole: the newest base backup that ended before the window
   starts is kept, and every WAL segment from its start onwards (recovering to the start of the
   window needs both);
-- a retained base backup keeps the WAL segments between its start and stop.
+- a retained base backup keeps the WAL segments between its start and stop;
+- a retained incremental backup keeps every backup of its chain (it cannot restore without).
 Nothing here touches storage: `expire.py` turns decisions into deletions.
 """
 
@@ -45,6 +46,9 @@ class Dated(Protocol):
 class BaseBackupLike(Dated, Protocol):
     @property
     def start_lsn_value(self) -> int: ...
+
+    @property
+    def parent_id(self) -> str | None: ...
 
     @property
     def stop_lsn_value(self) -> int: ...
@@ -113,7 +117,29 @@ def base_backup_decisions(
                 else " and not a weekly backup"
             )
             decisions.append(Decision(backup.backup_id, False, reason))
-    return decisions
+    return keep_chains(decisions, ordered)
+
+
+def keep_chains(decisions: Sequence[Decision], backups: Sequence[BaseBackupLike]) -> list[Decision]:
+    """Each kept backup keeps its parents, and theirs (a parent missing from `backups` ends
+    the walk: there is nothing to keep; a loop ends it too)."""
+    by_id = {b.backup_id: b for b in backups}
+    needed_by: dict[str, str] = {}
+    for decision in decisions:
+        if not decision.keep:
+            continue
+        seen = {decision.backup_id}
+        parent = by_id[decision.backup_id].parent_id if decision.backup_id in by_id else None
+        while parent is not None and parent in by_id and parent not in seen:
+            needed_by.setdefault(parent, decision.backup_id)
+            seen.add(parent)
+            parent = by_id[parent].parent_id
+    return [
+        Decision(d.backup_id, True, f"parent of kept incremental {needed_by[d.backup_id]}")
+        if not d.keep and d.backup_id in needed_by
+        else d
+        for d in decisions
+    ]
 
 
 def pitr_anchor(backups: Sequence[B], window_start: datetime) -> B:

@@ -22,6 +22,7 @@ PLUGINS = [
     "steps.redis_steps",
     "steps.media_steps",
     "steps.retention_steps",
+    "steps.incremental_steps",
     "steps.checklist_steps",
     "steps.latest_backup_steps",
     "steps.fault_steps",

@@ -67,9 +67,10 @@ def incompressible(source_server: PostgresServer, mb: int) -> None:
 def more_users(source_server: PostgresServer, count: int) -> None:
     with connect(source_server.dsn()) as conn:
         conn.execute(
-            "INSERT INTO users (email, name, created_at)"
-            " SELECT 'late' || i || '@example.com', 'Late ' || i, now()"
-            " FROM generate_series(1, %s) AS i",
+            "INSERT INTO users (email, name, created_at)"  # numbered on: the step may repeat
+            " SELECT 'late' || n || '@example.com', 'Late ' || n, now()"
+            " FROM (SELECT i + (SELECT count(*) FROM users WHERE email LIKE 'late%%') AS n"
+            "       FROM generate_series(1, %s) AS i) AS numbered",
             (count,),
         )
 
@@ -190,6 +191,6 @@ def restored_backup_is(
     drill_record: ScenarioRecord,
     ordinal: str,
 ) -> None:
-    index = {"first": 0, "second": 1, "third": 2, "last": -1}[ordinal]
+    index = {"first": 0, "second": 1, "third": 2, "fourth": 3, "last": -1}[ordinal]
     drill_record.expect("backup restored", backups_taken[index].backup_id,
                         restored.restore.backup_id)  # fmt: skip

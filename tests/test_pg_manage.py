@@ -80,6 +80,7 @@ class _Backup:
     def __init__(self, backup_id: str, stop: datetime) -> None:
         self.backup_id, self.stop_time = backup_id, stop
         self.start_lsn_value = self.stop_lsn_value = 0
+        self.parent_id: str | None = None
 
 
 def test_retention_keeps_pinned_backups_whatever_their_age() -> None:

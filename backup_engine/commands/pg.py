@@ -41,6 +41,13 @@ register_wal_commands(pg)
 @click.option("--dsn", help="libpq connection string of the server (default: [postgres] dsn, PG*).")
 @click.option("--label", help="Backup label recorded by PostgreSQL.")
 @click.option(
+    "--type",
+    "backup_type",
+    type=click.Choice(["full", "incr"]),
+    help="full, or incr: only what changed since the previous backup (PostgreSQL 17+, "
+    "summarize_wal = on) [default: [postgres] backup_type, incr turning full on full_on].",
+)
+@click.option(
     "--lock-wait",
     type=click.FloatRange(min=0),
     default=0,
@@ -54,6 +61,7 @@ def backup(
     obj: CliContext,
     dsn: str | None,
     label: str | None,
+    backup_type: str | None,
     lock_wait: float,
     no_progress: bool,
     json_output: bool,
@@ -61,7 +69,7 @@ def backup(
     """Take a base backup (pg_basebackup, streamed and compressed into the repository)."""
     from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
 
-    settings = obj.settings(**{"postgres.dsn": dsn})
+    settings = obj.settings(**{"postgres.dsn": dsn, "postgres.backup_type": backup_type})
     manifest = take_base_backup(
         settings.open_storage(),
         settings.compression.get(),
@@ -70,6 +78,8 @@ def backup(
             bindir=settings.postgres.bindir,
             label=label,
             lock_wait=lock_wait,
+            backup_type=settings.postgres.backup_type,
+            full_on=settings.postgres.full_on if backup_type is None else "",
         ),
         progress=obj.progress(json_output=json_output, enabled=not no_progress),
     )
@@ -77,8 +87,9 @@ def backup(
         emit_json(manifest.to_dict())
         return
     seconds = (manifest.stop_time - manifest.start_time).total_seconds()
+    kind = f" (incremental on {manifest.parent_id})" if manifest.incremental else ""
     click.echo(
-        f"backup {manifest.backup_id} complete: {human_bytes(manifest.raw_bytes)} read, "
+        f"backup {manifest.backup_id}{kind} complete: {human_bytes(manifest.raw_bytes)} read, "
         f"{human_bytes(manifest.stored_bytes)} stored ({manifest.compression}) in "
         f"{format_duration(seconds)}; WAL {manifest.start_lsn} -> {manifest.stop_lsn} "
         f"on timeline {manifest.timeline}"
@@ -103,10 +114,10 @@ def list_backups(obj: CliContext, json_output: bool) -> None:
         catalog,
         repository=storage.url,
         what="base backups",
-        headers=("BACKUP ID", "STOPPED (UTC)", "STORED", "ORIGINAL", "WAL START", "WAL STOP",
-                 "TLI", "PG"),
+        headers=("BACKUP ID", "TYPE", "STOPPED (UTC)", "STORED", "ORIGINAL", "WAL START",
+                 "WAL STOP", "TLI", "PG"),
         row=lambda m: (
-            m.backup_id, stopped(m.stop_time), human_bytes(m.stored_bytes),
+            m.backup_id, m.backup_type, stopped(m.stop_time), human_bytes(m.stored_bytes),
             human_bytes(m.raw_bytes), m.start_lsn, m.stop_lsn, str(m.timeline), m.pg_version,
         ),
         json_output=json_output,
@@ -287,6 +298,7 @@ def restore(
         verify=not no_verify,
         bindir=settings.postgres.bindir,
         progress=obj.progress(json_output=json_output, enabled=not no_progress),
+        staging=Path(settings.postgres.staging_dir) if settings.postgres.staging_dir else None,
     )
     summary = restore_summary(result)
     if json_output:

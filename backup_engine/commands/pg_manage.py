@@ -52,9 +52,15 @@ def show(obj: CliContext, backup_id: str, json_output: bool) -> None:
         None,
     )
     pitr_to = window.end_time if window and not window.broken else None
+    by_id = {b.backup_id: b for b in catalog.backups}
+    chain = [manifest]
+    while chain[-1].parent_id in by_id and len(chain) <= len(by_id):
+        chain.append(by_id[str(chain[-1].parent_id)])
     if json_output:
         data = manifest.to_dict()
         data.update(
+            chain=[{"backup_id": b.backup_id, "backup_type": b.backup_type,
+                    "stored_bytes": b.stored_bytes} for b in reversed(chain)],
             retention={"keep": decision.keep, "reason": decision.reason},
             pinned=decision.reason.startswith("pinned: "),
             pitr={"from": iso_utc(manifest.stop_time),
@@ -72,6 +78,11 @@ def show(obj: CliContext, backup_id: str, json_output: bool) -> None:
         ("taken", f"{manifest.start_time:{stamp}} to {manifest.stop_time:{stamp}} UTC ({took})"),
         ("server", f"PostgreSQL {manifest.pg_version}, system {manifest.system_identifier}, "
                    f"timeline {manifest.timeline}"),
+        ("type", "full" if not manifest.incremental else
+                 f"incremental on {manifest.parent_id}; restores with "
+                 + " + ".join(f"{b.backup_id} ({human_bytes(b.stored_bytes)})"
+                              for b in reversed(chain))
+                 + ("" if chain[-1].backup_type == "full" else ": PARENT MISSING")),
         ("LSN", f"{manifest.start_lsn} to {manifest.stop_lsn}"),
         ("WAL needed", f"{manifest.start_wal_file} to {manifest.stop_wal_file}"),
         ("stored", f"{human_bytes(manifest.stored_bytes)} ({human_bytes(manifest.raw_bytes)} "
@@ -109,6 +120,14 @@ def delete_backup(obj: CliContext, backup_id: str, dry_run: bool) -> None:
             hint="unpin it first (backup-engine pg unpin ID)"
             if decision.reason.startswith("pinned: ")
             else "the newest backup and the start of the PITR window are never deleted by hand",
+        )
+    children = [b.backup_id for b in BASE_BACKUPS.list(storage).backups
+                if b.parent_id == manifest.backup_id]  # fmt: skip
+    if children:
+        raise UsageError(
+            f"base backup {manifest.backup_id} is not deleted: incremental backup "
+            f"{children[0]} builds on it",
+            hint="delete the incremental backups after it first, newest first",
         )
     keys = _keys(storage, manifest)
     size = sum(storage.stat(k).size for k in keys if storage.exists(k))

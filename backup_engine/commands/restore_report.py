@@ -27,6 +27,11 @@ def restore_summary(result: RestoreResult) -> RestoreSummary:
     lines = []
     if result.previous_contents:
         lines.append(f"previous contents of {pgdata} moved to {result.previous_contents}")
+    if len(result.chain) > 1:
+        lines.append(
+            f"backup {result.backup_id} is incremental: combined {' + '.join(result.chain)} "
+            "with pg_combinebackup"
+        )
     lines.append(
         f"restored backup {result.backup_id} into {pgdata}: {result.files} files, "
         f"{human_bytes(result.restored_bytes)}, {verified}, in {format_duration(result.seconds)}"
@@ -54,6 +59,7 @@ def restore_summary(result: RestoreResult) -> RestoreSummary:
     )
     data = {
         "backup_id": result.backup_id,
+        "chain": list(result.chain),
         "pgdata": str(pgdata),
         "files": result.files,
         "restored_bytes": result.restored_bytes,

@@ -94,6 +94,12 @@ def default_features_dir() -> Path:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Ed25519 private key (drill keygen) to sign the evidence [$DRILL_SIGNING_KEY_FILE].",
 )
+@click.option(
+    "--pg-version",
+    type=int,
+    help="Run the drill inside the server image of this PostgreSQL major version (15: "
+    "Debian bookworm, 17: trixie; scripts/build-test-image.sh all builds both).",
+)
 @click.pass_context
 def drill(
     ctx: click.Context,
@@ -111,10 +117,13 @@ def drill(
     within_days: int,
     seed: int | None,
     signing_key: Path | None,
+    pg_version: int | None,
 ) -> None:
     """Run the restore drills; exit 0 only if every selected scenario passed."""
     if ctx.invoked_subcommand is not None:
         return
+    if pg_version is not None:
+        _drill_in_image(ctx, pg_version, report_dir)
     for module in ("pytest", "pytest_bdd"):  # looked up, not imported: pytest imports them
         if importlib.util.find_spec(module) is None:
             raise MissingExtra(
@@ -202,6 +211,36 @@ def drill(
             hint="tags are the markers in pyproject.toml, e.g. --tags 'postgres and not slow'",
         )
     raise SystemExit(0 if code == 0 else 1)
+
+
+def _drill_in_image(ctx: click.Context, pg_version: int, report_dir: Path | None) -> None:
+    """The same drill, run inside the image of `pg_version` (see drill/in_image.py)."""
+    from backup_engine.drill.in_image import run_in_image
+
+    params = dict(ctx.params)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    directory = (report_dir or Path("drill-report") / stamp).absolute()
+    directory.mkdir(parents=True, exist_ok=True)
+    args, paths = ["--report-dir", str(directory)], [directory]
+    for name, value in params.items():
+        if name in ("pg_version", "backend", "report_dir") or value in (None, False):
+            continue
+        if name == "within_days" and params.get("pick") != "random":
+            continue
+        flag = "--" + {"features_dir": "features", "check_only": "check",
+                       "controls_file": "controls", "keyword": "k"}.get(name, name)  # fmt: skip
+        flag = "-k" if flag == "--k" else flag.replace("_", "-")
+        if isinstance(value, Path):
+            value = value.absolute()
+            paths.append(value if value.is_dir() else value.parent)
+        args += [flag] if value is True else [flag, str(value)]
+    obj: CliContext = ctx.obj
+    if obj.config is not None:
+        os.environ["BACKUP_ENGINE_CONFIG"] = str(obj.config.absolute())
+        paths.append(obj.config.absolute().parent)
+    click.echo(f"running the drill in the PostgreSQL {pg_version} image")
+    code = run_in_image(pg_version, args, Path.cwd(), paths)
+    raise SystemExit(code)
 
 
 def _check_steps(features: Path) -> None:

@@ -13,6 +13,7 @@ TAGS: dict[str, str] = {
     "slow": "takes more than a few seconds",
     "full_restore": "complete data loss scenarios",
     "pitr": "point-in-time recovery scenarios",
+    "incremental": "incremental backups and their chains (PostgreSQL 17 and later)",
     "rpo": "scenarios that measure the data loss window",
     "table_restore": "single-table recovery scenarios",
     "streaming": "WAL streaming scenarios",

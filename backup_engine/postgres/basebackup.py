@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
-from backup_engine import __version__
+from backup_engine import __version__, logs
 from backup_engine.codecs import Codec
-from backup_engine.errors import CommandFailed, StorageError
+from backup_engine.errors import CommandFailed, StorageError, UsageError
 from backup_engine.locks import repository_lock
 from backup_engine.manifests import encryption_extra
 from backup_engine.postgres.backup_facts import (
@@ -22,11 +23,21 @@ from backup_engine.postgres.backup_facts import (
     MANIFEST_MEMBER,
     read_backup_facts,
 )
-from backup_engine.postgres.binaries import find_pg_binaries
+from backup_engine.postgres.binaries import PgBinaries, find_pg_binaries
 from backup_engine.postgres.catalog import BASE_BACKUPS
-from backup_engine.postgres.connection import ServerFacts, describe, next_xid, server_facts
+from backup_engine.postgres.chain import MIN_MAJOR, choose_type, parent_manifest_file, pick_parent
+from backup_engine.postgres.connection import (
+    ServerFacts,
+    describe,
+    next_xid,
+    server_facts,
+    setting,
+    system_identifier,
+)
 from backup_engine.postgres.lsn import format_lsn, wal_file_name
 from backup_engine.postgres.manifest import (
+    FULL,
+    INCREMENTAL,
     BaseBackupManifest,
     StoredFile,
     base_backup_prefix,
@@ -47,6 +58,8 @@ class BaseBackupOptions:
     bindir: str | None = None
     label: str | None = None
     lock_wait: float = 0  # seconds to wait for another base backup to finish
+    backup_type: str = FULL  # or INCREMENTAL (PostgreSQL 17+): see chain.py
+    full_on: str = ""  # with INCREMENTAL: the weekday whose backup is a full one ("" never)
 
 
 def take_base_backup(
@@ -74,6 +87,59 @@ def _take(
     clock: Callable[[], datetime],
 ) -> BaseBackupManifest:
     binaries = find_pg_binaries(options.bindir, major=facts.major)
+    started = clock()
+    parent = None
+    if choose_type(options.backup_type, options.full_on, started) == INCREMENTAL:
+        parent = _incremental_parent(storage, options.dsn, facts)
+    if parent is None:
+        return _stream(storage, codec, options, facts, progress, clock, binaries, None)
+    with parent_manifest_file(storage, parent) as parent_file:
+        try:
+            return _stream(storage, codec, options, facts, progress, clock, binaries,
+                           (parent, parent_file))  # fmt: skip
+        except CommandFailed as exc:
+            # The server checks the parent against its WAL summaries before sending anything.
+            if "summar" in exc.message or "system identifier" in exc.message:
+                raise UsageError(
+                    f"no incremental backup on {parent.backup_id}: {exc.message}",
+                    hint="summaries must cover the time since that backup (summarize_wal on "
+                    "then, wal_summary_keep_time long enough); take a full backup: --type full",
+                ) from None
+            raise
+
+
+def _incremental_parent(
+    storage: Storage, dsn: str, facts: ServerFacts
+) -> BaseBackupManifest | None:
+    """The backup the incremental builds on, or None (then a full one is taken, said so)."""
+    if facts.major < MIN_MAJOR:
+        raise UsageError(
+            f"incremental backups need PostgreSQL {MIN_MAJOR} or later; this server is "
+            f"{facts.version}",
+            hint='take full backups: --type full, or [postgres] backup_type = "full"',
+        )
+    if setting(dsn, "summarize_wal") != "on":
+        raise UsageError(
+            "incremental backups need summarize_wal = on on the server (it is off)",
+            hint="ALTER SYSTEM SET summarize_wal = on; SELECT pg_reload_conf(); then take a "
+            "full backup, which later incrementals build on",
+        )
+    parent = pick_parent(BASE_BACKUPS.list(storage).backups, facts.major, system_identifier(dsn))
+    if parent is None:
+        logs.warning("no earlier backup of this server to build on: taking a full backup")
+    return parent
+
+
+def _stream(
+    storage: Storage,
+    codec: Codec,
+    options: BaseBackupOptions,
+    facts: ServerFacts,
+    progress: Progress,
+    clock: Callable[[], datetime],
+    binaries: PgBinaries,
+    parent: tuple[BaseBackupManifest, Path] | None,
+) -> BaseBackupManifest:
     start_xid = next_xid(options.dsn)  # read before the backup starts: a lower bound for later
     started = clock()
     backup_id = BASE_BACKUPS.new_backup_id(storage, started)
@@ -92,6 +158,8 @@ def _take(
         f"--label={label}",
         "--no-password",
     ]
+    if parent is not None:
+        argv.append(f"--incremental={parent[1]}")
     proc = spawn(argv)
     try:
         with (
@@ -128,6 +196,7 @@ def _take(
             facts,
             options.dsn,
             start_xid,
+            parent[0] if parent else None,
         )
     except BaseException:
         _discard_partial(storage, prefix)
@@ -150,6 +219,7 @@ def _describe_backup(
     facts: ServerFacts,
     dsn: str,
     start_xid: int | None,
+    parent: BaseBackupManifest | None,
 ) -> BaseBackupManifest:
     try:
         backup_facts = read_backup_facts(capture.captured)
@@ -184,6 +254,8 @@ def _describe_backup(
         source=describe(dsn),
         next_xid=next_xid(dsn),
         start_next_xid=start_xid,
+        backup_type=FULL if parent is None else INCREMENTAL,
+        parent_id=None if parent is None else parent.backup_id,
         extra={"tar_members": capture.members, **encryption_extra(storage)},
     )
 

@@ -107,3 +107,21 @@ def server_facts(dsn: str) -> ServerFacts:
         wal_segment_size=int(segsize),
         database_bytes=size,
     )
+
+
+def setting(dsn: str, name: str) -> str | None:
+    """A server setting's current value (None when the server has no such setting)."""
+    with connect(dsn) as conn:
+        row = conn.execute("SELECT current_setting(%s, true)", (name,)).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
+
+
+def system_identifier(dsn: str) -> str | None:
+    """The server's system identifier, or None where the role may not read it (pg_control_*
+    functions are for superusers unless granted)."""
+    try:
+        with connect(dsn) as conn:
+            row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
+    except psycopg.Error:
+        return None
+    return str(row[0]) if row else None

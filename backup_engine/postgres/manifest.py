@@ -20,6 +20,9 @@ FORMAT_VERSION = 1
 KIND = "postgres-base"
 BASE_PREFIX = "postgres/base/"
 MANIFEST_NAME = "backup.json"
+FULL = "full"
+INCREMENTAL = "incr"
+BACKUP_TYPES = (FULL, INCREMENTAL)
 
 
 @dataclass(frozen=True)
@@ -45,13 +48,28 @@ class BaseBackupManifest(ManifestMixin):
     source: str
     next_xid: int | None = None  # first xid not yet assigned when the backup ended
     start_next_xid: int | None = None  # the same, read just before the backup started
+    backup_type: str = "full"  # or "incr": PostgreSQL 17's incremental, restored with its chain
+    parent_id: str | None = None  # an incremental's previous backup (full or incremental)
     kind: str = KIND
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # A forged type or parent would make a restore combine the wrong backups.
+        if self.backup_type not in BACKUP_TYPES:
+            raise ValueError(f"backup_type {self.backup_type!r} is not one of {BACKUP_TYPES}")
+        if self.backup_type == FULL and self.parent_id is not None:
+            raise ValueError("a full backup names a parent")
+        if self.backup_type == INCREMENTAL and not is_backup_id(str(self.parent_id)):
+            raise ValueError(f"parent_id {self.parent_id!r} is not a backup id")
+
     @property
     def pg_major(self) -> int:
         return self.pg_version_num // 10000
+
+    @property
+    def incremental(self) -> bool:
+        return self.backup_type == INCREMENTAL
 
     @property
     def start_lsn_value(self) -> int:

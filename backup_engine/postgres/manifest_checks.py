@@ -14,6 +14,7 @@ import itertools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from backup_engine.postgres.chain import link_problem
 from backup_engine.postgres.lsn import wal_file_name
 from backup_engine.postgres.manifest import BaseBackupManifest, base_backup_prefix
 from backup_engine.snapshots import id_order
@@ -69,6 +70,7 @@ def manifest_problems(
             problems.append(f"base backup {backup.backup_id}: {problem}")
     if problems:
         return problems
+    problems += _chain_problems(backups)
     by_timeline: dict[int, list[BaseBackupManifest]] = {}
     for backup in backups:
         by_timeline.setdefault(backup.timeline, []).append(backup)
@@ -81,4 +83,25 @@ def manifest_problems(
                     f"{timeline}: the later one starts at {later.start_lsn}, before the earlier "
                     f"one stopped ({earlier.stop_lsn}); one of the manifests is not genuine"
                 )
+    return problems
+
+
+def _chain_problems(backups: Sequence[BaseBackupManifest]) -> list[str]:
+    """An incremental whose parent is gone or is not its parent: retention would keep, or
+    anchor the PITR window on, a backup that cannot be restored."""
+    by_id = {b.backup_id: b for b in backups}
+    problems = []
+    for backup in backups:
+        if backup.parent_id is None:
+            continue
+        parent = by_id.get(backup.parent_id)
+        if parent is None:
+            problems.append(
+                f"incremental base backup {backup.backup_id} needs {backup.parent_id}, which "
+                f"is not in the repository (delete it: backup-engine pg delete {backup.backup_id})"
+            )
+            continue
+        problem = link_problem(parent, backup)
+        if problem is not None:
+            problems.append(f"incremental base backup {backup.backup_id}'s parent {problem}")
     return problems

@@ -14,7 +14,10 @@ target, "latest" is the end of the archive (the end of the backup when no WAL fo
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +28,7 @@ from backup_engine.integrity import Expected, verified_content
 from backup_engine.postgres.basebackup import BASE_TAR
 from backup_engine.postgres.binaries import find_pg_binaries
 from backup_engine.postgres.catalog import LATEST, resolve_backup
+from backup_engine.postgres.chain import backup_chain
 from backup_engine.postgres.live import live_server_near
 from backup_engine.postgres.manifest import BaseBackupManifest, StoredFile
 from backup_engine.postgres.pitr import AUTO, NoWalAfterBackup, RecoveryPlan, plan_recovery
@@ -75,6 +79,7 @@ class RestoreResult:
     config: ConfigChanges | None = None
     archive_mode: str | None = None
     phases: tuple[tuple[str, float], ...] = ()  # (what, seconds), in order: the runbook's steps
+    chain: tuple[str, ...] = ()  # the backups combined, the full one first (one: not incremental)
 
 
 def plan_for(storage: Storage, ref: str, target: RecoveryTarget | None) -> RecoveryPlan:
@@ -99,12 +104,15 @@ def restore_base_backup(
     verify: bool = True,
     bindir: str | None = None,
     progress: Progress | None = None,
+    staging: Path | None = None,
 ) -> RestoreResult:
     """Restore backup `ref` (an id, "latest", or "auto": chosen for the target) into `pgdata`.
 
     The recovery is planned first: a plan that cannot work stops here, before the target
     directory is touched. `recovery=None` restores the files only, for verification (pg verify's
-    trial restore); such a directory is never started.
+    trial restore); such a directory is never started. An incremental backup is restored with
+    its chain: each backup unpacked in a directory under `staging` (default: beside `pgdata`),
+    then pg_combinebackup writes the target; the staging directory is removed either way.
     """
     started = time.monotonic()
     phases = _Phases(started)
@@ -115,15 +123,24 @@ def restore_base_backup(
     else:
         manifest = resolve_backup(storage, LATEST if ref == AUTO else ref)
     binaries = find_pg_binaries(bindir, major=manifest.pg_major)
+    chain = backup_chain(storage, manifest)  # a broken chain is refused before any write
     if verify:
         binaries.path("pg_verifybackup")  # fail before downloading anything
+    combine = binaries.path("pg_combinebackup") if len(chain) > 1 else None
     pgdata = pgdata.absolute()
     config = None
     phases.done("find the backup and plan the recovery")
     with prepared_target(pgdata, force=force, in_use=live_server_near) as moved:
-        stats, base = _download_and_extract(storage, manifest, pgdata, progress or Progress())
+        if combine is None:
+            stats, base = _download_and_extract(storage, manifest, pgdata, progress or Progress())
+            checked = {base.key: base.sha256}
+        else:
+            stats, checked = _restore_chain(
+                storage, chain, pgdata, combine, staging or pgdata.parent, progress or Progress()
+            )
         pgdata.chmod(0o700)
-        phases.done("download, check and extract")
+        phases.done("download, check and extract" + (f" {len(chain)} backups, combine them"
+                                                      if combine else ""))  # fmt: skip
         if verify:
             verify_data_directory(binaries.path("pg_verifybackup"), pgdata, manifest.backup_id)
             phases.done("verify the files (pg_verifybackup)")
@@ -133,17 +150,18 @@ def restore_base_backup(
     return RestoreResult(
         backup_id=manifest.backup_id,
         pgdata=pgdata,
-        stored_bytes=manifest.stored_bytes,
+        stored_bytes=sum(link.stored_bytes for link in chain),
         restored_bytes=stats.bytes,
         files=stats.files,
         seconds=time.monotonic() - started,
         verified=verify,
         previous_contents=moved,
-        sha256={base.key: base.sha256},
+        sha256=checked,
         plan=plan,
         config=config,
         archive_mode=recovery.archive_mode if recovery else None,
         phases=tuple(phases.seen),
+        chain=tuple(link.backup_id for link in chain),
     )
 
 
@@ -190,6 +208,41 @@ def _download_and_extract(
     ):
         stats = extract_stream(content, pgdata, where=stored.key, limit=stored.raw_size)
     return stats, stored
+
+
+def _restore_chain(
+    storage: Storage,
+    chain: Sequence[BaseBackupManifest],
+    pgdata: Path,
+    pg_combinebackup: Path,
+    staging: Path,
+    progress: Progress,
+) -> tuple[ExtractStats, dict[str, str]]:
+    """Unpack every backup of the chain (each checked as it streams, each bounded by its own
+    manifest), then let pg_combinebackup write the synthetic full backup into `pgdata`."""
+    checked: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix=f".{pgdata.name}.chain-", dir=staging) as scratch:
+        directories = []
+        for link in chain:
+            directory = Path(scratch) / link.backup_id
+            directory.mkdir(mode=0o700)
+            _, stored = _download_and_extract(storage, link, directory, progress)
+            checked[stored.key] = stored.sha256
+            directories.append(directory)
+        try:
+            run([pg_combinebackup, *directories, "--output", pgdata])
+        except CommandFailed as exc:
+            raise VerificationFailed(
+                f"pg_combinebackup could not combine backup {chain[-1].backup_id} with its "
+                f"{len(chain) - 1} parents: {exc.message}",
+                hint="the chain is damaged or not one PostgreSQL wrote; restore a full backup",
+            ) from None
+    files = size = 0
+    for root, _, names in os.walk(pgdata):
+        for name in names:
+            files += 1
+            size += os.lstat(os.path.join(root, name)).st_size
+    return ExtractStats(files, size), checked
 
 
 def verify_data_directory(pg_verifybackup: Path, pgdata: Path, backup_id: str) -> None:

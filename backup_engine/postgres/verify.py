@@ -1,5 +1,6 @@
 """`pg verify`: prove a stored base backup restores, without touching any server.
 
+An incremental backup is verified with every backup of its chain.
 1. Every object other than the base tar is re-read and checked against its recorded sha256.
 2. The base tar is restored into a scratch directory (its sha256 is checked as it streams) and
    pg_verifybackup checks every file against PostgreSQL's own backup_manifest, and parses the
@@ -18,6 +19,7 @@ from pathlib import Path
 from backup_engine.integrity import Expected, verify_object
 from backup_engine.postgres.basebackup import BASE_TAR
 from backup_engine.postgres.catalog import resolve_backup
+from backup_engine.postgres.chain import backup_chain
 from backup_engine.postgres.restore import restore_base_backup
 from backup_engine.progress import Progress
 from backup_engine.storage import Storage
@@ -43,8 +45,9 @@ def verify_base_backup(
     started = time.monotonic()
     progress = progress or Progress()
     manifest = resolve_backup(storage, ref)
+    chain = backup_chain(storage, manifest)  # an incremental is checked with its parents
     checked: list[str] = []
-    for stored in manifest.files:
+    for stored in (stored for link in chain for stored in link.files):
         if stored.name.startswith(BASE_TAR) and not hashes_only:
             continue  # checked while it is restored below
         verify_object(storage, Expected(stored.key, stored.size, stored.sha256), progress)
@@ -63,7 +66,7 @@ def verify_base_backup(
             )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        checked.extend(s.key for s in manifest.files if s.name.startswith(BASE_TAR))
+        checked.extend(s.key for link in chain for s in link.files if s.name.startswith(BASE_TAR))
     return VerifyResult(
         backup_id=manifest.backup_id,
         objects_checked=tuple(checked),
