@@ -36,6 +36,7 @@ benchmark: setup
 	$(BIN)/python benchmarks/base_rates.py
 	$(BIN)/python benchmarks/wal_rates.py
 	$(BIN)/python benchmarks/media_rates.py
+	$(BIN)/python benchmarks/incremental.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis drill-report *.egg-info

@@ -45,6 +45,18 @@ Feature: Incremental backups on PostgreSQL 17
     And marker "safe" is present
     And the orders table is as recorded
 
+  Scenario: A dropped table comes back from an incremental backup
+    When a full backup is taken
+    And 200 more users sign up
+    And an incremental backup is taken
+    And the row count and content checksum of every table are recorded
+    And marker "safe" is committed
+    And the orders table is dropped
+    And the WAL is archived
+    And the orders table is restored from the time of marker "safe" as "orders_back"
+    Then table "orders_back" holds the recorded content of "orders"
+    And the tables "users, sessions" are as recorded
+
   Scenario: Five weeks of Sunday fulls and daily incrementals, then expire
     When a base backup is taken every day for 35 days, full on Sundays and incremental otherwise
     And the WAL is archived

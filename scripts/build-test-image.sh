@@ -4,13 +4,14 @@
 #
 #   scripts/build-test-image.sh              # bookworm: PostgreSQL 15, Redis 7.0, python3 3.11
 #   scripts/build-test-image.sh trixie       # trixie: PostgreSQL 17, Redis 8.0, python3 3.13
+#                                            # (and pgBackRest, for benchmarks/incremental.py)
 #   scripts/build-test-image.sh all          # both
 #
 # The bookworm image runs the host's virtualenv (the same Debian python3 minor version), mounted.
 # The trixie image cannot: it carries its own virtualenv, /opt/restore-drill, with this
 # project's dependencies for its Python; `backup-engine drill --pg-version 17` runs the drill
 # inside it with the checkout mounted. An image is reused when it exists (the trixie one while
-# pyproject.toml is unchanged); pass --rebuild to make it again.
+# pyproject.toml and its package list are unchanged); pass --rebuild to make it again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,9 +35,9 @@ case "$release" in
     packages="postgresql-15,redis-server,python3,procps" ;;
   trixie)
     image="${DRILL_PG17_IMAGE:-restore-drill/servers:trixie}"
-    packages="postgresql-17,redis-server,python3,python3-venv,procps,ca-certificates" ;;
+    packages="postgresql-17,redis-server,python3,python3-venv,procps,ca-certificates,pgbackrest,time" ;;
 esac
-deps=$(sha256sum pyproject.toml | cut -c1-16)
+deps=$( (cat pyproject.toml; echo "$packages") | sha256sum | cut -c1-16)  # what the image holds
 
 if [ -z "$rebuild" ] && docker image inspect "$image" >/dev/null 2>&1; then
   built_for=$(docker image inspect -f '{{ index .Config.Labels "restore-drill.deps" }}' "$image" 2>/dev/null || true)
@@ -44,7 +45,7 @@ if [ -z "$rebuild" ] && docker image inspect "$image" >/dev/null 2>&1; then
     echo "image $image already exists"
     exit 0
   fi
-  echo "image $image was built for another pyproject.toml: building it again"
+  echo "image $image is out of date (pyproject.toml or its packages changed): building it again"
 fi
 for program in docker debootstrap; do
   command -v "$program" >/dev/null || { echo "missing $program (apt-get install docker.io debootstrap)" >&2; exit 1; }

@@ -19,6 +19,7 @@ import pytest
 
 from backup_engine.codecs import get_codec
 from backup_engine.drill.embedded_s3 import EmbeddedS3
+from backup_engine.drill.in_image import image_for
 from backup_engine.drill.seed import seed_shop
 from backup_engine.errors import ConfigError, Unreachable
 from backup_engine.net import free_port
@@ -64,6 +65,17 @@ def test_missing_image_and_unreachable_daemon_are_one_line(monkeypatch: pytest.M
     assert out.stderr.count("\n") == 1 and "--backend local" in out.stderr
 
 
+def test_a_version_without_an_image_is_one_line(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "backup_engine", "drill", "--pg-version", "16"],
+        capture_output=True, text=True, check=False, timeout=60, cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "DRILL_PG16_IMAGE"},
+    )  # fmt: skip
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "no server image is known for PostgreSQL 16" in out.stderr
+    assert "DRILL_PG16_IMAGE" in out.stderr
+
+
 @needs_docker
 def test_a_missing_image_names_the_fix() -> None:
     with pytest.raises(ConfigError, match=r"scripts/build-test-image\.sh"):
@@ -83,6 +95,44 @@ def test_the_same_drills_run_on_containers(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr
     report = json.loads((tmp_path / "evidence" / "report.json").read_text())
     assert report["passed"] and report["summary"]["passed"] >= 14
+
+
+PG17_TAGS = (
+    "full_restore or (pitr and not secure_store) or table_restore or rpo or incremental or redis"
+)
+PG17_IMAGE = image_for(17)
+
+
+def _image_present(image: str) -> bool:
+    if shutil.which("docker") is None:
+        return False
+    found = subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False)
+    return found.returncode == 0
+
+
+@pytest.mark.skipif(
+    NOT_READY is not None or not _image_present(PG17_IMAGE),
+    reason=f"environment limit: no Docker engine with the {PG17_IMAGE} image here (PostgreSQL "
+    "17 is not packaged for this host's Debian); .ci/run builds it with "
+    "scripts/build-test-image.sh all",
+)
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_the_drills_run_on_postgresql_17(tmp_path: Path) -> None:
+    """Full restore, PITR, table restore, RPO, Redis and the incremental-backup drills, inside
+    the PostgreSQL 17 image: nothing skipped there, and the evidence records version 17."""
+    out = subprocess.run(
+        [sys.executable, "-m", "backup_engine", "drill", "--pg-version", "17",
+         "--tags", PG17_TAGS, "--report-dir", str(tmp_path / "evidence")],
+        capture_output=True, text=True, check=False, timeout=1500, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    report = json.loads((tmp_path / "evidence" / "report.json").read_text())
+    assert report["versions"]["postgresql"].startswith("17.")
+    summary = report["summary"]
+    assert report["passed"] and summary["skipped"] == 0 and summary["passed"] >= 25, summary
+    incremental = [s for s in report["scenarios"] if "incremental" in s["tags"]]
+    assert len(incremental) == 6 and all(s["status"] == "passed" for s in incremental)
 
 
 @needs_docker

@@ -5,6 +5,7 @@ features/postgres_incremental.feature take, restore and expire real chains.)"""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -261,3 +262,40 @@ def test_an_incremental_backup_of_an_older_server_is_refused_in_one_line(tmp_pat
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "incremental backups need PostgreSQL 17 or later" in done.stderr
     assert [i.key for i in LocalStorage(tmp_path / "repo").list("postgres/")] == []
+
+
+def _stub_bindir(path: Path) -> str:
+    """pg_basebackup, pg_verifybackup and pg_combinebackup of version 15 that do nothing: the
+    refusals below come before any of them runs."""
+    path.mkdir()
+    for program in ("pg_basebackup", "pg_verifybackup", "pg_combinebackup"):
+        script = path / program
+        script.write_text("#!/bin/sh\necho 'pg_basebackup (PostgreSQL) 15.1'\n")
+        script.chmod(0o755)
+    return str(path)
+
+
+@pytest.mark.parametrize("staging", ["missing", "file"])
+def test_a_staging_directory_that_cannot_hold_the_chain_is_refused_first(
+    tmp_path: Path, staging: str
+) -> None:
+    store = chain_repo(tmp_path / "repo", {0})
+    bindir = _stub_bindir(tmp_path / "bin")
+    (tmp_path / "file").write_text("not a directory")
+    target = tmp_path / "restored"
+    with pytest.raises(UsageError, match="not a writable directory"):
+        restore_base_backup(store, daily(3).backup_id, target, recovery=None, bindir=bindir,
+                            staging=tmp_path / staging)  # fmt: skip
+    assert not target.exists()
+
+
+def test_a_chain_larger_than_the_free_space_is_refused_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = chain_repo(tmp_path / "repo", {0})
+    bindir = _stub_bindir(tmp_path / "bin")
+    monkeypatch.setattr("shutil.disk_usage", lambda _: shutil._ntuple_diskusage(10**9, 10**9, 10))
+    target = tmp_path / "restored"
+    with pytest.raises(UsageError, match=r"chain of 4 backups needs .* GB unpacked"):
+        restore_base_backup(store, daily(3).backup_id, target, recovery=None, bindir=bindir)
+    assert not target.exists()

@@ -215,32 +215,15 @@ def drill(
 
 def _drill_in_image(ctx: click.Context, pg_version: int, report_dir: Path | None) -> None:
     """The same drill, run inside the image of `pg_version` (see drill/in_image.py)."""
-    from backup_engine.drill.in_image import run_in_image
+    from backup_engine.drill.in_image import drill_in_image
 
-    params = dict(ctx.params)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    directory = (report_dir or Path("drill-report") / stamp).absolute()
-    directory.mkdir(parents=True, exist_ok=True)
-    args, paths = ["--report-dir", str(directory)], [directory]
-    for name, value in params.items():
-        if name in ("pg_version", "backend", "report_dir") or value in (None, False):
-            continue
-        if name == "within_days" and params.get("pick") != "random":
-            continue
-        flag = "--" + {"features_dir": "features", "check_only": "check",
-                       "controls_file": "controls", "keyword": "k"}.get(name, name)  # fmt: skip
-        flag = "-k" if flag == "--k" else flag.replace("_", "-")
-        if isinstance(value, Path):
-            value = value.absolute()
-            paths.append(value if value.is_dir() else value.parent)
-        args += [flag] if value is True else [flag, str(value)]
     obj: CliContext = ctx.obj
     if obj.config is not None:
         os.environ["BACKUP_ENGINE_CONFIG"] = str(obj.config.absolute())
-        paths.append(obj.config.absolute().parent)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    directory = (report_dir or Path("drill-report") / stamp).absolute()
     click.echo(f"running the drill in the PostgreSQL {pg_version} image")
-    code = run_in_image(pg_version, args, Path.cwd(), paths)
-    raise SystemExit(code)
+    raise SystemExit(drill_in_image(pg_version, dict(ctx.params), directory, obj.config))
 
 
 def _check_steps(features: Path) -> None:

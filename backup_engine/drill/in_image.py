@@ -38,7 +38,7 @@ def image_for(major: int) -> str:
     return image
 
 
-def _check(image: str) -> None:
+def check_image(image: str) -> None:
     if shutil.which("docker") is None:
         raise MissingBinary("--pg-version runs the drill in a container: docker is not installed")
     found = subprocess.run(["docker", "image", "inspect", image], capture_output=True, check=False)
@@ -51,12 +51,12 @@ def _check(image: str) -> None:
         )
 
 
-def run_in_image(major: int, drill_args: list[str], workdir: Path, paths: list[Path]) -> int:
-    """Run `backup-engine drill DRILL_ARGS` in the image for `major`, with `workdir` and the
-    directories `paths` (absolute: the report directory, files the arguments name) mounted
-    at their own paths; its exit code."""
+def run_in_image(major: int, python_args: list[str], workdir: Path, paths: list[Path]) -> int:
+    """Run `python PYTHON_ARGS` (`-m backup_engine drill ...`, a benchmark) in the image for
+    `major`, with `workdir` and the directories `paths` (absolute: the report directory, files
+    the arguments name) mounted at their own paths; its exit code."""
     image = image_for(major)
-    _check(image)
+    check_image(image)
     checkout = Path(__file__).resolve().parents[2]
     mounts = {checkout, workdir.resolve(), *(p.resolve() for p in paths)}
     host_venv = Path(sys.prefix).resolve()
@@ -65,7 +65,7 @@ def run_in_image(major: int, drill_args: list[str], workdir: Path, paths: list[P
     volumes = [arg for path in sorted(mounts) for arg in ("-v", f"{path}:{path}")]
     env = [arg for name in sorted(os.environ) if name.startswith(PASSED_ON)
            for arg in ("-e", name)]  # fmt: skip
-    drill = shlex.join(["-m", "backup_engine", "drill", "--backend", "local", *drill_args])
+    drill = shlex.join(python_args)
     # The image's own packages when it has them (its Python may differ from the host's), with
     # the checkout on their path; else the host's virtualenv, mounted.
     script = (
@@ -81,3 +81,32 @@ def run_in_image(major: int, drill_args: list[str], workdir: Path, paths: list[P
             "-w", str(workdir.resolve()), "-e", "PYTHONDONTWRITEBYTECODE=1", *env, *volumes,
             image, "sh", "-c", script]  # fmt: skip
     return subprocess.run(argv, check=False).returncode
+
+
+# Drill options whose flag is not the parameter's name.
+_FLAGS = {"features_dir": "--features", "check_only": "--check", "controls_file": "--controls",
+          "keyword": "-k"}  # fmt: skip
+
+
+def drill_in_image(
+    major: int, params: dict[str, object], report_dir: Path, config: Path | None
+) -> int:
+    """`backup-engine drill` with the options `params` (click's, of this very command), run
+    in the image for `major` with the local backend; the evidence goes to `report_dir`."""
+    check_image(image_for(major))  # before anything is created
+    report_dir.mkdir(parents=True, exist_ok=True)
+    args, paths = ["--report-dir", str(report_dir)], [report_dir]
+    for name, value in params.items():
+        if name in ("pg_version", "backend", "report_dir") or value in (None, False):
+            continue
+        if name == "within_days" and params.get("pick") != "random":
+            continue
+        flag = _FLAGS.get(name, "--" + name.replace("_", "-"))
+        if isinstance(value, Path):
+            value = value.absolute()
+            paths.append(value if value.is_dir() else value.parent)
+        args += [flag] if value is True else [flag, str(value)]
+    if config is not None:
+        paths.append(config.absolute().parent)
+    drill = ["-m", "backup_engine", "drill", "--backend", "local", *args]
+    return run_in_image(major, drill, Path.cwd(), paths)

@@ -38,7 +38,9 @@ def restore_details(restored: RestoredServer) -> dict[str, Any]:
         "start_time": backup.start_time.isoformat(),
         "stop_time": backup.stop_time.isoformat(),
         "age_hours": round(age, 2),
-        "stored_bytes": backup.stored_bytes,
+        "stored_bytes": restored.restore.stored_bytes,  # of every backup of its chain
+        "backup_type": backup.backup_type,
+        "chain": list(restored.restore.chain),  # full first; one backup unless incremental
         "timeline": plan.timeline,
         "wal_replayed": {
             "from_lsn": backup.start_lsn,

@@ -15,6 +15,7 @@ target, "latest" is the end of the archive (the end of the backup when no WAL fo
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Sequence
@@ -128,6 +129,9 @@ def restore_base_backup(
         binaries.path("pg_verifybackup")  # fail before downloading anything
     combine = binaries.path("pg_combinebackup") if len(chain) > 1 else None
     pgdata = pgdata.absolute()
+    staging = (staging or pgdata.parent).absolute()
+    if combine is not None:
+        _check_staging(staging, chain)
     config = None
     phases.done("find the backup and plan the recovery")
     with prepared_target(pgdata, force=force, in_use=live_server_near) as moved:
@@ -136,7 +140,7 @@ def restore_base_backup(
             checked = {base.key: base.sha256}
         else:
             stats, checked = _restore_chain(
-                storage, chain, pgdata, combine, staging or pgdata.parent, progress or Progress()
+                storage, chain, pgdata, combine, staging, progress or Progress()
             )
         pgdata.chmod(0o700)
         phases.done("download, check and extract" + (f" {len(chain)} backups, combine them"
@@ -208,6 +212,22 @@ def _download_and_extract(
     ):
         stats = extract_stream(content, pgdata, where=stored.key, limit=stored.raw_size)
     return stats, stored
+
+
+def _check_staging(staging: Path, chain: Sequence[BaseBackupManifest]) -> None:
+    """Refuse before anything is written when the chain cannot be unpacked in `staging`."""
+    hint = "set [postgres] staging_dir to a directory with room for the chain"
+    if not staging.is_dir() or not os.access(staging, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot unpack the backup chain in {staging}: not a writable directory",
+                         hint=hint)  # fmt: skip
+    needed = sum(f.raw_size or f.size for link in chain for f in link.files)
+    free = shutil.disk_usage(staging).free
+    if free < needed:
+        raise UsageError(
+            f"the chain of {len(chain)} backups needs {needed / 1e9:.1f} GB unpacked in "
+            f"{staging}, which has {free / 1e9:.1f} GB free",
+            hint=hint,
+        )
 
 
 def _restore_chain(
