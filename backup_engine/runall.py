@@ -40,7 +40,9 @@ def configured_jobs(settings: Settings, progress: Progress) -> list[Job]:
     codec = settings.compression.get()
     jobs: list[Job] = []
     if settings.postgres.dsn:
-        options = BaseBackupOptions(dsn=settings.postgres.dsn, bindir=settings.postgres.bindir)
+        pg = settings.postgres
+        options = BaseBackupOptions(dsn=pg.dsn, bindir=pg.bindir, backup_type=pg.backup_type,
+                                    full_on=pg.full_on)  # fmt: skip
 
         def postgres() -> tuple[str, int]:
             manifest = take_base_backup(storage, codec, options, progress=progress)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from backup_engine.codecs import CODEC_NAMES, get_codec
 from backup_engine.errors import BackupEngineError
 from backup_engine.postgres.connection import connect
+from backup_engine.postgres.lsn import parse_lsn, wal_file_name
 from backup_engine.postgres.wal import wal_key
 from backup_engine.storage.base import Storage
 
@@ -29,9 +30,20 @@ class ArchivedSegment:
 def switch_and_wait_archived(dsn: str, storage: Storage, *, timeout: float = 60) -> ArchivedSegment:
     started = time.monotonic()
     with connect(dsn) as conn:
-        row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
+        row = conn.execute(
+            "SELECT s::text, pg_current_wal_insert_lsn()::text, pg_walfile_name(s),"
+            " (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size')"
+            " FROM pg_switch_wal() AS s"
+        ).fetchone()
     assert row is not None
-    name = str(row[0])
+    switched_at, inserting_at, name, size = parse_lsn(str(row[0])), parse_lsn(str(row[1])), \
+        str(row[2]), int(str(row[3]))  # fmt: skip
+    if switched_at // size == inserting_at // size:
+        # Nothing but unimportant records (running xacts...) since the last switch: PostgreSQL
+        # did not switch, and returned a position in the segment still being written. Every
+        # commit before this call is in the previous segment, which is the one to wait for.
+        timeline = int(name[:8], 16)
+        name = wal_file_name(timeline, switched_at // size * size, size, previous=True)
     keys = [wal_key(name, get_codec(codec)) for codec in CODEC_NAMES]
     while time.monotonic() - started < timeout:
         if any(storage.exists(key) for key in keys):

@@ -243,8 +243,8 @@ def _restore_chain(
     checked: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix=f".{pgdata.name}.chain-", dir=staging) as scratch:
         directories = []
-        for link in chain:
-            directory = Path(scratch) / link.backup_id
+        for number, link in enumerate(chain):
+            directory = Path(scratch) / f"{number:02d}"  # not the id: it comes from the bucket
             directory.mkdir(mode=0o700)
             _, stored = _download_and_extract(storage, link, directory, progress)
             checked[stored.key] = stored.sha256
