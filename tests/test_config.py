@@ -164,7 +164,8 @@ def test_the_example_file_and_the_readme_table_come_from_the_declarations() -> N
     from dataclasses import fields
 
     from backup_engine import config as config_module
-    from backup_engine.options import OPTIONS, example_file, options_table
+    from backup_engine.options import OPTIONS
+    from backup_engine.options_doc import example_file, options_table
 
     root = Path(__file__).parent.parent
     assert (root / "backup-engine.example.toml").read_text() == example_file(), (

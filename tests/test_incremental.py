@@ -299,3 +299,19 @@ def test_a_chain_larger_than_the_free_space_is_refused_first(
     with pytest.raises(UsageError, match=r"chain of 4 backups needs .* GB unpacked"):
         restore_base_backup(store, daily(3).backup_id, target, recovery=None, bindir=bindir)
     assert not target.exists()
+
+
+def test_without_pg_combinebackup_the_package_is_named_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    from backup_engine.errors import MissingBinary
+
+    store = chain_repo(tmp_path / "repo", {0})
+    bindir = tmp_path / "bin"
+    _stub_bindir(bindir)
+    (bindir / "pg_combinebackup").unlink()
+    target = tmp_path / "restored"
+    with pytest.raises(MissingBinary, match="pg_combinebackup not found") as caught:
+        restore_base_backup(store, daily(2).backup_id, target, recovery=None, bindir=str(bindir))
+    assert caught.value.hint is not None and "postgresql-client-17" in caught.value.hint
+    assert not target.exists()

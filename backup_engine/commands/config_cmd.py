@@ -18,7 +18,7 @@ def config() -> None:
 @config.command()
 def example() -> None:
     """Print an example backup-engine.toml with every option."""
-    from backup_engine.options import example_file
+    from backup_engine.options_doc import example_file
 
     click.echo(example_file(), nl=False)
 
@@ -26,7 +26,7 @@ def example() -> None:
 @config.command()
 def options() -> None:
     """Print every option with its default, environment variables and meaning (Markdown)."""
-    from backup_engine.options import options_table
+    from backup_engine.options_doc import options_table
 
     click.echo(options_table(), nl=False)
 

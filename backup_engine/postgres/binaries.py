@@ -17,6 +17,10 @@ _INSTALL_HINT = (
     "or set [postgres] bindir / BACKUP_ENGINE_PG_BINDIR"
 )
 
+# Debian's postgresql-client-<major> holds these; the rest come with postgresql-<major>.
+_CLIENT_PROGRAMS = {"pg_basebackup", "pg_verifybackup", "pg_combinebackup", "pg_receivewal",
+                    "pg_dump", "pg_restore", "psql", "pg_isready", "pg_recvlogical"}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class PgBinaries:
@@ -25,7 +29,13 @@ class PgBinaries:
     def path(self, program: str) -> Path:
         candidate = self.bindir / program
         if not os.access(candidate, os.X_OK):
-            raise MissingBinary(f"{program} not found in {self.bindir}", hint=_INSTALL_HINT)
+            hint = _INSTALL_HINT
+            major = max(self.major or 0, 17 if program == "pg_combinebackup" else 0)
+            if major:  # Debian's layout, or a program new in 17: the package is known
+                package = "postgresql-client" if program in _CLIENT_PROGRAMS else "postgresql"
+                hint = (f"install {package}-{major} (Debian/Ubuntu), or set "
+                        "[postgres] bindir / BACKUP_ENGINE_PG_BINDIR")  # fmt: skip
+            raise MissingBinary(f"{program} not found in {self.bindir}", hint=hint)
         return candidate
 
     @property
