@@ -13,13 +13,13 @@ heavy at module level.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
 
 import zstandard
 
@@ -171,14 +171,18 @@ def wal_push(storage: Storage, path: Path, codec: Codec) -> PushResult:
     return PushResult(name, key, False, raw_size, stored.size, _since(started), sha256)
 
 
-def _compress_and_hash(fh: BinaryIO, codec: Codec) -> tuple[bytearray, str, int]:
+def _compress_and_hash(fh: io.BufferedReader, codec: Codec) -> tuple[bytearray, str, int]:
     digest = hashlib.sha256()
     compressor = codec.compressor()
     out = bytearray()
     size = 0
-    while chunk := fh.read(CHUNK):
+    # One buffer read into again and again: a fresh megabyte per read is mmapped and faulted
+    # in page by page (entry.py), 26 ms instead of 18 per 16 MB segment. The compressors copy.
+    buffer = bytearray(CHUNK)
+    while got := fh.readinto(buffer):
+        chunk = memoryview(buffer)[:got]
         digest.update(chunk)
-        size += len(chunk)
+        size += got
         out += compressor.compress(chunk)
     out += compressor.flush()
     return out, digest.hexdigest(), size
@@ -191,7 +195,9 @@ def _stream(storage: Storage, key: str, metadata: dict[str, str], path: Path, co
     digest = hashlib.sha256()
     with storage.writer(key, metadata=metadata, if_absent=True) as out, path.open("rb") as fh:
         compressor = codec.compressor()
-        while chunk := fh.read(CHUNK):
+        buffer = bytearray(CHUNK)
+        while got := fh.readinto(buffer):
+            chunk = memoryview(buffer)[:got]
             digest.update(chunk)
             out.write(compressor.compress(chunk))
         out.write(compressor.flush())
