@@ -315,3 +315,33 @@ def test_without_pg_combinebackup_the_package_is_named_before_anything_is_writte
         restore_base_backup(store, daily(2).backup_id, target, recovery=None, bindir=str(bindir))
     assert caught.value.hint is not None and "postgresql-client-17" in caught.value.hint
     assert not target.exists()
+
+
+def test_an_incremental_never_extends_a_chain_a_restore_would_refuse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The parent is the newest backup, unless its chain is broken or already at the limit:
+    then a full backup is taken, said so (the server itself is PostgreSQL 17 here)."""
+    from backup_engine.postgres import basebackup
+    from backup_engine.postgres.connection import ServerFacts
+
+    store = LocalStorage(tmp_path)
+    for day in range(4):
+        manifest = daily(day) if day == 0 else incr(day)
+        store_backup(store, replace(manifest, pg_version="17.2", pg_version_num=170002))
+    monkeypatch.setattr(basebackup, "setting", lambda dsn, name: "on")
+    monkeypatch.setattr(basebackup, "system_identifier", lambda dsn: None)
+    facts = ServerFacts("17.2", 170002, SEG, None)
+    parent = basebackup._incremental_parent(store, "dsn", facts)
+    assert parent is not None and parent.backup_id == daily(3).backup_id
+    monkeypatch.setattr(basebackup, "MAX_CHAIN", 4)
+    assert basebackup._incremental_parent(store, "dsn", facts) is None
+    assert "ends a chain of 4: taking a full backup" in capsys.readouterr().err
+    monkeypatch.setattr(basebackup, "MAX_CHAIN", 64)
+    for info in list(store.list(BASE_BACKUPS.backup_prefix(daily(0).backup_id))):
+        store.delete(info.key)
+    assert basebackup._incremental_parent(store, "dsn", facts) is None
+    assert "not in the repository): taking a full backup" in capsys.readouterr().err
+    monkeypatch.setattr(basebackup, "setting", lambda dsn, name: "off")
+    with pytest.raises(UsageError, match="summarize_wal = on"):
+        basebackup._incremental_parent(store, "dsn", facts)

@@ -25,7 +25,15 @@ from backup_engine.postgres.backup_facts import (
 )
 from backup_engine.postgres.binaries import PgBinaries, find_pg_binaries
 from backup_engine.postgres.catalog import BASE_BACKUPS
-from backup_engine.postgres.chain import MIN_MAJOR, choose_type, parent_manifest_file, pick_parent
+from backup_engine.postgres.chain import (
+    MAX_CHAIN,
+    MIN_MAJOR,
+    BrokenChain,
+    backup_chain,
+    choose_type,
+    parent_manifest_file,
+    pick_parent,
+)
 from backup_engine.postgres.connection import (
     ServerFacts,
     describe,
@@ -92,10 +100,10 @@ def _take(
     if choose_type(options.backup_type, options.full_on, started) == INCREMENTAL:
         parent = _incremental_parent(storage, options.dsn, facts)
     if parent is None:
-        return _stream(storage, codec, options, facts, progress, clock, binaries, None)
+        return _stream(storage, codec, options, facts, progress, clock, started, binaries, None)
     with parent_manifest_file(storage, parent) as parent_file:
         try:
-            return _stream(storage, codec, options, facts, progress, clock, binaries,
+            return _stream(storage, codec, options, facts, progress, clock, started, binaries,
                            (parent, parent_file))  # fmt: skip
         except CommandFailed as exc:
             # The server checks the parent against its WAL summaries before sending anything.
@@ -127,6 +135,15 @@ def _incremental_parent(
     parent = pick_parent(BASE_BACKUPS.list(storage).backups, facts.major, system_identifier(dsn))
     if parent is None:
         logs.warning("no earlier backup of this server to build on: taking a full backup")
+        return None
+    try:  # never extend a chain a restore would refuse
+        chain = backup_chain(storage, parent)
+    except BrokenChain as exc:
+        logs.warning(f"the newest backup cannot be built on ({exc.message}): taking a full backup")
+        return None
+    if len(chain) >= MAX_CHAIN:
+        logs.warning(f"the newest backup ends a chain of {MAX_CHAIN}: taking a full backup")
+        return None
     return parent
 
 
@@ -137,11 +154,11 @@ def _stream(
     facts: ServerFacts,
     progress: Progress,
     clock: Callable[[], datetime],
+    started: datetime,
     binaries: PgBinaries,
     parent: tuple[BaseBackupManifest, Path] | None,
 ) -> BaseBackupManifest:
     start_xid = next_xid(options.dsn)  # read before the backup starts: a lower bound for later
-    started = clock()
     backup_id = BASE_BACKUPS.new_backup_id(storage, started)
     label = options.label or f"restore-drill {backup_id}"
     prefix = base_backup_prefix(backup_id)
