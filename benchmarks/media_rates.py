@@ -12,7 +12,7 @@ over restic's. restic (Debian package `restic`) is skipped with a line when it i
 These are figures, not assertions.
 
     .venv/bin/python benchmarks/media_rates.py                 # FILES=20000 LARGE=4
-    FILES=200000 LARGE=0 .venv/bin/python benchmarks/media_rates.py
+    FILES=200000 LARGE=0 MAX_BYTES=2000 STORES=file .venv/bin/python benchmarks/media_rates.py
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from backup_engine.drill.embedded_s3 import EmbeddedS3
 
 FILES = int(os.environ.get("FILES", "20000"))
 LARGE = int(os.environ.get("LARGE", "4"))
+MAX_BYTES = int(os.environ.get("MAX_BYTES", "40000"))  # small files: 1/40 of this up to this
 STORES = os.environ.get("STORES", "file,s3").split(",")
 PASSWORD = "benchmark-only"
 
@@ -73,7 +74,7 @@ def build_tree(root: Path) -> int:
     for n in range(FILES):
         folder = root / f"users/{n % 500:04d}/{n // 500 % 40:02d}"
         folder.mkdir(parents=True, exist_ok=True)
-        size = rng.randint(1_000, 40_000)
+        size = rng.randint(MAX_BYTES // 40, MAX_BYTES)
         (folder / f"upload-{n:07d}.jpg").write_bytes(os.urandom(size))
         total += size
     for n in range(LARGE):
