@@ -12,7 +12,7 @@ from pytest_bdd import given, parsers, then, when
 
 from backup_engine.codecs import get_codec
 from backup_engine.drill.evidence import ScenarioRecord
-from backup_engine.drill.markers import Marker, write_marker
+from backup_engine.drill.markers import Marker
 from backup_engine.drill.recovery import RestoredServer, recovery_from
 from backup_engine.errors import BackupEngineError
 from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
@@ -26,7 +26,7 @@ from backup_engine.retention import RetentionPolicy, base_backup_decisions
 from backup_engine.servers import PostgresBackend, PostgresServer
 from backup_engine.storage import Storage
 from steps.pitr_steps import Attempt, start_archiving_server
-from steps.retention_steps import SimulatedHistory, fixed_clock
+from steps.retention_steps import SimulatedHistory, simulate_days
 
 CODEC = get_codec("zstd")
 
@@ -112,15 +112,11 @@ def weeks_of_backups(
     now -= timedelta(days=(now.weekday() - 3) % 7)
     options = BaseBackupOptions(dsn=source_server.dsn(), backup_type=INCREMENTAL,
                                 full_on="sunday")  # fmt: skip
-    for day in range(days):
-        name = f"day-{day}"
-        markers[name] = write_marker(source_server.dsn(), repository, name, restore_point=False)
-        moment = now - timedelta(days=days - 1 - day)  # the simulated clock of that day
-        backup = take_base_backup(repository, CODEC, options, clock=fixed_clock(moment))
-        expected = FULL if moment.weekday() == 6 or day == 0 else INCREMENTAL
+    history = simulate_days(repository, source_server, markers, backups_taken, days, options, now)
+    for day, backup in enumerate(history.backups):
+        expected = FULL if backup.start_time.weekday() == 6 or day == 0 else INCREMENTAL
         assert backup.backup_type == expected, f"day {day}: {backup.backup_type}"
-        backups_taken.append(backup)
-    return SimulatedHistory(now + timedelta(minutes=1), list(backups_taken))
+    return history
 
 
 @then("every kept incremental backup has its whole chain")

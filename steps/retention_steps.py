@@ -46,13 +46,27 @@ def daily_backups(
     backups_taken: list[BaseBackupManifest],
     days: int,
 ) -> SimulatedHistory:
-    now = datetime.now(UTC)
-    codec = get_codec("zstd")
     options = BaseBackupOptions(dsn=source_server.dsn())
+    return simulate_days(repository, source_server, markers, backups_taken, days, options,
+                         datetime.now(UTC))  # fmt: skip
+
+
+def simulate_days(
+    repository: Storage,
+    server: PostgresServer,
+    markers: dict[str, Marker],
+    backups_taken: list[BaseBackupManifest],
+    days: int,
+    options: BaseBackupOptions,
+    now: datetime,
+) -> SimulatedHistory:
+    """A backup a day for `days` days ending `now` (each on its simulated clock), each after a
+    marker "day-N" is committed."""
+    codec = get_codec("zstd")
     for day in range(days):
         name = f"day-{day}"
         # No restore point: its WAL switch would double the segments to archive.
-        markers[name] = write_marker(source_server.dsn(), repository, name, restore_point=False)
+        markers[name] = write_marker(server.dsn(), repository, name, restore_point=False)
         moment = now - timedelta(days=days - 1 - day)  # the simulated clock of that day
         backups_taken.append(
             take_base_backup(repository, codec, options, clock=fixed_clock(moment))

@@ -99,15 +99,15 @@ def _take(
     parent = None
     if choose_type(options.backup_type, options.full_on, started) == INCREMENTAL:
         parent = _incremental_parent(storage, options.dsn, facts)
-    if parent is None:
-        return _stream(storage, codec, options, facts, progress, clock, started, binaries, None)
     with parent_manifest_file(storage, parent) as parent_file:
         try:
             return _stream(storage, codec, options, facts, progress, clock, started, binaries,
-                           (parent, parent_file))  # fmt: skip
+                           parent, parent_file)  # fmt: skip
         except CommandFailed as exc:
             # The server checks the parent against its WAL summaries before sending anything.
-            if "summar" in exc.message or "system identifier" in exc.message:
+            if parent is not None and (
+                "summar" in exc.message or "system identifier" in exc.message
+            ):
                 raise UsageError(
                     f"no incremental backup on {parent.backup_id}: {exc.message}",
                     hint="summaries must cover the time since that backup (summarize_wal on "
@@ -156,7 +156,8 @@ def _stream(
     clock: Callable[[], datetime],
     started: datetime,
     binaries: PgBinaries,
-    parent: tuple[BaseBackupManifest, Path] | None,
+    parent: BaseBackupManifest | None,
+    parent_file: Path | None,  # its backup_manifest, for pg_basebackup --incremental
 ) -> BaseBackupManifest:
     start_xid = next_xid(options.dsn)  # read before the backup starts: a lower bound for later
     backup_id = BASE_BACKUPS.new_backup_id(storage, started)
@@ -175,8 +176,8 @@ def _stream(
         f"--label={label}",
         "--no-password",
     ]
-    if parent is not None:
-        argv.append(f"--incremental={parent[1]}")
+    if parent_file is not None:
+        argv.append(f"--incremental={parent_file}")
     proc = spawn(argv)
     try:
         with (
@@ -213,7 +214,7 @@ def _stream(
             facts,
             options.dsn,
             start_xid,
-            parent[0] if parent else None,
+            parent,
         )
     except BaseException:
         _discard_partial(storage, prefix)

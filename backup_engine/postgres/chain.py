@@ -104,9 +104,14 @@ def pick_parent(
 
 
 @contextmanager
-def parent_manifest_file(storage: Storage, parent: BaseBackupManifest) -> Iterator[Path]:
+def parent_manifest_file(
+    storage: Storage, parent: BaseBackupManifest | None
+) -> Iterator[Path | None]:
     """The parent's `backup_manifest`, checked against its sha256, in a private temporary file
-    (pg_basebackup --incremental reads it from a path)."""
+    (pg_basebackup --incremental reads it from a path); None for a full backup."""
+    if parent is None:
+        yield None
+        return
     stored = parent.file(MANIFEST_MEMBER)
     expected = Expected(stored.key, stored.size, stored.sha256)
     with tempfile.TemporaryDirectory(prefix="restore-drill-incr-") as directory:
