@@ -164,28 +164,43 @@ class SafeTree:
     def _write_file(self, name: str, content: Chunks, size: int, attrs: Attributes) -> int:
         """Create a new file with exactly `size` bytes of `content`; returns bytes written."""
         parts = split_relative(name, self.where)
-        with self._directory(parts[:-1]) as parent:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            try:
-                fd = os.open(parts[-1], flags, 0o600, dir_fd=parent)
-            except FileExistsError:
-                raise self._refuse(parts, "appears twice (or names an existing entry)") from None
-            with os.fdopen(fd, "wb", buffering=0) as out:
-                written = 0
-                while written < size:
-                    chunk = content.read(min(CHUNK, size - written))
-                    if not chunk:
-                        raise self._refuse(parts, f"ends after {written} of {size} bytes")
-                    view, written = memoryview(chunk), written + len(chunk)
-                    while view:  # a regular file takes it all; a short write is retried
-                        done = out.write(view)
-                        if not done:  # never loop on a write that makes no progress
+        key = tuple(parts[:-1])
+        parent = self._open_dirs.get(key) if key else self._root
+        if parent is None:
+            with self._directory(parts[:-1]) as opened:
+                return self._create(opened, parts, content, size, attrs)
+        if key:
+            self._open_dirs.move_to_end(key)  # used at once: nothing can evict it meanwhile
+        return self._create(parent, parts, content, size, attrs)
+
+    def _create(
+        self, parent: int, parts: list[str], content: Chunks, size: int, attrs: Attributes
+    ) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(parts[-1], flags, 0o600, dir_fd=parent)
+        except FileExistsError:
+            raise self._refuse(parts, "appears twice (or names an existing entry)") from None
+        try:
+            written = 0
+            while written < size:
+                chunk = content.read(min(CHUNK, size - written))
+                if not chunk:
+                    raise self._refuse(parts, f"ends after {written} of {size} bytes")
+                written += len(chunk)
+                done = os.write(fd, chunk)
+                if done < len(chunk):  # a regular file takes it all; a short write is retried
+                    view = memoryview(chunk)[done:]
+                    while view:
+                        if not (done := os.write(fd, view)):  # never loop without progress
                             raise OSError(errno.EIO, "the write made no progress")
                         view = view[done:]
-                self._own(out.fileno(), attrs)
-                os.fchmod(out.fileno(), self._mode(attrs.mode))
-                if attrs.mtime_ns is not None:
-                    os.utime(out.fileno(), ns=(attrs.mtime_ns, attrs.mtime_ns))
+            self._own(fd, attrs)
+            os.fchmod(fd, self._mode(attrs.mode))
+            if attrs.mtime_ns is not None:
+                os.utime(fd, ns=(attrs.mtime_ns, attrs.mtime_ns))
+        finally:
+            os.close(fd)
         return written
 
     def _symlink(self, name: str, target: str, attrs: Attributes | None = None) -> None:

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields
-from typing import IO
+from typing import IO, Any
 
 import zstandard
 
@@ -91,18 +91,29 @@ def _checked_copy(storage: Storage, stored: StoredFile, where: str) -> IO[bytes]
     return spool
 
 
-def _lines(spool: IO[bytes], where: str) -> Iterator[bytes]:
+def _values(spool: IO[bytes], where: str) -> Iterator[Any]:
+    """The JSON value of each line, parsed a read at a time: one json.loads per MiB of lines
+    joined into an array, not one per line (a third of the time). A raw newline only ever
+    separates lines (JSON escapes it inside strings), so a line that holds more than one
+    value shows as more values than lines, and is refused."""
     reader = zstandard.ZstdDecompressor().stream_reader(spool, read_size=_READ)
     pending = b""
     try:
         while chunk := reader.read(_READ):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            yield from lines
+            head, newline, pending = (pending + chunk).rpartition(b"\n")
+            if newline:
+                values = json.loads(b"[" + head.replace(b"\n", b",") + b"]")
+                if len(values) != head.count(b"\n") + 1:
+                    raise CorruptObject(f"{where}: a line of its list of entries is not one entry")
+                yield from values
             if len(pending) > MAX_LINE:
                 raise CorruptObject(f"{where}: an entry is longer than {MAX_LINE} bytes")
     except zstandard.ZstdError as exc:
         raise CorruptObject(f"{where}: its list of entries does not decompress ({exc})") from None
+    except json.JSONDecodeError:  # its position is in the joined lines: not worth showing
+        raise CorruptObject(f"{where}: its list of entries holds a line that is not JSON") from None
+    except RecursionError:  # json nested deeper than the interpreter's stack
+        raise CorruptObject(f"{where}: its list of entries nests too deeply") from None
     if pending:
         raise CorruptObject(f"{where}: its list of entries ends in the middle of a line")
 
@@ -126,10 +137,16 @@ def entries_list(
     if manifest.entries_object is None:
         raise CorruptObject(f"{where}: the manifest names no list of entries")
     with _checked_copy(storage, manifest.entries_object, where) as spool:
+        checked = False  # every entry of this private copy passed its checks once
 
         def entries() -> Iterator[MediaEntry]:
+            nonlocal checked
             spool.seek(0)
+            if checked:  # the same bytes again: decoded, not checked a second time
+                yield from (decode_entry(value) for value in _values(spool, where))
+                return
             yield from _checked_entries(spool, manifest, where)
+            checked = True
 
         yield entries
 
@@ -140,7 +157,7 @@ def _checked_entries(
     count = 0
     try:
         for entry in check_entries(
-            (decode_entry(json.loads(line)) for line in _lines(spool, where)), packed=True
+            (decode_entry(value) for value in _values(spool, where)), packed=True
         ):
             count += 1
             if count > manifest.entry_count:  # never more than recorded, even decompressed

@@ -150,9 +150,14 @@ class MediaSnapshotManifest(ManifestMixin):
         return data
 
 
+_ENTRY_FIELDS = frozenset(MediaEntry.__slots__)
+
+
 def decode_entry(item: Any) -> MediaEntry:
     if not isinstance(item, dict):
         raise ValueError("an entry is not an object")
+    if unknown := item.keys() - _ENTRY_FIELDS:
+        raise ValueError(f"an entry has unknown fields: {', '.join(sorted(map(str, unknown)))}")
     if isinstance(item.get("chunks"), list):
         item = {**item, "chunks": tuple(item["chunks"])}
     return MediaEntry(**item)
