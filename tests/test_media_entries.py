@@ -96,10 +96,14 @@ def test_the_checks_are_skipped_only_after_a_whole_checked_read(
 ) -> None:
     """A first read stopped early does not vouch for the rest: the next read checks again."""
     repo, manifest = _snapshot(tmp_path)
-    calls = []
+    calls: list[str] = []
     real = manifest_module.MediaEntry.problem
-    monkeypatch.setattr(manifest_module.MediaEntry, "problem",
-                        lambda self: calls.append(self.path) or real(self))  # fmt: skip
+
+    def counted(entry: MediaEntry) -> str | None:
+        calls.append(entry.path)
+        return real(entry)
+
+    monkeypatch.setattr(manifest_module.MediaEntry, "problem", counted)
     with entries_list(repo, manifest) as read:
         next(read())  # stopped after one entry
         assert len(list(read())) == manifest.entry_count
