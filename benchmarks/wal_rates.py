@@ -18,6 +18,7 @@ archiver, on each store; the most segments waiting in pg_wal at once (sampled ev
 Run (root, PostgreSQL 15, Debian packages pgbackrest and stunnel4):
     .venv/bin/python benchmarks/wal_rates.py            # SEGMENTS=64
     SEGMENTS=200 .venv/bin/python benchmarks/wal_rates.py
+    ONLY="async file,async posix" PGBENCH_SECONDS=0 .venv/bin/python benchmarks/wal_rates.py
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ from backup_engine.servers import LocalPostgresBackend
 
 SEGMENTS = int(os.environ.get("SEGMENTS", "64"))
 PGBENCH_SECONDS = int(os.environ.get("PGBENCH_SECONDS", "120"))
+# drain only with the archivers whose name holds one of these (comma-separated)
+ONLY = os.environ.get("ONLY", "").split(",")
 MB = 16
 
 
@@ -230,14 +233,16 @@ def replay(servers: LocalPostgresBackend, base: Path, fetch: str, env: dict[str,
     server = servers.start_existing(target, env=env, wait=False)
     while time.monotonic() - started < 1800:
         try:
-            if query(server.dsn(), "SELECT pg_is_in_recovery()") == (False,):
-                elapsed = time.monotonic() - started
-                found = query(server.dsn(), "SELECT max(n) FROM pile")[0]
-                assert found == marker, f"replay ended at {found}, expected {marker}"
-                server.destroy()
-                return elapsed
+            promoted = query(server.dsn(), "SELECT pg_is_in_recovery()") == (False,)
         except Exception:  # noqa: BLE001 - not accepting connections yet
-            pass
+            promoted = False
+        if promoted:
+            elapsed = time.monotonic() - started
+            found = query(server.dsn(), "SELECT max(n) FROM pile")[0]
+            if found != marker:
+                raise SystemExit(f"{fetch}: replay ended at {found}, expected {marker}")
+            server.destroy()
+            return elapsed
         time.sleep(0.05)
     raise SystemExit(f"{fetch}: did not finish replay")
 
@@ -322,7 +327,11 @@ def main() -> None:
                     )
         else:
             print("pgbackrest is not installed (apt-get install pgbackrest): its rows are left out")
+        drained: set[str] = set()
         for key, command in archivers.items():
+            if not any(part in key for part in ONLY):
+                continue
+            drained.add(key)
             ready_again(source.data_dir, names)
             seconds = drain(dsn, names, command)
             rows.append(Row("drain", key, seconds, count))
@@ -336,14 +345,15 @@ def main() -> None:
             return tool(python, ["pg", "wal-fetch", "%f", "%p"], url)
 
         no_prefetch = "BACKUP_ENGINE_WAL_FETCH_AHEAD=0 "
-        fetches = {
-            "backup-engine sync file": no_prefetch + fetch(f"file://{file_repo}/sync"),
-            "backup-engine prefetch file": fetch(f"file://{file_repo}/sync"),
-            "backup-engine sync s3": no_prefetch + fetch(s3_sync.url),
-            "backup-engine prefetch s3": fetch(s3_sync.url),
-        }
+        fetches: dict[str, str] = {}  # each reads the archive its sync archiver drained into
+        if "backup-engine sync file" in drained:
+            fetches["backup-engine sync file"] = no_prefetch + fetch(f"file://{file_repo}/sync")
+            fetches["backup-engine prefetch file"] = fetch(f"file://{file_repo}/sync")
+        if "backup-engine sync s3" in drained:
+            fetches["backup-engine sync s3"] = no_prefetch + fetch(s3_sync.url)
+            fetches["backup-engine prefetch s3"] = fetch(s3_sync.url)
         for key, config in pgbr_configs.items():
-            if " sync " in key:
+            if " sync " in key and key in drained:
                 kind = key.rsplit(" ", 1)[1]
                 get = (
                     f'pgbackrest --config={config} --stanza=bench --pg1-path=%D archive-get %f "%p"'

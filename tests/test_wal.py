@@ -262,3 +262,45 @@ def test_a_large_segment_is_streamed_and_refused_if_it_changes_between_two_reads
     with pytest.raises(IntegrityError, match="changed while it was archived"):
         wal_push(storage, other, ZSTD)
     assert not storage.exists(wal_key(other.name, ZSTD))  # nothing stored under its name
+
+
+@pytest.mark.parametrize("codec_name", ["zstd", "none"])
+@pytest.mark.parametrize("size", [0, 1, (1 << 20) + 3])
+def test_a_segment_is_hashed_and_compressed_whole_even_if_it_grows_while_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codec_name: str, size: int
+) -> None:
+    """The one-pass read uses a buffer sized by fstat and reused by the thread: a file that
+    turns out longer than fstat said, or a smaller one after a larger, is still read whole."""
+    import hashlib
+
+    import zstandard
+
+    from backup_engine.postgres import wal as wal_module
+
+    import threading
+
+    monkeypatch.setattr(wal_module, "_buffers", threading.local())  # no buffer from before
+    codec = get_codec(codec_name, threads=0)
+    big, small = tmp_path / "big", tmp_path / "small"
+    big.write_bytes(os.urandom(size) + b"tail" * 1000)
+    small.write_bytes(b"x" * 5)
+    real_fstat = os.fstat
+
+    class Shorter:  # fstat as it was before the file grew by 4000 bytes
+        def __init__(self, fd: int) -> None:
+            self.st_size = real_fstat(fd).st_size - 4000
+
+    for path, lie in ((big, True), (small, False), (big, False)):
+        with monkeypatch.context() as patch:
+            if lie:
+                patch.setattr(wal_module.os, "fstat", Shorter)
+            with path.open("rb") as fh:
+                stored, sha256, raw_size = wal_module._compress_and_hash(fh, codec)
+        content = path.read_bytes()
+        if codec_name == "zstd":
+            stored = zstandard.ZstdDecompressor().decompress(stored)
+        assert (stored, sha256, raw_size) == (
+            content,
+            hashlib.sha256(content).hexdigest(),
+            len(content),
+        )

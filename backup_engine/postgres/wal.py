@@ -16,6 +16,7 @@ import hashlib
 import io
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -171,21 +172,28 @@ def wal_push(storage: Storage, path: Path, codec: Codec) -> PushResult:
     return PushResult(name, key, False, raw_size, stored.size, _since(started), sha256)
 
 
-def _compress_and_hash(fh: io.BufferedReader, codec: Codec) -> tuple[bytearray, str, int]:
-    digest = hashlib.sha256()
-    compressor = codec.compressor()
-    out = bytearray()
-    size = 0
-    # One buffer read into again and again: a fresh megabyte per read is mmapped and faulted
-    # in page by page (entry.py), 26 ms instead of 18 per 16 MB segment. The compressors copy.
-    buffer = bytearray(CHUNK)
-    while got := fh.readinto(buffer):
-        chunk = memoryview(buffer)[:got]
-        digest.update(chunk)
-        size += got
-        out += compressor.compress(chunk)
-    out += compressor.flush()
-    return out, digest.hexdigest(), size
+_buffers = threading.local()  # the async worker pushes several segments at once
+
+
+def _compress_and_hash(fh: io.BufferedReader, codec: Codec) -> tuple[bytes, str, int]:
+    """The file read whole into this thread's buffer, reused from segment to segment (a fresh
+    16 MB is mmapped and faulted in page by page: entry.py), then hashed and compressed in one
+    call each: 40 ms per 16 MB segment instead of 48 through the stream."""
+    size = os.fstat(fh.fileno()).st_size
+    buffer: bytearray | None = getattr(_buffers, "buffer", None)
+    if buffer is None or len(buffer) <= size:
+        buffer = _buffers.buffer = bytearray(size + 1)
+    view = memoryview(buffer)
+    got = 0
+    while got < len(buffer) and (n := fh.readinto(view[got:])):
+        got += n
+    if got == len(buffer):  # it grew while read (not a finished segment): read the rest
+        rest = fh.read()
+        whole: bytes | memoryview = bytes(view) + rest
+        got += len(rest)
+    else:
+        whole = view[:got]
+    return codec.compress_whole(whole), hashlib.sha256(whole).hexdigest(), got
 
 
 def _stream(storage: Storage, key: str, metadata: dict[str, str], path: Path, codec: Codec,
