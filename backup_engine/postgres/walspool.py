@@ -175,6 +175,11 @@ def _unlink(path: str) -> None:
 
 
 def write_atomically(path: StrPath, body: bytes) -> None:
+    """A record a reader sees whole or not at all (renamed into place). Not fsynced: the spool
+    holds answers, never data. A record is written only after what it says is durable in the
+    repository, and each one is checked when read (a segment's stamp, a name, a digest), so
+    a record a crash loses or tears only means the segment is pushed (or fetched) again. Two
+    fsyncs per segment saved: the worker's disk is the repository's, on file://."""
     path = os.fspath(path)
     parent = os.path.dirname(path)
     os.makedirs(parent, mode=0o700, exist_ok=True)
@@ -182,15 +187,9 @@ def write_atomically(path: StrPath, body: bytes) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, body)
-        os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    dir_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def fast_answer(argv: list[str]) -> int | None:
