@@ -217,7 +217,8 @@ def backlog_under_pgbench(servers: LocalPostgresBackend, dsn: str,
 
 
 def replay(servers: LocalPostgresBackend, base: Path, fetch: str, env: dict[str, str],
-           marker: int) -> float:  # fmt: skip
+           marker: int) -> tuple[float, str]:  # fmt: skip
+    """Seconds to promotion, and for ours how many calls the prefetch spool answered."""
     target = servers.new_data_dir()
     shutil.rmtree(target)
     shutil.copytree(base, target, symlinks=True)
@@ -241,8 +242,11 @@ def replay(servers: LocalPostgresBackend, base: Path, fetch: str, env: dict[str,
             found = query(server.dsn(), "SELECT max(n) FROM pile")[0]
             if found != marker:
                 raise SystemExit(f"{fetch}: replay ended at {found}, expected {marker}")
+            log = Path(getattr(server, "log_file", "")).read_text(errors="replace")
+            hits = log.count("restored from the prefetch spool")
+            calls = log.count('" from archive')  # PostgreSQL's line for every segment restored
             server.destroy()
-            return elapsed
+            return elapsed, f"{hits} of {calls} calls from the spool" if hits else ""
         time.sleep(0.05)
     raise SystemExit(f"{fetch}: did not finish replay")
 
@@ -362,8 +366,8 @@ def main() -> None:
                 fetches[f"pgbackrest async {kind}"] = get.replace(
                     "archive-get", "--archive-async --spool-path=%D.spool archive-get")  # fmt: skip
         for key, command in fetches.items():
-            seconds = replay(servers, base, command, env, marker)
-            rows.append(Row("replay", key, seconds, count))
+            seconds, note = replay(servers, base, command, env, marker)
+            rows.append(Row("replay", key, seconds, count, note))
             print(rows[-1].line({}), flush=True)
 
         backlogs = []

@@ -272,12 +272,11 @@ def test_a_segment_is_hashed_and_compressed_whole_even_if_it_grows_while_read(
     """The one-pass read uses a buffer sized by fstat and reused by the thread: a file that
     turns out longer than fstat said, or a smaller one after a larger, is still read whole."""
     import hashlib
+    import threading
 
     import zstandard
 
     from backup_engine.postgres import wal as wal_module
-
-    import threading
 
     monkeypatch.setattr(wal_module, "_buffers", threading.local())  # no buffer from before
     codec = get_codec(codec_name, threads=0)

@@ -34,16 +34,19 @@ def register_wal_commands(group: click.Group) -> None:
 
 def _spawner(obj: CliContext, kind: str, pg_wal: Path, spool: Path) -> Callable[[], None]:
     """Start this tool's WAL worker for pg_wal, detached (it outlives this call), logging to
-    the spool's worker.log. The push worker is forked from this process (no thread runs yet:
-    nothing to copy half-held), saving the interpreter start; wal-fetch has read through a
-    threaded reader by then, so its worker is a new process."""
+    the spool's worker.log. The worker is forked from this process when no other thread runs
+    (nothing can be copied half-held), saving the interpreter start and the imports: the push
+    worker always (it starts before any read), the fetch worker once wal-fetch's threaded
+    reader has been joined. It opens its own storage: no connection is shared."""
 
     def spawn() -> None:
         spool.mkdir(mode=0o700, parents=True, exist_ok=True)
         log = spool / "worker.log"
         if log.exists() and log.stat().st_size > 1 << 20:
             log.unlink()
-        if kind == "push":
+        import threading
+
+        if threading.active_count() == 1:
             _fork_worker(obj, kind, pg_wal.absolute(), log)
             return
         import subprocess
