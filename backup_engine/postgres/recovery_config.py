@@ -49,7 +49,7 @@ RESETS = {
 _SETTING = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(=|\s)")
 
 
-ENTRY = "from backup_engine.entry import main; main()"
+_RUN = "from backup_engine.entry import main; main()"
 
 
 def tool_argv() -> list[str]:
@@ -57,7 +57,7 @@ def tool_argv() -> list[str]:
     `-c`, not `-m backup_engine`: runpy's imports cost 3.5 ms of the 12 ms a call answered
     from the spool takes, and PostgreSQL makes one call per segment (pip's `backup-engine`
     script costs 5 ms more still: it imports `re`)."""
-    return [sys.executable, "-c", ENTRY]
+    return [sys.executable, "-c", _RUN]
 
 
 def tool_command(

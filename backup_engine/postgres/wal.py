@@ -178,7 +178,8 @@ _buffers = threading.local()  # the async worker pushes several segments at once
 def _compress_and_hash(fh: io.BufferedReader, codec: Codec) -> tuple[bytes, str, int]:
     """The file read whole into this thread's buffer, reused from segment to segment (a fresh
     16 MB is mmapped and faulted in page by page: entry.py), then hashed and compressed in one
-    call each: 40 ms per 16 MB segment instead of 48 through the stream."""
+    call each: 44 ms per 16 MB segment instead of 52 through the stream. The buffer stays:
+    16 MB per pushing thread, against 1 MB before."""
     size = os.fstat(fh.fileno()).st_size
     buffer: bytearray | None = getattr(_buffers, "buffer", None)
     if buffer is None or len(buffer) <= size:
