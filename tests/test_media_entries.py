@@ -5,18 +5,27 @@ the checks) must only ever follow a first read that checked every entry."""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import zstandard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from backup_engine.codecs import get_codec
 from backup_engine.errors import CorruptObject
+from backup_engine.media import entries as entries_module
 from backup_engine.media import manifest as manifest_module
 from backup_engine.media.entries import encode_entry, entries_list, iter_entries
-from backup_engine.media.manifest import MEDIA_SNAPSHOTS, MediaEntry, MediaSnapshotManifest
+from backup_engine.media.manifest import (
+    MEDIA_SNAPSHOTS,
+    MediaEntry,
+    MediaSnapshotManifest,
+    decode_entry,
+)
 from backup_engine.media.restore import restore_media
 from backup_engine.media.snapshot import take_media_snapshot
 from backup_engine.storage import LocalStorage
@@ -111,3 +120,24 @@ def test_the_checks_are_skipped_only_after_a_whole_checked_read(
         assert checked == 1 + manifest.entry_count
         assert len(list(read())) == manifest.entry_count
         assert len(calls) == checked  # the whole read checked them all: not again
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    names=st.lists(st.text(min_size=1, max_size=12).filter(lambda n: "\0" not in n), max_size=30),
+    read_size=st.integers(min_value=1, max_value=64),
+)
+def test_any_names_come_back_whole_whatever_the_read_size(
+    monkeypatch: pytest.MonkeyPatch, names: list[str], read_size: int
+) -> None:
+    """Names with newlines, commas, brackets, quotes or any unicode, read in pieces of any
+    size: each line comes back as exactly the entry written (JSON escapes a newline inside a
+    string, so joining lines with commas never splits or merges an entry)."""
+    monkeypatch.setattr(entries_module, "_READ", read_size)
+    written = [MediaEntry(name, "dir", 0o755, i) for i, name in enumerate(names)]
+    raw = b"".join(encode_entry(entry) for entry in written)
+    spool = io.BytesIO(zstandard.ZstdCompressor().compress(raw))
+    values = list(entries_module._values(spool, "test"))
+    assert [decode_entry(value) for value in values] == written
