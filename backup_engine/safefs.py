@@ -14,9 +14,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from backup_engine.errors import CorruptObject, TargetWriteFailed
@@ -55,7 +56,20 @@ class SafeTree:
         self.chown = os.geteuid() == 0
         self._root = os.open(root, _DIR_FLAGS)
         self._dirs: list[tuple[list[str], Attributes]] = []
-        self._open_dirs: OrderedDict[tuple[str, ...], int] = OrderedDict()
+        # Files may be written from several threads: each keeps its own directory fds (no lock
+        # to contend for); every cache is listed here, to be closed at the end.
+        self._local = threading.local()
+        self._caches: list[OrderedDict[tuple[str, ...], int]] = []
+        self._caches_lock = threading.Lock()
+
+    @property
+    def _open_dirs(self) -> OrderedDict[tuple[str, ...], int]:
+        cache: OrderedDict[tuple[str, ...], int] | None = getattr(self._local, "dirs", None)
+        if cache is None:
+            cache = self._local.dirs = OrderedDict()
+            with self._caches_lock:
+                self._caches.append(cache)
+        return cache
 
     def close(self) -> None:
         self._forget_dirs()
@@ -79,9 +93,10 @@ class SafeTree:
         O_NOFOLLOW, and only this tree writes below the root), so a file in a deep folder
         costs one open, not one per component."""
         key = tuple(parts)
-        cached = self._open_dirs.get(key)
+        cache = self._open_dirs
+        cached = cache.get(key)
         if cached is not None:  # a dup: an eviction by a nested call cannot close it under us
-            self._open_dirs.move_to_end(key)
+            cache.move_to_end(key)
             fd = os.dup(cached)
             try:
                 yield fd
@@ -90,7 +105,7 @@ class SafeTree:
             return
         start, base = 0, self._root
         for i in range(len(parts) - 1, 0, -1):
-            if (prefix := self._open_dirs.get(key[:i])) is not None:
+            if (prefix := cache.get(key[:i])) is not None:
                 start, base = i, prefix
                 break
         fd = os.dup(base)
@@ -101,7 +116,8 @@ class SafeTree:
                 except FileNotFoundError:
                     if not create:
                         raise
-                    os.mkdir(part, 0o700, dir_fd=fd)
+                    with suppress(FileExistsError):  # another writing thread made it just now
+                        os.mkdir(part, 0o700, dir_fd=fd)
                     following = os.open(part, _DIR_FLAGS, dir_fd=fd)
                 except OSError as exc:
                     if exc.errno in (errno.ELOOP, errno.ENOTDIR):
@@ -112,16 +128,19 @@ class SafeTree:
                 os.close(fd)
                 fd = following
             if parts:
-                self._open_dirs[key] = os.dup(fd)
-                if len(self._open_dirs) > _OPEN_DIRS:
-                    os.close(self._open_dirs.popitem(last=False)[1])
+                cache[key] = os.dup(fd)
+                if len(cache) > _OPEN_DIRS:
+                    os.close(cache.popitem(last=False)[1])
             yield fd
         finally:
             os.close(fd)
 
     def _forget_dirs(self) -> None:
-        while self._open_dirs:
-            os.close(self._open_dirs.popitem()[1])
+        """Close every thread's cached directories (the writing threads have ended)."""
+        with self._caches_lock:
+            for cache in self._caches:
+                while cache:
+                    os.close(cache.popitem()[1])
 
     @contextmanager
     def _guard(self, name: str) -> Iterator[None]:
@@ -165,12 +184,13 @@ class SafeTree:
         """Create a new file with exactly `size` bytes of `content`; returns bytes written."""
         parts = split_relative(name, self.where)
         key = tuple(parts[:-1])
-        parent = self._open_dirs.get(key) if key else self._root
+        cache = self._open_dirs
+        parent = cache.get(key) if key else self._root
         if parent is None:
             with self._directory(parts[:-1]) as opened:
                 return self._create(opened, parts, content, size, attrs)
         if key:
-            self._open_dirs.move_to_end(key)  # used at once: nothing can evict it meanwhile
+            cache.move_to_end(key)  # used at once: nothing can evict it meanwhile
         return self._create(parent, parts, content, size, attrs)
 
     def _create(

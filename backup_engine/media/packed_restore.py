@@ -2,9 +2,10 @@
 
 Files are restored BATCH at a time, in the order of the walk (which is pack order: packs
 fill as the tree is walked). Files of one blob (nearly all media files) are grouped by pack: a
-worker fetches the part of a pack they need (ranged GETs, neighbouring blobs merged into one
-request) and opens each blob, checking its sha256; the main thread writes the files through
-SafeTree as each part arrives. Large files are written blob by blob, the next blobs fetched
+job fetches the part of a pack they need (ranged GETs, neighbouring blobs merged into one
+request), opens each blob, checking its sha256, and writes its files through SafeTree (each
+thread with its own directory fds); `concurrency` threads run the jobs while the main thread
+reads the list and queues them. Large files are written blob by blob, the next blobs fetched
 ahead in parallel. At most 2 x `concurrency` fetches (each up to 4 MiB) are in memory at once.
 """
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import fnmatch
 import io
+import os
+import threading
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +34,9 @@ from backup_engine.streams import Readable
 MERGE_GAP = 256 << 10  # blobs closer than this in a pack are fetched by one request
 RUN_MAX = 4 << 20  # ... up to this many bytes per request
 BATCH = 5000  # files planned and fetched together (their packs grouped, runs merged)
+
+
+Fetched = dict[str, bytes | str]  # blob id -> its plaintext, or why it cannot be had
 
 
 class Unavailable(Exception):
@@ -105,6 +111,16 @@ class Selection:
 
 
 @dataclass
+class _Written:
+    """What one fetch-and-write job did, summed up by the main thread."""
+
+    files: int = 0
+    bytes: int = 0
+    size: int = 0  # recorded sizes, for the progress bar
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
 class PackedRestore:
     storage: Storage
     tree: SafeTree
@@ -117,6 +133,14 @@ class PackedRestore:
     _dirs: dict[str, MediaEntry] = field(default_factory=dict)
     _made: set[str] = field(default_factory=set)
     _lost: set[str] = field(default_factory=set)  # paths named in `failed`
+    _jobs: deque[Future[_Written]] = field(default_factory=deque)
+    _writing: threading.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Creating small files is CPU in the kernel on tmpfs and waits on the journal on a
+        # disk: two writers at once overlap the waits; more only fight for the GIL (200,000
+        # files: 4 writers 15 s on tmpfs, 2 writers 11.6 s; on ext4 2 writers 57 s, 1 105 s).
+        self._writing = threading.Semaphore(max(1, min(self.concurrency, os.cpu_count() or 1)))
 
     def _fail(self, path: str, why: str) -> None:
         self.failed.append(f"{path}: {why}")
@@ -126,10 +150,17 @@ class PackedRestore:
         """Two passes over the (checked) list of entries: the first reads and checks all of
         it, so a list forged halfway writes nothing; the second restores as it reads, files
         fetched BATCH at a time, so memory does not grow with the number of files."""
-        with entries_list(self.storage, manifest) as entries:
-            self._run(entries)
+        with (
+            entries_list(self.storage, manifest) as entries,
+            ThreadPoolExecutor(self.concurrency, thread_name_prefix="restore") as pool,
+        ):
+            try:
+                self._run(entries, pool)
+            finally:
+                for job in self._jobs:
+                    job.cancel()  # after an error: queued jobs never start, running ones end
 
-    def _run(self, entries: Callable[[], Iterator[MediaEntry]]) -> None:
+    def _run(self, entries: Callable[[], Iterator[MediaEntry]], pool: ThreadPoolExecutor) -> None:
         wants = self.selection.wants
         link_targets: set[str] = set()  # --include: first names of wanted hard links
         for entry in entries():
@@ -160,13 +191,16 @@ class PackedRestore:
             else:
                 links.append(entry)
             if len(singles) + len(large) >= BATCH:
-                self._files(index, singles, large)
-        self._files(index, singles, large)
+                self._files(index, singles, large, pool)
+        self._files(index, singles, large, pool)
+        while self._jobs:  # every file is written before its second names are linked
+            self._collect()
         for entry in links:
             self._guarded(entry, partial(self._link, entry))
 
-    def _files(self, index: MediaIndex, singles: list[MediaEntry], large: list[MediaEntry]) -> None:
-        self._singles(index, singles)
+    def _files(self, index: MediaIndex, singles: list[MediaEntry], large: list[MediaEntry],
+               pool: ThreadPoolExecutor) -> None:  # fmt: skip
+        self._singles(index, singles, pool)
         for entry in large:
             self._guarded(entry, partial(self._large, index, entry))
         singles.clear()
@@ -200,18 +234,21 @@ class PackedRestore:
             self._fail(entry.path, str(exc))
             self.tree.forget(entry.path)
 
-    def _write(self, entry: MediaEntry, content: Readable) -> None:
+    def _write(self, entry: MediaEntry, content: Readable) -> int:
         attrs = Attributes(entry.mode, entry.mtime_ns)
-        self.bytes += self.tree.write_file(entry.path, content, entry.size, attrs)
-        self.files += 1
-        self.task.advance(entry.size)
+        return self.tree.write_file(entry.path, content, entry.size, attrs)
 
-    def _singles(self, index: MediaIndex, entries: list[MediaEntry]) -> None:
+    def _singles(self, index: MediaIndex, entries: list[MediaEntry],
+                 pool: ThreadPoolExecutor) -> None:  # fmt: skip
+        """Files of one blob, grouped by the run of a pack that holds them: each run is one
+        job, fetched and its files written by a pool thread, so the creation of many small
+        files (disk-bound: 0.1 to 0.5 ms each on a journaling file system) overlaps. At most
+        2 x concurrency jobs are queued: memory does not grow with the batch."""
         by_pack: dict[str, list[tuple[str, BlobLocation]]] = defaultdict(list)
         waiting: dict[str, list[MediaEntry]] = defaultdict(list)
         for entry in entries:
             if not entry.size:
-                self._write(entry, io.BytesIO(b""))
+                self._count(_Written(files=1, bytes=self._write(entry, io.BytesIO(b""))))
                 continue
             blob_id = entry.blobs()[0]
             location = index.location(blob_id)
@@ -221,29 +258,43 @@ class PackedRestore:
             if blob_id not in waiting:
                 by_pack[location.pack].append((blob_id, location))
             waiting[blob_id].append(entry)
-        jobs = fetch_jobs(by_pack)
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="fetch") as pool:
-            ahead: deque[Future[dict[str, bytes | str]]] = deque()
+        for pack, blobs in fetch_jobs(by_pack):
+            while len(self._jobs) >= 2 * self.concurrency:
+                self._collect()
+            files = {blob_id: waiting.pop(blob_id) for blob_id, _ in blobs}
+            self._jobs.append(pool.submit(self._fetch_and_write, pack, blobs, files))
 
-            def submit() -> None:
-                for pack, blobs in jobs:
-                    ahead.append(pool.submit(fetch_blobs, self.storage, pack, blobs))
-                    return
+    def _fetch_and_write(self, pack: str, blobs: list[tuple[str, BlobLocation]],
+                         files: dict[str, list[MediaEntry]]) -> _Written:  # fmt: skip
+        done = _Written()
+        fetched = fetch_blobs(self.storage, pack, blobs)
+        with self._writing:
+            self._write_fetched(fetched, files, done)
+        return done
 
-            for _ in range(2 * self.concurrency):
-                submit()
-            while ahead:
-                got = ahead.popleft().result()
-                submit()
-                for blob_id, data in got.items():
-                    for entry in waiting.pop(blob_id, ()):
-                        if isinstance(data, str):
-                            self._fail(entry.path, data)
-                        elif len(data) != entry.size:
-                            self._fail(entry.path, f"its blob holds {len(data)} bytes, "
-                                               f"the snapshot says {entry.size}")  # fmt: skip
-                        else:
-                            self._write(entry, io.BytesIO(data))
+    def _write_fetched(self, fetched: Fetched, files: dict[str, list[MediaEntry]],
+                       done: _Written) -> None:  # fmt: skip
+        for blob_id, data in fetched.items():
+            for entry in files.get(blob_id, ()):
+                if isinstance(data, str):
+                    done.failed.append((entry.path, data))
+                elif len(data) != entry.size:
+                    done.failed.append((entry.path, f"its blob holds {len(data)} bytes, "
+                                                    f"the snapshot says {entry.size}"))  # fmt: skip
+                else:
+                    done.bytes += self._write(entry, io.BytesIO(data))
+                    done.files += 1
+                    done.size += entry.size
+
+    def _collect(self) -> None:
+        self._count(self._jobs.popleft().result())  # a job's error is raised here
+
+    def _count(self, done: _Written) -> None:
+        self.files += done.files
+        self.bytes += done.bytes
+        self.task.advance(done.size)
+        for path, why in done.failed:
+            self._fail(path, why)
 
     def _large(self, index: MediaIndex, entry: MediaEntry) -> None:
         locations = []
@@ -255,7 +306,8 @@ class PackedRestore:
         if sum(location.size for _, location in locations) != entry.size:
             raise Unavailable(f"its blobs do not add up to the {entry.size} bytes recorded")
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="fetch") as pool:
-            self._write(entry, _Blobs(self.storage, pool, locations, self.concurrency))
+            content = _Blobs(self.storage, pool, locations, self.concurrency)
+            self._count(_Written(files=1, bytes=self._write(entry, content), size=entry.size))
 
 
 class _Blobs:
