@@ -135,7 +135,7 @@ def test_any_names_come_back_whole_whatever_the_read_size(
     """Names with newlines, commas, brackets, quotes or any unicode, read in pieces of any
     size: each line comes back as exactly the entry written (JSON escapes a newline inside a
     string, so joining lines with commas never splits or merges an entry)."""
-    monkeypatch.setattr(entries_module, "_READ", read_size)
+    monkeypatch.setattr(entries_module, "_LINES", read_size)
     written = [MediaEntry(name, "dir", 0o755, i) for i, name in enumerate(names)]
     raw = b"".join(encode_entry(entry) for entry in written)
     spool = io.BytesIO(zstandard.ZstdCompressor().compress(raw))

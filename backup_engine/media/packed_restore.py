@@ -6,7 +6,7 @@ job fetches the part of a pack they need (ranged GETs, neighbouring blobs merged
 request), opens each blob, checking its sha256, and writes its files through SafeTree (each
 thread with its own directory fds); `concurrency` threads run the jobs while the main thread
 reads the list and queues them. Large files are written blob by blob, the next blobs fetched
-ahead in parallel. At most 2 x `concurrency` fetches (each up to 4 MiB) are in memory at once.
+ahead in parallel. At most 2 x `concurrency` fetches (each up to 2 MiB) are in memory at once.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from backup_engine.storage.base import Storage
 from backup_engine.streams import Readable
 
 MERGE_GAP = 256 << 10  # blobs closer than this in a pack are fetched by one request
-RUN_MAX = 4 << 20  # ... up to this many bytes per request
+RUN_MAX = 2 << 20  # ... up to this many bytes per request
 BATCH = 5000  # files planned and fetched together (their packs grouped, runs merged)
 
 
