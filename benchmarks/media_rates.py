@@ -12,7 +12,7 @@ over restic's. restic (Debian package `restic`) is skipped with a line when it i
 These are figures, not assertions.
 
     .venv/bin/python benchmarks/media_rates.py                 # FILES=20000 LARGE=4
-    FILES=200000 LARGE=0 MAX_BYTES=2000 STORES=file .venv/bin/python benchmarks/media_rates.py
+    FILES=200000 LARGE=0 MAX_BYTES=2000 STORES=file,s3 .venv/bin/python benchmarks/media_rates.py
 """
 
 from __future__ import annotations
