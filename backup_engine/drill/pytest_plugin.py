@@ -210,14 +210,16 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     tr.section("restore drill summary")
     for scenario in run.scenarios:
         figures = "; ".join(m.describe() for m in scenario.measurements)
-        mark = "PASS" if scenario.status == "passed" else "FAIL"
+        mark = {"passed": "PASS", "skipped": "SKIP"}.get(scenario.status, "FAIL")
         tail = f"  {figures}" if figures else ""
         tr.write_line(f"{mark}  {scenario.feature} / {scenario.scenario}{tail}")
         if scenario.error and scenario.status != "passed":
             tr.write_line(f"      {scenario.error}")
     passed = sum(s.status == "passed" for s in run.scenarios)
+    skipped = sum(s.status == "skipped" for s in run.scenarios)
+    also = f", {skipped} skipped" if skipped else ""  # a skip is not a failure: say which
     tr.write_line(
-        f"{passed} of {len(run.scenarios)} scenarios passed; evidence: {report_dir(config)}"
+        f"{passed} of {len(run.scenarios)} scenarios passed{also}; evidence: {report_dir(config)}"
     )
 
 
