@@ -242,7 +242,8 @@ def replay(servers: LocalPostgresBackend, base: Path, fetch: str, env: dict[str,
             found = query(server.dsn(), "SELECT max(n) FROM pile")[0]
             if found != marker:
                 raise SystemExit(f"{fetch}: replay ended at {found}, expected {marker}")
-            log = Path(getattr(server, "log_file", "")).read_text(errors="replace")
+            log_file = getattr(server, "log_file", None)  # local servers log to a file
+            log = Path(log_file).read_text(errors="replace") if log_file else ""
             hits = log.count("restored from the prefetch spool")
             calls = log.count('" from archive')  # PostgreSQL's line for every segment restored
             server.destroy()

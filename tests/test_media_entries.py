@@ -1,5 +1,5 @@
-"""The list of entries of a packed media snapshot, read as untrusted bytes: lines parsed a MiB at
-a time must refuse what per-line parsing refused, and the second read of a restore (which skips
+"""The list of entries of a packed media snapshot, read as untrusted bytes: lines parsed in
+batches must refuse what per-line parsing refused, and the second read of a restore (which skips
 the checks) must only ever follow a first read that checked every entry."""
 
 from __future__ import annotations
