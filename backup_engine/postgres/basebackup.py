@@ -44,6 +44,7 @@ from backup_engine.postgres.connection import (
 )
 from backup_engine.postgres.lsn import format_lsn, wal_file_name
 from backup_engine.postgres.manifest import (
+    BASE_TAR,
     FULL,
     INCREMENTAL,
     BaseBackupManifest,
@@ -57,7 +58,6 @@ from backup_engine.progress import Progress
 from backup_engine.storage import Storage, StoredObject
 
 CHUNK = 1 << 20
-BASE_TAR = "base.tar"
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,11 @@ from pathlib import Path
 from backup_engine.codecs import get_codec
 from backup_engine.errors import CommandFailed, UsageError, VerificationFailed
 from backup_engine.integrity import Expected, verified_content
-from backup_engine.postgres.basebackup import BASE_TAR
 from backup_engine.postgres.binaries import find_pg_binaries
 from backup_engine.postgres.catalog import LATEST, resolve_backup
 from backup_engine.postgres.chain import backup_chain
 from backup_engine.postgres.live import live_server_near
-from backup_engine.postgres.manifest import BaseBackupManifest, StoredFile
+from backup_engine.postgres.manifest import BASE_TAR, BaseBackupManifest, StoredFile
 from backup_engine.postgres.pitr import AUTO, NoWalAfterBackup, RecoveryPlan, plan_recovery
 from backup_engine.postgres.recovery_config import (
     ARCHIVE_MODES,

@@ -11,10 +11,7 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-import psycopg
-
 from backup_engine.errors import CorruptObject, ObjectNotFound, UsageError
-from backup_engine.postgres.connection import connect
 from backup_engine.postgres.lsn import parse_lsn
 from backup_engine.storage.base import Storage
 
@@ -49,6 +46,10 @@ def create_restore_point(
     storage: Storage, dsn: str, name: str, *, switch_wal: bool = True
 ) -> RestorePoint:
     """Create the restore point on the server, make its WAL archivable, record it."""
+    import psycopg  # here: a restore reads restore points and never needs psycopg's 13 MB
+
+    from backup_engine.postgres.connection import connect
+
     key = _key(name)
     if storage.exists(key):
         raise UsageError(

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backup_engine.integrity import Expected, verify_object
-from backup_engine.postgres.basebackup import BASE_TAR
 from backup_engine.postgres.catalog import resolve_backup
 from backup_engine.postgres.chain import backup_chain
+from backup_engine.postgres.manifest import BASE_TAR
 from backup_engine.postgres.restore import restore_base_backup
 from backup_engine.progress import Progress
 from backup_engine.storage import Storage

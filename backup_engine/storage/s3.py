@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from collections.abc import Callable, Iterator, Mapping
-from typing import IO, TYPE_CHECKING, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 from botocore.config import Config
 
@@ -38,8 +39,17 @@ SINGLE_PUT_MAX = 64 * MiB  # below this, put_bytes is one PUT
 _T = TypeVar("_T")
 
 
+# The services whose endpoints an S3 client can need: S3, and the ones credential providers
+# call (assumed roles, web identity, SSO). botocore's table of every service's endpoints is 7 MB
+# of dicts in every process that opens a bucket; a service missing from it still resolves
+# through its endpoint rules, so trimming it changes no address.
+_ENDPOINT_SERVICES = frozenset({"s3", "sts", "sso", "sso-oidc", "signin"})
+
+
 def make_client(options: S3Options) -> S3Client:
-    import boto3  # imported here: boto3 costs ~0.3 s to import and most commands never need it
+    # botocore, not boto3: the client is the same, without boto3's resources and s3transfer
+    # (~5 MB); imported here, as ~0.2 s most commands never pay.
+    import botocore.session
 
     config = Config(
         retries={"max_attempts": 5, "mode": "standard"},
@@ -49,14 +59,39 @@ def make_client(options: S3Options) -> S3Client:
         s3={"addressing_style": "path" if options.endpoint_url else "auto"},
         max_pool_connections=max(10, options.max_concurrency * 2),
     )
-    session = boto3.session.Session(
+    session = botocore.session.Session()
+    session.register_component("data_loader", _lean_loader(session))
+    client = session.create_client(
+        "s3",
+        region_name=options.region,
+        endpoint_url=options.endpoint_url,
+        verify=_verify(options),
         aws_access_key_id=options.access_key_id,
         aws_secret_access_key=options.secret_access_key,
-        region_name=options.region,
+        config=config,
     )
-    return session.client(
-        "s3", endpoint_url=options.endpoint_url, config=config, verify=_verify(options)
-    )
+    return cast("S3Client", client)
+
+
+def _lean_loader(session: Any) -> Any:
+    """botocore's data loader (same search path, AWS_DATA_PATH included), keeping only the
+    endpoints of _ENDPOINT_SERVICES."""
+    from botocore.loaders import JSONFileLoader, create_loader
+
+    class Lean(JSONFileLoader):
+        def load_file(self, file_path: str) -> Any:
+            data = super().load_file(file_path)
+            if data is not None and os.path.basename(file_path) == "endpoints":
+                for partition in data.get("partitions", []):
+                    services = partition.get("services", {})
+                    partition["services"] = {
+                        name: services[name] for name in _ENDPOINT_SERVICES & services.keys()
+                    }
+            return data
+
+    loader = create_loader(session.get_config_variable("data_path"))
+    loader.file_loader = Lean()
+    return loader
 
 
 def _verify(options: S3Options) -> str | None:

@@ -8,7 +8,7 @@ import io
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import botocore.exceptions
 
@@ -39,7 +39,12 @@ MAX_PART_SIZE = 5 * 1024 * MiB
 
 
 class MultipartWriter(ObjectWriter):
-    """Buffers one part at a time; small objects become a single PUT."""
+    """Fills one part buffer at a time; small objects become a single PUT.
+
+    A full buffer is uploaded as it is (no copy) and, once its upload returns, filled again
+    for a later part: memory stays at `part_size * (max_concurrency + 1)` with no buffer made
+    twice, where appending to a growing bytearray and copying each part out held two.
+    """
 
     def __init__(
         self,
@@ -52,24 +57,49 @@ class MultipartWriter(ObjectWriter):
         super().__init__(key, metadata=metadata, if_absent=if_absent)
         self._s3 = storage
         self._full = storage.full_key(key)
-        self._buffer = bytearray()
+        self._part = bytearray(0)  # sized on the first write: most objects are small
+        self._filled = 0
+        self._spares: list[bytearray] = []  # uploaded parts' buffers, to be filled again
         self._upload_id: str | None = None
         self._parts: list[Future[dict[str, Any]]] = []
         self._pool: ThreadPoolExecutor | None = None
         self._slots = threading.BoundedSemaphore(storage.options.max_concurrency)
 
     def _write(self, data: bytes | bytearray) -> None:
-        self._buffer += data
-        while len(self._buffer) >= (size := self._next_part_size()):
-            part = bytes(memoryview(self._buffer)[:size])  # one copy, not a slice and a copy
-            del self._buffer[:size]
-            self._send_part(part)
+        view = memoryview(data)
+        while view:
+            size = self._next_part_size()
+            n = min(size - self._filled, len(view))
+            end = self._filled + n
+            if end > len(self._part):
+                self._part = self._room(size)
+            # Into the buffer, or, with no full-size one to spare, onto its end: a small
+            # object never costs a whole part.
+            self._part[self._filled : end] = view[:n]
+            self._filled = end
+            view = view[n:]
+            if end == size:
+                part = self._part
+                self._part, self._filled = bytearray(0), 0
+                self._send_part(part)
+
+    def _room(self, size: int) -> bytearray:
+        """A spare buffer of `size` holding what the current one holds, or the current one."""
+        while self._spares:
+            spare = self._spares.pop()
+            if len(spare) == size:  # not a smaller part size, from before a doubling
+                spare[: self._filled] = memoryview(self._part)[: self._filled]
+                return spare
+        return self._part
+
+    def _tail(self) -> bytes:
+        return bytes(memoryview(self._part)[: self._filled])
 
     def _next_part_size(self) -> int:
         doublings = len(self._parts) // PARTS_PER_DOUBLING
         return min(self._s3.options.part_size << doublings, MAX_PART_SIZE)
 
-    def _send_part(self, body: bytes) -> None:
+    def _send_part(self, body: bytes | bytearray) -> None:
         s3 = self._s3
         if self._upload_id is None:
             created = s3.call(
@@ -99,7 +129,7 @@ class MultipartWriter(ObjectWriter):
         # S3 (and MinIO, moto) refuse a conditional write whose key exists: 412 PreconditionFailed.
         return {"IfNoneMatch": "*"} if self.if_absent else {}
 
-    def _upload_part(self, number: int, body: bytes) -> dict[str, Any]:
+    def _upload_part(self, number: int, body: bytes | bytearray) -> dict[str, Any]:
         s3 = self._s3
         assert self._upload_id is not None
         upload_id = self._upload_id
@@ -112,11 +142,15 @@ class MultipartWriter(ObjectWriter):
                     Key=self._full,
                     UploadId=upload_id,
                     PartNumber=number,
-                    Body=body,
+                    # botocore sends and checksums a bytearray as it does bytes (the stubs
+                    # say bytes only); the buffer is not touched again until it returns
+                    Body=cast(bytes, body),
                 ),
             )
             return {"PartNumber": number, "ETag": response["ETag"]}
         finally:
+            if isinstance(body, bytearray):
+                self._spares.append(body)  # list.append is atomic: no lock with the filler
             self._slots.release()
 
     def _raise_failed_part(self) -> None:
@@ -127,7 +161,7 @@ class MultipartWriter(ObjectWriter):
     def _commit(self) -> None:
         s3 = self._s3
         if self._upload_id is None:
-            body = bytes(self._buffer)
+            body = self._tail()
             s3.call(
                 "upload",
                 self.key,
@@ -140,9 +174,9 @@ class MultipartWriter(ObjectWriter):
                 ),
             )
             return
-        if self._buffer or not self._parts:
-            self._send_part(bytes(self._buffer))
-            self._buffer.clear()
+        if self._filled or not self._parts:
+            self._send_part(self._tail())
+            self._part, self._filled = bytearray(0), 0
         parts = [future.result() for future in self._parts]
         upload_id = self._upload_id
         s3.call(
@@ -159,7 +193,7 @@ class MultipartWriter(ObjectWriter):
         self._shutdown()
 
     def _abort(self) -> None:
-        self._buffer.clear()
+        self._part, self._filled = bytearray(0), 0
         if self._upload_id is None:
             return
         for future in self._parts:
