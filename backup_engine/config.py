@@ -1,7 +1,7 @@
 """Settings from a TOML file and the environment, each option declared once.
 
 Precedence, lowest to highest: built-in default, TOML file, environment variable, command-line
-flag. AWS credentials are deliberately not options: boto3 reads the standard `AWS_*` variables,
+flag. AWS credentials are deliberately not options: botocore reads the standard `AWS_*` variables,
 profiles and instance roles itself. PostgreSQL connection defaults likewise come from libpq's
 `PG*` variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, ...), completed by `[postgres] dsn`.
 """
@@ -19,7 +19,7 @@ from backup_engine.codecs import Codec, get_codec
 from backup_engine.errors import ConfigError
 from backup_engine.options import OPTIONS, Option
 
-if TYPE_CHECKING:  # the storage (boto3) is imported when a store is opened, not to read settings
+if TYPE_CHECKING:  # the storage (botocore) is imported when a store is opened, not to read settings
     from backup_engine.retention import RetentionPolicy
     from backup_engine.storage import S3Options, Storage
 

@@ -1,6 +1,6 @@
 """The `backup-engine` program. PostgreSQL runs it once per WAL segment: a call the spool of
 asynchronous archiving or prefetching can answer is answered here, before anything heavy is
-imported (click, boto3, the configuration); every other call runs the full command line."""
+imported (click, botocore, the configuration); every other call runs the full command line."""
 
 from __future__ import annotations
 

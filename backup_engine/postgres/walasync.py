@@ -4,7 +4,7 @@ and WAL-G's parallel push do it, with the spool of `walspool.py`.
 Push: the call PostgreSQL makes for segment N starts (if none runs) one worker per server that
 stores N and every other `.ready` segment in pg_wal, several at once, writing `out/NAME.ok`
 once each object is committed; the call itself waits only for N's answer. The calls for the
-next segments then find their `.ok` and return without importing boto3 (see
+next segments then find their `.ok` and return without importing botocore (see
 `walspool.fast_answer`). A segment is acknowledged to PostgreSQL only from an `.ok` the worker
 wrote after the store acknowledged it, so a crash anywhere loses nothing: PostgreSQL calls again.
 

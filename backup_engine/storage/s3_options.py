@@ -19,7 +19,7 @@ class S3Options:
     kms_key_id: str | None = None
     part_size: int = 8 * MiB
     max_concurrency: int = 4
-    access_key_id: str | None = None  # normally None: boto3 reads AWS_* and its profiles
+    access_key_id: str | None = None  # normally None: botocore reads AWS_* and its profiles
     secret_access_key: str | None = None
     ca_bundle: str | None = None  # PEM of a private CA; None: the system's (or AWS_CA_BUNDLE)
 
