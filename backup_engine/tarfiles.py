@@ -21,6 +21,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from backup_engine.errors import CorruptObject
 from backup_engine.safefs import Attributes, SafeTree
@@ -183,8 +184,21 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
+class Tally(Protocol):
+    """Something that sees each regular file's content as it is written (checksums)."""
+
+    def reading(self, content: Chunks) -> Chunks: ...
+
+    def record(self, name: str, reader: Chunks) -> None: ...
+
+
 def extract_stream(
-    stream: Readable, target: Path, *, where: str, limit: int | None = None
+    stream: Readable,
+    target: Path,
+    *,
+    where: str,
+    limit: int | None = None,
+    tally: Tally | None = None,
 ) -> ExtractStats:
     """Extract an uncompressed tar stream into `target`, in one pass, member by member."""
     files = size = 0
@@ -192,7 +206,10 @@ def extract_stream(
         tar = TarReader(ahead, where, limit)
         for member in tar:
             if member.type in REGULAR:
-                size += tree.write_file(member.name, tar, member.size, member.attributes)
+                content = tally.reading(tar) if tally else tar
+                size += tree.write_file(member.name, content, member.size, member.attributes)
+                if tally:
+                    tally.record(member.name, content)
                 files += 1
             elif member.type == tarfile.DIRTYPE:
                 if member.name.strip("/") in ("", "."):

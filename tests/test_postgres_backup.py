@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -234,6 +236,8 @@ def test_restored_directory_starts_with_the_same_data(
     target = backend.new_data_dir()
     result = restore_base_backup(repo, "latest", target, recovery=OFFLINE)
     assert result.verified and result.files > 100
+    # every checksum compared while written: pg_verifybackup did not read the files back
+    assert result.summed_while_written
     restored = backend.start_existing(target)
     assert table_fingerprints(restored.dsn()) == expected
     restored.stop()
@@ -249,6 +253,31 @@ def test_pg_verifybackup_catches_a_changed_data_file(
     pg_verifybackup = find_pg_binaries().path("pg_verifybackup")
     with pytest.raises(VerificationFailed, match="PG_VERSION"):
         verify_data_directory(pg_verifybackup, target, "test")
+
+
+def test_a_file_unlike_its_manifest_checksum_fails_the_restore_even_with_a_resealed_object(
+    repo: LocalStorage, source: PostgresServer, tmp_path: Path
+) -> None:
+    """Someone with bucket access rewrites PG_VERSION inside the stream and reseals the object's
+    sha256 in backup.json: the checksums compared while writing differ from PostgreSQL's
+    backup_manifest, and the full pg_verifybackup that follows refuses, naming the file."""
+    manifest = backup(repo, source)
+    stored = manifest.file("base.tar.zst")
+    raw = ZSTD.open_decompressed(repo.open_reader(stored.key)).read()
+    version = raw.index(b"PG_VERSION\x00")
+    data = version + 512 - (version % 512)  # the member's data follows its 512-byte header
+    forged = raw[:data] + b"9" + raw[data + 1 :]
+    body = ZSTD.compress_whole(forged)
+    repo.put_bytes(stored.key, body)
+    resealed = replace(
+        stored, size=len(body), sha256=hashlib.sha256(body).hexdigest(), raw_size=len(forged)
+    )
+    files = tuple(resealed if f.name == stored.name else f for f in manifest.files)
+    repo.put_bytes(
+        manifest_key(manifest.backup_id), replace(manifest, files=files).to_json().encode()
+    )
+    with pytest.raises(VerificationFailed, match="PG_VERSION"):
+        restore_base_backup(repo, "latest", tmp_path / "pgdata", recovery=OFFLINE)
 
 
 def test_unknown_backup_id_lists_the_newest(repo: LocalStorage, source: PostgresServer) -> None:

@@ -23,7 +23,13 @@ def restore_summary(result: RestoreResult) -> RestoreSummary:
     assert plan is not None and config is not None
     pgdata = result.pgdata
     log = pgdata.with_name(f"{pgdata.name}.recovery.log")
-    verified = "verified by pg_verifybackup" if result.verified else "NOT verified"
+    verified = "NOT verified"
+    if result.verified:
+        verified = "verified against backup_manifest" + (
+            " (checksums as written, pg_verifybackup --skip-checksums)"
+            if result.summed_while_written
+            else " by pg_verifybackup"
+        )
     lines = []
     if result.previous_contents:
         lines.append(f"previous contents of {pgdata} moved to {result.previous_contents}")
@@ -65,6 +71,7 @@ def restore_summary(result: RestoreResult) -> RestoreSummary:
         "restored_bytes": result.restored_bytes,
         "stored_bytes": result.stored_bytes,
         "verified": result.verified,
+        "checksums_while_written": result.summed_while_written,
         "seconds": round(result.seconds, 3),
         "previous_contents": str(result.previous_contents) if result.previous_contents else None,
         "recovery_target": plan.target.describe(),

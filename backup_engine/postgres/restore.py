@@ -29,6 +29,7 @@ from backup_engine.integrity import Expected, verified_content
 from backup_engine.postgres.binaries import find_pg_binaries
 from backup_engine.postgres.catalog import LATEST, resolve_backup
 from backup_engine.postgres.chain import backup_chain
+from backup_engine.postgres.file_checksums import FileChecksums
 from backup_engine.postgres.live import live_server_near
 from backup_engine.postgres.manifest import BASE_TAR, BaseBackupManifest, StoredFile
 from backup_engine.postgres.pitr import AUTO, NoWalAfterBackup, RecoveryPlan, plan_recovery
@@ -73,6 +74,7 @@ class RestoreResult:
     files: int
     seconds: float
     verified: bool
+    summed_while_written: bool  # checksums compared as written; pg_verifybackup did the rest
     previous_contents: Path | None  # where --force moved what was in the directory
     sha256: dict[str, str]  # storage key -> sha256 of every object checked on the way
     plan: RecoveryPlan | None = None  # None only for a files-only (verification) restore
@@ -133,9 +135,14 @@ def restore_base_backup(
         _check_staging(staging, chain)
     config = None
     phases.done("find the backup and plan the recovery")
+    # pg_combinebackup rewrites the files of a chain: only a single backup's are summed as
+    # they are written, and its pg_verifybackup then skips reading them back
+    sums = FileChecksums() if verify and combine is None else None
     with prepared_target(pgdata, force=force, in_use=live_server_near) as moved:
         if combine is None:
-            stats, base = _download_and_extract(storage, manifest, pgdata, progress or Progress())
+            stats, base = _download_and_extract(
+                storage, manifest, pgdata, progress or Progress(), sums
+            )
             checked = {base.key: base.sha256}
         else:
             stats, checked = _restore_chain(
@@ -144,8 +151,12 @@ def restore_base_backup(
         pgdata.chmod(0o700)
         phases.done("download, check and extract" + (f" {len(chain)} backups, combine them"
                                                       if combine else ""))  # fmt: skip
+        summed = False
         if verify:
-            verify_data_directory(binaries.path("pg_verifybackup"), pgdata, manifest.backup_id)
+            summed = sums is not None and sums.match(pgdata)
+            verify_data_directory(
+                binaries.path("pg_verifybackup"), pgdata, manifest.backup_id, summed=summed
+            )
             phases.done("verify the files (pg_verifybackup)")
         if recovery is not None and plan is not None:  # after pg_verifybackup: edits config
             config = _configure(pgdata, plan, recovery)
@@ -158,6 +169,7 @@ def restore_base_backup(
         files=stats.files,
         seconds=time.monotonic() - started,
         verified=verify,
+        summed_while_written=summed,
         previous_contents=moved,
         sha256=checked,
         plan=plan,
@@ -200,7 +212,11 @@ def _configure(pgdata: Path, plan: RecoveryPlan, recovery: Recovery) -> ConfigCh
 
 
 def _download_and_extract(
-    storage: Storage, manifest: BaseBackupManifest, pgdata: Path, progress: Progress
+    storage: Storage,
+    manifest: BaseBackupManifest,
+    pgdata: Path,
+    progress: Progress,
+    sums: FileChecksums | None = None,
 ) -> tuple[ExtractStats, StoredFile]:
     codec = get_codec(manifest.compression)
     stored = manifest.file(BASE_TAR + codec.suffix)
@@ -209,7 +225,7 @@ def _download_and_extract(
         progress.task(f"restore {manifest.backup_id}", stored.size) as task,
         verified_content(storage, expected, codec, task) as content,
     ):
-        stats = extract_stream(content, pgdata, where=stored.key, limit=stored.raw_size)
+        stats = extract_stream(content, pgdata, where=stored.key, limit=stored.raw_size, tally=sums)
     return stats, stored
 
 
@@ -264,10 +280,14 @@ def _restore_chain(
     return ExtractStats(files, size), checked
 
 
-def verify_data_directory(pg_verifybackup: Path, pgdata: Path, backup_id: str) -> None:
-    """Check every restored file against the backup_manifest PostgreSQL wrote for it."""
+def verify_data_directory(
+    pg_verifybackup: Path, pgdata: Path, backup_id: str, *, summed: bool = False
+) -> None:
+    """Check every restored file against the backup_manifest PostgreSQL wrote for it. `summed`:
+    every file's checksum was already compared while it was written (file_checksums.py), so
+    pg_verifybackup does the rest without reading the files back."""
     try:
-        run([pg_verifybackup, "--quiet", pgdata])
+        run([pg_verifybackup, "--quiet", *(["--skip-checksums"] if summed else []), pgdata])
     except CommandFailed as exc:
         raise VerificationFailed(
             f"pg_verifybackup rejected backup {backup_id}: {exc.message}",
