@@ -1,6 +1,7 @@
 """WAL archive and replay rates, ours side by side with pgBackRest's, in one run on one server.
 
-Drain: SEGMENTS segments pile up in pg_wal while archive_command is '' (PostgreSQL keeps the
+Drain: WAL piles up in pg_wal while archive_command is '' (SEGMENTS inserts of about 10 MB of
+WAL each: the default 64 makes 42 segments of 16 MB; PostgreSQL keeps the
 .ready files); then each archiver's command is set (ALTER SYSTEM + reload) and the time until
 pg_stat_archiver's last_archived_wal reaches the last segment is measured. Every archiver
 drains the very same segments (.done renamed back to .ready in between). Archivers:
@@ -16,7 +17,7 @@ Backlog: `pgbench -c 8` for PGBENCH_SECONDS (120) with archive_timeout 60 and ou
 archiver, on each store; the most segments waiting in pg_wal at once (sampled every 0.2 s).
 
 Run (root, PostgreSQL 15, Debian packages pgbackrest and stunnel4):
-    .venv/bin/python benchmarks/wal_rates.py            # SEGMENTS=64
+    .venv/bin/python benchmarks/wal_rates.py            # SEGMENTS=64: 42 segments
     SEGMENTS=200 .venv/bin/python benchmarks/wal_rates.py
     ONLY="async file,async posix" PGBENCH_SECONDS=0 .venv/bin/python benchmarks/wal_rates.py
 """
@@ -296,7 +297,7 @@ def main() -> None:
         set_archive_command(dsn, "")
         first = str(query(dsn, "SELECT pg_walfile_name(pg_current_wal_lsn())")[0])
         with connect(dsn) as conn:
-            for n in range(1, SEGMENTS + 1):  # about one segment of WAL each
+            for n in range(1, SEGMENTS + 1):  # about 10 MB of WAL each
                 conn.execute("INSERT INTO pile SELECT %s, md5(g::text) "
                              "FROM generate_series(1, 110000) g", (n,))  # fmt: skip
             last = str(query(dsn, "SELECT pg_walfile_name(pg_current_wal_lsn())")[0])
