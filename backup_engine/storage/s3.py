@@ -1,7 +1,7 @@
 """A repository in an S3 bucket (`s3://bucket/prefix`), on AWS or any S3-compatible endpoint.
 
 Uploads are multipart with a bounded number of parts in flight, so memory stays at roughly
-`part_size * (max_concurrency + 2)` whatever the object size; downloads are one streamed GET
+`part_size * (max_concurrency + 1)` whatever the object size; downloads are one streamed GET
 each, resumed where a broken connection left it. S3 allows 10,000 parts per object, so the part
 size doubles every 1,000 parts: 8 MiB parts cover 8 GB, and a 10 TB object still fits.
 """
