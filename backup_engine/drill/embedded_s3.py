@@ -1,6 +1,6 @@
 """The embedded default store: moto's S3 server on loopback, so drills need no cloud account.
 
-It speaks the real S3 protocol over HTTP, so the same boto3 code paths run as against AWS or
+It speaks the real S3 protocol over HTTP, so the same botocore code paths run as against AWS or
 MinIO. It keeps objects in memory: fine for drills, not a place to keep real backups.
 """
 
