@@ -8,7 +8,7 @@ runs `pg_verifybackup --skip-checksums` for everything else it checks: the manif
 checksum, every file there with its size and nothing extra, the WAL the backup needs.
 
 This is only a shortcut. Anything it cannot compare (another checksum algorithm, an encoded
-path, a file it did not see, no C CRC32C on this machine, a manifest it cannot read) or a
+path, a file it did not see, no hardware CRC32C here, a manifest it cannot read) or a
 checksum that differs sends the restore to the full pg_verifybackup, which stays the authority
 and words the refusal.
 """
@@ -95,7 +95,8 @@ class FileChecksums:
         if not isinstance(path, str) or not isinstance(expected, str):
             return False  # an Encoded-Path (a name that is not UTF-8), or no checksum
         crc = self.sums.get(path)
-        # PostgreSQL writes the CRC's four bytes in memory order (little-endian here), as hex
+        # PostgreSQL writes the CRC's four bytes in memory order, as hex: little-endian on x86
+        # and ARM (on a big-endian server they differ, and the full run decides)
         return crc is not None and struct.pack("<I", crc).hex() == expected.lower()
 
 
