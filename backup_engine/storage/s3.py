@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 from botocore.config import Config
+from botocore.loaders import JSONFileLoader, Loader, create_loader
+from botocore.session import Session
 
 from backup_engine.errors import (
     ConfigError,
@@ -48,9 +50,7 @@ _ENDPOINT_SERVICES = frozenset({"s3", "sts", "sso", "sso-oidc", "signin"})
 
 def make_client(options: S3Options) -> S3Client:
     # botocore, not boto3: the client is the same, without boto3's resources and s3transfer
-    # (~5 MB); imported here, as ~0.2 s most commands never pay.
-    import botocore.session
-
+    # (~5 MB). This module is imported only when a bucket is opened.
     config = Config(
         retries={"max_attempts": 5, "mode": "standard"},
         connect_timeout=10,
@@ -59,7 +59,7 @@ def make_client(options: S3Options) -> S3Client:
         s3={"addressing_style": "path" if options.endpoint_url else "auto"},
         max_pool_connections=max(10, options.max_concurrency * 2),
     )
-    session = botocore.session.Session()
+    session = Session()
     session.register_component("data_loader", _lean_loader(session))
     client = session.create_client(
         "s3",
@@ -73,24 +73,24 @@ def make_client(options: S3Options) -> S3Client:
     return cast("S3Client", client)
 
 
-def _lean_loader(session: Any) -> Any:
-    """botocore's data loader (same search path, AWS_DATA_PATH included), keeping only the
-    endpoints of _ENDPOINT_SERVICES."""
-    from botocore.loaders import JSONFileLoader, create_loader
+class _LeanFileLoader(JSONFileLoader):
+    """botocore's JSON loader, keeping only the endpoints of _ENDPOINT_SERVICES."""
 
-    class Lean(JSONFileLoader):
-        def load_file(self, file_path: str) -> Any:
-            data = super().load_file(file_path)
-            if data is not None and os.path.basename(file_path) == "endpoints":
-                for partition in data.get("partitions", []):
-                    services = partition.get("services", {})
-                    partition["services"] = {
-                        name: services[name] for name in _ENDPOINT_SERVICES & services.keys()
-                    }
-            return data
+    def load_file(self, file_path: str) -> Any:
+        data = super().load_file(file_path)
+        if data is not None and os.path.basename(file_path) == "endpoints":
+            for partition in data.get("partitions", []):
+                services = partition.get("services", {})
+                partition["services"] = {
+                    name: services[name] for name in _ENDPOINT_SERVICES & services.keys()
+                }
+        return data
 
+
+def _lean_loader(session: Session) -> Loader:
+    """botocore's data loader, on the same search path (AWS_DATA_PATH included)."""
     loader = create_loader(session.get_config_variable("data_path"))
-    loader.file_loader = Lean()
+    loader.file_loader = _LeanFileLoader()
     return loader
 
 
