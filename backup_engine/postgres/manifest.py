@@ -16,12 +16,10 @@ from backup_engine.manifests import ManifestMixin, StoredFile
 from backup_engine.postgres.lsn import parse_lsn
 from backup_engine.timefmt import backup_id_for
 
-BASE_TAR = "base.tar"  # the one stream of a base backup, named in its manifest
-
-
 FORMAT_VERSION = 1
 KIND = "postgres-base"
 BASE_PREFIX = "postgres/base/"
+BASE_TAR = "base.tar"  # the one stream of a base backup, named in its manifest
 MANIFEST_NAME = "backup.json"
 FULL = "full"
 INCREMENTAL = "incr"
