@@ -20,6 +20,7 @@ from backup_engine.errors import ConfigError
 from backup_engine.options import OPTIONS, Option
 
 if TYPE_CHECKING:  # the storage (botocore) is imported when a store is opened, not to read settings
+    from backup_engine.postgres.basebackup import BaseBackupOptions
     from backup_engine.retention import RetentionPolicy
     from backup_engine.storage import S3Options, Storage
 
@@ -72,6 +73,21 @@ class PostgresSettings:
     backup_type: str = "full"
     full_on: str = "sunday"
     staging_dir: str | None = None
+    compress: str = "server"
+    server_workers: int = 2
+    checkpoint: str = "fast"
+    max_rate_kb: int = 0
+
+    def backup_options(self, **given: Any) -> BaseBackupOptions:
+        """What `pg backup` and `run-all` take a base backup with; `given` overrides."""
+        from backup_engine.postgres.basebackup import BaseBackupOptions
+
+        values: dict[str, Any] = dict(
+            dsn=self.dsn, bindir=self.bindir, backup_type=self.backup_type, full_on=self.full_on,
+            compress=self.compress, server_workers=self.server_workers,
+            checkpoint=self.checkpoint, max_rate_kb=self.max_rate_kb,
+        )  # fmt: skip
+        return BaseBackupOptions(**{**values, **given})
 
 
 @dataclass(frozen=True)

@@ -219,6 +219,45 @@ OPTIONS: tuple[Option, ...] = (
         help="with backup_type incr: the weekday (UTC) whose backup is full, so a chain is at "
         "most a week long; empty: never",
     ),
+    # Server: zstd runs on the database host, the network and this process carry compressed
+    # bytes, and a 3 GB backup takes less time than reading it uncompressed (README). Client:
+    # when the database host has no CPU to spare. Both need [compression] codec = "zstd".
+    Option(
+        "postgres",
+        "compress",
+        str,
+        "server",
+        choices=("server", "client"),
+        help="where base backups are compressed: server (PostgreSQL 15+, zstd on the database "
+        "host, at [compression] level) or client (here)",
+    ),
+    Option(
+        "postgres",
+        "server_workers",
+        int,
+        2,
+        help="with compress = server: zstd threads the server may use (0: its backend alone)",
+        minimum=0,
+        maximum=64,
+    ),
+    Option(
+        "postgres",
+        "checkpoint",
+        str,
+        "fast",
+        choices=("fast", "spread"),
+        help="the checkpoint a base backup starts with: fast (now) or spread (PostgreSQL's "
+        "checkpoint_completion_target pace: no I/O burst, but the start waits minutes)",
+    ),
+    Option(
+        "postgres",
+        "max_rate_kb",
+        int,
+        0,
+        help="base backup transfer limit in kB/s (32 to 1048576); 0: no limit",
+        minimum=0,
+        maximum=1_048_576,
+    ),
     Option(
         "postgres",
         "staging_dir",

@@ -32,7 +32,7 @@ Job = tuple[str, Callable[[], tuple[str, int]]]
 
 def configured_jobs(settings: Settings, progress: Progress) -> list[Job]:
     from backup_engine.media.snapshot import take_media_snapshot
-    from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
+    from backup_engine.postgres.basebackup import take_base_backup
     from backup_engine.redis.backup import take_redis_backup
     from backup_engine.redis.target import RedisTarget
 
@@ -41,8 +41,7 @@ def configured_jobs(settings: Settings, progress: Progress) -> list[Job]:
     jobs: list[Job] = []
     if settings.postgres.dsn:
         pg = settings.postgres
-        options = BaseBackupOptions(dsn=pg.dsn, bindir=pg.bindir, backup_type=pg.backup_type,
-                                    full_on=pg.full_on)  # fmt: skip
+        options = pg.backup_options()
 
         def postgres() -> tuple[str, int]:
             manifest = take_base_backup(storage, codec, options, progress=progress)

@@ -192,6 +192,18 @@ class Tally(Protocol):
     def record(self, name: str, reader: Chunks) -> None: ...
 
 
+class Links(Protocol):
+    """Where symbolic links may point (PostgreSQL's tablespace links), decided by the caller."""
+
+    def target(self, name: str, linkname: str) -> str:
+        """What the link `name` is made to point to; raises to refuse it."""
+        ...
+
+    def missing(self) -> dict[str, str]:
+        """Links to make once the archive is extracted: name -> target."""
+        ...
+
+
 def extract_stream(
     stream: Readable,
     target: Path,
@@ -199,8 +211,12 @@ def extract_stream(
     where: str,
     limit: int | None = None,
     tally: Tally | None = None,
+    tally_prefix: str = "",
+    links: Links | None = None,
 ) -> ExtractStats:
-    """Extract an uncompressed tar stream into `target`, in one pass, member by member."""
+    """Extract an uncompressed tar stream into `target`, in one pass, member by member.
+    `tally_prefix` goes before each name the tally records (a tablespace's files are listed
+    under pg_tblspc/<oid>/ in PostgreSQL's manifest); `links` decides every symlink."""
     files = size = 0
     with ReadAhead(stream) as ahead, SafeTree(target, where) as tree:
         tar = TarReader(ahead, where, limit)
@@ -209,19 +225,22 @@ def extract_stream(
                 content = tally.reading(tar) if tally else tar
                 size += tree.write_file(member.name, content, member.size, member.attributes)
                 if tally:
-                    tally.record(member.name, content)
+                    tally.record(tally_prefix + member.name, content)
                 files += 1
             elif member.type == tarfile.DIRTYPE:
                 if member.name.strip("/") in ("", "."):
                     continue  # the target itself ("./" in archives made with `tar -C dir .`)
                 tree.mkdir(member.name, member.attributes)
             elif member.type == tarfile.SYMTYPE:
-                tree.symlink(member.name, member.linkname, member.attributes)
+                pointed = links.target(member.name, member.linkname) if links else member.linkname
+                tree.symlink(member.name.rstrip("/"), pointed, member.attributes)
             elif member.type == tarfile.LNKTYPE:
                 tree.hardlink(member.name, member.linkname)
             else:
                 raise CorruptObject(
                     f"{where} holds {member.name!r} of unexpected type {member.type!r}"
                 )
+        for name, pointed in (links.missing() if links else {}).items():
+            tree.symlink(name, pointed)
         tree.finish()
     return ExtractStats(files=files, bytes=size)

@@ -18,7 +18,7 @@ from backup_engine.streams import Readable
 
 
 class Compressor(Protocol):
-    def compress(self, data: bytes | memoryview) -> bytes: ...
+    def compress(self, data: bytes | bytearray | memoryview) -> bytes: ...
 
     def flush(self) -> bytes: ...
 
@@ -41,7 +41,7 @@ class Codec(Protocol):
 
 
 class _Identity:
-    def compress(self, data: bytes | memoryview) -> bytes:
+    def compress(self, data: bytes | bytearray | memoryview) -> bytes:
         return bytes(data)  # a copy: the caller may reuse its buffer
 
     def flush(self) -> bytes:

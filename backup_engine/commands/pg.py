@@ -69,19 +69,17 @@ def backup(
     json_output: bool,
 ) -> None:
     """Take a base backup (pg_basebackup, streamed and compressed into the repository)."""
-    from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
+    from backup_engine.postgres.basebackup import take_base_backup
 
     settings = obj.settings(**{"postgres.dsn": dsn, "postgres.backup_type": backup_type})
+    pg = settings.postgres
     manifest = take_base_backup(
         settings.open_storage(),
         settings.compression.get(),
-        BaseBackupOptions(
-            dsn=settings.postgres.dsn,
-            bindir=settings.postgres.bindir,
+        pg.backup_options(
             label=label,
             lock_wait=lock_wait,
-            backup_type=settings.postgres.backup_type,
-            full_on=settings.postgres.full_on if backup_type is None else "",
+            full_on=pg.full_on if backup_type is None else "",
         ),
         progress=obj.progress(json_output=json_output, enabled=not no_progress),
     )
@@ -261,6 +259,18 @@ def target_options(*, default_latest: bool) -> Callable[[Callable[..., None]], C
     "--force", is_flag=True, help="Move a non-empty --pgdata aside first (never deleted)."
 )
 @click.option("--no-verify", is_flag=True, help="Skip pg_verifybackup after extraction.")
+@click.option(
+    "--tablespace-map",
+    "tablespace_map",
+    multiple=True,
+    metavar="NAME_OR_OID=DIR",
+    help="Restore this tablespace into DIR instead of where it was (repeatable).",
+)
+@click.option(
+    "--tablespace-map-all",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Restore every tablespace not mapped otherwise under DIR/<name>.",
+)
 @progress_option
 @json_option
 @click.pass_obj
@@ -272,6 +282,8 @@ def restore(
     archive_mode: str,
     force: bool,
     no_verify: bool,
+    tablespace_map: tuple[str, ...],
+    tablespace_map_all: Path | None,
     no_progress: bool,
     json_output: bool,
 ) -> None:
@@ -282,11 +294,13 @@ def restore(
     before the target), the window and the archive's completeness are checked before anything
     is written; an ambiguous target is refused. The backup's own recovery settings are
     removed, and the server always ends recovery on a new timeline. Start PostgreSQL on it as
-    usual and follow it with `pg wait-recovery`.
+    usual and follow it with `pg wait-recovery`. Tablespaces go back where they were unless
+    mapped; every destination must be empty (or moved aside with --force).
     """
     from backup_engine.commands.restore_report import restore_summary
     from backup_engine.postgres.recovery_config import fetch_command
     from backup_engine.postgres.restore import Recovery, restore_base_backup
+    from backup_engine.postgres.tablespaces import TablespaceMapping
 
     settings = obj.settings()
     storage = settings.open_storage()
@@ -301,6 +315,9 @@ def restore(
         bindir=settings.postgres.bindir,
         progress=obj.progress(json_output=json_output, enabled=not no_progress),
         staging=Path(settings.postgres.staging_dir) if settings.postgres.staging_dir else None,
+        tablespaces=TablespaceMapping.parse(
+            tablespace_map, tablespace_map_all.absolute() if tablespace_map_all else None
+        ),
     )
     summary = restore_summary(result)
     if json_output:

@@ -1,8 +1,9 @@
-"""Taking a base backup: pg_basebackup's tar stream -> compressor -> multipart upload.
+"""Taking a base backup: the server's archives streamed (and compressed) into the repository.
 
-The stream is read once. While its bytes flow to storage we pick `backup_label`,
-`backup_manifest` and `global/pg_control` out of it (they are tiny), so the manifest can record
-what PostgreSQL said about the backup without a second pass or a local copy.
+PostgreSQL 15 and later: our own BASE_BACKUP client (replication.py, backup_stream.py), one
+object per tablespace, compressed on the server by default. 13 and 14: pg_basebackup piped
+into this process (basebackup_pipe.py), one tablespace only. Either way nothing is staged on
+disk, and `backup.json`, written last, records what PostgreSQL said about the backup.
 """
 
 from __future__ import annotations
@@ -17,12 +18,8 @@ from backup_engine.codecs import Codec
 from backup_engine.errors import CommandFailed, StorageError, UsageError
 from backup_engine.locks import repository_lock
 from backup_engine.manifests import encryption_extra
-from backup_engine.postgres.backup_facts import (
-    CONTROL_MEMBER,
-    LABEL_MEMBER,
-    MANIFEST_MEMBER,
-    read_backup_facts,
-)
+from backup_engine.postgres.backup_stream import Streamed, stream_backup
+from backup_engine.postgres.basebackup_pipe import pipe_backup
 from backup_engine.postgres.binaries import PgBinaries, find_pg_binaries
 from backup_engine.postgres.catalog import BASE_BACKUPS
 from backup_engine.postgres.chain import (
@@ -37,27 +34,31 @@ from backup_engine.postgres.chain import (
 from backup_engine.postgres.connection import (
     ServerFacts,
     describe,
+    in_recovery,
     next_xid,
     server_facts,
     setting,
     system_identifier,
+    tablespace_names,
 )
 from backup_engine.postgres.lsn import format_lsn, wal_file_name
 from backup_engine.postgres.manifest import (
-    BASE_TAR,
     FULL,
     INCREMENTAL,
+    PG_BASEBACKUP,
+    PROTOCOL,
     BaseBackupManifest,
-    StoredFile,
+    Tablespace,
     base_backup_prefix,
     manifest_key,
 )
-from backup_engine.postgres.tarstream import TarMemberCapture
-from backup_engine.process import spawn
-from backup_engine.progress import Progress
-from backup_engine.storage import Storage, StoredObject
+from backup_engine.postgres.replication import MAX_RATE_KB, BackupRequest, open_replication
+from backup_engine.postgres.replication import MIN_MAJOR as PROTOCOL_MAJOR
+from backup_engine.progress import Progress, ProgressTask
+from backup_engine.storage import Storage
 
-CHUNK = 1 << 20
+COMPRESS_PLACES = ("server", "client")
+CHECKPOINTS = ("fast", "spread")
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,21 @@ class BaseBackupOptions:
     lock_wait: float = 0  # seconds to wait for another base backup to finish
     backup_type: str = FULL  # or INCREMENTAL (PostgreSQL 17+): see chain.py
     full_on: str = ""  # with INCREMENTAL: the weekday whose backup is a full one ("" never)
+    compress: str = "server"  # where zstd runs: on the database server, or here
+    server_workers: int = 2  # zstd threads the server may use for it (0: its backend alone)
+    checkpoint: str = "fast"  # "spread": PostgreSQL's own pace (can delay the start by minutes)
+    max_rate_kb: int = 0  # the server sends at most this many kB/s; 0: no limit
+
+    def __post_init__(self) -> None:
+        if self.compress not in COMPRESS_PLACES:
+            raise UsageError(f"compress = {self.compress!r}", hint="use server or client")
+        if self.checkpoint not in CHECKPOINTS:
+            raise UsageError(f"checkpoint = {self.checkpoint!r}", hint="use fast or spread")
+        low, high = MAX_RATE_KB
+        if self.max_rate_kb and not low <= self.max_rate_kb <= high:
+            raise UsageError(
+                f"max_rate_kb = {self.max_rate_kb}", hint=f"use 0 (no limit) or {low} to {high}"
+            )
 
 
 def take_base_backup(
@@ -157,64 +173,42 @@ def _stream(
     started: datetime,
     binaries: PgBinaries,
     parent: BaseBackupManifest | None,
-    parent_file: Path | None,  # its backup_manifest, for pg_basebackup --incremental
+    parent_file: Path | None,  # its backup_manifest, for an incremental
 ) -> BaseBackupManifest:
     start_xid = next_xid(options.dsn)  # read before the backup starts: a lower bound for later
+    standby = in_recovery(options.dsn)
     backup_id = BASE_BACKUPS.new_backup_id(storage, started)
     label = options.label or f"restore-drill {backup_id}"
     prefix = base_backup_prefix(backup_id)
-    capture = TarMemberCapture({LABEL_MEMBER, MANIFEST_MEMBER, CONTROL_MEMBER})
-    raw_size = 0
-
-    argv = [
-        str(binaries.path("pg_basebackup")),
-        f"--dbname={options.dsn}",
-        "--pgdata=-",
-        "--format=tar",
-        "--wal-method=fetch",  # WAL needed for consistency travels inside the tar stream
-        "--checkpoint=fast",  # a spread checkpoint can delay the start by minutes
-        f"--label={label}",
-        "--no-password",
-    ]
-    if parent_file is not None:
-        argv.append(f"--incremental={parent_file}")
-    proc = spawn(argv)
+    protocol = facts.major >= PROTOCOL_MAJOR
+    on_server = protocol and options.compress == "server" and codec.name == "zstd"
     try:
-        with (
-            storage.writer(f"{prefix}{BASE_TAR}{codec.suffix}", if_absent=True) as out,
-            progress.task(f"backup {backup_id}", facts.database_bytes) as task,
-        ):
-            compressor = codec.compressor()
-            # One buffer, read into again and again: a fresh megabyte per read costs a page
-            # fault per 4 KiB (big buffers are mmapped, see entry.py), 1.5 s per 3 GB.
-            buffer = bytearray(CHUNK)
-            while got := proc.stdout.readinto(buffer):
-                chunk = memoryview(buffer)[:got]
-                raw_size += got
-                capture.feed(chunk)
-                out.write(compressor.compress(chunk))
-                task.advance(got)
-            out.write(compressor.flush())
-            proc.wait()  # raises CommandFailed before we commit a truncated stream
-            base = out.commit()
-    except BaseException:
-        proc.kill()
-        raise
-    try:
+        with progress.task(f"backup {backup_id}", facts.database_bytes) as task:
+            if protocol:
+                streamed = _protocol_backup(
+                    storage, codec, options, label, parent_file, prefix, task, on_server
+                )
+            else:
+                streamed = pipe_backup(
+                    storage, codec, binaries, dsn=options.dsn, label=label,
+                    checkpoint=options.checkpoint, max_rate_kb=options.max_rate_kb,
+                    parent_file=parent_file, prefix=prefix, task=task,
+                )  # fmt: skip
         manifest = _describe_backup(
-            storage,
-            codec,
-            backup_id,
-            label,
-            started,
-            clock(),
-            base,
-            raw_size,
-            capture,
-            facts,
-            options.dsn,
-            start_xid,
-            parent,
+            streamed,
+            storage=storage,
+            codec=codec,
+            backup_id=backup_id,
+            label=label,
+            started=started,
+            stopped=clock(),
+            facts=facts,
+            dsn=options.dsn,
+            start_xid=start_xid,
+            parent=parent,
+            method=PROTOCOL if protocol else PG_BASEBACKUP,
+            compressed_on="server" if on_server else "client",
+            standby=standby,
         )
     except BaseException:
         _discard_partial(storage, prefix)
@@ -224,57 +218,89 @@ def _stream(
     return manifest
 
 
+def _protocol_backup(
+    storage: Storage,
+    codec: Codec,
+    options: BaseBackupOptions,
+    label: str,
+    parent_file: Path | None,
+    prefix: str,
+    task: ProgressTask,
+    on_server: bool,
+) -> Streamed:
+    request = BackupRequest(
+        label=label,
+        checkpoint=options.checkpoint,
+        compression="zstd" if on_server else "",
+        level=getattr(codec, "level", 1),
+        workers=options.server_workers,
+        max_rate_kb=options.max_rate_kb,
+        incremental=parent_file is not None,
+    )
+    with open_replication(options.dsn) as conn:
+        identity = conn.identify_system()
+        if parent_file is not None:
+            conn.upload_manifest(parent_file.read_bytes())
+        streamed = stream_backup(storage, codec, conn, request, prefix, task)
+    streamed.system_identifier = identity.system_identifier
+    return streamed
+
+
 def _describe_backup(
+    streamed: Streamed,
+    *,
     storage: Storage,
     codec: Codec,
     backup_id: str,
     label: str,
     started: datetime,
     stopped: datetime,
-    base: StoredObject,
-    raw_size: int,
-    capture: TarMemberCapture,
     facts: ServerFacts,
     dsn: str,
     start_xid: int | None,
     parent: BaseBackupManifest | None,
+    method: str,
+    compressed_on: str,
+    standby: bool,
 ) -> BaseBackupManifest:
-    try:
-        backup_facts = read_backup_facts(capture.captured)
-    except (ValueError, KeyError) as exc:
-        raise CommandFailed(f"cannot read the backup's own manifest: {exc}") from None
-    prefix = base_backup_prefix(backup_id)
-    pg_manifest = storage.put_bytes(
-        f"{prefix}{MANIFEST_MEMBER}", capture.captured[MANIFEST_MEMBER], if_absent=True
+    assert streamed.start is not None and streamed.end is not None
+    start, end = streamed.start, streamed.end
+    names = tablespace_names(dsn) if streamed.locations else {}
+    archives = {a.name.split(".", 1)[0]: a.name for a in streamed.archives}
+    tablespaces = tuple(
+        Tablespace(oid, names.get(oid, ""), location, archives[str(oid)])
+        for oid, location in sorted(streamed.locations.items())
+        if str(oid) in archives
     )
+    if len(tablespaces) != len(streamed.locations):
+        raise CommandFailed("BASE_BACKUP listed a tablespace it sent no archive for")
     return BaseBackupManifest(
         backup_id=backup_id,
         label=label,
         start_time=started,
         stop_time=stopped,
-        start_lsn=format_lsn(backup_facts.start_lsn),
-        stop_lsn=format_lsn(backup_facts.stop_lsn),
-        start_wal_file=backup_facts.start_wal_file,
-        stop_wal_file=wal_file_name(
-            backup_facts.timeline, backup_facts.stop_lsn, facts.wal_segment_size, previous=True
-        ),
-        timeline=backup_facts.timeline,
+        start_lsn=format_lsn(start.lsn),
+        stop_lsn=format_lsn(end.lsn),
+        start_wal_file=wal_file_name(start.timeline, start.lsn, facts.wal_segment_size),
+        stop_wal_file=wal_file_name(start.timeline, end.lsn, facts.wal_segment_size, previous=True),
+        timeline=start.timeline,
         pg_version=facts.version,
         pg_version_num=facts.version_num,
-        system_identifier=backup_facts.system_identifier,
+        system_identifier=streamed.system_identifier,
         wal_segment_size=facts.wal_segment_size,
         compression=codec.name,
-        files=(
-            StoredFile(BASE_TAR + codec.suffix, base.key, base.size, base.sha256, raw_size),
-            StoredFile(MANIFEST_MEMBER, pg_manifest.key, pg_manifest.size, pg_manifest.sha256),
-        ),
+        files=streamed.files,
         tool_version=__version__,
         source=describe(dsn),
         next_xid=next_xid(dsn),
         start_next_xid=start_xid,
         backup_type=FULL if parent is None else INCREMENTAL,
         parent_id=None if parent is None else parent.backup_id,
-        extra={"tar_members": capture.members, **encryption_extra(storage)},
+        tablespaces=tablespaces,
+        method=method,
+        compressed_on=compressed_on,
+        from_standby=standby,
+        extra={**streamed.extra, **encryption_extra(storage)},
     )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from backup_engine.errors import ConfigError, ServerUnreachable
 
@@ -45,10 +45,17 @@ def _speak_utf8(conn: psycopg.Connection[tuple[object, ...]]) -> None:
             conn.adapters.register_loader(name, _LenientText)
 
 
-def connect(dsn: str, *, autocommit: bool = True) -> psycopg.Connection[tuple[object, ...]]:
+def connect(
+    dsn: str, *, autocommit: bool = True, replication: bool = False
+) -> psycopg.Connection[tuple[object, ...]]:
+    """A connection; `replication`: a physical replication one (BASE_BACKUP), which needs the
+    REPLICATION attribute and a `replication` line in pg_hba.conf, as pg_basebackup does."""
     try:
+        if replication:
+            dsn = make_conninfo(dsn, replication="true")
         conn = psycopg.connect(dsn, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S)
-        _speak_utf8(conn)
+        if not replication:  # a replication connection takes replication commands only
+            _speak_utf8(conn)
         if not autocommit:
             conn.commit()
         return conn
@@ -125,3 +132,17 @@ def system_identifier(dsn: str) -> str | None:
     except psycopg.Error:
         return None
     return str(row[0]) if row else None
+
+
+def in_recovery(dsn: str) -> bool:
+    """True on a hot standby (a backup taken there loads the primary with nothing)."""
+    with connect(dsn) as conn:
+        row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+    return bool(row and row[0])
+
+
+def tablespace_names(dsn: str) -> dict[int, str]:
+    """oid -> name of every tablespace (pg_tablespace is readable by any role)."""
+    with connect(dsn) as conn:
+        rows = conn.execute("SELECT oid::bigint, spcname::text FROM pg_tablespace").fetchall()
+    return {int(str(oid)): str(name) for oid, name in rows}

@@ -18,7 +18,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,23 +27,32 @@ from pathlib import Path
 from backup_engine.codecs import get_codec
 from backup_engine.errors import CommandFailed, UsageError, VerificationFailed
 from backup_engine.integrity import Expected, verified_content
+from backup_engine.postgres.backup_facts import MANIFEST_MEMBER
 from backup_engine.postgres.binaries import find_pg_binaries
 from backup_engine.postgres.catalog import LATEST, resolve_backup
 from backup_engine.postgres.chain import backup_chain
 from backup_engine.postgres.file_checksums import FileChecksums
 from backup_engine.postgres.live import live_server_near
-from backup_engine.postgres.manifest import BASE_TAR, BaseBackupManifest, StoredFile
+from backup_engine.postgres.manifest import BASE_TAR, PROTOCOL, BaseBackupManifest, StoredFile
 from backup_engine.postgres.pitr import AUTO, NoWalAfterBackup, RecoveryPlan, plan_recovery
 from backup_engine.postgres.recovery_config import (
     ARCHIVE_MODES,
     ConfigChanges,
     write_recovery_config,
 )
+from backup_engine.postgres.tablespaces import (
+    LINK_DIR,
+    NoLinks,
+    TablespaceLinks,
+    TablespaceMapping,
+    plan_tablespaces,
+)
 from backup_engine.postgres.targets import RecoveryTarget
 from backup_engine.process import run
 from backup_engine.progress import Progress
+from backup_engine.safefs import Attributes, SafeTree
 from backup_engine.storage import Storage
-from backup_engine.tarfiles import ExtractStats, extract_stream
+from backup_engine.tarfiles import ExtractStats, Links, extract_stream
 from backup_engine.targetdir import prepared_target
 
 __all__ = ["Recovery", "RestoreResult", "restore_base_backup", "verify_data_directory"]
@@ -107,6 +117,7 @@ def restore_base_backup(
     bindir: str | None = None,
     progress: Progress | None = None,
     staging: Path | None = None,
+    tablespaces: TablespaceMapping | None = None,
 ) -> RestoreResult:
     """Restore backup `ref` (an id, "latest", or "auto": chosen for the target) into `pgdata`.
 
@@ -115,6 +126,8 @@ def restore_base_backup(
     trial restore); such a directory is never started. An incremental backup is restored with
     its chain: each backup unpacked in a directory under `staging` (default: beside `pgdata`),
     then pg_combinebackup writes the target; the staging directory is removed either way.
+    Tablespaces go back where they were, or where `tablespaces` maps them (tablespaces.py);
+    every destination is checked, and prepared like the target, before anything is written.
     """
     started = time.monotonic()
     phases = _Phases(started)
@@ -133,17 +146,26 @@ def restore_base_backup(
     staging = (staging or pgdata.parent).absolute()
     if combine is not None:
         _check_staging(staging, chain)
+    planned = plan_tablespaces(manifest, tablespaces or TablespaceMapping(), pgdata)
+    if combine is not None and planned:
+        raise UsageError(
+            f"backup {manifest.backup_id} is an incremental of a cluster with tablespaces, "
+            "which this version cannot combine yet",
+            hint="restore a full backup of it",
+        )
     config = None
     phases.done("find the backup and plan the recovery")
     # pg_combinebackup rewrites the files of a chain: only a single backup's are summed as
     # they are written, and its pg_verifybackup then skips reading them back
     sums = FileChecksums() if verify and combine is None else None
-    with prepared_target(pgdata, force=force, in_use=live_server_near) as moved:
+    with ExitStack() as targets:
+        moved = targets.enter_context(prepared_target(pgdata, force=force, in_use=live_server_near))
+        for directory in planned.values():
+            targets.enter_context(prepared_target(directory, force=force, in_use=live_server_near))
         if combine is None:
-            stats, base = _download_and_extract(
-                storage, manifest, pgdata, progress or Progress(), sums
+            stats, checked = _restore_files(
+                storage, manifest, pgdata, planned, progress or Progress(), sums
             )
-            checked = {base.key: base.sha256}
         else:
             stats, checked = _restore_chain(
                 storage, chain, pgdata, combine, staging, progress or Progress()
@@ -211,22 +233,69 @@ def _configure(pgdata: Path, plan: RecoveryPlan, recovery: Recovery) -> ConfigCh
     )
 
 
-def _download_and_extract(
+def _restore_files(
     storage: Storage,
     manifest: BaseBackupManifest,
     pgdata: Path,
+    planned: Mapping[int, Path],
+    progress: Progress,
+    sums: FileChecksums | None,
+) -> tuple[ExtractStats, dict[str, str]]:
+    """The data directory from base.tar, each tablespace from its own archive into its planned
+    directory (linked from pg_tblspc), and PostgreSQL's backup_manifest where pg_verifybackup
+    looks for it. Returns what was written and the sha256 of every object read."""
+    codec = get_codec(manifest.compression)
+    base = manifest.file(BASE_TAR + codec.suffix)
+    stats = _download_and_extract(storage, manifest, base, pgdata, progress, sums,
+                                  links=TablespaceLinks(planned, base.key))  # fmt: skip
+    checked = {base.key: base.sha256}
+    for space in manifest.tablespaces:
+        stored = manifest.file(space.archive)
+        more = _download_and_extract(
+            storage, manifest, stored, planned[space.oid], progress, sums,
+            links=NoLinks(stored.key), prefix=f"{LINK_DIR}/{space.oid}/",
+        )  # fmt: skip
+        stats = ExtractStats(stats.files + more.files, stats.bytes + more.bytes)
+        checked[stored.key] = stored.sha256
+    if manifest.method == PROTOCOL:  # our client keeps it out of base.tar
+        stored = manifest.file(MANIFEST_MEMBER)
+        _place_manifest(storage, stored, pgdata, progress)
+        checked[stored.key] = stored.sha256
+    return stats, checked
+
+
+def _download_and_extract(
+    storage: Storage,
+    manifest: BaseBackupManifest,
+    stored: StoredFile,
+    target: Path,
     progress: Progress,
     sums: FileChecksums | None = None,
-) -> tuple[ExtractStats, StoredFile]:
+    *,
+    links: Links | None = None,
+    prefix: str = "",
+) -> ExtractStats:
     codec = get_codec(manifest.compression)
-    stored = manifest.file(BASE_TAR + codec.suffix)
     expected = Expected(stored.key, stored.size, stored.sha256)
     with (
-        progress.task(f"restore {manifest.backup_id}", stored.size) as task,
+        progress.task(f"restore {manifest.backup_id} {stored.name}", stored.size) as task,
         verified_content(storage, expected, codec, task) as content,
     ):
-        stats = extract_stream(content, pgdata, where=stored.key, limit=stored.raw_size, tally=sums)
-    return stats, stored
+        return extract_stream(content, target, where=stored.key, limit=stored.raw_size,
+                              tally=sums, tally_prefix=prefix, links=links)  # fmt: skip
+
+
+def _place_manifest(storage: Storage, stored: StoredFile, pgdata: Path, progress: Progress) -> None:
+    """backup_manifest, checked against its sha256 as it streams, created new in pgdata (a
+    base.tar that already held one is refused by O_EXCL: two manifests, one is forged)."""
+    expected = Expected(stored.key, stored.size, stored.sha256)
+    with (
+        progress.task(f"restore {stored.name}", stored.size) as task,
+        verified_content(storage, expected, get_codec("none"), task) as content,
+        SafeTree(pgdata, stored.key) as tree,
+    ):
+        tree.write_file(MANIFEST_MEMBER, content, stored.size, Attributes(0o600))
+        tree.finish()
 
 
 def _check_staging(staging: Path, chain: Sequence[BaseBackupManifest]) -> None:
@@ -261,7 +330,8 @@ def _restore_chain(
         for number, link in enumerate(chain):
             directory = Path(scratch) / f"{number:02d}"  # not the id: it comes from the bucket
             directory.mkdir(mode=0o700)
-            _, stored = _download_and_extract(storage, link, directory, progress)
+            stored = link.file(BASE_TAR + get_codec(link.compression).suffix)
+            _download_and_extract(storage, link, stored, directory, progress)
             checked[stored.key] = stored.sha256
             directories.append(directory)
         try:
