@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from backup_engine.postgres.recovery import RecoveryOutcome, wait_for_recovery
 from backup_engine.postgres.restore import Recovery, RestoreResult, restore_base_backup
-from backup_engine.servers.base import PostgresBackend, PostgresServer
+from backup_engine.postgres.tablespaces import TablespaceMapping
+from backup_engine.servers.base import PostgresBackend, PostgresServer, tablespaces_beside
 from backup_engine.storage import Storage
 
 
@@ -41,7 +42,11 @@ def recover_into_new_server(
 ) -> RecoveredServer:
     started = time.monotonic()
     data_dir = backend.new_data_dir()
-    restored = restore_base_backup(storage, ref, data_dir, recovery=recovery, bindir=bindir)
+    # Never the source's tablespace directories: the backup's tablespaces go beside data_dir.
+    spaces = TablespaceMapping(all_under=tablespaces_beside(data_dir))
+    restored = restore_base_backup(
+        storage, ref, data_dir, recovery=recovery, bindir=bindir, tablespaces=spaces
+    )
     server = backend.start_existing(
         data_dir, settings=settings or {}, env=storage.environment(), wait=False
     )

@@ -23,6 +23,7 @@ PLUGINS = [
     "steps.media_steps",
     "steps.retention_steps",
     "steps.incremental_steps",
+    "steps.tablespace_steps",
     "steps.checklist_steps",
     "steps.latest_backup_steps",
     "steps.fault_steps",

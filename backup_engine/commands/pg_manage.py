@@ -77,7 +77,12 @@ def show(obj: CliContext, backup_id: str, json_output: bool) -> None:
         ("backup", f"{manifest.backup_id} ({manifest.label})"),
         ("taken", f"{manifest.start_time:{stamp}} to {manifest.stop_time:{stamp}} UTC ({took})"),
         ("server", f"PostgreSQL {manifest.pg_version}, system {manifest.system_identifier}, "
-                   f"timeline {manifest.timeline}"),
+                   f"timeline {manifest.timeline}, {manifest.source}"
+                   + (" (a standby)" if manifest.from_standby else "")),
+        ("taken with", _method(manifest)),
+        ("tablespaces", ", ".join(f"{t.name or '?'} (oid {t.oid}) at {t.location}"
+                                  for t in manifest.tablespaces) or "none besides the data "
+                                                                    "directory"),
         ("type", "full" if not manifest.incremental else
                  f"incremental on {manifest.parent_id}; restores with "
                  + " + ".join(f"{b.backup_id} ({human_bytes(b.stored_bytes)})"
@@ -94,6 +99,13 @@ def show(obj: CliContext, backup_id: str, json_output: bool) -> None:
     ]  # fmt: skip
     for name, value in rows:
         click.echo(f"{name:11} {value}")
+
+
+def _method(manifest: BaseBackupManifest) -> str:
+    if manifest.method == "pg_basebackup":
+        return "pg_basebackup, compressed here"
+    where = "on the server" if manifest.compressed_on == "server" else "here"
+    return f"BASE_BACKUP (replication protocol), compressed {where}"
 
 
 @click.command(name="delete")

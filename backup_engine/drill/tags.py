@@ -23,6 +23,7 @@ TAGS: dict[str, str] = {
     "secure_store": "client-side encryption and store safety",
     "restored_server": "checks of a restored server (DRILL_TARGET_DSN, or one the drill restores)",
     "timelines": "restores across timelines: PITR then backups, copies, ambiguous targets",
+    "tablespaces": "clusters with tablespaces, and backups taken from a hot standby",
     "hostile": "a repository written by someone else: forged tars, entries and manifests",
     "app": "examples for an application of your own, written with the generic steps only",
     "corruption": "damaged data pages found by their checksum and recovered",

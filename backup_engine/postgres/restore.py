@@ -103,6 +103,14 @@ def plan_for(storage: Storage, ref: str, target: RecoveryTarget | None) -> Recov
         return plan_recovery(storage, ref, RecoveryTarget("latest"))
     except NoWalAfterBackup:
         plan = plan_recovery(storage, ref, RecoveryTarget("immediate"))
+        if plan.backup.from_standby:
+            # A standby writes no backup-end record: PostgreSQL becomes consistent on the last
+            # record the backup holds, and "immediate" then finds no record to stop after
+            # ("recovery ended before configured recovery target was reached"). With nothing
+            # archived after the backup, the end of its WAL is the same point.
+            return replace(plan, target=RecoveryTarget("latest", timeline=plan.target.timeline),
+                           why="no WAL is archived after this standby's backup, so the end of "
+                           "its own WAL")  # fmt: skip
         return replace(plan, why="no WAL is archived after the backup, so its end (immediate)")
 
 
@@ -147,7 +155,7 @@ def restore_base_backup(
     if combine is not None:
         _check_staging(staging, chain)
     planned = plan_tablespaces(manifest, tablespaces or TablespaceMapping(), pgdata)
-    if combine is not None and planned:
+    if combine is not None and any(link.tablespaces for link in chain):
         raise UsageError(
             f"backup {manifest.backup_id} is an incremental of a cluster with tablespaces, "
             "which this version cannot combine yet",
@@ -171,6 +179,8 @@ def restore_base_backup(
                 storage, chain, pgdata, combine, staging, progress or Progress()
             )
         pgdata.chmod(0o700)
+        for directory in planned.values():
+            _own_like_contents(directory)
         phases.done("download, check and extract" + (f" {len(chain)} backups, combine them"
                                                       if combine else ""))  # fmt: skip
         summed = False
@@ -285,6 +295,19 @@ def _download_and_extract(
                               tally=sums, tally_prefix=prefix, links=links)  # fmt: skip
 
 
+def _own_like_contents(directory: Path) -> None:
+    """A tablespace directory as PostgreSQL wants it: mode 0700 and, when we run as root, the
+    owner its archive recorded for what is inside (its archive has no entry for itself)."""
+    directory.chmod(0o700)
+    if os.geteuid() != 0:
+        return
+    with os.scandir(directory) as entries:
+        inside = [e for e in entries if e.is_dir(follow_symlinks=False)]
+    if inside:
+        st = inside[0].stat(follow_symlinks=False)
+        os.chown(directory, st.st_uid, st.st_gid, follow_symlinks=False)
+
+
 def _place_manifest(storage: Storage, stored: StoredFile, pgdata: Path, progress: Progress) -> None:
     """backup_manifest, checked against its sha256 as it streams, created new in pgdata (a
     base.tar that already held one is refused by O_EXCL: two manifests, one is forged)."""
@@ -330,9 +353,8 @@ def _restore_chain(
         for number, link in enumerate(chain):
             directory = Path(scratch) / f"{number:02d}"  # not the id: it comes from the bucket
             directory.mkdir(mode=0o700)
-            stored = link.file(BASE_TAR + get_codec(link.compression).suffix)
-            _download_and_extract(storage, link, stored, directory, progress)
-            checked[stored.key] = stored.sha256
+            _, read = _restore_files(storage, link, directory, {}, progress, None)
+            checked.update(read)
             directories.append(directory)
         try:
             run([pg_combinebackup, *directories, "--output", pgdata])

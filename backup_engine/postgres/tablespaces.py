@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backup_engine.errors import CorruptObject, UsageError
+from backup_engine.postgres.live import live_server_near
 from backup_engine.postgres.manifest import BaseBackupManifest, Tablespace
 
 LINK_DIR = "pg_tblspc"
@@ -111,6 +112,9 @@ def _checked(space: Tablespace, chosen: Path, pgdata: Path, *, forged: bool) -> 
         raise _refuse(space, text, "is a symbolic link", forged=forged)
     if chosen.exists() and not chosen.is_dir():
         raise _refuse(space, text, "exists and is not a directory", forged=forged)
+    reason = live_server_near(chosen)
+    if reason is not None:  # the source's own tablespace, when restoring on its host
+        raise _refuse(space, text, f"is in use: {reason}", forged=False)
     real = Path(os.path.realpath(chosen))
     data = Path(os.path.realpath(pgdata))
     for left, right in ((chosen, pgdata), (real, data)):

@@ -11,6 +11,12 @@ from typing import Self
 from psycopg.conninfo import make_conninfo
 
 
+def tablespaces_beside(data_dir: Path) -> Path:
+    """Where a server made from a backup keeps that backup's tablespaces: beside its data
+    directory, never at the source's locations (see side_cluster.py)."""
+    return data_dir.parent / f"{data_dir.name}-tablespaces"
+
+
 class PostgresServer(ABC):
     """One running (or stopped) PostgreSQL server listening on 127.0.0.1."""
 

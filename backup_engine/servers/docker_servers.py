@@ -26,7 +26,7 @@ from backup_engine.errors import ConfigError, MissingBinary, ServerError, Unreac
 from backup_engine.net import free_port
 from backup_engine.postgres.binaries import PgBinaries, find_pg_binaries
 from backup_engine.postgres.recovery_config import conf_quote
-from backup_engine.servers.base import PostgresBackend, PostgresServer
+from backup_engine.servers.base import PostgresBackend, PostgresServer, tablespaces_beside
 from backup_engine.servers.redis_base import RedisBackend, RedisServer
 from backup_engine.servers.scratch import ScratchArea, remove_data_dir
 
@@ -110,6 +110,9 @@ class _Container:
         # its processes (a SIGKILLed server, a killed archive worker) by the pids they record.
         container = container.with_kwargs(network_mode="host", pid_mode="host")
         container = container.with_volume_mapping(str(data_dir), DATA, "rw")
+        spaces = tablespaces_beside(data_dir)
+        if spaces.is_dir():  # a restored backup's tablespaces: its links name host paths
+            container = container.with_volume_mapping(str(spaces), str(spaces), "rw")
         for host, inside, mode in _tool_mounts():
             container = container.with_volume_mapping(host, inside, mode)
         for name, value in (env or {}).items():

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from backup_engine.servers.base import tablespaces_beside
+
 Server = TypeVar("Server")
 
 
@@ -63,10 +65,12 @@ class ScratchArea(Generic[Server]):
 
 
 def remove_data_dir(path: Path) -> None:
-    """Delete a server's data directory, and its disk when it had one of its own."""
+    """Delete a server's data directory (and its disk when it had one of its own), and the
+    tablespaces restored beside it."""
     if os.path.ismount(path):
         _unmount(path)
     shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(tablespaces_beside(path), ignore_errors=True)
 
 
 def _unmount(path: Path) -> None:
