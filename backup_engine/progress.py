@@ -24,6 +24,8 @@ class _Silent:
 class Progress:
     """The silent default."""
 
+    shown = False  # a person watches: worth asking servers for running figures
+
     @contextmanager
     def task(self, description: str, total: int | None) -> Iterator[ProgressTask]:
         yield _Silent()
@@ -40,6 +42,8 @@ class _RichTask:
 
 class RichProgress(Progress):
     """Bytes done, rate and time left, drawn on stderr."""
+
+    shown = True
 
     @contextmanager
     def task(self, description: str, total: int | None) -> Iterator[ProgressTask]:

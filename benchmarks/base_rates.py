@@ -3,8 +3,9 @@
 Builds a database with `pgbench -i -s SCALE` (60: about 0.9 GB; 200: about 3 GB), then times,
 each as its own process (seconds, and peak RSS from GNU time):
 
-  the read limit    pg_basebackup -D - -Ft -X fetch > /dev/null
-  backup            backup-engine pg backup to file:// and to the embedded S3; pgBackRest full
+  the read limit    pg_basebackup -D - -Ft -X fetch > /dev/null (BASE_BACKUP read whole)
+  backup            backup-engine pg backup to file:// and to the embedded S3, compressed on
+                    the server (the default) and here ([postgres] compress); pgBackRest full
                     backups (zst level 1, process-max 4) to a posix repository and, when stunnel
                     is installed, to the same S3 through TLS (bundled, as its docs advise for S3)
   restore           each of those backups into an empty directory: ours with pg_verifybackup
@@ -15,6 +16,10 @@ and our backup against the read limit. Figures, not assertions.
 
     .venv/bin/python benchmarks/base_rates.py              # SCALE=60 REPEAT=3 (medians)
     SCALE=200 .venv/bin/python benchmarks/base_rates.py
+    TABLESPACE=half SCALE=200 .venv/bin/python benchmarks/base_rates.py
+
+TABLESPACE=half: pgbench at SCALE/2, and a copy of pgbench_accounts in a tablespace of its own:
+about half the data outside the data directory; restores map it (--tablespace-map-all).
 """
 
 from __future__ import annotations
@@ -35,10 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from wal_rates import PgBackRest, query, sh
 
 from backup_engine.drill.embedded_s3 import EmbeddedS3
+from backup_engine.postgres.connection import connect
 from backup_engine.servers import LocalPostgresBackend
 
 SCALE = int(os.environ.get("SCALE", "60"))
 REPEAT = int(os.environ.get("REPEAT", "3"))
+TABLESPACE = os.environ.get("TABLESPACE", "")  # "half": half the data in a tablespace
 
 
 @dataclass
@@ -88,8 +95,12 @@ def main() -> None:
             target.mkdir()
             shutil.chown(target, "postgres")
             user = "postgres" if key.startswith("pgbackrest") else None
+            if TABLESPACE:  # pgBackRest wants the mapped directory's parent to exist
+                Path(f"{target}-ts").mkdir()
+                shutil.chown(f"{target}-ts", "postgres")
             row = timed([a.replace("%D", str(target)) for a in argv], env, user=user)
             shutil.rmtree(target)
+            shutil.rmtree(f"{target}-ts", ignore_errors=True)
             return row
 
         return run
@@ -97,10 +108,22 @@ def main() -> None:
     with EmbeddedS3() as s3, LocalPostgresBackend() as servers:
         source = servers.create(settings={"max_wal_size": "8GB", "checkpoint_timeout": "1h"})
         dsn = source.dsn()
-        sh(str(servers.binaries.path("pgbench")), "-i", "-s", str(SCALE), "-q", dsn,
+        scale = SCALE // 2 if TABLESPACE else SCALE
+        sh(str(servers.binaries.path("pgbench")), "-i", "-s", str(scale), "-q", dsn,
            user="postgres")  # fmt: skip
+        if TABLESPACE:
+            space = work / "tablespace"
+            space.mkdir()
+            shutil.chown(space, "postgres")
+            with connect(dsn) as conn:
+                conn.execute(f"CREATE TABLESPACE bench LOCATION '{space}'".encode())
+                conn.execute(b"CREATE TABLE accounts_copy TABLESPACE bench AS"
+                             b" SELECT * FROM pgbench_accounts")  # fmt: skip
+                conn.execute(b"CHECKPOINT")
         size = int(str(query(dsn, "SELECT pg_database_size('postgres')")[0]))
-        print(f"database: {size / 1e6:.0f} MB (pgbench scale {SCALE}); {os.cpu_count()} cores")
+        where = ", half of it in a tablespace" if TABLESPACE else ""
+        print(f"database: {size / 1e6:.0f} MB (pgbench scale {scale}{where}); "
+              f"{os.cpu_count()} cores")  # fmt: skip
         basebackup = str(servers.binaries.path("pg_basebackup"))
         raw = [basebackup, "-d", dsn, "-D", "-", "-Ft", "-X", "fetch", "--checkpoint=fast", "-w"]
         timed(raw)  # warm the cache
@@ -109,7 +132,15 @@ def main() -> None:
         file_repo = work / "be-file"
         file_repo.mkdir()
         s3_env = s3.storage("be").environment()
-        ours = {"ours file": (f"file://{file_repo}", {}), "ours s3": (s3.storage("be").url, s3_env)}
+        client = {"BACKUP_ENGINE_POSTGRES_COMPRESS": "client"}
+        ours = {
+            "ours file": (f"file://{file_repo}", {}),
+            "ours s3": (s3.storage("be").url, s3_env),
+            "ours file client": (f"file://{file_repo}-client", client),
+            "ours s3 client": (s3.storage("be-client").url, {**s3.storage("be-client")
+                                                              .environment(), **client}),
+        }  # fmt: skip
+        (work / "be-file-client").mkdir()
         for key, (url, env) in ours.items():
             argv = [*engine, "--repo", url, "pg", "backup", "--dsn", dsn, "--no-progress"]
             add("backup", key, partial(timed, argv, env))
@@ -132,20 +163,23 @@ def main() -> None:
         else:
             print("pgbackrest is not installed (apt-get install pgbackrest): its rows are left out")
 
+        mapped = ["--tablespace-map-all", "%D-ts"] if TABLESPACE else []
         for key, (url, env) in ours.items():
+            if key.endswith("client"):
+                continue  # the same restore: the stored bytes do not say where zstd ran
             argv = [*engine, "--repo", url, "pg", "restore", "latest", "--pgdata", "%D",
-                    "--no-progress"]  # fmt: skip
+                    "--no-progress", *mapped]  # fmt: skip
             add("restore", key, restore(key, argv, env))
         for key, config in configs.items():
             argv = ["pgbackrest", f"--config={config}", "--stanza=bench", "--pg1-path=%D",
-                    "restore"]  # fmt: skip
+                    *(["--tablespace-map-all=%D-ts"] if TABLESPACE else []), "restore"]  # fmt: skip
             add("restore", key, restore(key, argv))
 
     print(f"\n--- base backup and restore, {size / 1e6:.0f} MB, one run "
           "(ratio: pgBackRest's seconds over ours, >1 means ours is faster) ---")  # fmt: skip
     by = {(r.step, r.key): r for r in rows}
     for r in rows:
-        store = "posix" if r.key.endswith("file") else r.key.rsplit(" ", 1)[1]
+        store = "posix" if " file" in r.key else r.key.split(" ")[1]
         peer = by.get((r.step, f"pgbackrest {store}"))
         ratio = f"{peer.seconds / r.seconds:5.2f}x" if peer and r.key.startswith("ours") else ""
         limit = by[("backup", "read limit")].seconds

@@ -83,3 +83,17 @@ Feature: Incremental backups on PostgreSQL 17
     And an incremental backup is attempted
     Then the backup is refused with "summarize_wal = on"
     And the repository holds no base backup
+
+  Scenario: A chain of a cluster with tablespaces brings every tablespace back
+    Given table "events" with 5000 rows lives in tablespace "fast" and its index in tablespace "idx"
+    When a full backup is taken
+    And 200 more users sign up
+    And a bad change wipes the events table
+    And an incremental backup is taken
+    And the row count and content checksum of every table are recorded
+    And the server is destroyed with its tablespaces
+    And the latest backup is restored into a new server
+    Then the restore combined a chain of 2 backups
+    And the restored server keeps tablespaces "fast, idx" in new directories
+    And every table has the same row count and content checksum as before the loss
+    And every index is valid and passes amcheck

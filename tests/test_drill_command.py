@@ -254,4 +254,4 @@ def test_a_skipped_scenario_is_reported_as_skipped_not_failed(tmp_path: Path) ->
     out = drill("--tags", "incremental", "--report-dir", str(tmp_path / "evidence"), cwd=tmp_path)
     lines = out.stdout.splitlines()
     assert not [line for line in lines if line.startswith("FAIL")], out.stdout
-    assert "6 skipped" in out.stdout or "6 of 6 scenarios passed" in out.stdout, out.stdout
+    assert "7 skipped" in out.stdout or "7 of 7 scenarios passed" in out.stdout, out.stdout

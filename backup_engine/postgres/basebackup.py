@@ -186,8 +186,9 @@ def _stream(
         with progress.task(f"backup {backup_id}", facts.database_bytes) as task:
             if protocol:
                 streamed = _protocol_backup(
-                    storage, codec, options, label, parent_file, prefix, task, on_server
-                )
+                    storage, codec, options, label, parent_file, prefix, task, on_server,
+                    shown=progress.shown,
+                )  # fmt: skip
             else:
                 streamed = pipe_backup(
                     storage, codec, binaries, dsn=options.dsn, label=label,
@@ -227,6 +228,8 @@ def _protocol_backup(
     prefix: str,
     task: ProgressTask,
     on_server: bool,
+    *,
+    shown: bool,
 ) -> Streamed:
     request = BackupRequest(
         label=label,
@@ -236,6 +239,7 @@ def _protocol_backup(
         workers=options.server_workers,
         max_rate_kb=options.max_rate_kb,
         incremental=parent_file is not None,
+        progress=on_server and shown,  # compressed bytes say nothing of how far it is
     )
     with open_replication(options.dsn) as conn:
         identity = conn.identify_system()

@@ -48,6 +48,7 @@ class BackupRequest:
     workers: int = 0  # zstd worker threads on the server (0: in the backend process)
     max_rate_kb: int = 0  # 0: unthrottled
     incremental: bool = False  # PostgreSQL 17: after upload_manifest()
+    progress: bool = False  # running progress messages (the server sizes the data first)
 
     def command(self) -> bytes:
         label = self.label.replace("'", "''")
@@ -65,6 +66,8 @@ class BackupRequest:
             options.append(f"MAX_RATE {self.max_rate_kb}")
         if self.incremental:
             options.append("INCREMENTAL")
+        if self.progress:
+            options.append("PROGRESS true")
         return f"BASE_BACKUP ({', '.join(options)})".encode()
 
 

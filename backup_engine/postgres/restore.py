@@ -155,12 +155,6 @@ def restore_base_backup(
     if combine is not None:
         _check_staging(staging, chain)
     planned = plan_tablespaces(manifest, tablespaces or TablespaceMapping(), pgdata)
-    if combine is not None and any(link.tablespaces for link in chain):
-        raise UsageError(
-            f"backup {manifest.backup_id} is an incremental of a cluster with tablespaces, "
-            "which this version cannot combine yet",
-            hint="restore a full backup of it",
-        )
     config = None
     phases.done("find the backup and plan the recovery")
     # pg_combinebackup rewrites the files of a chain: only a single backup's are summed as
@@ -176,7 +170,7 @@ def restore_base_backup(
             )
         else:
             stats, checked = _restore_chain(
-                storage, chain, pgdata, combine, staging, progress or Progress()
+                storage, chain, pgdata, combine, staging, progress or Progress(), planned
             )
         pgdata.chmod(0o700)
         for directory in planned.values():
@@ -344,20 +338,29 @@ def _restore_chain(
     pg_combinebackup: Path,
     staging: Path,
     progress: Progress,
+    planned: Mapping[int, Path],
 ) -> tuple[ExtractStats, dict[str, str]]:
     """Unpack every backup of the chain (each checked as it streams, each bounded by its own
-    manifest), then let pg_combinebackup write the synthetic full backup into `pgdata`."""
+    manifest, its tablespaces beside it), then let pg_combinebackup write the synthetic full
+    backup into `pgdata` and each tablespace into its planned directory."""
     checked: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix=f".{pgdata.name}.chain-", dir=staging) as scratch:
         directories = []
+        spaces: dict[int, Path] = {}
         for number, link in enumerate(chain):
             directory = Path(scratch) / f"{number:02d}"  # not the id: it comes from the bucket
             directory.mkdir(mode=0o700)
-            _, read = _restore_files(storage, link, directory, {}, progress, None)
+            spaces = {t.oid: Path(scratch) / f"{number:02d}-tablespaces" / str(t.oid)
+                      for t in link.tablespaces}  # fmt: skip
+            for where in spaces.values():
+                where.mkdir(mode=0o700, parents=True)
+            _, read = _restore_files(storage, link, directory, spaces, progress, None)
             checked.update(read)
             directories.append(directory)
+        # the newest backup's tablespaces, where its links point, go to their planned places
+        moves = [f"--tablespace-mapping={spaces[oid]}={new}" for oid, new in planned.items()]
         try:
-            run([pg_combinebackup, *directories, "--output", pgdata])
+            run([pg_combinebackup, *directories, "--output", pgdata, *moves])
         except CommandFailed as exc:
             raise VerificationFailed(
                 f"pg_combinebackup could not combine backup {chain[-1].backup_id} with its "

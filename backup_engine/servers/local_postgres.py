@@ -73,6 +73,15 @@ def _check_reachable(directory: Path, user: str) -> None:
             )
 
 
+def _tablespace_links(data_dir: Path) -> list[Path]:
+    """Where the data directory's pg_tblspc links lead (os.walk does not follow them)."""
+    try:
+        links = [entry for entry in (data_dir / "pg_tblspc").iterdir() if entry.is_symlink()]
+    except OSError:
+        return []
+    return [Path(os.path.realpath(link)) for link in links]
+
+
 class LocalPostgresServer(PostgresServer):
     def __init__(
         self,
@@ -248,6 +257,9 @@ class LocalPostgresBackend(PostgresBackend):
     ) -> PostgresServer:
         self._hand_over_tree(data_dir)
         data_dir.chmod(0o700)
+        for link in _tablespace_links(data_dir):  # a restored backup's tablespaces, beside it
+            if link.is_relative_to(self.root.resolve()):  # never anything outside our scratch
+                self._hand_over_tree(link)
         server = LocalPostgresServer(self, data_dir, settings=settings, env=env)
         return self._start(server, wait=wait)
 
