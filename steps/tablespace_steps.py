@@ -64,7 +64,7 @@ def table_in_tablespaces(
     with connect(source_server.dsn()) as conn:
         for name in (space, index_space):
             if name not in source_tablespaces:
-                where = pg_backend.new_data_dir()
+                where = pg_backend.new_tablespace_dir(source_server, name)
                 conn.execute(sql.SQL("CREATE TABLESPACE {} LOCATION {}").format(
                     sql.Identifier(name), sql.Literal(str(where))))  # fmt: skip
                 source_tablespaces[name] = where

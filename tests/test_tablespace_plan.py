@@ -18,6 +18,7 @@ from backup_engine.errors import CorruptObject, UsageError
 from backup_engine.manifests import StoredFile
 from backup_engine.postgres.manifest import PROTOCOL, BaseBackupManifest, Tablespace
 from backup_engine.postgres.tablespaces import (
+    SYSTEM_DIRS,
     TablespaceLinks,
     TablespaceMapping,
     plan_tablespaces,
@@ -196,3 +197,21 @@ def test_the_manifest_round_trips_with_its_tablespaces() -> None:
     again = BaseBackupManifest.from_json(manifest.to_json(), where="x")
     assert again == manifest
     assert replace(again, tablespaces=()).tablespaces == ()
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(location=st.text(alphabet="/.etcusrb\0x", min_size=0, max_size=24))
+def test_any_recorded_location_is_refused_or_lands_somewhere_safe(
+    tmp_path: Path, location: str
+) -> None:
+    """Whatever a manifest records, the plan is one refusal or an absolute, normalised path
+    outside the data directory and the system directories: never a crash."""
+    pgdata = tmp_path / "pgdata"
+    try:
+        planned = plan_tablespaces(_manifest((16384, "a", location)), TablespaceMapping(), pgdata)
+    except (CorruptObject, UsageError):
+        return
+    where = planned[16384]
+    assert where.is_absolute() and ".." not in where.parts and where != Path("/")
+    assert not where.is_relative_to(pgdata) and not pgdata.is_relative_to(where)
+    assert not any(where == s or where.is_relative_to(s) for s in SYSTEM_DIRS)

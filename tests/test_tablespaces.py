@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Iterator
@@ -258,3 +261,33 @@ def _system_identifier(server: PostgresServer) -> str:
         row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
     assert row is not None
     return str(row[0])
+
+
+def _cli(repo: LocalStorage, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BACKUP_ENGINE"))}
+    return subprocess.run(
+        [sys.executable, "-m", "backup_engine", "--repo", repo.url, *args],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def test_the_command_line_backs_up_shows_and_restores_a_cluster_with_tablespaces(
+    repo: LocalStorage, source: PostgresServer, tmp_path: Path
+) -> None:
+    """As an operator runs it: pg backup, pg show naming the tablespaces and the path taken,
+    a restore refused in one line while the source owns the locations, then mapped."""
+    done = _cli(repo, "pg", "backup", "--dsn", source.dsn(), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    shown = _cli(repo, "pg", "show", "latest")
+    assert "BASE_BACKUP (replication protocol), compressed on the server" in shown.stdout
+    assert "fast (oid " in shown.stdout and "idx (oid " in shown.stdout
+    refused = _cli(repo, "pg", "restore", "latest", "--pgdata", str(tmp_path / "a"))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and "--tablespace-map" in refused.stderr
+    bad = _cli(repo, "pg", "restore", "latest", "--pgdata", str(tmp_path / "a"),
+               "--tablespace-map", "fast")  # fmt: skip
+    assert bad.returncode == 2 and "NAME_OR_OID=/new/directory" in bad.stderr
+    restored = _cli(repo, "pg", "restore", "latest", "--pgdata", str(tmp_path / "a"),
+                    "--tablespace-map-all", str(tmp_path / "spaces"), "--no-progress")  # fmt: skip
+    assert restored.returncode == 0, restored.stderr
+    assert sorted(p.name for p in (tmp_path / "spaces").iterdir()) == ["fast", "idx"]

@@ -93,6 +93,13 @@ class PostgresBackend(ABC):
         run. With `wait`, return once it accepts connections; a recovering server may not
         for a long time, or may stop at its target, so recoveries start without waiting."""
 
+    def new_tablespace_dir(self, server: PostgresServer, name: str) -> Path:
+        """An empty directory `server` can hold a tablespace in (CREATE TABLESPACE ...
+        LOCATION), at the same path for the server and for us, removed with the server."""
+        path = tablespaces_beside(server.data_dir) / name
+        path.mkdir(parents=True)
+        return path
+
     @abstractmethod
     def close(self) -> None: ...
 

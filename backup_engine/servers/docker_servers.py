@@ -102,6 +102,7 @@ class _Container:
         *,
         data_dir: Path,
         env: Mapping[str, str] | None = None,
+        spaces: Path | None = None,
     ) -> None:
         from testcontainers.core.container import DockerContainer
 
@@ -110,8 +111,8 @@ class _Container:
         # its processes (a SIGKILLed server, a killed archive worker) by the pids they record.
         container = container.with_kwargs(network_mode="host", pid_mode="host")
         container = container.with_volume_mapping(str(data_dir), DATA, "rw")
-        spaces = tablespaces_beside(data_dir)
-        if spaces.is_dir():  # a restored backup's tablespaces: its links name host paths
+        if spaces is not None:  # tablespaces: links name host paths, seen at the same path
+            spaces.mkdir(exist_ok=True)
             container = container.with_volume_mapping(str(spaces), str(spaces), "rw")
         for host, inside, mode in _tool_mounts():
             container = container.with_volume_mapping(host, inside, mode)
@@ -131,6 +132,12 @@ class _Container:
         out, err = self._container.get_logs()
         return (out + err).decode(errors="replace")
 
+    def run(self, *argv: str) -> None:
+        """A command inside the running container (as root)."""
+        code, out = self._container.exec(list(argv))
+        if code != 0:
+            raise ServerError(f"{' '.join(argv)} failed in the container: {out!r}")
+
     def signal(self, name: str) -> None:
         if self.running():
             self._container.get_wrapped_container().kill(signal=name)
@@ -148,7 +155,7 @@ class _Container:
 
 
 def _postgres_command(
-    port: int, settings: Mapping[str, str], initdb: bool, checksums: bool = False
+    port: int, settings: Mapping[str, str], initdb: bool, spaces: Path, checksums: bool = False
 ) -> str:
     """A new cluster keeps its settings in postgresql.conf, as a real server does (a backup of
     it then carries them, archive_command included); an existing one gets them for this run."""
@@ -166,6 +173,7 @@ def _postgres_command(
         f"BIN={bindir}",
         f"chown -R postgres:postgres {DATA}",
         f"chmod 700 {DATA}",
+        f"chown -R postgres:postgres {shlex.quote(str(spaces))}",
     ]
     if initdb:
         steps.append(
@@ -192,8 +200,10 @@ class DockerPostgresServer(PostgresServer):
         self._backend = backend
         self.data_dir = data_dir
         self.port = free_port()
-        command = _postgres_command(self.port, settings, initdb, checksums)
-        self._container = _Container(backend.image, command, data_dir=data_dir, env=env)
+        spaces = tablespaces_beside(data_dir)  # a restored backup's, or new ones
+        command = _postgres_command(self.port, settings, initdb, spaces, checksums)
+        self._container = _Container(backend.image, command, data_dir=data_dir, env=env,
+                                     spaces=spaces)  # fmt: skip
 
     def wait_started(self, *, ready: bool) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -228,6 +238,10 @@ class DockerPostgresServer(PostgresServer):
         self._container.remove()
         remove_data_dir(self.data_dir)
 
+    def give(self, path: Path) -> None:
+        """Hand a directory made on the host to the server's user inside its container."""
+        self._container.run("chown", "postgres:postgres", str(path))
+
 
 class DockerPostgresBackend(PostgresBackend):
     name = "docker"
@@ -242,6 +256,12 @@ class DockerPostgresBackend(PostgresBackend):
 
     def new_data_dir(self) -> Path:
         return self._scratch.new_data_dir()
+
+    def new_tablespace_dir(self, server: PostgresServer, name: str) -> Path:
+        path = super().new_tablespace_dir(server, name)
+        if isinstance(server, DockerPostgresServer):
+            server.give(path)
+        return path
 
     def _start(self, data_dir: Path, settings: Mapping[str, str], env: Mapping[str, str] | None,
                *, initdb: bool, wait: bool, checksums: bool = False,

@@ -215,6 +215,12 @@ class LocalPostgresBackend(PostgresBackend):
             for name in (*dirnames, *filenames):
                 self._hand_over(Path(dirpath) / name)
 
+    def new_tablespace_dir(self, server: PostgresServer, name: str) -> Path:
+        path = super().new_tablespace_dir(server, name)
+        self._hand_over(path.parent)
+        self._hand_over(path)
+        return path
+
     def new_data_dir(self, *, disk_mb: int | None = None) -> Path:
         path = self._scratch.new_data_dir(disk_mb=disk_mb)
         self._hand_over(path)
