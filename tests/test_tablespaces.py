@@ -20,7 +20,7 @@ import pytest
 
 from backup_engine.codecs import get_codec
 from backup_engine.drill.seed import seed_shop
-from backup_engine.errors import CorruptObject, UsageError
+from backup_engine.errors import CorruptObject, ServerUnreachable, UsageError
 from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
 from backup_engine.postgres.connection import connect
 from backup_engine.postgres.inspect import table_fingerprints
@@ -291,3 +291,16 @@ def test_the_command_line_backs_up_shows_and_restores_a_cluster_with_tablespaces
                     "--tablespace-map-all", str(tmp_path / "spaces"), "--no-progress")  # fmt: skip
     assert restored.returncode == 0, restored.stderr
     assert sorted(p.name for p in (tmp_path / "spaces").iterdir()) == ["fast", "idx"]
+
+
+def test_a_role_without_replication_is_told_what_it_needs(
+    repo: LocalStorage, source: PostgresServer
+) -> None:
+    with connect(source.dsn()) as conn:
+        conn.execute("DROP ROLE IF EXISTS reader")
+        conn.execute("CREATE ROLE reader LOGIN")
+    dsn = source.dsn().replace("user=postgres", "user=reader")
+    with pytest.raises(ServerUnreachable) as refused:
+        take_base_backup(repo, ZSTD, BaseBackupOptions(dsn=dsn))
+    assert "REPLICATION attribute" in str(refused.value.hint)
+    assert not list(repo.list("postgres/"))  # nothing stored

@@ -20,7 +20,7 @@ from backup_engine.locks import repository_lock
 from backup_engine.manifests import encryption_extra
 from backup_engine.postgres.backup_stream import Streamed, stream_backup
 from backup_engine.postgres.basebackup_pipe import pipe_backup
-from backup_engine.postgres.binaries import PgBinaries, find_pg_binaries
+from backup_engine.postgres.binaries import find_pg_binaries
 from backup_engine.postgres.catalog import BASE_BACKUPS
 from backup_engine.postgres.chain import (
     MAX_CHAIN,
@@ -110,15 +110,14 @@ def _take(
     progress: Progress,
     clock: Callable[[], datetime],
 ) -> BaseBackupManifest:
-    binaries = find_pg_binaries(options.bindir, major=facts.major)
     started = clock()
     parent = None
     if choose_type(options.backup_type, options.full_on, started) == INCREMENTAL:
         parent = _incremental_parent(storage, options.dsn, facts)
     with parent_manifest_file(storage, parent) as parent_file:
         try:
-            return _stream(storage, codec, options, facts, progress, clock, started, binaries,
-                           parent, parent_file)  # fmt: skip
+            return _stream(storage, codec, options, facts, progress, clock, started, parent,
+                           parent_file)  # fmt: skip
         except CommandFailed as exc:
             # The server checks the parent against its WAL summaries before sending anything.
             if parent is not None and (
@@ -171,7 +170,6 @@ def _stream(
     progress: Progress,
     clock: Callable[[], datetime],
     started: datetime,
-    binaries: PgBinaries,
     parent: BaseBackupManifest | None,
     parent_file: Path | None,  # its backup_manifest, for an incremental
 ) -> BaseBackupManifest:
@@ -189,7 +187,8 @@ def _stream(
                     storage, codec, options, label, parent_file, prefix, task, on_server,
                     shown=progress.shown,
                 )  # fmt: skip
-            else:
+            else:  # only this path needs PostgreSQL's client programs on this host
+                binaries = find_pg_binaries(options.bindir, major=facts.major)
                 streamed = pipe_backup(
                     storage, codec, binaries, dsn=options.dsn, label=label,
                     checkpoint=options.checkpoint, max_rate_kb=options.max_rate_kb,

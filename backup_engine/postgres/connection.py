@@ -61,10 +61,15 @@ def connect(
         return conn
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "connection failed"
+        hint = (
+            "a base backup needs a role with the REPLICATION attribute and a `replication` "
+            "line for this host in pg_hba.conf"
+            if replication and ("replication" in reason or "walsender" in reason)
+            else "check that the server runs and the connection settings "
+            "([postgres] dsn, --dsn or PGHOST/PGPORT/PGUSER)"
+        )
         raise ServerUnreachable(
-            f"cannot connect to PostgreSQL at {describe(dsn)}: {reason}",
-            hint="check that the server runs and the connection settings "
-            "([postgres] dsn, --dsn or PGHOST/PGPORT/PGUSER)",
+            f"cannot connect to PostgreSQL at {describe(dsn)}: {reason}", hint=hint
         ) from None
     except psycopg.ProgrammingError as exc:
         raise ConfigError(f"invalid PostgreSQL connection string: {exc}") from None
