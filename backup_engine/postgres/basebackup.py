@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from backup_engine import __version__, logs
-from backup_engine.codecs import Codec
+from backup_engine.codecs import Codec, get_codec
 from backup_engine.errors import CommandFailed, StorageError, UsageError
+from backup_engine.integrity import Expected, verified_content
 from backup_engine.locks import repository_lock
 from backup_engine.manifests import encryption_extra
+from backup_engine.postgres.backup_facts import MANIFEST_MEMBER
 from backup_engine.postgres.backup_stream import Streamed, stream_backup
 from backup_engine.postgres.basebackup_pipe import pipe_backup
 from backup_engine.postgres.binaries import find_pg_binaries
@@ -28,7 +29,6 @@ from backup_engine.postgres.chain import (
     BrokenChain,
     backup_chain,
     choose_type,
-    parent_manifest_file,
     pick_parent,
 )
 from backup_engine.postgres.connection import (
@@ -114,21 +114,17 @@ def _take(
     parent = None
     if choose_type(options.backup_type, options.full_on, started) == INCREMENTAL:
         parent = _incremental_parent(storage, options.dsn, facts)
-    with parent_manifest_file(storage, parent) as parent_file:
-        try:
-            return _stream(storage, codec, options, facts, progress, clock, started, parent,
-                           parent_file)  # fmt: skip
-        except CommandFailed as exc:
-            # The server checks the parent against its WAL summaries before sending anything.
-            if parent is not None and (
-                "summar" in exc.message or "system identifier" in exc.message
-            ):
-                raise UsageError(
-                    f"no incremental backup on {parent.backup_id}: {exc.message}",
-                    hint="summaries must cover the time since that backup (summarize_wal on "
-                    "then, wal_summary_keep_time long enough); take a full backup: --type full",
-                ) from None
-            raise
+    try:
+        return _stream(storage, codec, options, facts, progress, clock, started, parent)
+    except CommandFailed as exc:
+        # The server checks the parent against its WAL summaries before sending anything.
+        if parent is not None and ("summar" in exc.message or "system identifier" in exc.message):
+            raise UsageError(
+                f"no incremental backup on {parent.backup_id}: {exc.message}",
+                hint="summaries must cover the time since that backup (summarize_wal on "
+                "then, wal_summary_keep_time long enough); take a full backup: --type full",
+            ) from None
+        raise
 
 
 def _incremental_parent(
@@ -170,8 +166,7 @@ def _stream(
     progress: Progress,
     clock: Callable[[], datetime],
     started: datetime,
-    parent: BaseBackupManifest | None,
-    parent_file: Path | None,  # its backup_manifest, for an incremental
+    parent: BaseBackupManifest | None,  # an incremental's, whose backup_manifest is uploaded
 ) -> BaseBackupManifest:
     start_xid = next_xid(options.dsn)  # read before the backup starts: a lower bound for later
     standby = in_recovery(options.dsn)
@@ -184,7 +179,7 @@ def _stream(
         with progress.task(f"backup {backup_id}", facts.database_bytes) as task:
             if protocol:
                 streamed = _protocol_backup(
-                    storage, codec, options, label, parent_file, prefix, task, on_server,
+                    storage, codec, options, label, parent, prefix, task, on_server,
                     shown=progress.shown,
                 )  # fmt: skip
             else:  # only this path needs PostgreSQL's client programs on this host
@@ -192,7 +187,7 @@ def _stream(
                 streamed = pipe_backup(
                     storage, codec, binaries, dsn=options.dsn, label=label,
                     checkpoint=options.checkpoint, max_rate_kb=options.max_rate_kb,
-                    parent_file=parent_file, prefix=prefix, task=task,
+                    prefix=prefix, task=task,
                 )  # fmt: skip
         manifest = _describe_backup(
             streamed,
@@ -223,7 +218,7 @@ def _protocol_backup(
     codec: Codec,
     options: BaseBackupOptions,
     label: str,
-    parent_file: Path | None,
+    parent: BaseBackupManifest | None,
     prefix: str,
     task: ProgressTask,
     on_server: bool,
@@ -237,13 +232,16 @@ def _protocol_backup(
         level=getattr(codec, "level", 1),
         workers=options.server_workers,
         max_rate_kb=options.max_rate_kb,
-        incremental=parent_file is not None,
+        incremental=parent is not None,
         progress=on_server and shown,  # compressed bytes say nothing of how far it is
     )
     with open_replication(options.dsn) as conn:
         identity = conn.identify_system()
-        if parent_file is not None:
-            conn.upload_manifest(parent_file.read_bytes())
+        if parent is not None:  # streamed from the repository, its sha256 checked at the end
+            stored = parent.file(MANIFEST_MEMBER)
+            expected = Expected(stored.key, stored.size, stored.sha256)
+            with verified_content(storage, expected, get_codec("none"), task) as content:
+                conn.upload_manifest(content)
         streamed = stream_backup(storage, codec, conn, request, prefix, task)
     streamed.system_identifier = identity.system_identifier
     return streamed

@@ -9,8 +9,6 @@ once and never staged.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from backup_engine.codecs import Codec
 from backup_engine.errors import CommandFailed, UsageError
 from backup_engine.manifests import StoredFile
@@ -41,7 +39,6 @@ def pipe_backup(
     label: str,
     checkpoint: str,
     max_rate_kb: int,
-    parent_file: Path | None,
     prefix: str,
     task: ProgressTask,
 ) -> Streamed:
@@ -59,8 +56,6 @@ def pipe_backup(
     ]
     if max_rate_kb:
         argv.append(f"--max-rate={max_rate_kb}k")
-    if parent_file is not None:
-        argv.append(f"--incremental={parent_file}")
     proc = spawn(argv)
     try:
         with storage.writer(f"{prefix}{BASE_TAR}{codec.suffix}", if_absent=True) as out:

@@ -1,7 +1,8 @@
 """Incremental backups (PostgreSQL 17 and later): chains of backups.
 
-`pg_basebackup --incremental=MANIFEST` stores only the blocks changed since the backup whose
-`backup_manifest` it is given (the server tracks changes with `summarize_wal = on`). Such a
+An incremental BASE_BACKUP, after UPLOAD_MANIFEST of an earlier backup's `backup_manifest`,
+stores only the blocks changed since that backup (the server tracks changes with
+`summarize_wal = on`). Such a
 backup restores only together with every backup before it, down to a full one:
 `pg_combinebackup FULL INCR1 ... INCRn -o PGDATA` writes the synthetic full backup.
 
@@ -14,19 +15,12 @@ again, from PostgreSQL's own manifests, that each backup is the next one's paren
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 
-from backup_engine.codecs import get_codec
 from backup_engine.errors import IntegrityError, ObjectNotFound, UsageError
-from backup_engine.integrity import Expected, verified_content
-from backup_engine.postgres.backup_facts import MANIFEST_MEMBER
 from backup_engine.postgres.catalog import BASE_BACKUPS
 from backup_engine.postgres.manifest import FULL, INCREMENTAL, BaseBackupManifest, is_backup_id
-from backup_engine.progress import Progress
 from backup_engine.retention import WEEKDAYS
 from backup_engine.storage import Storage
 
@@ -101,26 +95,3 @@ def pick_parent(
             continue
         return backup
     return None
-
-
-@contextmanager
-def parent_manifest_file(
-    storage: Storage, parent: BaseBackupManifest | None
-) -> Iterator[Path | None]:
-    """The parent's `backup_manifest`, checked against its sha256, in a private temporary file
-    (pg_basebackup --incremental reads it from a path); None for a full backup."""
-    if parent is None:
-        yield None
-        return
-    stored = parent.file(MANIFEST_MEMBER)
-    expected = Expected(stored.key, stored.size, stored.sha256)
-    with tempfile.TemporaryDirectory(prefix="restore-drill-incr-") as directory:
-        path = Path(directory) / MANIFEST_MEMBER
-        with (
-            Progress().task(f"read {stored.key}", stored.size) as task,
-            verified_content(storage, expected, get_codec("none"), task) as content,
-            path.open("wb") as out,
-        ):
-            while chunk := content.read(1 << 20):
-                out.write(chunk)
-        yield path

@@ -27,6 +27,7 @@ from psycopg import pq
 from backup_engine.errors import CommandFailed
 from backup_engine.postgres.connection import connect
 from backup_engine.postgres.lsn import parse_lsn
+from backup_engine.streams import Readable
 
 MIN_MAJOR = 15  # the typed COPY stream above
 MAX_RATE_KB = (32, 1_048_576)  # what BASE_BACKUP's MAX_RATE accepts, in kB/s
@@ -149,14 +150,14 @@ class ReplicationConnection:
         system, timeline, lsn = rows[0][0], rows[0][1], rows[0][2]
         return SystemIdentity(system.decode(), int(timeline), parse_lsn(lsn.decode()))
 
-    def upload_manifest(self, manifest: bytes) -> None:
+    def upload_manifest(self, manifest: Readable) -> None:
         """PostgreSQL 17: the parent's backup_manifest, before an INCREMENTAL BASE_BACKUP."""
         self._pg.send_query(b"UPLOAD_MANIFEST")
         result = self._pg.get_result()
         if result is None or result.status != pq.ExecStatus.COPY_IN:
             raise self._fail("UPLOAD_MANIFEST", None if result is None else result.error_message)
-        for start in range(0, len(manifest), 1 << 20):
-            if self._pg.put_copy_data(manifest[start : start + (1 << 20)]) != 1:
+        while chunk := manifest.read(1 << 20):
+            if self._pg.put_copy_data(bytes(chunk)) != 1:
                 raise self._fail("UPLOAD_MANIFEST")
         if self._pg.put_copy_end() != 1:
             raise self._fail("UPLOAD_MANIFEST")
