@@ -14,11 +14,14 @@ from backup_engine.drill.evidence import ScenarioRecord
 from backup_engine.drill.recovery import RestoredServer
 from backup_engine.drill.writer import HeartbeatWriter
 from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
+from backup_engine.postgres.binaries import find_pg_binaries
 from backup_engine.postgres.connection import connect
 from backup_engine.postgres.manifest import BaseBackupManifest
 from backup_engine.postgres.verify import VerifyResult, verify_base_backup
 from backup_engine.postgres.walstream import BackgroundStream
-from backup_engine.servers import LocalPostgresBackend, PostgresBackend, PostgresServer
+from backup_engine.process import run
+from backup_engine.servers import PostgresBackend, PostgresServer
+from backup_engine.servers.base import tablespaces_beside
 from backup_engine.storage import Storage
 from steps.postgres_steps import DEFAULT_CODEC, Loss, destroy_server
 
@@ -139,15 +142,15 @@ def hot_standby(
     pg_backend: PostgresBackend,
     source_tablespaces: dict[str, Path],
 ) -> PostgresServer:
-    if not isinstance(pg_backend, LocalPostgresBackend):
-        raise NotImplementedError(
-            "a streaming standby is made with pg_basebackup on the local backend only"
-        )
+    """pg_basebackup --write-recovery-conf into a new data directory, its tablespaces beside
+    it (where the backend shows them to the server at the same path), started as a standby."""
     data_dir = pg_backend.new_data_dir()
-    mapping = [f"--tablespace-mapping={where}={pg_backend.new_data_dir()}"
-               for where in source_tablespaces.values()]  # fmt: skip
-    pg_backend.run_pg("pg_basebackup", f"--dbname={source_server.dsn()}", f"--pgdata={data_dir}",
-                      "--write-recovery-conf", "--checkpoint=fast", *mapping)  # fmt: skip
+    beside = tablespaces_beside(data_dir)
+    mapping = [f"--tablespace-mapping={where}={beside / name}"
+               for name, where in source_tablespaces.items()]  # fmt: skip
+    pg_basebackup = find_pg_binaries().path("pg_basebackup")
+    run([pg_basebackup, f"--dbname={source_server.dsn()}", f"--pgdata={data_dir}",
+         "--write-recovery-conf", "--checkpoint=fast", "--no-sync", *mapping])  # fmt: skip
     # archive_mode stays as copied: a standby does not archive unless it is "always"
     return pg_backend.start_existing(data_dir, settings={"hot_standby": "on"})
 

@@ -21,7 +21,7 @@ from backup_engine.net import free_port
 from backup_engine.postgres.binaries import PgBinaries, find_pg_binaries
 from backup_engine.postgres.recovery_config import conf_quote
 from backup_engine.process import RunAs, run
-from backup_engine.servers.base import PostgresBackend, PostgresServer
+from backup_engine.servers.base import PostgresBackend, PostgresServer, tablespaces_beside
 from backup_engine.servers.scratch import ScratchArea, remove_data_dir
 
 SERVER_OS_USER = "postgres"
@@ -263,7 +263,10 @@ class LocalPostgresBackend(PostgresBackend):
     ) -> PostgresServer:
         self._hand_over_tree(data_dir)
         data_dir.chmod(0o700)
-        for link in _tablespace_links(data_dir):  # a restored backup's tablespaces, beside it
+        beside = tablespaces_beside(data_dir)
+        if beside.is_dir():  # where a restored backup's tablespaces go
+            self._hand_over(beside)
+        for link in _tablespace_links(data_dir):
             if link.is_relative_to(self.root.resolve()):  # never anything outside our scratch
                 self._hand_over_tree(link)
         server = LocalPostgresServer(self, data_dir, settings=settings, env=env)
