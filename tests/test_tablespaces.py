@@ -304,3 +304,18 @@ def test_a_role_without_replication_is_told_what_it_needs(
         take_base_backup(repo, ZSTD, BaseBackupOptions(dsn=dsn))
     assert "REPLICATION attribute" in str(refused.value.hint)
     assert not list(repo.list("postgres/"))  # nothing stored
+
+
+def test_a_stuck_archiver_never_holds_a_backup_up(
+    repo: LocalStorage, backend: LocalPostgresBackend
+) -> None:
+    """The backup carries its own WAL, so it does not wait for archive_command (which the
+    server would do for ever here: BackupWaitWalArchive), as pg_basebackup -X fetch does not."""
+    server = backend.create(settings={"archive_mode": "on", "archive_command": "false"})
+    try:
+        done = _cli(repo, "pg", "backup", "--dsn", server.dsn(), "--no-progress")  # 300 s cap
+        assert done.returncode == 0, done.stderr
+    finally:
+        server.stop()
+    restored = restore_base_backup(repo, "latest", backend.new_data_dir(), recovery=OFFLINE)
+    assert restored.verified

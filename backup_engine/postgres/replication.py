@@ -57,6 +57,9 @@ class BackupRequest:
             f"LABEL '{label}'",
             f"CHECKPOINT '{self.checkpoint}'",
             "WAL true",  # the WAL that makes the backup consistent, inside base.tar
+            # ... so never wait for the archiver, as pg_basebackup -X fetch does not: with a
+            # stuck archive_command the backup would hang (BackupWaitWalArchive) for ever
+            "WAIT false",
             "MANIFEST 'yes'",
             "MANIFEST_CHECKSUMS 'CRC32C'",
         ]
