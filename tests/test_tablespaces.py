@@ -291,6 +291,7 @@ def test_the_command_line_backs_up_shows_and_restores_a_cluster_with_tablespaces
                     "--tablespace-map-all", str(tmp_path / "spaces"), "--no-progress")  # fmt: skip
     assert restored.returncode == 0, restored.stderr
     assert sorted(p.name for p in (tmp_path / "spaces").iterdir()) == ["fast", "idx"]
+    assert f"tablespaces: fast in {tmp_path / 'spaces' / 'fast'}, idx in" in restored.stdout
 
 
 def test_a_role_without_replication_is_told_what_it_needs(

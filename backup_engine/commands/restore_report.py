@@ -42,6 +42,9 @@ def restore_summary(result: RestoreResult) -> RestoreSummary:
         f"restored backup {result.backup_id} into {pgdata}: {result.files} files, "
         f"{human_bytes(result.restored_bytes)}, {verified}, in {format_duration(result.seconds)}"
     )
+    if result.tablespaces:
+        where = ", ".join(f"{name} in {path}" for name, path in result.tablespaces)
+        lines.append(f"tablespaces: {where}")
     action = "" if plan.target.kind == "latest" else f", then {plan.target.action}"
     lines.append(
         f"recovery: to {plan.target.describe()} along timeline {plan.timeline} ({plan.why})"
@@ -72,6 +75,7 @@ def restore_summary(result: RestoreResult) -> RestoreSummary:
         "stored_bytes": result.stored_bytes,
         "verified": result.verified,
         "checksums_while_written": result.summed_while_written,
+        "tablespaces": {name: str(where) for name, where in result.tablespaces},
         "seconds": round(result.seconds, 3),
         "previous_contents": str(result.previous_contents) if result.previous_contents else None,
         "recovery_target": plan.target.describe(),

@@ -92,6 +92,7 @@ class RestoreResult:
     archive_mode: str | None = None
     phases: tuple[tuple[str, float], ...] = ()  # (what, seconds), in order: the runbook's steps
     chain: tuple[str, ...] = ()  # the backups combined, the full one first (one: not incremental)
+    tablespaces: tuple[tuple[str, Path], ...] = ()  # (name or oid, where it was restored)
 
 
 def plan_for(storage: Storage, ref: str, target: RecoveryTarget | None) -> RecoveryPlan:
@@ -203,6 +204,7 @@ def restore_base_backup(
         archive_mode=recovery.archive_mode if recovery else None,
         phases=tuple(phases.seen),
         chain=tuple(link.backup_id for link in chain),
+        tablespaces=tuple((t.name or str(t.oid), planned[t.oid]) for t in manifest.tablespaces),
     )
 
 
