@@ -31,7 +31,10 @@ from backup_engine.servers import LocalPostgresBackend
 from backup_engine.servers.docker_servers import DEFAULT_IMAGE, DockerPostgresBackend, check_docker
 
 CHECKOUT = Path(__file__).resolve().parent.parent
-DOCKER_TAGS = "full_restore or rpo or redis or (pitr and not table_restore and not secure_store)"
+DOCKER_TAGS = (
+    "full_restore or rpo or redis or tablespaces"
+    " or (pitr and not table_restore and not secure_store)"
+)
 
 
 def _docker_ready() -> str | None:
@@ -94,7 +97,7 @@ def test_the_same_drills_run_on_containers(tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr
     report = json.loads((tmp_path / "evidence" / "report.json").read_text())
-    assert report["passed"] and report["summary"]["passed"] >= 14
+    assert report["passed"] and report["summary"]["passed"] >= 19
 
 
 PG17_TAGS = (
