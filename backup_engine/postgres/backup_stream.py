@@ -115,8 +115,8 @@ def stream_backup(
                     task.advance(max(0, item.done - done))
                 done = item.done
             elif isinstance(item, NewArchive | ManifestFollows):
-                if current is not None:
-                    result.archives.append(current.commit(done - archive_start))
+                if current is not None:  # a tar is never empty: no count means no report
+                    result.archives.append(current.commit(done - archive_start or None))
                     current = None
                 archive_start = done
                 if isinstance(item, ManifestFollows):
