@@ -16,6 +16,7 @@ from backup_engine.drill.writer import HeartbeatWriter
 from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
 from backup_engine.postgres.binaries import find_pg_binaries
 from backup_engine.postgres.connection import connect
+from backup_engine.postgres.inspect import tablespace_locations
 from backup_engine.postgres.manifest import BaseBackupManifest
 from backup_engine.postgres.verify import VerifyResult, verify_base_backup
 from backup_engine.postgres.walstream import BackgroundStream
@@ -36,15 +37,6 @@ def source_tablespaces() -> dict[str, Path]:
 
 def _names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
-
-
-def _locations(dsn: str) -> dict[str, str]:
-    with connect(dsn) as conn:
-        rows = conn.execute(
-            "SELECT spcname::text, pg_tablespace_location(oid) FROM pg_tablespace"
-            " WHERE spcname NOT IN ('pg_default', 'pg_global')"
-        ).fetchall()
-    return {str(name): str(where) for name, where in rows}
 
 
 @given(
@@ -105,7 +97,7 @@ def restored_tablespaces(
     drill_record: ScenarioRecord,
     names: str,
 ) -> None:
-    found = _locations(restored.server.dsn())
+    found = tablespace_locations(restored.server.dsn())
     drill_record.expect("tablespaces restored", sorted(_names(names)), sorted(found))
     for name, where in sorted(found.items()):
         moved = Path(where) != source_tablespaces.get(name) and Path(where).is_dir()

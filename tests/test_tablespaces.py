@@ -23,7 +23,7 @@ from backup_engine.drill.seed import seed_shop
 from backup_engine.errors import CorruptObject, ServerUnreachable, UsageError
 from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
 from backup_engine.postgres.connection import connect
-from backup_engine.postgres.inspect import table_fingerprints
+from backup_engine.postgres.inspect import table_fingerprints, tablespace_locations
 from backup_engine.postgres.manifest import PROTOCOL, BaseBackupManifest, manifest_key
 from backup_engine.postgres.restore import Recovery, restore_base_backup
 from backup_engine.postgres.tablespaces import TablespaceMapping
@@ -69,15 +69,6 @@ def _backup(repo: LocalStorage, source: PostgresServer, compress: str) -> BaseBa
     return take_base_backup(repo, ZSTD, BaseBackupOptions(dsn=source.dsn(), compress=compress))
 
 
-def _locations(dsn: str) -> dict[str, str]:
-    with connect(dsn) as conn:
-        rows = conn.execute(
-            "SELECT spcname::text, pg_tablespace_location(oid) FROM pg_tablespace"
-            " WHERE spcname NOT LIKE 'pg\\_%'"
-        ).fetchall()
-    return {str(name): str(where) for name, where in rows}
-
-
 @pytest.mark.parametrize("compress", ["server", "client"])
 def test_a_cluster_with_tablespaces_backs_up_and_restores_mapped(
     repo: LocalStorage, source: PostgresServer, backend: LocalPostgresBackend, compress: str
@@ -87,7 +78,7 @@ def test_a_cluster_with_tablespaces_backs_up_and_restores_mapped(
     assert manifest.method == PROTOCOL and manifest.compressed_on == compress
     names = {t.name: t for t in manifest.tablespaces}
     assert sorted(names) == ["fast", "idx"]
-    assert names["fast"].location == _locations(source.dsn())["fast"]
+    assert names["fast"].location == tablespace_locations(source.dsn())["fast"]
     for space in manifest.tablespaces:
         stored = manifest.file(space.archive)
         assert stored.raw_size and stored.size < stored.raw_size  # compressed, size known
@@ -99,7 +90,7 @@ def test_a_cluster_with_tablespaces_backs_up_and_restores_mapped(
     restored = backend.start_existing(target)
     try:
         assert table_fingerprints(restored.dsn()) == expected
-        assert _locations(restored.dsn()) == {"fast": str(fast), "idx": str(idx)}
+        assert tablespace_locations(restored.dsn()) == {"fast": str(fast), "idx": str(idx)}
         with connect(restored.dsn()) as conn:  # the index on idx is read, and answers
             conn.execute("SET enable_seqscan = off")
             row = conn.execute("SELECT id FROM events WHERE body = md5('777')").fetchone()
@@ -221,7 +212,7 @@ def test_a_backup_from_a_hot_standby_restores_the_primary_s_data(
     standby_dir = backend.new_data_dir()
     spaces = {name: backend.new_data_dir() for name in ("fast", "idx")}
     mapping = [f"--tablespace-mapping={where}={spaces[name]}"
-               for name, where in _locations(source.dsn()).items()]  # fmt: skip
+               for name, where in tablespace_locations(source.dsn()).items()]  # fmt: skip
     backend.run_pg("pg_basebackup", f"--dbname={source.dsn()}", f"--pgdata={standby_dir}",
                    "--write-recovery-conf", "--checkpoint=fast", *mapping)  # fmt: skip
     standby = backend.start_existing(standby_dir, settings={"hot_standby": "on"})

@@ -34,7 +34,6 @@ from backup_engine.postgres.chain import (
 from backup_engine.postgres.connection import (
     ServerFacts,
     describe,
-    in_recovery,
     next_xid,
     server_facts,
     setting,
@@ -169,7 +168,6 @@ def _stream(
     parent: BaseBackupManifest | None,  # an incremental's, whose backup_manifest is uploaded
 ) -> BaseBackupManifest:
     start_xid = next_xid(options.dsn)  # read before the backup starts: a lower bound for later
-    standby = in_recovery(options.dsn)
     backup_id = BASE_BACKUPS.new_backup_id(storage, started)
     label = options.label or f"restore-drill {backup_id}"
     prefix = base_backup_prefix(backup_id)
@@ -203,7 +201,7 @@ def _stream(
             parent=parent,
             method=PROTOCOL if protocol else PG_BASEBACKUP,
             compressed_on="server" if on_server else "client",
-            standby=standby,
+            standby=facts.standby,
         )
     except BaseException:
         _discard_partial(storage, prefix)

@@ -81,6 +81,7 @@ class ServerFacts:
     version_num: int
     wal_segment_size: int
     database_bytes: int | None  # an estimate for progress bars; None when not readable
+    standby: bool = False  # a hot standby (a backup taken there loads the primary with nothing)
 
     @property
     def major(self) -> int:
@@ -103,7 +104,8 @@ def server_facts(dsn: str) -> ServerFacts:
         row = conn.execute(
             "SELECT current_setting('server_version'),"
             " current_setting('server_version_num'),"
-            " (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size')"
+            " (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'),"
+            " pg_is_in_recovery()::text"
         ).fetchone()
         assert row is not None
         size: int | None
@@ -112,12 +114,13 @@ def server_facts(dsn: str) -> ServerFacts:
             size = int(str(total[0])) if total and total[0] is not None else None
         except psycopg.Error:
             size = None  # no CONNECT on some database: the progress bar just has no total
-    version, num, segsize = (str(v) for v in row)
+    version, num, segsize, recovering = (str(v) for v in row)
     return ServerFacts(
         version=version.split()[0],
         version_num=int(num),
         wal_segment_size=int(segsize),
         database_bytes=size,
+        standby=recovering == "true",
     )
 
 
@@ -137,13 +140,6 @@ def system_identifier(dsn: str) -> str | None:
     except psycopg.Error:
         return None
     return str(row[0]) if row else None
-
-
-def in_recovery(dsn: str) -> bool:
-    """True on a hot standby (a backup taken there loads the primary with nothing)."""
-    with connect(dsn) as conn:
-        row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
-    return bool(row and row[0])
 
 
 def tablespace_names(dsn: str) -> dict[int, str]:

@@ -1,4 +1,5 @@
-"""Fingerprints of table contents, to prove a restore brought back exactly what was lost."""
+"""Fingerprints of table contents, to prove a restore brought back exactly what was lost, and
+where a server keeps its tablespaces."""
 
 from __future__ import annotations
 
@@ -49,3 +50,13 @@ def _fingerprint(conn: object, schema: str, table: str) -> TableFingerprint:
     ).format(sql.Identifier(schema, table))
     row = conn.execute(query).fetchone()  # type: ignore[attr-defined]
     return TableFingerprint(rows=int(row[0]), checksum=str(row[1]))
+
+
+def tablespace_locations(dsn: str) -> dict[str, str]:
+    """Every tablespace but the two built in: name -> its directory on the server."""
+    with connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT spcname::text, pg_tablespace_location(oid) FROM pg_tablespace"
+            " WHERE spcname NOT IN ('pg_default', 'pg_global')"
+        ).fetchall()
+    return {str(name): str(where) for name, where in rows}
