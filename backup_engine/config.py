@@ -135,6 +135,12 @@ class CheckSettings:
 
 
 @dataclass(frozen=True)
+class DrillSettings:
+    report_root: str
+    keep_days: int
+
+
+@dataclass(frozen=True)
 class Settings:
     repository: RepositorySettings
     compression: CompressionSettings
@@ -144,6 +150,7 @@ class Settings:
     retention: RetentionSettings
     check: CheckSettings
     wal: WalSettings
+    drill: DrillSettings
     source: Path | None = None
     environment: Mapping[str, str] = field(default_factory=dict, repr=False)
     origins: Mapping[str, str] = field(default_factory=dict)  # "section.name" -> where from
@@ -273,6 +280,7 @@ def load_settings(
         retention=RetentionSettings(**values["retention"]),
         check=CheckSettings(**values["check"]),
         wal=WalSettings(**values["wal"]),
+        drill=DrillSettings(**values["drill"]),
         environment=env,
         source=path if data else None,
         origins=origins,

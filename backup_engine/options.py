@@ -429,4 +429,21 @@ OPTIONS: tuple[Option, ...] = (
         minimum=1,
         maximum=CHECK_MAX,
     ),
+    Option(
+        "drill",
+        "report_root",
+        str,
+        "drill-report",
+        ("DRILL_REPORT_ROOT",),
+        help="where each drill run's evidence directory goes (and the latest link)",
+    ),
+    Option(
+        "drill",
+        "keep_days",
+        int,
+        90,
+        help="drill runs older are pruned from report_root; 0 keeps all",
+        minimum=0,
+        maximum=DAYS_MAX,
+    ),
 )

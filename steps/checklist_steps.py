@@ -44,16 +44,12 @@ def tables_have_rows(
     restored: RestoredServer, drill_record: ScenarioRecord, datatable: list[list[str]]
 ) -> None:
     """A table with the columns `table | rows`: each table holds at least that many rows."""
-    failures = []
+    checks = []
     for row in TABLE_ROWS.rows(datatable):
-        table, minimum = row["table"], row["rows"]
+        table, minimum = row["table"], int(row["rows"])
         actual = row_count(restored.server.dsn(), table)
-        check = drill_record.check(
-            f"rows in {table}", f">= {minimum}", actual, actual >= int(minimum)
-        )
-        if not check.passed:
-            failures.append(f"{table}: {actual} rows, expected at least {minimum}")
-    assert not failures, "; ".join(failures)
+        checks.append((f"rows in {table}", f">= {minimum}", actual, actual >= minimum))
+    drill_record.expect_all(checks)
 
 
 @then("these queries return these values:")
@@ -62,44 +58,33 @@ def queries_return(
     restored: RestoredServer, drill_record: ScenarioRecord, datatable: list[list[str]]
 ) -> None:
     """A table with the columns `query | value`: each query's single value, as text."""
-    failures = []
+    checks = []
     for row in QUERY_VALUES.rows(datatable):
         query, expected = row["query"], row["value"]
         actual = query_value(restored.server.dsn(), query)
-        check = drill_record.check(query, expected, actual, actual == expected)
-        if not check.passed:
-            failures.append(f"{query!r} returned {actual!r}, expected {expected!r}")
-    assert not failures, "; ".join(failures)
+        checks.append((query, expected, actual, actual == expected))
+    drill_record.expect_all(checks)
 
 
 @then("no foreign key has orphans")
 def no_orphans(restored: RestoredServer, drill_record: ScenarioRecord) -> None:
     checks = foreign_key_orphans(restored.server.dsn())
-    drill_record.check("foreign keys checked", ">= 1", len(checks), bool(checks))
-    bad = [c for c in checks if c.orphans]
-    for fk in checks:
-        drill_record.check(
-            f"orphans of {fk.constraint} ({fk.table} -> {fk.references})", 0, fk.orphans,
-            fk.orphans == 0,
-        )  # fmt: skip
-    assert checks, "no foreign key found to check"
-    assert not bad, ", ".join(f"{c.constraint}: {c.orphans} orphan rows" for c in bad)
+    drill_record.expect_all(
+        [("foreign keys checked", ">= 1", len(checks), bool(checks))]
+        + [(f"orphans of {fk.constraint} ({fk.table} -> {fk.references})", 0, fk.orphans,
+            fk.orphans == 0) for fk in checks]
+    )  # fmt: skip
 
 
 @then("every index is valid and passes amcheck")
 def indexes_valid(restored: RestoredServer, drill_record: ScenarioRecord) -> None:
     checks = index_health(restored.server.dsn())
-    bad = [c for c in checks if not c.valid or c.amcheck not in ("ok", "not btree")]
-    for index in checks:
-        passed = index.valid and index.amcheck in ("ok", "not btree")
-        drill_record.check(
-            f"index {index.index}",
-            "valid, amcheck ok",
+    drill_record.expect_all(
+        [("indexes checked", ">= 1", len(checks), bool(checks))]
+        + [(f"index {index.index}", "valid, amcheck ok",
             f"valid={index.valid}, amcheck={index.amcheck}",
-            passed,
-        )
-    assert checks, "no index found to check"
-    assert not bad, ", ".join(f"{c.index}: valid={c.valid} amcheck={c.amcheck}" for c in bad)
+            index.valid and index.amcheck in ("ok", "not btree")) for index in checks]
+    )  # fmt: skip
 
 
 @given("the indexes are recorded", target_fixture="recorded_indexes")
@@ -114,10 +99,9 @@ def indexes_present(
 ) -> None:
     present = index_names(restored.server.dsn())
     missing = sorted(recorded_indexes - present)
-    drill_record.check(
+    drill_record.expect(
         "indexes present", len(recorded_indexes), len(recorded_indexes & present), not missing
     )
-    assert not missing, f"indexes missing after restore: {missing}"
 
 
 @when("an app is started against the restored database", target_fixture="health_url")
@@ -138,8 +122,7 @@ def _status(url: str) -> int:
 @then(parsers.parse("its health endpoint answers {status:d}"))
 def app_health(health_url: str, drill_record: ScenarioRecord, status: int) -> None:
     actual = _status(health_url)
-    drill_record.check(f"GET {health_url}", status, actual, actual == status)
-    assert actual == status, f"GET {health_url} answered {actual}"
+    drill_record.expect(f"GET {health_url}", status, actual)
 
 
 @then(parsers.parse('GET "{url}" answers {status:d}'))
@@ -149,5 +132,4 @@ def url_answers(drill_record: ScenarioRecord, url: str, status: int) -> None:
     if not resolved.startswith(("http://", "https://")):
         raise ValueError(f"{resolved!r} is not an http(s) URL")
     actual = _status(resolved)
-    drill_record.check(f"GET {resolved}", status, actual, actual == status)
-    assert actual == status, f"GET {resolved} answered {actual}"
+    drill_record.expect(f"GET {resolved}", status, actual)

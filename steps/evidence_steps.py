@@ -21,8 +21,7 @@ def rpo_within(
     newest = newest_heartbeat(restored.server.dsn())
     assert newest is not None, "no committed row survived the recovery"
     measured = (loss.at - newest).total_seconds()
-    measurement = drill_record.measure("RPO", measured, parse_duration(target))
-    assert measurement.passed, measurement.describe()
+    drill_record.expect_within("RPO", measured, parse_duration(target))
 
 
 class Timed(Protocol):
@@ -32,8 +31,7 @@ class Timed(Protocol):
 
 @then(parsers.parse("the measured RTO is within {target}"))
 def rto_within(restored: Timed, drill_record: ScenarioRecord, target: str) -> None:
-    measurement = drill_record.measure("RTO", restored.rto_seconds, parse_duration(target))
-    assert measurement.passed, measurement.describe()
+    drill_record.expect_within("RTO", restored.rto_seconds, parse_duration(target))
 
 
 @given(parsers.parse("the runbook gives {restore} to restore and {verify} to verify the data"))
@@ -47,8 +45,8 @@ def runbook_timeline(drill_record: ScenarioRecord, restore: str, verify: str) ->
 def runbook_met(drill_record: ScenarioRecord) -> None:
     milestones = drill_record.to_dict()["runbook"]
     assert milestones, "no restore phase was recorded in this scenario"
-    late = [m for m in milestones if not m["passed"]]
-    for m in milestones:
-        drill_record.check(f"runbook: {m['milestone']}", f"<= {m['target_seconds']:.0f} s",
-                           f"{m['seconds']:.1f} s", m["passed"])  # fmt: skip
-    assert not late, f"over the runbook: {late}"
+    drill_record.expect_all(
+        (f"runbook: {m['milestone']}", f"<= {m['target_seconds']:.0f} s",
+         f"{m['seconds']:.1f} s", m["passed"])
+        for m in milestones
+    )  # fmt: skip

@@ -4,7 +4,7 @@ backups at once. Each scenario checks that nothing is lost and the message says 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import pytest
@@ -16,7 +16,7 @@ from backup_engine.drill.evidence import ScenarioRecord
 from backup_engine.drill.faultproxy import FaultProxy, Rule
 from backup_engine.drill.recovery import recovery_from
 from backup_engine.errors import BackupEngineError
-from backup_engine.health import CRITICAL, check_backups
+from backup_engine.health import CRITICAL, Finding, check_backups
 from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
 from backup_engine.postgres.catalog import list_base_backups
 from backup_engine.postgres.manifest import BaseBackupManifest
@@ -107,11 +107,12 @@ def none_listed(repository: Storage, fault_proxy: FaultProxy, drill_record: Scen
 
 
 @then("no multipart upload is left behind")
-def no_uploads(repository: Storage, fault_proxy: FaultProxy) -> None:
+def no_uploads(repository: Storage, fault_proxy: FaultProxy, drill_record: ScenarioRecord) -> None:
     fault_proxy.clear()
-    assert isinstance(repository, S3Storage)
+    assert isinstance(repository, S3Storage), "this step needs an S3 repository"
     uploads = repository.client.list_multipart_uploads(Bucket=repository.bucket).get("Uploads", [])
-    assert not [u for u in uploads if u["Key"].startswith(repository.prefix)], uploads
+    ours = [u for u in uploads if u["Key"].startswith(repository.prefix)]
+    drill_record.expect("multipart uploads left open", 0, len(ours))
 
 
 @then(parsers.parse("the store saw {count:d} injected faults"))
@@ -143,31 +144,53 @@ def delete_object(repository: Storage) -> str:
 
 
 @then("verify names the damaged object")
-def verify_names(repository: Storage, damaged_key: str) -> None:
-    with pytest.raises(BackupEngineError, match=damaged_key):
-        verify_base_backup(repository, "latest", hashes_only=True)
+def _refusal(action: Callable[[], object]) -> str:
+    """What an operation that should refuse said, or that it did not refuse."""
+    try:
+        action()
+    except BackupEngineError as exc:
+        return f"refused (exit {exc.exit_code}): {exc}"
+    return "completed without a refusal"
+
+
+@then("verify names the damaged object")
+def verify_names(repository: Storage, damaged_key: str, drill_record: ScenarioRecord) -> None:
+    found = _refusal(lambda: verify_base_backup(repository, "latest", hashes_only=True))
+    drill_record.expect("verify refuses", f"naming {damaged_key}", found, damaged_key in found)
 
 
 @then("a restore names the damaged object and leaves the target directory empty")
-def restore_names(repository: Storage, pg_backend: PostgresBackend, damaged_key: str) -> None:
+def restore_names(
+    repository: Storage, pg_backend: PostgresBackend, damaged_key: str,
+    drill_record: ScenarioRecord,
+) -> None:  # fmt: skip
     target = pg_backend.new_data_dir()
-    with pytest.raises(BackupEngineError, match=damaged_key):
-        restore_base_backup(repository, "latest", target, recovery=recovery_from(repository, None))
-    assert list(target.iterdir()) == []
+    recovery = recovery_from(repository, None)
+    found = _refusal(lambda: restore_base_backup(repository, "latest", target, recovery=recovery))
+    left = sum(1 for _ in target.iterdir())
+    drill_record.expect_all([
+        ("restore refuses", f"naming {damaged_key}", found, damaged_key in found),
+        ("entries left in the target directory", 0, left, left == 0),
+    ])  # fmt: skip
+
+
+def _critical(findings: list[Finding], key: str, drill_record: ScenarioRecord, name: str) -> None:
+    damaged = [f.message for f in findings if f.state == CRITICAL]
+    found = damaged[0] if damaged else "no critical finding"
+    drill_record.expect(name, f"critical, naming {key}", found, bool(damaged) and key in found)
 
 
 @then("the deep check reports the damaged object as critical")
-def check_reports(repository: Storage, damaged_key: str) -> None:
+def check_reports(repository: Storage, damaged_key: str, drill_record: ScenarioRecord) -> None:
     findings = check_backups(repository, deep=True)
-    damaged = [f for f in findings if f.state == CRITICAL]
-    assert damaged and damaged_key in damaged[0].message, findings
+    _critical(findings, damaged_key, drill_record, "check --deep")
 
 
 @then("the quick check reports the missing object as critical")
-def quick_check_reports(repository: Storage, damaged_key: str) -> None:
-    findings = check_backups(repository)
-    damaged = [f for f in findings if f.state == CRITICAL]
-    assert damaged and damaged_key in damaged[0].message, findings
+def quick_check_reports(
+    repository: Storage, damaged_key: str, drill_record: ScenarioRecord
+) -> None:
+    _critical(check_backups(repository), damaged_key, drill_record, "check")
 
 
 # --- two at once ------------------------------------------------------------------------

@@ -120,8 +120,10 @@ def restore_latest_with_wal(
     # No target: the end of the archive, or the end of the backup when no WAL follows it.
     restored = restore_into_new_server(latest.repository, latest.manifest.backup_id, pg_backend)
     record_restore(drill_record, restored)
-    drill_record.check(
-        "restored from", "the latest complete base backup", latest.manifest.backup_id, True
+    drill_record.expect(
+        "restored from the latest complete base backup",
+        latest.manifest.backup_id,
+        restored.restore.backup_id,
     )
     return restored
 
@@ -150,7 +152,7 @@ def restored_server_to_check(
         wait_for_connected_recovery(dsn, timeout=ATTACHED_RECOVERY_TIMEOUT_S)
         named = "the one named by DRILL_TARGET_DSN"
         drill_record.source(None, data="attached")
-        drill_record.check("server checked", named, describe(dsn), True)
+        drill_record.provenance["server"] = f"{describe(dsn)} ({named})"
         return AttachedServer(server)
     latest = latest_backup(storage_factory, pg_backend, drill_record)
     return restore_latest_with_wal(latest, pg_backend, drill_record)

@@ -120,13 +120,11 @@ def media_checklist(
     files = {e.path: e.sha256 for e in iter_entries(repository, manifest) if e.type == "file"}
     actual = tree_fingerprint(restored.result.destination)
     restored_files = {p: e.sha256 for p, e in actual.items() if e.type == "file"}
-    drill_record.check("media file count", count, len(restored_files), len(restored_files) == count)
     matching = sum(restored_files.get(path) == sha for path, sha in files.items())
-    drill_record.check(
-        "media files matching their hash", len(files), matching, matching == len(files)
-    )
-    assert len(restored_files) == count, f"{len(restored_files)} files restored, expected {count}"
-    assert matching == len(files), f"{len(files) - matching} files differ from the snapshot"
+    drill_record.expect_all([
+        ("media file count", count, len(restored_files), len(restored_files) == count),
+        ("media files matching their hash", len(files), matching, matching == len(files)),
+    ])  # fmt: skip
 
 
 @then("the second snapshot stored only the new and changed content")
@@ -212,6 +210,5 @@ def folder_identical(
 @then(parsers.parse("the latest media snapshot is stored in at most {count:d} objects"))
 def packed_objects(repository: Storage, drill_record: ScenarioRecord, count: int) -> None:
     stored = sum(1 for _ in repository.list("media/"))
-    drill_record.check("objects in the repository for media", f"<= {count}", stored,
-                       stored <= count)  # fmt: skip
-    assert stored <= count, f"{stored} objects under media/, expected at most {count}"
+    drill_record.expect("objects in the repository for media", f"<= {count}", stored,
+                        stored <= count)  # fmt: skip

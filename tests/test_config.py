@@ -175,7 +175,7 @@ def test_the_example_file_and_the_readme_table_come_from_the_declarations() -> N
     sections = {
         name: getattr(config_module, f"{name.capitalize()}Settings")
         for name in ("repository", "compression", "postgres", "redis", "media", "retention",
-                     "check", "wal")
+                     "check", "wal", "drill")
     }  # fmt: skip
     for section, settings in sections.items():  # the typed settings hold exactly the options
         declared = [o.name for o in OPTIONS if o.section == section]

@@ -108,7 +108,7 @@ def test_a_passing_drill_leaves_complete_evidence(tmp_path: Path, webhook: Hook)
     assert len(junit.findall(".//testcase")) == 3
     assert len(json.loads((report / "cucumber.json").read_text())[0]["elements"]) == 3
 
-    assert webhook.received and "passed: 3 of 3" in webhook.received[0]["text"]
+    assert webhook.received and "PASSED: 3 of 3" in webhook.received[0]["text"]
     assert len(webhook.received[0]["attachments"][0]["fields"]) == 3
 
     samples = {
@@ -250,8 +250,20 @@ def test_the_readme_step_list_is_the_catalog_from_the_code(tmp_path: Path) -> No
 
 def test_a_skipped_scenario_is_reported_as_skipped_not_failed(tmp_path: Path) -> None:
     """The incremental scenarios skip on a server older than 17 (an environment limit): the
-    summary an auditor reads must say SKIP and count them, never FAIL."""
+    summary an auditor reads must say SKIP and count them, never FAIL, and the drill is
+    incomplete (exit 6, never 0) unless the operator accepts skips."""
     out = drill("--tags", "incremental", "--report-dir", str(tmp_path / "evidence"), cwd=tmp_path)
     lines = out.stdout.splitlines()
     assert not [line for line in lines if line.startswith("FAIL")], out.stdout
-    assert "7 skipped" in out.stdout or "7 of 7 scenarios passed" in out.stdout, out.stdout
+    report = json.loads((tmp_path / "evidence" / "report.json").read_text())
+    if report["summary"]["passed"] == 7:  # a host with PostgreSQL 17: nothing to skip
+        assert out.returncode == 0 and report["result"] == "passed"
+        return
+    assert "Restore drill INCOMPLETE: 0 of 7 scenarios passed, 7 skipped (exit 6)" in out.stdout
+    assert out.returncode == 6 and report["result"] == "incomplete" and not report["passed"]
+    assert "skipped: " in report["scenarios"][0]["error"]  # the reason, for the auditor
+    assert ">INCOMPLETE<" in (tmp_path / "evidence" / "report.html").read_text()
+    accepted = drill("--tags", "incremental", "--allow-skips", "--report-root",
+                     str(tmp_path / "runs"), cwd=tmp_path)  # fmt: skip
+    assert accepted.returncode == 0, accepted.stdout
+    assert "7 skipped (accepted: --allow-skips) (exit 0)" in accepted.stdout

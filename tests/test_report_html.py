@@ -26,7 +26,7 @@ def sample_run() -> DrillRun:
         "Complete data loss", "Restore <latest> & check", "a", ["postgres"], "passed"
     )
     good.measure("RTO", 42.0, 4 * 3600)
-    good.check("rows in users", ">= 1", 2000, True)
+    good.record_check("rows in users", ">= 1", 2000, True)
     good.used_backup("20261125T020000Z", {"postgres/base/x/base.tar.zst": "ab" * 32})
     good.steps.append(StepRecord("When", "a full backup is taken", 0.4, "passed"))
     bad = ScenarioRecord("PITR", "Recover by time", "b", ["pitr"], "failed")

@@ -36,7 +36,7 @@ def keys(tmp_path: Path) -> tuple[Path, Path]:
 
 def report(directory: Path, key: Path | None) -> Path:
     record = ScenarioRecord(feature="F", scenario="S", nodeid="n", status="passed")
-    record.check("rows in users", 100, 100, True)
+    record.record_check("rows in users", 100, 100, True)
     write_json(DrillRun(scenarios=[record], finished_at=record.started_at).to_dict(), directory)
     (directory / "junit.xml").write_text("<testsuites/>")
     write_sums(directory, None, load_private_key(key) if key else None)

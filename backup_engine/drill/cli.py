@@ -8,16 +8,19 @@ defaults: throwaway local servers and an S3 server on loopback.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
 import tempfile
-from datetime import UTC, datetime
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from backup_engine.commands.context import CliContext
 from backup_engine.commands.output import emit_json, emit_table
+from backup_engine.drill.report import REPORT_JSON
+from backup_engine.drill.runs import RUN_ID_ENV, RunDir, new_run, point_latest, prune
 from backup_engine.errors import MissingExtra, UsageError
 
 EXIT_NO_SCENARIOS = 5  # pytest's "no tests collected"
@@ -35,9 +38,26 @@ def default_features_dir() -> Path:
 @click.group(invoke_without_command=True)
 @click.option("--tags", help='Which scenarios, as a marker expression: "postgres and not slow".')
 @click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML config file (the same as backup-engine --config).",
+)
+@click.option(
+    "--report-root",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Each run's evidence goes into a new <UTC time>-<run id>/ here, and latest points "
+    "to the newest sealed run [default: [drill] report_root, drill-report].",
+)
+@click.option(
     "--report-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Where the evidence goes [default: drill-report/<UTC time>/].",
+    help="This run's evidence directory itself (absent or empty; never an earlier run's).",
+)
+@click.option(
+    "--allow-skips",
+    is_flag=True,
+    help="Skipped scenarios do not make the drill incomplete (exit 6); the evidence says so.",
 )
 @click.option(
     "--backend",
@@ -104,7 +124,10 @@ def default_features_dir() -> Path:
 def drill(
     ctx: click.Context,
     tags: str | None,
+    config_file: Path | None,
+    report_root: Path | None,
     report_dir: Path | None,
+    allow_skips: bool,
     backend: str | None,
     features_dir: Path | None,
     keyword: str | None,
@@ -119,11 +142,17 @@ def drill(
     signing_key: Path | None,
     pg_version: int | None,
 ) -> None:
-    """Run the restore drills; exit 0 only if every selected scenario passed."""
+    """Run the restore drills: exit 0 when every selected scenario passed, 1 when one failed,
+    2 when the drill could not run, 6 when scenarios were skipped (incomplete)."""
+    if config_file is not None:
+        ctx.obj = replace(ctx.obj, config=config_file)
     if ctx.invoked_subcommand is not None:
         return
+    obj: CliContext = ctx.obj
+    settings = obj.settings()
+    root = report_root or Path(settings.drill.report_root)
     if pg_version is not None:
-        _drill_in_image(ctx, pg_version, report_dir)
+        _drill_in_image(ctx, pg_version, root, report_dir, settings.drill.keep_days)
     for module in ("pytest", "pytest_bdd"):  # looked up, not imported: pytest imports them
         if importlib.util.find_spec(module) is None:
             raise MissingExtra(
@@ -153,16 +182,13 @@ def drill(
     elif pick == "latest":
         os.environ["DRILL_BACKUP_SELECTION"] = "latest"
 
-    obj: CliContext = ctx.obj
-    repository = obj.settings().open_storage() if keep_in_repository else None
+    repository = settings.open_storage() if keep_in_repository else None
     features = features_dir or default_features_dir()
     if not features.is_dir():
         raise UsageError(
             f"no drill scenarios at {features}",
             hint="run from a restore-drill checkout, or pass --features DIR",
         )
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    directory = (report_dir or Path("drill-report") / stamp).absolute()
     if backend:
         from backup_engine.servers import preflight
 
@@ -176,6 +202,12 @@ def drill(
     _check_steps(features)  # before any server starts
     if check_only:
         return
+    # After every check that can refuse: a refusal writes nothing. Inside the image
+    # (--pg-version), the directory and run id are the ones the host made.
+    inherited = os.environ.get(RUN_ID_ENV) if report_dir is not None else None
+    run = new_run(root, report_dir, run_id=inherited)
+    directory = run.path
+    os.environ[RUN_ID_ENV] = run.run_id
     args = [
         str(_bound(features, directory)),
         f"--rootdir={features.parent}",
@@ -198,32 +230,59 @@ def drill(
         args += ["-m", tags]
     if keyword:
         args += ["-k", keyword]
+    if allow_skips:
+        args.append("--drill-allow-skips")
     code = int(pytest.main(args))
-    if repository is not None and directory.is_dir():
-        from backup_engine.drill.history import store_report
-
-        click.echo(f"evidence kept in {repository.url}/{store_report(repository, directory)}")
-    if code == EXIT_NO_SCENARIOS:
-        raise UsageError(f"no scenario matches --tags {tags!r}" if tags else "no scenarios found")
-    if code == EXIT_PYTEST_USAGE:
+    if code in (EXIT_NO_SCENARIOS, EXIT_PYTEST_USAGE):
+        run.discard()  # nothing ran: no run directory holds anything of it
+        if code == EXIT_NO_SCENARIOS:
+            raise UsageError(
+                f"no scenario matches --tags {tags!r}" if tags else "no scenarios found"
+            )
         raise UsageError(
             "the drill could not start (see the message above)",
             hint="tags are the markers in pyproject.toml, e.g. --tags 'postgres and not slow'",
         )
-    raise SystemExit(0 if code == 0 else 1)
+    if repository is not None and directory.is_dir():
+        from backup_engine.drill.history import store_report
+
+        click.echo(f"evidence kept in {repository.url}/{store_report(repository, directory)}")
+    raise SystemExit(_finish(run, settings.drill.keep_days, fallback=0 if code == 0 else 1))
 
 
-def _drill_in_image(ctx: click.Context, pg_version: int, report_dir: Path | None) -> None:
+def _finish(run: RunDir, keep_days: int, *, fallback: int) -> int:
+    """After the run: `latest` switched to it once sealed, old runs pruned; the exit code
+    the evidence records (so the headline, the summary and the exit code agree)."""
+    for problem in filter(None, [point_latest(run)]):
+        click.echo(f"warning: {problem}", err=True)
+    if run.root is not None:
+        for path in prune(run.root, keep_days):
+            click.echo(f"pruned drill run {path.name} (older than {keep_days} days)")
+    try:
+        report = json.loads((run.path / REPORT_JSON).read_text())
+        return int(report["exit_code"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return fallback  # no report (the session broke off): pytest's verdict
+
+
+def _drill_in_image(
+    ctx: click.Context, pg_version: int, root: Path, report_dir: Path | None, keep_days: int
+) -> None:
     """The same drill, run inside the image of `pg_version` (see drill/in_image.py)."""
-    from backup_engine.drill.in_image import drill_in_image
+    from backup_engine.drill.in_image import check_image, drill_in_image, image_for
 
     obj: CliContext = ctx.obj
     if obj.config is not None:
         os.environ["BACKUP_ENGINE_CONFIG"] = str(obj.config.absolute())
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    directory = (report_dir or Path("drill-report") / stamp).absolute()
+    check_image(image_for(pg_version))  # before a run directory is made
+    run = new_run(root, report_dir)
+    os.environ[RUN_ID_ENV] = run.run_id  # passed into the container with the other DRILL_*
     click.echo(f"running the drill in the PostgreSQL {pg_version} image")
-    raise SystemExit(drill_in_image(pg_version, dict(ctx.params), directory, obj.config))
+    code = drill_in_image(pg_version, dict(ctx.params), run.path, obj.config)
+    if code == UsageError.exit_code and not (run.path / REPORT_JSON).exists():
+        run.discard()
+        raise SystemExit(code)
+    raise SystemExit(_finish(run, keep_days, fallback=code))
 
 
 def _check_steps(features: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import platform
 import socket
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,8 +21,11 @@ from backup_engine.drill.controls import ControlMap, load_controls
 from backup_engine.durations import format_duration
 from backup_engine.urls import redact
 
-REPORT_SCHEMA_VERSION = 2  # 2: provenance per scenario, controls per run
+REPORT_SCHEMA_VERSION = 3  # 2: provenance per scenario, controls per run; 3: result, exit code
 DATA_KINDS = ("synthetic", "existing", "attached", "none")
+# What `backup-engine drill` exits with for each result: a skipped scenario is proof missing,
+# never a pass, so it has a code of its own (unless the operator accepts skips).
+RESULT_EXIT_CODES = {"passed": 0, "failed": 1, "incomplete": 6}
 
 
 def utc_now() -> str:
@@ -119,25 +123,48 @@ class ScenarioRecord:
         )
 
     def measure(self, name: str, seconds: float, target_seconds: float) -> Measurement:
+        """Record a figure against its target (steps use `expect_within`, which also asserts)."""
         measurement = Measurement(name, seconds, target_seconds)
         self.measurements.append(measurement)
         return measurement
 
-    def check(self, name: str, expected: object, actual: object, passed: bool) -> CheckResult:
-        """Record a checklist result; the step asserts on `passed` right after."""
-        result = CheckResult(name, str(expected), str(actual), passed)
-        self.checks.append(result)
-        return result
+    def record_check(self, name: str, expected: object, actual: object, passed: bool) -> None:
+        """Record a checklist result without asserting (steps use `expect`/`expect_all`)."""
+        self.checks.append(CheckResult(name, str(expected), str(actual), bool(passed)))
 
     def expect(
         self, name: str, expected: object, actual: object, passed: bool | None = None
     ) -> None:
         """A comparison a Then-step makes, recorded with both values whatever the outcome,
-        then asserted (equality unless `passed` says otherwise)."""
-        ok = expected == actual if passed is None else passed
-        self.check(name, expected, actual, ok)
+        then asserted (equality unless `passed` says otherwise). The one way a step proves
+        something: what it records and what it asserts cannot disagree."""
+        ok = expected == actual if passed is None else bool(passed)
+        self.record_check(name, expected, actual, ok)
         if not ok:
             raise AssertionError(f"{name}: expected {expected}, found {actual}")
+
+    def expect_all(self, checks: Iterable[tuple[str, object, object, bool]]) -> None:
+        """Several comparisons (name, expected, actual, passed), every one recorded, then one
+        failure naming all that did not hold: the evidence shows each row, not the first."""
+        failed = []
+        for name, expected, actual, passed in checks:
+            self.record_check(name, expected, actual, passed)
+            if not passed:
+                failed.append(f"{name}: expected {expected}, found {actual}")
+        if failed:
+            raise AssertionError("; ".join(failed))
+
+    def expect_within(self, name: str, seconds: float, target_seconds: float) -> Measurement:
+        """A measured figure (RTO, RPO) recorded against its target, then asserted."""
+        measurement = self.measure(name, seconds, target_seconds)
+        if not measurement.passed:
+            raise AssertionError(measurement.describe())
+        return measurement
+
+    @property
+    def proved(self) -> bool:
+        """Whether anything was checked: a scenario that recorded no check proved nothing."""
+        return bool(self.checks or self.measurements)
 
     def phase(self, name: str, seconds: float) -> None:
         """One timed step of a restore, in order (the runbook's steps)."""
@@ -212,10 +239,36 @@ class DrillRun:
     versions: dict[str, str | None] = field(default_factory=dict)
     git_sha: str | None = None
     controls: ControlMap = field(default_factory=lambda: load_controls(None))
+    allow_skips: bool = False  # the operator accepts skipped scenarios (--allow-skips)
+
+    @property
+    def result(self) -> str:
+        """passed, failed or incomplete (scenarios skipped): one verdict for the headline,
+        the summary line, the webhook, the metrics and the exit code alike."""
+        statuses = {s.status for s in self.scenarios}
+        if not statuses or statuses - {"passed", "skipped"}:
+            return "failed"
+        if "skipped" in statuses and not self.allow_skips:
+            return "incomplete"
+        return "passed"
 
     @property
     def passed(self) -> bool:
-        return bool(self.scenarios) and all(s.status == "passed" for s in self.scenarios)
+        return self.result == "passed"
+
+    @property
+    def exit_code(self) -> int:
+        return RESULT_EXIT_CODES[self.result]
+
+    def verdict(self) -> str:
+        """The one summary line: "Restore drill PASSED: 12 of 12 scenarios passed"."""
+        counts = {k: sum(s.status == k for s in self.scenarios) for k in ("passed", "skipped")}
+        line = f"Restore drill {self.result.upper()}: {counts['passed']} of "
+        line += f"{len(self.scenarios)} scenarios passed"
+        if counts["skipped"]:
+            accepted = " (accepted: --allow-skips)" if self.allow_skips else ""
+            line += f", {counts['skipped']} skipped{accepted}"
+        return f"{line} (exit {self.exit_code})"
 
     def to_dict(self) -> dict[str, Any]:
         counts = {
@@ -232,6 +285,9 @@ class DrillRun:
             "tool": {"name": "restore-drill", "version": __version__, "git_sha": self.git_sha},
             "versions": {"python": platform.python_version(), **self.versions},
             "passed": self.passed,
+            "result": self.result,
+            "skips_allowed": self.allow_skips,
+            "exit_code": self.exit_code,
             "summary": {"scenarios": len(self.scenarios), **counts},
             "scenarios": scenarios,
             "controls": self.controls.summarize(scenarios),

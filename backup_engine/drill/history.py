@@ -82,6 +82,7 @@ def load_history(root: Path) -> list[PastRun]:
     runs = [
         _past_run(str(p.parent), p.read_bytes(), _read(p.parent / SUMS))
         for p in root.glob(f"*/{REPORT_JSON}")
+        if not p.parent.is_symlink()  # latest: the same run again
     ]
     return sorted((r for r in runs if r), key=lambda r: r.started_at)
 

@@ -85,7 +85,7 @@ def run_in_image(major: int, python_args: list[str], workdir: Path, paths: list[
 
 # Drill options whose flag is not the parameter's name.
 _FLAGS = {"features_dir": "--features", "check_only": "--check", "controls_file": "--controls",
-          "keyword": "-k"}  # fmt: skip
+          "keyword": "-k", "config_file": "--config"}  # fmt: skip
 
 
 def drill_in_image(
@@ -97,7 +97,8 @@ def drill_in_image(
     report_dir.mkdir(parents=True, exist_ok=True)
     args, paths = ["--report-dir", str(report_dir)], [report_dir]
     for name, value in params.items():
-        if name in ("pg_version", "backend", "report_dir") or value in (None, False):
+        skipped = ("pg_version", "backend", "report_dir", "report_root")
+        if name in skipped or value in (None, False):
             continue
         if name == "within_days" and params.get("pick") != "random":
             continue

@@ -14,6 +14,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Generator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from backup_engine.drill.report import REPORT_HTML, write_json
 from backup_engine.drill.report.html import render_html
 from backup_engine.drill.report.signing import SIGNING_KEY_FILE_ENV, load_private_key
 from backup_engine.drill.report.sums import SIGNING_KEY_ENV, write_sums
+from backup_engine.drill.runs import RUN_ID, RUN_ID_ENV
 from backup_engine.drill.tags import TAGS
 from backup_engine.drill.versions import git_sha, server_versions
 from backup_engine.drill.webhook import WEBHOOK_ENV, post_summary, summary_message
@@ -58,6 +60,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="POST a Slack-compatible summary here [$DRILL_WEBHOOK_URL]",
     )
     group.addoption(
+        "--drill-allow-skips",
+        action="store_true",
+        help="skipped scenarios do not make the drill incomplete (the evidence says so)",
+    )
+    group.addoption(
         "--drill-metrics-file",
         default=os.environ.get(METRICS_ENV),
         help="write Prometheus textfile metrics here [$DRILL_METRICS_FILE]",
@@ -78,7 +85,12 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{tag}: {meaning}")
     _CONFIG[:] = [config]
     controls = os.environ.get(CONTROLS_ENV)
-    config.stash[RUN] = DrillRun(controls=load_controls(Path(controls) if controls else None))
+    run_id = os.environ.get(RUN_ID_ENV, "")
+    config.stash[RUN] = DrillRun(
+        run_id=run_id if RUN_ID.match(run_id) else uuid.uuid4().hex,
+        controls=load_controls(Path(controls) if controls else None),
+        allow_skips=bool(config.getoption("--drill-allow-skips")),
+    )
     configured = config.getoption("--drill-report-dir")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     config.stash[REPORT_DIR] = Path(configured) if configured else Path("drill-report") / stamp
@@ -155,14 +167,32 @@ def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, Any, None]:
     record = item.stash.get(RECORD, None)
     if record is None:
         return
+    if report.when == "call" and report.passed and not record.proved:
+        # A scenario that checked nothing proved nothing: it cannot pass.
+        report.outcome = "failed"
+        report.longrepr = NO_CHECK
     if report.when == "call" or (report.when == "setup" and not report.passed):
         record.status = report.outcome
         record.finished_at = utc_now()
         if report.failed and record.error is None:
             record.error = _first_error_line(report.longreprtext)
+        if report.skipped:
+            record.error = _skip_reason(report)
         if item.config.getoption("--drill-progress"):
             figures = "; ".join(m.describe() for m in record.measurements)
             _say(item.config, f"{record.status.upper():7} {record.scenario}  {figures}".rstrip())
+
+
+NO_CHECK = (
+    "E   no check was recorded: a scenario must prove something (a Then step that compares "
+    "data through drill_record.expect)"
+)
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return "skipped: " + reason.removeprefix("Skipped: ")
 
 
 def _first_error_line(text: str) -> str:
@@ -215,12 +245,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         tr.write_line(f"{mark}  {scenario.feature} / {scenario.scenario}{tail}")
         if scenario.error and scenario.status != "passed":
             tr.write_line(f"      {scenario.error}")
-    passed = sum(s.status == "passed" for s in run.scenarios)
-    skipped = sum(s.status == "skipped" for s in run.scenarios)
-    also = f", {skipped} skipped" if skipped else ""  # a skip is not a failure: say which
-    tr.write_line(
-        f"{passed} of {len(run.scenarios)} scenarios passed{also}; evidence: {report_dir(config)}"
-    )
+    tr.write_line(f"{run.verdict()}; evidence: {report_dir(config)}")
 
 
 @pytest.hookimpl(trylast=True)

@@ -13,9 +13,8 @@ WEBHOOK_ENV = "DRILL_WEBHOOK_URL"
 
 
 def summary_message(run: DrillRun, report_dir: str) -> dict[str, Any]:
-    passed = sum(s.status == "passed" for s in run.scenarios)
-    verdict = "passed" if run.passed else "FAILED"
-    icon = ":white_check_mark:" if run.passed else ":x:"
+    icon = {"passed": ":white_check_mark:", "incomplete": ":warning:"}.get(run.result, ":x:")
+    color = {"passed": "good", "incomplete": "warning"}.get(run.result, "danger")
     fields = []
     for scenario in run.scenarios:
         figures = "; ".join(m.describe() for m in scenario.measurements)
@@ -25,9 +24,8 @@ def summary_message(run: DrillRun, report_dir: str) -> dict[str, Any]:
         fields.append({"title": f"{scenario.feature} / {scenario.scenario}", "value": value,
                        "short": False})  # fmt: skip
     return {
-        "text": f"{icon} Restore drill {verdict}: {passed} of {len(run.scenarios)} scenarios "
-        f"passed (run {run.run_id}, evidence in {report_dir})",
-        "attachments": [{"color": "good" if run.passed else "danger", "fields": fields}],
+        "text": f"{icon} {run.verdict()} (run {run.run_id}, evidence in {report_dir})",
+        "attachments": [{"color": color, "fields": fields}],
     }
 
 

@@ -12,6 +12,7 @@ body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem;co
 h1{margin:0 0 .2rem}h2{margin-top:2rem}.muted{color:#5b6576}
 .badge{display:inline-block;padding:.15rem .6rem;border-radius:1rem;font-weight:600;color:#fff}
 .passed{background:#1f883d}.failed{background:#cf222e}.skipped,.running{background:#6e7781}
+.incomplete{background:#9a6700}
 table{border-collapse:collapse;width:100%;margin:.5rem 0}
 th,td{border-bottom:1px solid #d8dee4;padding:.35rem .5rem;text-align:left;vertical-align:top}
 th{background:#f6f8fa}.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -154,7 +155,7 @@ def _controls(report: dict[str, Any]) -> str:
 
 
 def render_html(report: dict[str, Any]) -> str:
-    status = "passed" if report["passed"] else "failed"
+    status = report.get("result") or ("passed" if report["passed"] else "failed")
     summary = report["summary"]
     rows = "".join(
         f"<tr><td>{escape(s['feature'])}</td><td>{escape(s['scenario'])}</td>"
@@ -168,7 +169,7 @@ def render_html(report: dict[str, Any]) -> str:
         f"<li><b>{escape(s['feature'])} / {escape(s['scenario'])}</b>"
         f'<div class="error">{escape(s["error"] or "failed")}</div></li>'
         for s in report["scenarios"]
-        if s["status"] == "failed"
+        if s["status"] != "passed"
     )
     versions = ", ".join(f"{escape(k)} {escape(str(v))}" for k, v in report["versions"].items())
     tool = report["tool"]
@@ -192,7 +193,7 @@ def render_html(report: dict[str, Any]) -> str:
 <th>RTO / RPO against target</th><th>Duration</th><th>Checks</th><th>Data restored</th></tr>
 </thead><tbody>{rows}</tbody></table>
 {_controls(report)}
-{f"<h2>Failures</h2><ul>{failures}</ul>" if failures else ""}
+{f"<h2>Failed or skipped</h2><ul>{failures}</ul>" if failures else ""}
 <h2>Evidence</h2>
 <p class="muted">Every file of this directory is listed with its sha256 in SHA256SUMS, signed
 (SHA256SUMS.sig, Ed25519) when the drill has a signing key; check it with only the public key:
