@@ -31,6 +31,32 @@ def drill(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+# The command as a plain `pip install restore-drill` has it: no drill extra (pytest, pytest-bdd,
+# moto) and no jsonschema.
+PLAIN_INSTALL = """
+import importlib.util, sys
+ABSENT = {"pytest", "_pytest", "pytest_bdd", "jsonschema", "moto"}
+class NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ABSENT:
+            raise ModuleNotFoundError(f"No module named {name!r}")
+sys.meta_path.insert(0, NotInstalled())
+look_up = importlib.util.find_spec
+def find_spec(name, *args):
+    return None if name.split(".")[0] in ABSENT else look_up(name, *args)
+importlib.util.find_spec = find_spec
+sys.argv[0] = "backup-engine"
+from backup_engine.entry import main
+main()
+"""
+
+
+def plain(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKUP_ENGINE", "DRILL_"))}
+    return subprocess.run([sys.executable, "-c", PLAIN_INSTALL, *args], capture_output=True,
+                          text=True, cwd=cwd, env=env, check=False, timeout=60)  # fmt: skip
+
+
 def runs(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if run_time(p) is not None)
 
@@ -63,13 +89,29 @@ def test_runs_keep_their_own_evidence_and_a_scenario_without_a_check_fails(tmp_p
     # A named directory that holds a run is never written over.
     over = drill("--features", str(features), "--report-dir", str(made[0]), cwd=tmp_path)
     assert over.returncode == 2 and "already holds another run's evidence" in over.stderr
-    for run in made:
-        verified = drill("verify-report", str(run), cwd=tmp_path)
+    for run in made:  # an auditor's plain install checks the evidence
+        verified = plain("drill", "verify-report", str(run), cwd=tmp_path)
         assert verified.returncode == 0, verified.stdout + verified.stderr
+        assert "schema valid" in verified.stdout
 
-    history = json.loads(drill("history", "--report-root", str(root), "--json", cwd=tmp_path)
-                         .stdout)  # fmt: skip
+    shown = plain("drill", "history", "--report-root", str(root), "--json", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    history = json.loads(shown.stdout)
     assert len(history["runs"]) == 2  # latest is a link to one of them, not a third run
+    needs = plain("drill", "--features", str(features), cwd=tmp_path)
+    assert needs.returncode == 2 and "pip install 'restore-drill[drill]'" in needs.stderr
+
+
+def test_list_names_the_scenarios_a_drill_would_run(tmp_path: Path) -> None:
+    listed = drill("list", "--tags", "incremental", "--json", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    scenarios = json.loads(listed.stdout)["scenarios"]
+    assert len(scenarios) == 7 and all("incremental" in s["tags"] for s in scenarios)
+    assert scenarios[0]["file"].endswith("postgres_incremental.feature")
+    text = drill("list", "-k", "tablespace and not incremental", cwd=tmp_path)
+    assert text.returncode == 0 and text.stdout.rstrip().endswith("5 scenarios"), text.stdout
+    bad = drill("list", "--tags", "no_such_tag", cwd=tmp_path)
+    assert bad.returncode == 2 and "Unknown marker" in bad.stderr
 
 
 def test_prune_removes_only_old_runs_and_never_the_latest(tmp_path: Path) -> None:

@@ -68,3 +68,6 @@ def test_without_a_report_the_steps_say_not_drilled_yet(tmp_path: Path) -> None:
     done = run(tmp_path, "--report", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert "no drill report found yet" in done.stdout and "not drilled yet" in done.stdout
+    never = run(tmp_path)  # a machine that has not drilled: no drill-report/ at all
+    assert never.returncode == 0, never.stderr
+    assert "no drill report found yet" in never.stdout

@@ -292,9 +292,8 @@ def usage(obj: CliContext, price_per_gb: float, json_output: bool) -> None:
 @click.option(
     "--report",
     type=click.Path(path_type=Path, exists=True),
-    default=Path("drill-report"),
-    show_default=True,
-    help="A drill report (report.json or its directory), or a directory of them: the newest.",
+    help="A drill report (report.json or its directory), or a directory of them: the newest "
+    "[default: [drill] report_root; none there yet: 'not drilled yet' where timings go].",
 )
 @click.option(
     "--pgdata",
@@ -305,12 +304,16 @@ def usage(obj: CliContext, price_per_gb: float, json_output: bool) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Write it here instead of stdout.")  # fmt: skip
 @click.pass_obj
-def runbook(obj: CliContext, fmt: str, report: Path, pgdata: str, output: Path | None) -> None:
+def runbook(
+    obj: CliContext, fmt: str, report: Path | None, pgdata: str, output: Path | None
+) -> None:
     """Write the recovery runbook for this configuration: the exact commands, each step with
     the duration the newest drill measured, and the plan's RTO/RPO with the latest values."""
     from backup_engine.runbook import newest_report, write_runbook
 
-    text = write_runbook(obj.settings(), newest_report(report), fmt, pgdata)
+    settings = obj.settings()
+    where = report or Path(settings.drill.report_root)
+    text = write_runbook(settings, newest_report(where), fmt, pgdata)
     if output is None:
         click.echo(text, nl=False)
     else:

@@ -7,32 +7,32 @@ defaults: throwaway local servers and an S3 server on loopback.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from backup_engine.commands.context import CliContext
-from backup_engine.commands.output import emit_json, emit_table
 from backup_engine.drill.report import REPORT_JSON
 from backup_engine.drill.runs import RUN_ID_ENV, RunDir, new_run, point_latest, prune
-from backup_engine.errors import MissingExtra, UsageError
-
-EXIT_NO_SCENARIOS = 5  # pytest's "no tests collected"
-EXIT_PYTEST_USAGE = 4
-
-
-def default_features_dir() -> Path:
-    """The checkout's features/, or the scenarios installed with the package."""
-    checkout = Path(__file__).resolve().parent.parent.parent / "features"
-    if checkout.is_dir():
-        return checkout
-    return Path(__file__).resolve().parent / "scenarios"
+from backup_engine.drill.session import (
+    EXIT_NO_SCENARIOS,
+    EXIT_PYTEST_USAGE,
+    default_features_dir,
+    import_steps_path,
+    need_drill_extra,
+    pytest_args,
+)
+from backup_engine.drill.subcommands import (
+    history,
+    keygen,
+    list_command,
+    steps_command,
+    verify_report_command,
+)
+from backup_engine.errors import UsageError
 
 
 @click.group(invoke_without_command=True)
@@ -153,12 +153,7 @@ def drill(
     root = report_root or Path(settings.drill.report_root)
     if pg_version is not None:
         _drill_in_image(ctx, pg_version, root, report_dir, settings.drill.keep_days)
-    for module in ("pytest", "pytest_bdd"):  # looked up, not imported: pytest imports them
-        if importlib.util.find_spec(module) is None:
-            raise MissingExtra(
-                f"backup-engine drill needs {module}, which comes with the drill extra",
-                hint="pip install 'restore-drill[drill]'",
-            )
+    need_drill_extra()
     import pytest
 
     from backup_engine.drill.report.signing import SIGNING_KEY_FILE_ENV, load_private_key
@@ -196,7 +191,7 @@ def drill(
         os.environ["DRILL_BACKEND"] = backend
     if obj.config is not None:
         os.environ["BACKUP_ENGINE_CONFIG"] = str(obj.config.absolute())
-    _import_steps_path()
+    import_steps_path()
     from steps import PLUGINS
 
     _check_steps(features)  # before any server starts
@@ -209,27 +204,17 @@ def drill(
     directory = run.path
     os.environ[RUN_ID_ENV] = run.run_id
     args = [
-        str(_bound(features, directory)),
-        f"--rootdir={features.parent}",
-        *[arg for plugin in PLUGINS for arg in ("-p", plugin)],
-        "-p", "no:cacheprovider",
-        # The step check above imported the steps: their asserts stay plain (the drill reports
-        # its own expected/found lines), which pytest would otherwise warn about.
-        "-W", "ignore::pytest.PytestAssertRewriteWarning",
-        "-q", "--no-header", "-p", "no:randomly",
+        *pytest_args(features, PLUGINS, tags, keyword),
+        "-q",
         "--drill-progress",
         f"--drill-report-dir={directory}",
         f"--junitxml={directory / 'junit.xml'}",
         f"--cucumberjson={directory / 'cucumber.json'}",
-    ]  # fmt: skip
+    ]
     if webhook:
         args.append(f"--drill-webhook={webhook}")
     if metrics_file:
         args.append(f"--drill-metrics-file={metrics_file.absolute()}")
-    if tags:
-        args += ["-m", tags]
-    if keyword:
-        args += ["-k", keyword]
     if allow_skips:
         args.append("--drill-allow-skips")
     code = int(pytest.main(args))
@@ -303,169 +288,8 @@ def _check_steps(features: Path) -> None:
     click.echo(f"{len(files)} feature files: every step has a definition it fits")
 
 
-@drill.command(name="steps")
-@click.option("--markdown", is_flag=True, help="As the README's list (a Markdown code block).")
-def steps_command(markdown: bool) -> None:
-    """Print every step a scenario can use, from the step library's code, with its docstring."""
-    from backup_engine.drill.catalog import load_catalog
-
-    _import_steps_path()
-    from steps import PLUGINS
-
-    catalog = load_catalog(name for name in PLUGINS if name.startswith("steps."))
-    if markdown:
-        click.echo("```gherkin")
-    for step in catalog:
-        click.echo(step.describe())
-        if step.doc and not markdown:
-            click.echo(f"    {step.doc}")
-    if markdown:
-        click.echo("```")
-
-
-def _import_steps_path() -> None:
-    checkout = Path(__file__).resolve().parent.parent.parent  # steps/ beside the package
-    if (checkout / "steps").is_dir() and str(checkout) not in sys.path:
-        sys.path.insert(0, str(checkout))
-
-
-def _bound(features: Path, report_dir: Path) -> Path:
-    """What pytest runs: the directory, when it binds its .feature files itself (a test_*.py
-    calling pytest-bdd's scenarios()); otherwise a binding module written for it, so a
-    directory of .feature files alone is enough."""
-    if any(features.glob("test_*.py")) or any(features.glob("*_test.py")):
-        return features
-    binding = Path(tempfile.mkdtemp(prefix="drill-binding-")) / "test_drill_scenarios.py"
-    binding.write_text(f"from pytest_bdd import scenarios\n\nscenarios({str(features)!r})\n")
-    return binding
-
-
-@drill.command(name="verify-report")
-@click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
-@click.option(
-    "--public-key",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="The signer's Ed25519 public key: the signature must verify with it.",
-)
-@click.option("--require-signature", is_flag=True, help="An unsigned report fails (exit 4), too.")
-@click.pass_obj
-def verify_report_command(
-    obj: CliContext, directory: Path, public_key: Path | None, require_signature: bool
-) -> None:
-    """Check a report directory: every file against SHA256SUMS, the signature with the public
-    key, report.json against its schema. Any difference is exit 4."""
-    from backup_engine.drill.report.signing import load_public_key
-    from backup_engine.drill.report.sums import SIGNING_KEY_ENV, verify_report
-
-    result = verify_report(
-        directory,
-        os.environ.get(SIGNING_KEY_ENV) or None,
-        public_key=load_public_key(public_key) if public_key else None,
-        require_signature=require_signature,
-    )
-    signed = f"signed by {result.signer}" if result.signer else "signature not checked"
-    if result.signed:
-        signed += ", HMAC valid"
-    click.echo(f"{directory}: {result.files} files match SHA256SUMS, schema valid, {signed}")
-
-
-@drill.command()
-@click.option(
-    "--private-key",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=Path("drill-signing.key"),
-    show_default=True,
-    help="Where the private key goes (0600; keep it on the drill host only).",
-)
-@click.option(
-    "--public-key",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=Path("drill-signing.pub"),
-    show_default=True,
-    help="Where the public key goes (give it to auditors).",
-)
-def keygen(private_key: Path, public_key: Path) -> None:
-    """Make an Ed25519 key pair to sign drill evidence with."""
-    from backup_engine.drill.report.signing import generate_keys
-
-    print_fingerprint = generate_keys(private_key, public_key)
-    click.echo(
-        f"signing key {print_fingerprint}: private {private_key}, public {public_key}; "
-        f"sign with: backup-engine drill --signing-key {private_key}"
-    )
-
-
-@drill.command()
-@click.option(
-    "--report-root",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("drill-report"),
-    show_default=True,
-    help="Directory holding one directory per run.",
-)
-@click.option(
-    "--from-repository", is_flag=True, help="Read the runs kept in the configured repository."
-)
-@click.option("--json", "json_output", is_flag=True, help="Print JSON for machines.")
-@click.pass_obj
-def history(obj: CliContext, report_root: Path, from_repository: bool, json_output: bool) -> None:
-    """List past drill runs with their RTO/RPO trends."""
-    from backup_engine.drill.history import (
-        control_history,
-        load_history,
-        load_stored_history,
-        trend,
-    )
-
-    if from_repository:
-        runs = load_stored_history(obj.settings().open_storage())
-    else:
-        runs = load_history(report_root)
-    controls = control_history(runs)
-    if json_output:
-        emit_json(
-            {
-                "runs": [
-                    {"location": r.location, "started_at": r.started_at, "passed": r.passed,
-                     "scenarios": r.scenarios, "failed": r.failed,
-                     "measurements": r.measurements, "controls": r.controls,
-                     "evidence_sha256": r.evidence_sha256}
-                    for r in runs
-                ],
-                "controls": [c.to_dict() for c in controls],
-            }
-        )  # fmt: skip
-        return
-    if not runs:
-        click.echo("no drill runs found")
-        return
-    emit_table(
-        ("STARTED", "RESULT", "SCENARIOS", "FAILED", "EVIDENCE"),
-        [
-            (r.started_at, "passed" if r.passed else "FAILED", str(r.scenarios), str(r.failed),
-             r.location)
-            for r in runs
-        ],
-    )  # fmt: skip
-    series: dict[tuple[str, str], list[float]] = {}
-    for run in runs:
-        for scenario, figures in run.measurements.items():
-            for name, seconds in figures.items():
-                series.setdefault((scenario, name), []).append(seconds)
-    if series:
-        click.echo("")
-        emit_table(
-            ("SCENARIO", "MEASURE", "RUNS", "LATEST (vs earlier mean)"),
-            [(s, m, str(len(v)), trend(v)) for (s, m), v in sorted(series.items())],
-        )
-    if controls:
-        click.echo("")
-        emit_table(
-            ("CONTROL", "LAST PASSED", "EVIDENCE (sha256 of SHA256SUMS)", "LATEST RUN"),
-            [
-                (c.control, c.last_passed.started_at if c.last_passed else "never",
-                 (c.last_passed.evidence_sha256 or "?")[:16] if c.last_passed else "-",
-                 "passed" if c.latest.controls[c.control] else "FAILED")
-                for c in controls
-            ],
-        )  # fmt: skip
+drill.add_command(steps_command)
+drill.add_command(list_command)
+drill.add_command(verify_report_command)
+drill.add_command(keygen)
+drill.add_command(history)

@@ -10,10 +10,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import jsonschema
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from backup_engine.drill.report import REPORT_JSON, report_schema
+from backup_engine.drill.report.schema_check import validate
 from backup_engine.drill.report.signing import (
     SIGNATURE_FILE,
     SIGNER_FILE,
@@ -76,10 +76,9 @@ def _check_schema(directory: Path) -> None:
     if not report.is_file():
         raise IntegrityError(f"{directory} has no {REPORT_JSON}")
     try:
-        jsonschema.validate(json.loads(report.read_text()), report_schema())
-    except (ValueError, jsonschema.ValidationError) as exc:
-        what = exc.message if isinstance(exc, jsonschema.ValidationError) else str(exc)
-        raise IntegrityError(f"{REPORT_JSON} does not follow its schema: {what}") from None
+        validate(json.loads(report.read_text()), report_schema())
+    except ValueError as exc:  # SchemaViolation, or JSON that does not parse
+        raise IntegrityError(f"{REPORT_JSON} does not follow its schema: {exc}") from None
 
 
 def verify_report(
