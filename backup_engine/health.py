@@ -1,8 +1,9 @@
 """`check`: is the backup system healthy right now? Nagios-style: OK / WARNING / CRITICAL.
 
 Config valid, storage reachable and writable, the newest backup of every configured kind young
-enough, the WAL waiting to be archived under [wal] queue_max_mb, and WAL archiving alive: a
-forced WAL switch must reach storage within the limit (the live RPO probe).
+enough, PostgreSQL's archiver configured and not failing (pg_stat_archiver), the WAL waiting to
+be archived under [wal] queue_max_mb, and WAL archiving alive: a forced WAL switch must reach
+storage within the limit (the live RPO probe).
 """
 
 from __future__ import annotations
@@ -72,46 +73,42 @@ def _wal_probe(settings: Settings, storage: Storage) -> Finding:
     return Finding("WAL archiving", state, message, perf)
 
 
-def wal_backlog(dsn: str) -> tuple[int, int]:
-    """(segments waiting to be archived, segment size in MB): PostgreSQL's .ready files.
-    psycopg.Error when the role may not read pg_wal/archive_status (it needs pg_monitor)."""
-    from backup_engine.postgres.connection import connect
-
-    with connect(dsn) as conn:
-        row = conn.execute(
-            "SELECT count(*) FILTER (WHERE name LIKE '%%.ready' AND length(name) = 30),"
-            " current_setting('wal_segment_size')::text FROM pg_ls_archive_statusdir()"
-        ).fetchone()
-    return (int(str(row[0])), _size_mb(str(row[1]))) if row else (0, 16)
-
-
-def _wal_backlog(settings: Settings) -> Finding:
-    """WAL PostgreSQL has finished but not yet archived (its .ready files): a growing backlog
-    is an archive falling behind, and pg_wal filling the disk."""
+def archiver_findings(settings: Settings) -> tuple[list[Finding], bool]:
+    """What PostgreSQL's archiver says, from one query: a setting or a failing archive_command
+    named at once (CRITICAL), and the WAL waiting to be archived (its .ready files; a growing
+    backlog is an archive falling behind, and pg_wal filling the disk). Also whether the live
+    probe can tell more: not when the archiver is already known not to archive."""
     import psycopg
 
-    limit = settings.wal.queue_max_mb
+    from backup_engine.postgres.archiver import archiver_state
+
     try:
-        ready, size = wal_backlog(settings.postgres.dsn)
-    except BackupEngineError as exc:  # the server cannot be reached: the WAL probe says so too
-        return Finding("WAL backlog", CRITICAL, exc.one_line())
+        state = archiver_state(settings.postgres.dsn)
+    except BackupEngineError as exc:  # the server cannot be reached
+        return [Finding("WAL archiver", CRITICAL, exc.one_line())], False
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[0]
-        return Finding("WAL backlog", WARNING, f"cannot read pg_wal/archive_status ({reason}); "
-                       "grant pg_monitor to the checking role")  # fmt: skip
-    backlog = ready * size
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return [Finding("WAL archiver", WARNING, f"cannot read pg_stat_archiver ({reason})")], True
+    findings = []
+    problem = state.problem()
+    if problem is not None:
+        findings.append(Finding("WAL archiver", CRITICAL, problem))
+    findings.append(_backlog_finding(state.ready_segments, state.segment_bytes >> 20, settings))
+    return findings, problem is None
+
+
+def _backlog_finding(ready: int | None, size_mb: int, settings: Settings) -> Finding:
+    if ready is None:
+        return Finding("WAL backlog", WARNING, "cannot read pg_wal/archive_status: grant "
+                       "pg_monitor to the checking role")  # fmt: skip
+    limit = settings.wal.queue_max_mb
+    backlog = ready * size_mb
     state = WARNING if limit and backlog > limit else OK
     perf = f"wal_backlog_mb={backlog};{limit or ''}"
     message = f"{ready} segments ({backlog} MB) waiting to be archived"
     if state == WARNING:
         message += f", above [wal] queue_max_mb = {limit}: the archive is falling behind"
     return Finding("WAL backlog", state, message, perf)
-
-
-def _size_mb(setting: str) -> int:
-    """wal_segment_size as PostgreSQL shows it ('16MB', '1GB') in MB."""
-    number = int("".join(c for c in setting if c.isdigit()) or 16)
-    return number * 1024 if setting.upper().endswith("GB") else number
 
 
 NOTHING_CONFIGURED = (
@@ -145,8 +142,9 @@ def run_checks(
         findings.append(
             _age_finding("postgres", latest.stop_time if latest else None, settings, moment)
         )
-        findings.append(_wal_backlog(settings))
-        if wal_probe:
+        archiver, probe_tells_more = archiver_findings(settings)
+        findings += archiver
+        if wal_probe and probe_tells_more:
             try:
                 findings.append(_wal_probe(settings, storage))
             except BackupEngineError as exc:

@@ -1,5 +1,8 @@
 """Prometheus textfile metrics of the backups themselves (`backup-engine metrics`): when the
-newest backup of each kind ended and how big it is, and when the newest WAL was archived."""
+newest backup of each kind ended and how big it is, and when the newest WAL was archived (from
+the repository, refreshed after the daily backups); and PostgreSQL's archiver as it is now
+(`metrics --archiver`: one query, no repository access, refreshed every minute by a timer), on
+which the WAL alerts stand: a value frozen between daily runs can only raise false alerts."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
 from backup_engine.media.manifest import MEDIA_SNAPSHOTS
+from backup_engine.postgres.archiver import ArchiverState
 from backup_engine.postgres.catalog import BASE_BACKUPS
 from backup_engine.postgres.wal import META_ARCHIVED_AT, WAL_PREFIX
 from backup_engine.redis.manifest import REDIS_BACKUPS
@@ -54,12 +58,65 @@ def last_wal_archived(storage: Storage) -> float | None:
 REPOSITORY_BYTES = "restore_drill_repository_bytes"
 WAL_BACKLOG = "restore_drill_wal_backlog_bytes"
 WAL_BACKLOG_LIMIT = "restore_drill_wal_backlog_limit_bytes"
+ARCHIVER_COLLECTED = "restore_drill_archiver_collected_timestamp_seconds"
+ARCHIVER_UP = "restore_drill_archiver_up"
+ARCHIVER_CONFIGURED = "restore_drill_archiver_configured"
+ARCHIVER_LAST_ARCHIVED = "restore_drill_archiver_last_archived_timestamp_seconds"
+ARCHIVER_LAST_FAILED = "restore_drill_archiver_last_failed_timestamp_seconds"
+ARCHIVER_FAILED = "restore_drill_archiver_failed_count"
+ARCHIVER_OLDEST_READY = "restore_drill_archiver_oldest_ready_timestamp_seconds"
+ARCHIVER_METRICS = (ARCHIVER_COLLECTED, ARCHIVER_UP, ARCHIVER_CONFIGURED, ARCHIVER_LAST_ARCHIVED,
+                    ARCHIVER_LAST_FAILED, ARCHIVER_FAILED, ARCHIVER_OLDEST_READY, WAL_BACKLOG,
+                    WAL_BACKLOG_LIMIT)  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Backlog:
-    bytes: int  # WAL PostgreSQL finished and has not archived yet
-    limit_bytes: int  # [wal] queue_max_mb
+RUN_LAST = "restore_drill_backup_run_timestamp_seconds"
+RUN_FAILED = "restore_drill_backup_run_failed"
+
+
+def write_run_metrics(path: Path, failed: dict[str, bool], *, now: float) -> None:
+    """What `run-all --metrics-file` writes, success or not: when it ran and which job failed
+    (kind: postgres, redis, media), so a failed backup alerts that night, not 26 h later."""
+    registry = CollectorRegistry()
+    Gauge(RUN_LAST, "When run-all last ran", registry=registry).set(now)
+    gauge = Gauge(RUN_FAILED, "1 if this kind's backup failed in the last run-all", ["kind"],
+                  registry=registry)  # fmt: skip
+    for kind, bad in failed.items():
+        gauge.labels(kind).set(1 if bad else 0)
+    write_to_textfile(str(path), registry)
+
+
+def write_archiver_metrics(
+    path: Path, state: ArchiverState | None, limit_bytes: int, *, now: float
+) -> None:
+    """The archiver's state for the WAL alerts; `state` None: the server could not be asked
+    (up 0, and the time of the attempt, so a dead timer and a dead server look different)."""
+    registry = CollectorRegistry()
+
+    def gauge(name: str, text: str, value: float) -> None:
+        Gauge(name, text, registry=registry).set(value)
+
+    gauge(ARCHIVER_COLLECTED, "When the archiver's state was last read", now)
+    gauge(ARCHIVER_UP, "1 if the server answered", 0 if state is None else 1)
+    if state is not None:
+        gauge(ARCHIVER_CONFIGURED, "1 if archive_mode is on and archive_command is set",
+              1 if state.configured else 0)  # fmt: skip
+        if state.last_archived_at is not None:
+            gauge(ARCHIVER_LAST_ARCHIVED, "pg_stat_archiver.last_archived_time",
+                  state.last_archived_at.timestamp())  # fmt: skip
+        if state.last_failed_at is not None:
+            gauge(ARCHIVER_LAST_FAILED, "pg_stat_archiver.last_failed_time",
+                  state.last_failed_at.timestamp())  # fmt: skip
+        gauge(ARCHIVER_FAILED, "pg_stat_archiver.failed_count", state.failed_count)
+        if state.oldest_ready_at is not None:  # absent when nothing waits: nothing is late
+            gauge(ARCHIVER_OLDEST_READY, "When the oldest WAL segment waiting was finished",
+                  state.oldest_ready_at.timestamp())  # fmt: skip
+        if state.ready_segments is not None:
+            gauge(WAL_BACKLOG, "WAL waiting to be archived (pg_wal/archive_status .ready files)",
+                  state.ready_segments * state.segment_bytes)  # fmt: skip
+            gauge(WAL_BACKLOG_LIMIT, "[wal] queue_max_mb: the backlog that is too much",
+                  limit_bytes)  # fmt: skip
+    write_to_textfile(str(path), registry)
 
 
 def write_backup_metrics(
@@ -67,7 +124,6 @@ def write_backup_metrics(
     storage: Storage,
     expected: tuple[str, ...] = (),
     usage: dict[str, int] | None = None,
-    backlog: Backlog | None = None,
 ) -> list[LatestBackup]:
     """`expected`: the kinds the configuration backs up. One with no backup at all is written
     as ended at 0 (1970), so "no backup in 26 hours" fires for it instead of its series
@@ -91,10 +147,5 @@ def write_backup_metrics(
                        ["type"], registry=registry)  # fmt: skip
         for kind, count in usage.items():
             stored.labels(kind).set(count)
-    if backlog is not None:
-        Gauge(WAL_BACKLOG, "WAL waiting to be archived (pg_wal/archive_status .ready files)",
-              registry=registry).set(backlog.bytes)  # fmt: skip
-        Gauge(WAL_BACKLOG_LIMIT, "[wal] queue_max_mb: the backlog that is too much",
-              registry=registry).set(backlog.limit_bytes)  # fmt: skip
     write_to_textfile(str(path), registry)
     return backups

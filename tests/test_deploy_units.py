@@ -4,6 +4,7 @@ one the CLI accepts (an option renamed in the CLI would otherwise break a timer 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -12,7 +13,11 @@ from pathlib import Path
 
 import pytest
 
-UNITS = Path(__file__).parent.parent / "deploy" / "systemd"
+ROOT = Path(__file__).parent.parent
+UNITS = ROOT / "deploy" / "systemd"
+ALERTS = ROOT / "monitoring" / "alerts.yml"
+README = ROOT / "README.md"
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"  # Debian's prometheus-node-exporter reads it
 INSTALLED = "/usr/local/bin/backup-engine"
 
 
@@ -30,10 +35,27 @@ def _commands() -> list[tuple[str, list[str]]]:
 def test_every_timer_starts_a_service_and_every_service_runs_the_tool() -> None:
     services = {u.stem for u in UNITS.glob("*.service")}
     timers = {u.stem for u in UNITS.glob("*.timer")}
-    assert timers == {"backup-engine-run-all", "backup-engine-expire", "backup-engine-drill"}
+    assert timers == {"backup-engine-run-all", "backup-engine-expire", "backup-engine-drill",
+                      "backup-engine-archiver-metrics"}  # fmt: skip
     assert timers < services and "backup-engine-wal-stream" in services
     stream = (UNITS / "backup-engine-wal-stream.service").read_text()
     assert "Restart=always" in stream
+    # Each night's evidence in a directory of its own, kept in the repository too.
+    drill = (UNITS / "backup-engine-drill.service").read_text()
+    assert "--report-root /var/lib/backup-engine/drill-report" in drill
+    assert "--report-dir" not in drill
+    assert "--keep-in-repository" in drill and "StateDirectory=backup-engine" in drill
+    # One textfile directory everywhere: the units, the rules' comment and the README.
+    textfiles = {
+        path
+        for unit in UNITS.glob("*.service")
+        for path in re.findall(r"(/\S+)/restore_drill\w*\.prom", unit.read_text())
+    }
+    assert textfiles == {TEXTFILE_DIR}, textfiles
+    for doc in (ALERTS, README):
+        found = set(re.findall(r"(/var/lib/\S+?)/?restore_drill\w*\.prom", doc.read_text()))
+        found |= set(re.findall(r"/var/lib/node_exporter\S*", doc.read_text()))
+        assert found <= {TEXTFILE_DIR}, (doc.name, found)
     assert {name for name, _ in _commands()} == {f"{s}.service" for s in services}
 
 

@@ -35,8 +35,14 @@ def test_alert_rules_are_well_formed_and_use_our_metrics() -> None:
     names = {rule["alert"] for rule in group["rules"]}
     assert names >= {
         "BackupMissing",
+        "BackupFailed",
         "RestoreDrillFailed",
+        "RestoreDrillIncomplete",
+        "RestoreDrillNotRun",
+        "WalArchivingOff",
+        "WalArchiveFailing",
         "WalArchiveLagging",
+        "ArchiverMetricsStale",
         "RestoreRtoOverTarget",
     }
     for rule in group["rules"]:
@@ -44,7 +50,7 @@ def test_alert_rules_are_well_formed_and_use_our_metrics() -> None:
         assert rule["labels"]["severity"] in ("warning", "critical")
         assert rule["annotations"]["summary"]
         assert re.fullmatch(r"\d+[smh]", rule.get("for", "0s"))
-        used = set(re.findall(r"[a-z_]+_(?:seconds|bytes|passed)\b", rule["expr"]))
+        used = set(re.findall(r"restore_drill_[a-z_]+", rule["expr"]))
         assert used and used <= set(ALL_METRICS), (rule["alert"], used - set(ALL_METRICS))
     backup = next(r for r in group["rules"] if r["alert"] == "BackupMissing")
     assert "26 * 3600" in backup["expr"]
@@ -139,7 +145,20 @@ def test_check_and_metrics_commands(
             conn.execute("SELECT pg_switch_wal()")
     config.write_text(config.read_text() + "[wal]\nqueue_max_mb = 32\n")
     behind = run(config, repo, "check", "--no-wal-probe")
-    assert behind.returncode == 1, behind.stdout
+    assert behind.returncode == 2, behind.stdout  # the failing command, named at once
+    assert re.search(r"CRITICAL +WAL archiver: archive_command failed for [0-9A-F]{24} at .* "
+                     r"and nothing was archived since", behind.stdout), behind.stdout  # fmt: skip
+    archiver = tmp_path / "archiver.prom"
+    assert run(config, repo, "metrics", "--archiver", "--textfile", str(archiver)).returncode == 0
+    state = {s.name: s.value for f in text_string_to_metric_families(archiver.read_text())
+             for s in f.samples}  # fmt: skip
+    assert state["restore_drill_archiver_up"] == 1 and state["restore_drill_archiver_configured"]
+    assert state["restore_drill_archiver_last_failed_timestamp_seconds"] > state.get(
+        "restore_drill_archiver_last_archived_timestamp_seconds", 0
+    )  # what WalArchiveFailing reads
+    assert abs(state["restore_drill_archiver_oldest_ready_timestamp_seconds"] - time.time()) < 600
+    assert state["restore_drill_wal_backlog_limit_bytes"] == 32 << 20
+    assert state["restore_drill_wal_backlog_bytes"] >= 3 * (16 << 20)
     found = re.search(r"WARNING +WAL backlog: (\d+) segments \((\d+) MB\) waiting to be "
                       r"archived, above \[wal\] queue_max_mb = 32", behind.stdout)  # fmt: skip
     assert found and int(found[1]) >= 3 and int(found[2]) == 16 * int(found[1]), behind.stdout
@@ -158,9 +177,6 @@ def test_check_and_metrics_commands(
     }
     assert abs(last["postgres"] - datetime.now(UTC).timestamp()) < 300
     assert any(s.name == "restore_drill_wal_last_archived_timestamp_seconds" for s in samples)
-    values = {s.name: s.value for s in samples}
-    assert values["restore_drill_wal_backlog_limit_bytes"] == 32 << 20
-    assert values["restore_drill_wal_backlog_bytes"] % (16 << 20) == 0
 
 
 def test_check_reports_an_unreachable_store_as_critical(
@@ -186,11 +202,37 @@ def test_nightly_workflow_runs_the_readme_drill_and_keeps_the_evidence() -> None
     assert upload["if"] == "always()" and upload["with"]["path"] == "drill-report/nightly"
 
 
-def test_the_wal_backlog_of_a_server_that_cannot_be_reached_is_critical() -> None:
-    from backup_engine.health import _wal_backlog
+def test_the_archiver_of_a_server_that_cannot_be_reached_is_critical(tmp_path: Path) -> None:
+    from backup_engine.health import archiver_findings
 
     env = {"BACKUP_ENGINE_REPOSITORY": "file:///x",
            "BACKUP_ENGINE_PG_DSN": "host=127.0.0.1 port=1 connect_timeout=2"}  # fmt: skip
-    finding = _wal_backlog(load_settings(None, env=env))
-    assert finding.state == CRITICAL and "cannot connect to PostgreSQL" in finding.message
-    assert "\n" not in finding.message
+    findings, probe = archiver_findings(load_settings(None, env=env))
+    assert [f.state for f in findings] == [CRITICAL] and not probe
+    assert "cannot connect to PostgreSQL" in findings[0].message
+    assert "\n" not in findings[0].message
+    textfile = tmp_path / "archiver.prom"
+    down = subprocess.run(
+        [sys.executable, "-m", "backup_engine", "metrics", "--archiver", "--textfile",
+         str(textfile)],
+        capture_output=True, text=True, check=False, timeout=60,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("BACKUP_ENGINE")}, **env},
+    )  # fmt: skip
+    assert down.returncode == 3 and "archiver state not read" in down.stderr
+    assert "restore_drill_archiver_up 0.0" in textfile.read_text()  # down, not silent
+
+
+@pytest.mark.postgres
+def test_check_names_archive_mode_off_at_once(tmp_path: Path, embedded_s3: EmbeddedS3) -> None:
+    """Without archiving, `check` says which setting, instead of waiting out the WAL probe."""
+    repo = embedded_s3.storage(f"off-{os.urandom(4).hex()}")
+    with LocalPostgresBackend() as backend:
+        server = backend.create(settings={"archive_mode": "off"})
+        config = tmp_path / "backup-engine.toml"
+        config.write_text(f'[repository]\nurl = "{repo.url}"\n[postgres]\ndsn = "{server.dsn()}"\n')
+        out = run(config, repo, "check")
+    assert out.returncode == 2, out.stdout
+    assert re.search(
+        r"CRITICAL +WAL archiver: archive_mode is off: PostgreSQL archives no WAL", out.stdout
+    ), out.stdout
+    assert "wal_probe_seconds" not in out.stdout and "did not reach" not in out.stdout

@@ -14,8 +14,15 @@ from backup_engine.commands.output import emit_json, emit_table, human_bytes
 @click.command(name="run-all")
 @click.option("--no-progress", is_flag=True, help="Do not draw progress bars.")
 @click.option("--json", "json_output", is_flag=True, help="Print JSON for machines.")
+@click.option(
+    "--metrics-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write when this ran and which kind failed, as Prometheus textfile metrics.",
+)
 @click.pass_obj
-def run_all(obj: CliContext, no_progress: bool, json_output: bool) -> None:
+def run_all(
+    obj: CliContext, no_progress: bool, json_output: bool, metrics_file: Path | None
+) -> None:
     """Run every backup the config describes (PostgreSQL, Redis, media), past failures.
 
     Exits 1 if any of them failed; the summary says which and why.
@@ -31,6 +38,16 @@ def run_all(obj: CliContext, no_progress: bool, json_output: bool) -> None:
             "nothing to back up: [postgres] dsn, [redis] url and [media] paths are all empty",
             hint="set at least one of them in the configuration (or its BACKUP_ENGINE_* variable)",
         )
+    if metrics_file is not None:
+        import time
+
+        from backup_engine.metrics import write_run_metrics
+
+        failed: dict[str, bool] = {}
+        for r in results:  # media jobs are one per path: one kind, failed if any failed
+            kind = r.job.split(" ")[0]
+            failed[kind] = failed.get(kind, False) or r.status != "ok"
+        write_run_metrics(metrics_file, failed, now=time.time())
     if json_output:
         emit_json([r.to_dict() for r in results])
     else:
@@ -116,14 +133,23 @@ def expire(obj: CliContext, dry_run: bool, json_output: bool) -> None:
     is_flag=True,
     help="Also the bytes stored per backup type (lists the whole repository).",
 )
+@click.option(
+    "--archiver",
+    is_flag=True,
+    help="Instead: PostgreSQL's archiver now (pg_stat_archiver, WAL waiting), for the WAL "
+    "alerts; one query, no repository access: run it every minute.",
+)
 @click.pass_obj
-def metrics(obj: CliContext, textfile: Path, with_usage: bool) -> None:
+def metrics(obj: CliContext, textfile: Path, with_usage: bool, archiver: bool) -> None:
     """Write the age and size of the newest backup of each kind, and of the newest WAL."""
     from backup_engine.metrics import write_backup_metrics
     from backup_engine.retention import WEEKDAYS
     from backup_engine.usage import measure
 
     settings = obj.settings()
+    if archiver:
+        _archiver_metrics(settings, textfile)
+        return
     storage = settings.open_storage()
     storage.check()
     configured = {
@@ -138,37 +164,40 @@ def metrics(obj: CliContext, textfile: Path, with_usage: bool) -> None:
                  for k in found.kinds.values()}  # fmt: skip
         if found.noncurrent_bytes is not None:
             usage["old_versions"] = found.noncurrent_bytes
-    backlog = None
-    if settings.postgres.dsn:
-        backlog = _backlog(settings)
     backups = write_backup_metrics(
         textfile,
         storage,
         expected=tuple(kind for kind, on in configured.items() if on),
         usage=usage,
-        backlog=backlog,
     )
     click.echo(
         f"wrote {textfile}: newest backup of {', '.join(b.kind for b in backups) or 'no kind'}"
     )
 
 
-def _backlog(settings: Any) -> Any:
-    """The WAL backlog for the metrics, or None (said on stderr) when it cannot be read."""
+def _archiver_metrics(settings: Any, textfile: Path) -> None:
+    """The archiver's textfile; a server that cannot answer is written as down (exit 3), so
+    the alerts tell a dead server from a dead timer."""
+    import time
+
     import psycopg
 
-    from backup_engine import logs
-    from backup_engine.errors import BackupEngineError
-    from backup_engine.health import wal_backlog
-    from backup_engine.metrics import Backlog
+    from backup_engine.errors import ConfigError, ServerUnreachable
+    from backup_engine.metrics import write_archiver_metrics
+    from backup_engine.postgres.archiver import archiver_state
 
+    if not settings.postgres.dsn:
+        raise ConfigError("metrics --archiver reads PostgreSQL: set [postgres] dsn")
+    limit = settings.wal.queue_max_mb << 20
     try:
-        ready, size_mb = wal_backlog(settings.postgres.dsn)
-    except (BackupEngineError, psycopg.Error) as exc:
+        state = archiver_state(settings.postgres.dsn)
+    except (ServerUnreachable, psycopg.Error) as exc:
+        write_archiver_metrics(textfile, None, limit, now=time.time())
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        logs.warning(f"WAL backlog not written: {reason} (the role needs pg_monitor)")
-        return None
-    return Backlog(ready * size_mb << 20, settings.wal.queue_max_mb << 20)
+        raise ServerUnreachable(f"archiver state not read: {reason}") from None
+    write_archiver_metrics(textfile, state, limit, now=time.time())
+    problem = state.problem()
+    click.echo(f"wrote {textfile}: " + (problem or "the archiver is archiving"))
 
 
 @click.command()

@@ -12,25 +12,28 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from backup_engine.drill.evidence import DrillRun
 from backup_engine.metrics import (
+    ARCHIVER_METRICS,
     BACKUP_LAST,
     BACKUP_SIZE,
     REPOSITORY_BYTES,
-    WAL_BACKLOG,
-    WAL_BACKLOG_LIMIT,
+    RUN_FAILED,
+    RUN_LAST,
     WAL_LAST,
 )
 
 LAST_RUN = "restore_drill_last_run_timestamp_seconds"
 LAST_SUCCESS = "restore_drill_last_success_timestamp_seconds"
 PASSED = "restore_drill_passed"
+EXIT_CODE = "restore_drill_exit_code"
 SCENARIO_PASSED = "restore_drill_scenario_passed"
 SCENARIO_SECONDS = "restore_drill_scenario_{measure}_seconds"
 SCENARIO_TARGET = "restore_drill_scenario_{measure}_target_seconds"
 ALL_METRICS = (
-    LAST_RUN, LAST_SUCCESS, PASSED, SCENARIO_PASSED,
+    LAST_RUN, LAST_SUCCESS, PASSED, EXIT_CODE, SCENARIO_PASSED,
     SCENARIO_SECONDS.format(measure="rto"), SCENARIO_TARGET.format(measure="rto"),
     SCENARIO_SECONDS.format(measure="rpo"), SCENARIO_TARGET.format(measure="rpo"),
-    BACKUP_LAST, BACKUP_SIZE, WAL_LAST, WAL_BACKLOG, WAL_BACKLOG_LIMIT, REPOSITORY_BYTES,
+    BACKUP_LAST, BACKUP_SIZE, WAL_LAST, REPOSITORY_BYTES, RUN_LAST, RUN_FAILED,
+    *ARCHIVER_METRICS,
 )  # fmt: skip
 
 
@@ -58,6 +61,8 @@ def write_drill_metrics(path: Path, run: DrillRun, *, now: float | None = None) 
     Gauge(PASSED, "1 if every scenario of the last drill passed", registry=registry).set(
         1 if run.passed else 0
     )
+    Gauge(EXIT_CODE, "0 passed, 1 a restore failed, 6 incomplete (scenarios skipped)",
+          registry=registry).set(run.exit_code)  # fmt: skip
     passed = Gauge(
         SCENARIO_PASSED, "1 if the scenario passed", ["feature", "scenario"], registry=registry
     )
