@@ -26,6 +26,7 @@ from backup_engine.drill.session import (
     pytest_args,
 )
 from backup_engine.drill.subcommands import (
+    cleanup,
     history,
     keygen,
     list_command,
@@ -293,3 +294,4 @@ drill.add_command(list_command)
 drill.add_command(verify_report_command)
 drill.add_command(keygen)
 drill.add_command(history)
+drill.add_command(cleanup)

@@ -240,6 +240,7 @@ class DrillRun:
     git_sha: str | None = None
     controls: ControlMap = field(default_factory=lambda: load_controls(None))
     allow_skips: bool = False  # the operator accepts skipped scenarios (--allow-skips)
+    reaped: list[str] = field(default_factory=list)  # what killed drills had left, removed
 
     @property
     def result(self) -> str:
@@ -291,4 +292,5 @@ class DrillRun:
             "summary": {"scenarios": len(self.scenarios), **counts},
             "scenarios": scenarios,
             "controls": self.controls.summarize(scenarios),
+            "reaped": self.reaped,
         }

@@ -33,6 +33,7 @@ from backup_engine.drill.runs import RUN_ID, RUN_ID_ENV
 from backup_engine.drill.tags import TAGS
 from backup_engine.drill.versions import git_sha, server_versions
 from backup_engine.drill.webhook import WEBHOOK_ENV, post_summary, summary_message
+from backup_engine.servers.reaper import reap
 
 RECORD = pytest.StashKey[ScenarioRecord]()
 FEATURE_FILE = pytest.StashKey[str]()  # the running scenario's .feature file
@@ -98,6 +99,17 @@ def pytest_configure(config: pytest.Config) -> None:
         Path(configured).mkdir(parents=True, exist_ok=True)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Before any server starts: stop and remove what killed drills left behind (their
+    servers, containers and scratch areas), and say so in this run's evidence."""
+    if getattr(session.config.option, "collectonly", False):
+        return  # drill list: looks, changes nothing
+    run = session.config.stash[RUN]
+    for reaped in reap():
+        run.reaped.append(reaped.describe())
+        _say(session.config, f"cleanup: {reaped.describe()}")
 
 
 @pytest.hookimpl(tryfirst=True)

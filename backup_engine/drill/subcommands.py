@@ -205,3 +205,21 @@ def history(obj: CliContext, report_root: Path, from_repository: bool, json_outp
                 for c in controls
             ],
         )  # fmt: skip
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Only say what killed drills left behind.")
+def cleanup(dry_run: bool) -> None:
+    """Stop and remove what drills that were killed left behind: their throwaway servers,
+    containers and scratch areas (a drill does this itself before it starts)."""
+    from backup_engine.servers.reaper import orphans, reap
+
+    if dry_run:
+        for root, pid in orphans():
+            click.echo(f"would remove {root} left by drill process {pid} (gone)")
+        return
+    reaped = reap()
+    for entry in reaped:
+        click.echo(entry.describe())
+    if not reaped:
+        click.echo("nothing left behind by earlier drills")

@@ -27,6 +27,7 @@ from backup_engine.net import free_port
 from backup_engine.postgres.binaries import PgBinaries, find_pg_binaries
 from backup_engine.postgres.recovery_config import conf_quote
 from backup_engine.servers.base import PostgresBackend, PostgresServer, tablespaces_beside
+from backup_engine.servers.reaper import CONTAINER_LABEL
 from backup_engine.servers.redis_base import RedisBackend, RedisServer
 from backup_engine.servers.scratch import ScratchArea, remove_data_dir
 
@@ -109,7 +110,10 @@ class _Container:
         container = DockerContainer(image).with_command(["sh", "-c", command])
         # The host's network and pids: a drill reaches the server on 127.0.0.1 and can signal
         # its processes (a SIGKILLed server, a killed archive worker) by the pids they record.
-        container = container.with_kwargs(network_mode="host", pid_mode="host")
+        # Labelled with its scratch area: a killed drill's containers are found and removed.
+        container = container.with_kwargs(
+            network_mode="host", pid_mode="host", labels={CONTAINER_LABEL: str(data_dir.parent)}
+        )
         container = container.with_volume_mapping(str(data_dir), DATA, "rw")
         if spaces is not None:  # tablespaces: links name host paths, seen at the same path
             spaces.mkdir(exist_ok=True)

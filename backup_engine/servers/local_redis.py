@@ -13,6 +13,7 @@ import redis
 from backup_engine.errors import MissingBinary, ServerError
 from backup_engine.net import free_port
 from backup_engine.process import start_background
+from backup_engine.servers.reaper import PID_FILE, record_pid
 from backup_engine.servers.redis_base import RedisBackend, RedisServer
 from backup_engine.servers.scratch import ScratchArea
 
@@ -54,6 +55,7 @@ class LocalRedisServer(RedisServer):
             ],
             log_file=log_file,
         )  # fmt: skip
+        record_pid(data_dir / PID_FILE, self._process.pid)  # for the reaper, should we be killed
 
     @property
     def url(self) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from backup_engine.servers.base import tablespaces_beside
+from backup_engine.servers.reaper import SCRATCH_PREFIX, claim
 
 Server = TypeVar("Server")
 
@@ -20,6 +21,7 @@ Server = TypeVar("Server")
 class ScratchArea(Generic[Server]):
     def __init__(self, prefix: str, base_dir: Path | None, *, dir_mode: int = 0o700) -> None:
         self.root = Path(tempfile.mkdtemp(prefix=prefix, dir=base_dir))
+        claim(self.root, prefix.removeprefix(SCRATCH_PREFIX).rstrip("-"))  # for the reaper
         self._dir_mode = dir_mode
         self._servers: list[Server] = []
         self._mounts: list[Path] = []
