@@ -42,5 +42,8 @@ class AttachedPostgresServer(PostgresServer):
     def stop(self, *, mode: str = "fast") -> None:
         raise UsageError("the drill does not stop a server it did not start")
 
+    def start(self, *, wait: bool = True) -> None:
+        raise UsageError("the drill does not start a server it did not start")
+
     def destroy(self) -> None:
         raise UsageError("the drill does not destroy a server it did not start")

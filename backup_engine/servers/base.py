@@ -36,6 +36,11 @@ class PostgresServer(ABC):
         """Stop the server; stopping a stopped server does nothing."""
 
     @abstractmethod
+    def start(self, *, wait: bool = True) -> None:
+        """Start the stopped server again on its data directory and port (what it finds there
+        is what it runs on: a damaged page, a recovery setting)."""
+
+    @abstractmethod
     def destroy(self) -> None:
         """Simulate losing the server: kill it and delete its data directory."""
 

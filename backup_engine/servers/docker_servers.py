@@ -204,10 +204,24 @@ class DockerPostgresServer(PostgresServer):
         self._backend = backend
         self.data_dir = data_dir
         self.port = free_port()
+        self._env = env
+        # A new cluster keeps its settings in postgresql.conf; an existing one is given them
+        # on each start.
+        self._settings: Mapping[str, str] = {} if initdb else settings
         spaces = tablespaces_beside(data_dir)  # a restored backup's, or new ones
         command = _postgres_command(self.port, settings, initdb, spaces, checksums)
         self._container = _Container(backend.image, command, data_dir=data_dir, env=env,
                                      spaces=spaces)  # fmt: skip
+
+    def start(self, *, wait: bool = True) -> None:
+        """A container stopped is removed: a new one on the same data directory and port."""
+        if self.is_running():
+            return
+        spaces = tablespaces_beside(self.data_dir)
+        command = _postgres_command(self.port, self._settings, False, spaces)
+        self._container = _Container(self._backend.image, command, data_dir=self.data_dir,
+                                     env=self._env, spaces=spaces)  # fmt: skip
+        self.wait_started(ready=wait)
 
     def wait_started(self, *, ready: bool) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
