@@ -171,7 +171,8 @@ def test_the_example_file_and_the_readme_table_come_from_the_declarations() -> N
     assert (root / "backup-engine.example.toml").read_text() == example_file(), (
         "regenerate: backup-engine config example > backup-engine.example.toml"
     )
-    assert options_table() in (root / "README.md").read_text(), "regenerate the README table"
+    configuration = (root / "docs" / "configuration.md").read_text()
+    assert options_table() in configuration, "regenerate the table in docs/configuration.md"
     sections = {
         name: getattr(config_module, f"{name.capitalize()}Settings")
         for name in ("repository", "compression", "postgres", "redis", "media", "retention",

@@ -45,14 +45,14 @@ def test_every_timer_starts_a_service_and_every_service_runs_the_tool() -> None:
     assert "--report-root /var/lib/backup-engine/drill-report" in drill
     assert "--report-dir" not in drill
     assert "--keep-in-repository" in drill and "StateDirectory=backup-engine" in drill
-    # One textfile directory everywhere: the units, the rules' comment and the README.
+    # One textfile directory everywhere: the units, the rules' comment and the documents.
     textfiles = {
         path
         for unit in UNITS.glob("*.service")
         for path in re.findall(r"(/\S+)/restore_drill\w*\.prom", unit.read_text())
     }
     assert textfiles == {TEXTFILE_DIR}, textfiles
-    for doc in (ALERTS, README):
+    for doc in (ALERTS, README, *sorted((ROOT / "docs").glob("*.md"))):
         found = set(re.findall(r"(/var/lib/\S+?)/?restore_drill\w*\.prom", doc.read_text()))
         found |= set(re.findall(r"/var/lib/node_exporter\S*", doc.read_text()))
         assert found <= {TEXTFILE_DIR}, (doc.name, found)
