@@ -35,4 +35,5 @@ Feature: An invoicing application's bad migration is undone by point-in-time rec
     And the database is restored to the time of marker "before migration 42"
     Then the query "revenue" returns what was recorded
     And every table of the database "invoicing" is as recorded
+    And the smoke test "PGDATABASE=invoicing sh app/invoicing_smoke.sh" passes against the restored copy within 1 minute
     And the measured RTO is within 1 hour

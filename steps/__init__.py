@@ -25,6 +25,7 @@ PLUGINS = [
     "steps.incremental_steps",
     "steps.tablespace_steps",
     "steps.checklist_steps",
+    "steps.smoke_steps",
     "steps.latest_backup_steps",
     "steps.fault_steps",
     "steps.hostile_steps",
