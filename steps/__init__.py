@@ -9,26 +9,14 @@ from backup_engine.storage import Storage
 StorageFactory = Callable[[], Storage]
 
 # Everything a drill needs loaded, in order: the evidence plugin, fixtures, then the steps.
-# conftest.py and `backup-engine drill` both load this list.
-PLUGINS = [
-    "backup_engine.drill.pytest_plugin",
-    "steps.fixtures",
-    "steps.repository_steps",
-    "steps.postgres_steps",
-    "steps.pitr_steps",
-    "steps.wal_async_steps",
-    "steps.timeline_steps",
-    "steps.table_steps",
-    "steps.redis_steps",
-    "steps.media_steps",
-    "steps.retention_steps",
-    "steps.incremental_steps",
-    "steps.tablespace_steps",
-    "steps.checklist_steps",
-    "steps.smoke_steps",
-    "steps.latest_backup_steps",
-    "steps.fault_steps",
-    "steps.hostile_steps",
-    "steps.sql_steps",
-    "steps.evidence_steps",
-]
+# conftest.py loads this list for pytest in the checkout; `backup-engine drill` finds it through
+# the `restore_drill.steps` entry point (the package is installed as `restore_drill_steps`), as
+# it finds any other step library a project declares there. Names are relative to this package,
+# so it works under either name.
+STEP_MODULES = (
+    "fixtures", "repository_steps", "postgres_steps", "pitr_steps", "wal_async_steps",
+    "timeline_steps", "table_steps", "redis_steps", "media_steps", "retention_steps",
+    "incremental_steps", "tablespace_steps", "checklist_steps", "smoke_steps",
+    "latest_backup_steps", "fault_steps", "hostile_steps", "sql_steps", "evidence_steps",
+)  # fmt: skip
+PLUGINS = ["backup_engine.drill.pytest_plugin", *(f"{__name__}.{m}" for m in STEP_MODULES)]

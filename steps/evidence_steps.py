@@ -10,7 +10,8 @@ from backup_engine.drill.evidence import Runbook, ScenarioRecord
 from backup_engine.drill.recovery import RestoredServer
 from backup_engine.drill.writer import newest_heartbeat
 from backup_engine.durations import parse_duration
-from steps.postgres_steps import Loss
+
+from .postgres_steps import Loss
 
 
 @then(parsers.parse("the measured RPO is within {target}"))

@@ -24,7 +24,8 @@ from backup_engine.postgres.restore import restore_base_backup
 from backup_engine.postgres.verify import verify_base_backup
 from backup_engine.servers import PostgresBackend, PostgresServer
 from backup_engine.storage import S3Storage, Storage
-from steps import StorageFactory
+
+from . import StorageFactory
 
 ZSTD = get_codec("zstd")
 

@@ -18,7 +18,8 @@ from backup_engine.config import load_settings
 from backup_engine.drill.embedded_s3 import EmbeddedS3
 from backup_engine.servers import PostgresBackend, make_backend
 from backup_engine.storage import Storage, open_storage
-from steps import StorageFactory
+
+from . import StorageFactory
 
 REPOSITORY_ENV = "DRILL_REPOSITORY"
 BACKEND_ENV = "DRILL_BACKEND"

@@ -31,7 +31,8 @@ from backup_engine.postgres.wal import WAL_PREFIX
 from backup_engine.retention import RetentionPolicy
 from backup_engine.servers import PostgresBackend
 from backup_engine.storage import Storage
-from steps.pitr_steps import Attempt
+
+from .pitr_steps import Attempt
 
 ZSTD = get_codec("zstd")
 

@@ -25,8 +25,9 @@ from backup_engine.postgres.targets import RecoveryTarget
 from backup_engine.retention import RetentionPolicy, base_backup_decisions
 from backup_engine.servers import PostgresBackend, PostgresServer
 from backup_engine.storage import Storage
-from steps.pitr_steps import Attempt, start_archiving_server
-from steps.retention_steps import SimulatedHistory, simulate_days
+
+from .pitr_steps import Attempt, start_archiving_server
+from .retention_steps import SimulatedHistory, simulate_days
 
 CODEC = get_codec("zstd")
 

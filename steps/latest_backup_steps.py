@@ -31,8 +31,9 @@ from backup_engine.servers import PostgresBackend, PostgresServer
 from backup_engine.servers.attached import AttachedPostgresServer
 from backup_engine.storage import Storage
 from backup_engine.storage.faults import ReadOnlyStorage
-from steps import StorageFactory
-from steps.pitr_steps import archiving_settings
+
+from . import StorageFactory
+from .pitr_steps import archiving_settings
 
 CONFIG_ENV = "BACKUP_ENGINE_CONFIG"
 SELECTION_ENV = "DRILL_BACKUP_SELECTION"  # "latest" or "random:DAYS:SEED" (drill --pick)

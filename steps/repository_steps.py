@@ -10,7 +10,8 @@ from pytest_bdd import given, then
 from backup_engine.drill.evidence import ScenarioRecord
 from backup_engine.storage import Storage
 from backup_engine.storage.encrypted import KEY_ENV, MAGIC, EncryptedStorage
-from steps import StorageFactory
+
+from . import StorageFactory
 
 
 @given("an empty backup repository", target_fixture="repository")

@@ -26,7 +26,8 @@ from backup_engine.postgres.inspect import TableFingerprint, table_fingerprint, 
 from backup_engine.process import run
 from backup_engine.servers import PostgresBackend, PostgresServer, SmallDiskUnavailable
 from backup_engine.storage import Storage
-from steps.pitr_steps import archiving_settings
+
+from .pitr_steps import archiving_settings
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from backup_engine.process import run
 from backup_engine.servers import PostgresBackend, PostgresServer
 from backup_engine.servers.base import tablespaces_beside
 from backup_engine.storage import Storage
-from steps.postgres_steps import DEFAULT_CODEC, Loss, destroy_server
+
+from .postgres_steps import DEFAULT_CODEC, Loss, destroy_server
 
 REPLAY_TIMEOUT_S = 60
 

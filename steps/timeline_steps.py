@@ -26,7 +26,8 @@ from backup_engine.postgres.timelines import history_name, read_timeline_tree
 from backup_engine.postgres.wal import WAL_PREFIX
 from backup_engine.servers import PostgresBackend, PostgresServer
 from backup_engine.storage import Storage
-from steps.pitr_steps import Attempt, restored_to
+
+from .pitr_steps import Attempt, restored_to
 
 SEG = 16 * 1024 * 1024
 RECOVERY_TIMEOUT_S = 600  # a failed recovery must end long before; never a day-long wait

@@ -22,7 +22,8 @@ from backup_engine.postgres.walasync import worker_pid
 from backup_engine.postgres.walspool import PUSH_LOCK, is_segment_name, spool_of
 from backup_engine.servers import PostgresBackend, PostgresServer
 from backup_engine.storage import Storage
-from steps.pitr_steps import start_archiving_server
+
+from .pitr_steps import start_archiving_server
 
 ASYNC = {"BACKUP_ENGINE_WAL_PUSH_MODE": "async"}
 KILL_AFTER = (0.03, 0.06, 0.09, 0.12, 0.02)  # seconds after a worker is first seen

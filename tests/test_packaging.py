@@ -37,7 +37,23 @@ def test_every_package_of_the_tree_is_shipped() -> None:
         ".".join(p.parent.relative_to(CHECKOUT).parts)
         for p in (CHECKOUT / "backup_engine").rglob("__init__.py")
     }
-    assert found | {"backup_engine.drill.scenarios", "steps"} == declared
+    assert found | {"backup_engine.drill.scenarios", "restore_drill_steps"} == declared
+
+
+def test_the_drill_finds_its_steps_by_entry_point_never_by_import() -> None:
+    """No module of backup_engine/ imports the step library (the drill included): it is found
+    through the `restore_drill.steps` entry point, like any other project's steps."""
+    project = tomllib.loads((CHECKOUT / "pyproject.toml").read_text())["project"]
+    declared = project["entry-points"]["restore_drill.steps"]
+    assert declared == {"restore-drill": "restore_drill_steps"}
+    offenders = [
+        f"{path.relative_to(CHECKOUT)}: {line.strip()}"
+        for path in (CHECKOUT / "backup_engine").rglob("*.py")
+        for line in path.read_text().splitlines()
+        if line.split()[:1] in (["import"], ["from"])
+        and line.split()[1].startswith(("steps", "restore_drill_steps"))
+    ]
+    assert offenders == []
 
 
 def test_the_engine_never_imports_the_drill() -> None:
@@ -97,6 +113,8 @@ def test_an_installed_wheel_runs_the_shipped_drills_and_a_users_own(installed: P
     checked = _run(installed, "drill", "--check")
     assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-2000:]
     assert "every step has a definition" in checked.stdout + checked.stderr
+    site = next((installed / "venv" / "lib").glob("python3*/site-packages"))
+    assert (site / "restore_drill_steps").is_dir() and not (site / "steps").exists()
     shipped = _run(installed, "drill", "--tags", "full_restore", "-k", "newest",
                    "--report-dir", "evidence")  # fmt: skip
     assert shipped.returncode == 0, shipped.stdout[-3000:] + shipped.stderr[-2000:]

@@ -21,9 +21,10 @@ from backup_engine.drill.session import (
     EXIT_NO_SCENARIOS,
     EXIT_PYTEST_USAGE,
     default_features_dir,
-    import_steps_path,
     need_drill_extra,
     pytest_args,
+    step_modules,
+    step_plugins,
 )
 from backup_engine.drill.subcommands import (
     cleanup,
@@ -192,8 +193,7 @@ def drill(
         os.environ["DRILL_BACKEND"] = backend
     if obj.config is not None:
         os.environ["BACKUP_ENGINE_CONFIG"] = str(obj.config.absolute())
-    import_steps_path()
-    from steps import PLUGINS
+    plugins = step_plugins()
 
     _check_steps(features)  # before any server starts
     if check_only:
@@ -205,7 +205,7 @@ def drill(
     directory = run.path
     os.environ[RUN_ID_ENV] = run.run_id
     args = [
-        *pytest_args(features, PLUGINS, tags, keyword),
+        *pytest_args(features, plugins, tags, keyword),
         "-q",
         "--drill-progress",
         f"--drill-report-dir={directory}",
@@ -275,10 +275,11 @@ def _check_steps(features: Path) -> None:
     """Every step of every feature has a definition its table and docstring fit, or each one
     that does not is named and the drill cannot run (exit 2, no evidence: nothing ran)."""
     from backup_engine.drill.catalog import DrillCannotRun, check_features, feature_files
-    from steps import PLUGINS
+
+    plugins = step_plugins()
 
     files = feature_files(features)
-    problems = check_features(files, [name for name in PLUGINS if name.startswith("steps.")])
+    problems = check_features(files, step_modules(plugins))
     for problem in problems:
         click.echo(problem.describe())
     if problems:

@@ -5,9 +5,9 @@ list and the run can never disagree about --tags and -k)."""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
 import io
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +36,35 @@ def need_drill_extra() -> None:
             )
 
 
-def import_steps_path() -> None:
-    """The checkout's steps/ importable (its step library, until it is an entry point)."""
-    checkout = Path(__file__).resolve().parent.parent.parent  # steps/ beside the package
-    if (checkout / "steps").is_dir() and str(checkout) not in sys.path:
-        sys.path.insert(0, str(checkout))
+STEP_LIBRARIES = "restore_drill.steps"  # the entry-point group of step libraries
+
+
+def step_plugins() -> list[str]:
+    """The pytest plugins of every step library declared in the `restore_drill.steps` entry
+    point group (this project's, installed as `restore_drill_steps`, and any other project's):
+    each names a module whose PLUGINS lists its fixture and step modules. Inside a server image
+    the checkout is on the path without being installed: its `steps` package, then."""
+    from importlib.metadata import entry_points
+
+    modules = [entry.value for entry in entry_points(group=STEP_LIBRARIES)]
+    if not modules and importlib.util.find_spec("steps") is not None:
+        modules = ["steps"]
+    if not modules:
+        raise MissingExtra(
+            f"no step library is installed (entry point group {STEP_LIBRARIES})",
+            hint="pip install 'restore-drill[drill]'",
+        )
+    plugins: list[str] = []
+    for name in modules:
+        for plugin in importlib.import_module(name).PLUGINS:
+            if plugin not in plugins:
+                plugins.append(plugin)
+    return plugins
+
+
+def step_modules(plugins: list[str]) -> list[str]:
+    """The step libraries' own modules (not the drill's evidence plugin)."""
+    return [name for name in plugins if not name.startswith("backup_engine.")]
 
 
 def bound(features: Path) -> Path:

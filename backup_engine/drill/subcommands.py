@@ -14,9 +14,10 @@ from backup_engine.commands.output import emit_json, emit_table
 from backup_engine.drill.session import (
     EXIT_NO_SCENARIOS,
     default_features_dir,
-    import_steps_path,
     need_drill_extra,
     pytest_args,
+    step_modules,
+    step_plugins,
 )
 from backup_engine.errors import UsageError
 
@@ -27,10 +28,9 @@ def steps_command(markdown: bool) -> None:
     """Print every step a scenario can use, from the step library's code, with its docstring."""
     from backup_engine.drill.catalog import load_catalog
 
-    import_steps_path()
-    from steps import PLUGINS
+    plugins = step_plugins()
 
-    catalog = load_catalog(name for name in PLUGINS if name.startswith("steps."))
+    catalog = load_catalog(step_modules(plugins))
     if markdown:
         click.echo("```gherkin")
     for step in catalog:
@@ -59,10 +59,9 @@ def list_command(
 
     need_drill_extra()
     features = features_dir or default_features_dir()
-    import_steps_path()
-    from steps import PLUGINS
+    plugins = step_plugins()
 
-    code, listed, _ = list_scenarios(pytest_args(features, PLUGINS, tags, keyword))
+    code, listed, _ = list_scenarios(pytest_args(features, plugins, tags, keyword))
     if code not in (0, EXIT_NO_SCENARIOS):  # pytest said why on stderr
         raise UsageError(
             "cannot select scenarios with these options (see the message above)",
