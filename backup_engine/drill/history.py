@@ -25,6 +25,7 @@ class PastRun:
     measurements: dict[str, dict[str, float]]  # scenario -> {"RTO": s, "RPO": s}
     controls: dict[str, bool] = field(default_factory=dict)  # control id -> passed in this run
     evidence_sha256: str | None = None  # of the run's SHA256SUMS: names its whole evidence
+    targets: dict[str, dict[str, float]] = field(default_factory=dict)  # as measurements
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,12 @@ def _past_run(where: str, text: str | bytes, sums: bytes | None = None) -> PastR
     try:
         report = json.loads(text)
         measurements: dict[str, dict[str, float]] = {}
+        targets: dict[str, dict[str, float]] = {}
         for scenario in report["scenarios"]:
             name = f"{scenario['feature']} / {scenario['scenario']}"
             for m in scenario["measurements"]:
                 measurements.setdefault(name, {})[m["name"]] = float(m["seconds"])
+                targets.setdefault(name, {})[m["name"]] = float(m["target_seconds"])
         return PastRun(
             where,
             report["started_at"],
@@ -72,6 +75,7 @@ def _past_run(where: str, text: str | bytes, sums: bytes | None = None) -> PastR
             measurements,
             {c["id"]: bool(c["passed"]) for c in report.get("controls", [])},
             hashlib.sha256(sums).hexdigest() if sums is not None else None,
+            targets,
         )
     except (ValueError, KeyError, TypeError):
         return None  # not a report: skipped
@@ -120,6 +124,41 @@ def store_report(storage: Storage, directory: Path) -> str:
                 out.write(chunk)
             out.commit()
     return prefix
+
+
+@dataclass(frozen=True)
+class Series:
+    """One measure of one scenario over the runs that measured it, oldest first."""
+
+    scenario: str
+    measure: str  # RTO, RPO
+    points: list[tuple[str, float, float]]  # (run started at, seconds, target seconds)
+
+    @property
+    def over(self) -> int:
+        return sum(seconds > target for _, seconds, target in self.points)
+
+
+def series(runs: list[PastRun], last: int | None = None) -> list[Series]:
+    """Every scenario's RTO and RPO over the last `last` runs."""
+    chosen = runs[-last:] if last else runs
+    found: dict[tuple[str, str], list[tuple[str, float, float]]] = {}
+    for run in chosen:
+        for scenario, figures in run.measurements.items():
+            for measure, seconds in figures.items():
+                target = run.targets.get(scenario, {}).get(measure, float("inf"))
+                found.setdefault((scenario, measure), []).append((run.started_at, seconds, target))
+    return [Series(s, m, points) for (s, m), points in sorted(found.items())]
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float]) -> str:
+    """The shape of a series in one line of text, for the terminal."""
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    return "".join(SPARKS[round((v - low) / span * (len(SPARKS) - 1))] for v in values)
 
 
 def trend(values: list[float]) -> str:

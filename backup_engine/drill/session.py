@@ -27,8 +27,11 @@ def default_features_dir() -> Path:
     return Path(__file__).resolve().parent / "scenarios"
 
 
-def need_drill_extra() -> None:
-    for module in ("pytest", "pytest_bdd"):  # looked up, not imported: pytest imports them
+RUN_NEEDS = ("pytest", "pytest_bdd", "jinja2")  # looked up, not imported: pytest imports them
+
+
+def need_drill_extra(modules: tuple[str, ...] = RUN_NEEDS) -> None:
+    for module in modules:
         if importlib.util.find_spec(module) is None:
             raise MissingExtra(
                 f"backup-engine drill needs {module}, which comes with the drill extra",

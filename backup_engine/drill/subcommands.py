@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -19,6 +20,7 @@ from backup_engine.drill.session import (
     step_modules,
     step_plugins,
 )
+from backup_engine.durations import format_duration
 from backup_engine.errors import UsageError
 
 
@@ -134,29 +136,54 @@ def keygen(private_key: Path, public_key: Path) -> None:
 @click.option(
     "--report-root",
     type=click.Path(path_type=Path, file_okay=False),
-    default=Path("drill-report"),
-    show_default=True,
-    help="Directory holding one directory per run.",
+    help="Directory holding one directory per run [default: [drill] report_root].",
 )
 @click.option(
     "--from-repository", is_flag=True, help="Read the runs kept in the configured repository."
 )
+@click.option(
+    "--last",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="Trends over this many runs.",
+)
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write a page with a chart per scenario's RTO/RPO and the controls, run by run.",
+)
 @click.option("--json", "json_output", is_flag=True, help="Print JSON for machines.")
 @click.pass_obj
-def history(obj: CliContext, report_root: Path, from_repository: bool, json_output: bool) -> None:
-    """List past drill runs with their RTO/RPO trends."""
+def history(
+    obj: CliContext,
+    report_root: Path | None,
+    from_repository: bool,
+    last: int,
+    html_file: Path | None,
+    json_output: bool,
+) -> None:
+    """List past drill runs with their RTO/RPO trends against targets and the controls."""
     from backup_engine.drill.history import (
         control_history,
         load_history,
         load_stored_history,
+        series,
+        sparkline,
         trend,
     )
 
+    settings = obj.settings()
+    root = report_root or Path(settings.drill.report_root)
     if from_repository:
-        runs = load_stored_history(obj.settings().open_storage())
+        storage = settings.open_storage()
+        runs, source = load_stored_history(storage), storage.url
     else:
-        runs = load_history(report_root)
+        runs, source = load_history(root), str(root)
     controls = control_history(runs)
+    if html_file is not None:
+        _history_page(runs, source, last, html_file)
     if json_output:
         emit_json(
             {
@@ -182,17 +209,16 @@ def history(obj: CliContext, report_root: Path, from_repository: bool, json_outp
             for r in runs
         ],
     )  # fmt: skip
-    series: dict[tuple[str, str], list[float]] = {}
-    for run in runs:
-        for scenario, figures in run.measurements.items():
-            for name, seconds in figures.items():
-                series.setdefault((scenario, name), []).append(seconds)
-    if series:
+    trends = series(runs, last)
+    if trends:
         click.echo("")
         emit_table(
-            ("SCENARIO", "MEASURE", "RUNS", "LATEST (vs earlier mean)"),
-            [(s, m, str(len(v)), trend(v)) for (s, m), v in sorted(series.items())],
-        )
+            ("SCENARIO", "MEASURE", f"LAST {last} RUNS", "LATEST (vs earlier mean)", "TARGET",
+             "OVER"),
+            [(t.scenario, t.measure, sparkline([p[1] for p in t.points]),
+              trend([p[1] for p in t.points]), format_duration(t.points[-1][2]), str(t.over))
+             for t in trends],
+        )  # fmt: skip
     if controls:
         click.echo("")
         emit_table(
@@ -204,6 +230,14 @@ def history(obj: CliContext, report_root: Path, from_repository: bool, json_outp
                 for c in controls
             ],
         )  # fmt: skip
+
+
+def _history_page(runs: list[Any], source: str, last: int, path: Path) -> None:
+    need_drill_extra(("jinja2", "matplotlib"))  # the page's templates and charts
+    from backup_engine.drill.report.html import render_history
+
+    path.write_text(render_history(runs, source, last))
+    click.echo(f"wrote {path}: {min(len(runs), last)} runs", err=True)
 
 
 @click.command()
