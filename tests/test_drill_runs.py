@@ -102,6 +102,26 @@ def test_runs_keep_their_own_evidence_and_a_scenario_without_a_check_fails(tmp_p
     assert needs.returncode == 2 and "pip install 'restore-drill[drill]'" in needs.stderr
 
 
+def test_two_drills_started_at_once_each_seal_their_own_run(tmp_path: Path) -> None:
+    features = tmp_path / "features"
+    features.mkdir()
+    (features / "nothing.feature").write_text(NOTHING_CHECKED)
+    root = tmp_path / "evidence"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKUP_ENGINE", "DRILL_"))}
+    argv = [sys.executable, "-m", "backup_engine", "drill", "--features", str(features),
+            "--report-root", str(root)]  # fmt: skip
+    both = [subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL) for _ in range(2)]  # fmt: skip
+    assert [p.wait(timeout=300) for p in both] == [1, 1]
+    made = runs(root)
+    assert len(made) == 2
+    run_ids = {json.loads((run / "report.json").read_text())["run_id"] for run in made}
+    assert len(run_ids) == 2
+    for run in made:
+        assert drill("verify-report", str(run), cwd=tmp_path).returncode == 0
+    assert (root / LATEST).resolve() in made
+
+
 def test_list_names_the_scenarios_a_drill_would_run(tmp_path: Path) -> None:
     listed = drill("list", "--tags", "incremental", "--json", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
