@@ -49,8 +49,10 @@ def step_plugins() -> list[str]:
     the checkout is on the path without being installed: its `steps` package, then."""
     from importlib.metadata import entry_points
 
-    modules = [entry.value for entry in entry_points(group=STEP_LIBRARIES)]
-    if not modules and importlib.util.find_spec("steps") is not None:
+    # Only libraries that are importable here: a checkout on the path carries the metadata of
+    # its editable install (restore_drill.egg-info) without the package name it maps.
+    modules = [e.value for e in entry_points(group=STEP_LIBRARIES) if _importable(e.value)]
+    if not modules and _importable("steps"):
         modules = ["steps"]
     if not modules:
         raise MissingExtra(
@@ -63,6 +65,13 @@ def step_plugins() -> list[str]:
             if plugin not in plugins:
                 plugins.append(plugin)
     return plugins
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def step_modules(plugins: list[str]) -> list[str]:
