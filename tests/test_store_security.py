@@ -212,6 +212,26 @@ def test_object_lock_on_a_new_bucket(embedded_s3: EmbeddedS3) -> None:
     assert stricter.returncode == 1 and "object lock" in stricter.stdout
 
 
+def test_evidence_kept_in_a_locked_repository_cannot_be_deleted(
+    embedded_s3: EmbeddedS3, tmp_path: Path
+) -> None:
+    """`drill --keep-in-repository` into a bucket made with Object Lock: each evidence file
+    takes the bucket's default retention, and deleting its version is refused."""
+    from backup_engine.drill.history import store_report
+
+    assert _store_cli(embedded_s3, "s3://locked-evidence/p", "init", "--object-lock-days",
+                      "1").returncode == 0  # fmt: skip
+    store = S3Storage("locked-evidence", "p", embedded_s3.options())
+    run = tmp_path / "20261206T031700Z-3f2a9c1e"
+    run.mkdir()
+    (run / "report.json").write_text("{}")
+    key = f"p/{store_report(store, run)}report.json"
+    head = store.client.head_object(Bucket="locked-evidence", Key=key)
+    assert head["ObjectLockMode"] == "GOVERNANCE" and head["ObjectLockRetainUntilDate"]
+    with pytest.raises(botocore.exceptions.ClientError, match="AccessDenied"):
+        store.client.delete_object(Bucket="locked-evidence", Key=key, VersionId=head["VersionId"])
+
+
 def test_policies_and_a_local_repository(tmp_path: Path, embedded_s3: EmbeddedS3) -> None:
     printed = _store_cli(embedded_s3, "s3://b/p", "policy", "--role", "expire")
     statements = json.loads(printed.stdout)["Statement"]
