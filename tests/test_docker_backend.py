@@ -100,6 +100,41 @@ def test_the_same_drills_run_on_containers(tmp_path: Path) -> None:
     assert report["passed"] and report["summary"]["passed"] >= 19
 
 
+SMOKE_IN_IMAGE = """
+@postgres
+Feature: The application's image checks the restored copy
+  Scenario: Its own smoke test, in its own container, on the restored server's network
+    Given an empty backup repository
+    And a running PostgreSQL server with the shop schema and 25 users
+    When a full backup is taken
+    And the server is destroyed
+    And the latest backup is restored into a new server
+    Then the smoke test "COMMAND" passes against the restored copy within 2 minutes
+"""
+SMOKE_COMMAND = (  # the application's image, on the host network the restored server is on
+    "docker run --rm --network host -e PGHOST -e PGPORT -e PGUSER -e PGDATABASE "
+    f"{DEFAULT_IMAGE} psql -XAtc 'SELECT count(*) FROM users' | grep -x 25"
+)
+
+
+@needs_docker
+@pytest.mark.postgres
+def test_an_application_image_runs_its_smoke_test_against_the_restored_copy(
+    tmp_path: Path,
+) -> None:
+    features = tmp_path / "features"
+    features.mkdir()
+    (features / "smoke.feature").write_text(SMOKE_IN_IMAGE.replace("COMMAND", SMOKE_COMMAND))
+    out = subprocess.run(
+        [sys.executable, "-m", "backup_engine", "drill", "--backend", "docker", "--features",
+         str(features), "--report-dir", str(tmp_path / "evidence")],
+        capture_output=True, text=True, check=False, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr
+    [log] = (tmp_path / "evidence" / "smoke").iterdir()
+    assert "25" in log.read_text() and "# exit 0" in log.read_text()
+
+
 PG17_TAGS = (
     "full_restore or (pitr and not secure_store) or table_restore or rpo or incremental or redis"
 )
