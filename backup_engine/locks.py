@@ -14,7 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
-from backup_engine.errors import BackupEngineError, ObjectExists, ObjectNotFound, StorageError
+from backup_engine.errors import (
+    BackupEngineError,
+    CorruptObject,
+    ObjectExists,
+    ObjectNotFound,
+    StorageError,
+)
+from backup_engine.jsonsafe import loads
 from backup_engine.storage.base import Storage
 
 LOCK_PREFIX = "locks/"
@@ -61,10 +68,10 @@ def _stale(holder: dict[str, object]) -> bool:
 
 def _read(storage: Storage, key: str) -> dict[str, object] | None:
     try:
-        data = json.loads(storage.get_bytes(key))
+        data = loads(storage.get_bytes(key), where=key)
     except ObjectNotFound:
         return None
-    except ValueError:
+    except CorruptObject:
         data = None
     if not isinstance(data, dict):  # damaged or forged: someone's lock all the same
         return {"host": "?", "pid": 0, "since": datetime.now(UTC).isoformat()}

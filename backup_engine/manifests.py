@@ -15,6 +15,7 @@ from types import UnionType
 from typing import Any, ClassVar, Protocol, Self, Union, get_args, get_origin, get_type_hints
 
 from backup_engine.errors import CorruptObject
+from backup_engine.jsonsafe import loads_object
 from backup_engine.timefmt import iso_utc, parse_utc
 
 
@@ -66,8 +67,8 @@ class ManifestMixin:
 
     @classmethod
     def from_json(cls, text: str | bytes, *, where: str) -> Self:
+        data = loads_object(text, where=where)
         try:
-            data = json.loads(text)
             if data.get("kind") != cls.KIND:
                 raise ValueError(f"kind is {data.get('kind')!r}, expected {cls.KIND!r}")
             if data.get("format_version", 0) > cls.FORMAT_VERSION:
@@ -81,7 +82,7 @@ class ManifestMixin:
             manifest = cls(**cls._decode(data))
             check_types(manifest)
             return manifest
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             raise CorruptObject(f"{where} is not a valid backup manifest: {exc}") from None
 
 

@@ -16,10 +16,11 @@ from datetime import UTC, datetime
 
 from backup_engine.errors import UsageError
 from backup_engine.storage.base import Storage
+from backup_engine.timefmt import BACKUP_ID
 
 PINS_PREFIX = "pins/"
 KINDS = ("postgres", "redis", "media")
-_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z(-[0-9]+)?$")
+_ID = BACKUP_ID
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_REASON = 200
 

@@ -18,7 +18,7 @@ from backup_engine.errors import (
     ObjectNotFound,
 )
 from backup_engine.storage.base import Storage
-from backup_engine.timefmt import backup_id_for
+from backup_engine.timefmt import BACKUP_ID, backup_id_for
 
 LATEST = "latest"
 
@@ -56,6 +56,7 @@ class Catalog(Generic[M]):
     backups: tuple[M, ...]  # complete ones, oldest first
     incomplete: tuple[Incomplete, ...]
     unreadable: tuple[Incomplete, ...] = ()
+    foreign: tuple[str, ...] = ()  # keys under the prefix this tool never writes: ignored
 
     @property
     def latest(self) -> M | None:
@@ -95,8 +96,12 @@ class SnapshotKind(Generic[M]):
 
     def list(self, storage: Storage) -> Catalog[M]:
         names: dict[str, set[str]] = {}
+        foreign: list[str] = []
         for info in storage.list(self.prefix):
             backup_id, _, name = info.key[len(self.prefix) :].partition("/")
+            if not BACKUP_ID.match(backup_id):  # someone else's object: not a backup of ours
+                foreign.append(info.key)
+                continue
             names.setdefault(backup_id, set()).add(name)
         complete: list[M] = []
         incomplete: list[Incomplete] = []
@@ -113,7 +118,7 @@ class SnapshotKind(Generic[M]):
             except (CorruptObject, IntegrityError) as exc:  # a wrong key (ConfigError) propagates
                 unreadable.append(Incomplete(backup_id, exc.message))
         complete.sort(key=lambda m: (m.stop_time, id_order(m.backup_id)))
-        return Catalog(tuple(complete), tuple(incomplete), tuple(unreadable))
+        return Catalog(tuple(complete), tuple(incomplete), tuple(unreadable), tuple(foreign))
 
     def resolve(self, storage: Storage, ref: str) -> M:
         """`ref` is a backup id or "latest"; only complete backups resolve."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+
+BACKUP_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z(-[0-9]+)?$")  # what backup_id_for makes, -2 ...
 
 
 def iso_utc(moment: datetime) -> str:

@@ -64,6 +64,7 @@ def show_catalog(
                 "unreadable": [
                     {"backup_id": i.backup_id, "reason": i.reason} for i in catalog.unreadable
                 ],
+                "foreign": list(catalog.foreign),
                 **(extra or {}),
             }
         )
@@ -77,6 +78,9 @@ def show_catalog(
     for item in catalog.unreadable:
         logs.warning(f"UNREADABLE manifest: {item.backup_id} ({item.reason})",
                      backup=item.backup_id)  # fmt: skip
+    if catalog.foreign:
+        logs.warning(f"ignored {len(catalog.foreign)} object(s) this tool never writes, e.g. "
+                     f"{catalog.foreign[0]!r}: not a backup")  # fmt: skip
 
 
 def stopped(moment: datetime) -> str:

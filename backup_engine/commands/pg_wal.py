@@ -139,13 +139,17 @@ def wal_push(obj: CliContext, path: Path) -> None:
 @click.pass_obj
 def wal_fetch(obj: CliContext, name: str, destination: Path) -> None:
     """Fetch one WAL file (restore_command = 'backup-engine pg wal-fetch %f %p')."""
+    from backup_engine.postgres.control import data_dir_of, segment_size_of
     from backup_engine.postgres.wal import WalNotFound
     from backup_engine.postgres.wal import wal_fetch as fetch
     from backup_engine.postgres.walspool import is_segment_name, spool_of
 
+    data_dir = data_dir_of(destination)
+    segment_size = segment_size_of(data_dir) if data_dir else None  # bounds what is written
     try:
         settings = obj.settings()
-        result = fetch(settings.open_storage(), name, destination, settings.compression.get())
+        result = fetch(settings.open_storage(), name, destination, settings.compression.get(),
+                       segment_size=segment_size)  # fmt: skip
     except WalNotFound:
         raise
     except BackupEngineError as exc:
@@ -163,7 +167,7 @@ def wal_fetch(obj: CliContext, name: str, destination: Path) -> None:
             spool = spool_of(destination.parent, url)
             _remember(obj, destination.parent, url)
             spawn = _spawner(obj, "fetch", destination.parent, spool)
-            want_prefetch(spool, name, result.raw_size, spawn)
+            want_prefetch(spool, name, segment_size or result.raw_size, spawn)
         except OSError as exc:
             logs.warning(f"prefetching after {name} is off for this call: {exc}")
 

@@ -77,8 +77,8 @@ def _past_run(where: str, text: str | bytes, sums: bytes | None = None) -> PastR
             hashlib.sha256(sums).hexdigest() if sums is not None else None,
             targets,
         )
-    except (ValueError, KeyError, TypeError):
-        return None  # not a report: skipped
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return None  # not a report (or a forged one): skipped
 
 
 def load_history(root: Path) -> list[PastRun]:

@@ -183,7 +183,7 @@ def _decode_into(data: bytes, index: MediaIndex) -> None:
     table = memoryview(raw)[end + 1 :] if end >= 0 else memoryview(b"")  # not a 9 MB copy
     try:
         header = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ValueError("is not a media index") from None
     if not isinstance(header, dict) or header.get("kind") != KIND:
         raise ValueError("is not a media index")

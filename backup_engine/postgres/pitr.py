@@ -251,6 +251,8 @@ def _eligible(
             f"no complete base backup in {storage.url}",
             hint="take one with: backup-engine pg backup",
         )
+    if ref == LATEST:
+        resolve_backup(storage, LATEST)  # a newer manifest it cannot read: refuses to guess
     if ref in (AUTO, LATEST):
         return list(catalog.backups)
     matches = [b for b in catalog.backups if b.backup_id == ref]

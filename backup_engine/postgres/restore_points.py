@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from backup_engine.errors import CorruptObject, ObjectNotFound, UsageError
+from backup_engine.jsonsafe import loads_object
+from backup_engine.manifests import check_types
 from backup_engine.postgres.lsn import parse_lsn
 from backup_engine.storage.base import Storage
 
@@ -83,13 +85,16 @@ def create_restore_point(
 def read_restore_point(storage: Storage, name: str) -> RestorePoint:
     key = _key(name)
     try:
-        data = json.loads(storage.get_bytes(key))
-        return RestorePoint(**data)
+        data = loads_object(storage.get_bytes(key), where=f"{storage.url}/{key}")
+        point = RestorePoint(**data)
+        check_types(point)  # a number where a number belongs, or refused here
+        point.lsn_value, point.moment  # noqa: B018 - both must parse, or refused here
+        return point
     except ObjectNotFound:
         raise UsageError(
             f"restore point {name!r} is not recorded in {storage.url}",
             hint="create restore points with: backup-engine pg restore-point NAME "
             "(or pass a backup id to restore from explicitly)",
         ) from None
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UsageError) as exc:  # UsageError: an LSN that does not parse
         raise CorruptObject(f"{key} is not a valid restore point record: {exc}") from None

@@ -33,6 +33,7 @@ from backup_engine.errors import (
     ObjectNotFound,
     UsageError,
 )
+from backup_engine.postgres.control import MAX_SEGMENT
 from backup_engine.storage.base import ObjectInfo, Storage, StoredObject
 
 WAL_PREFIX = "postgres/wal/"
@@ -42,6 +43,7 @@ META_ARCHIVED_AT = "archived-at"
 CHUNK = 1 << 20
 
 SEGMENT = re.compile(r"^[0-9A-F]{24}$")
+
 PARTIAL = re.compile(r"^[0-9A-F]{24}\.partial$")
 HISTORY = re.compile(r"^[0-9A-F]{8}\.history$")
 BACKUP_HISTORY = re.compile(r"^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$")
@@ -234,8 +236,27 @@ class FetchResult:
     seconds: float
 
 
-def wal_fetch(storage: Storage, name: str, destination: Path, codec: Codec) -> FetchResult:
-    """Fetch one archived file into `destination`, checked against its recorded sha256.
+SMALL_FILE_MAX = 1 << 20  # a .history or .backup file: a few hundred bytes in practice
+
+
+def fetch_limit(name: str, segment_size: int | None) -> int:
+    """The most a WAL file of this name may decompress to, known without the object: the
+    cluster's segment size (PostgreSQL's largest without it), a small file's sane limit."""
+    if SEGMENT.match(name):
+        return segment_size or MAX_SEGMENT
+    return SMALL_FILE_MAX
+
+
+def wal_fetch(
+    storage: Storage,
+    name: str,
+    destination: Path,
+    codec: Codec,
+    *,
+    segment_size: int | None = None,
+) -> FetchResult:
+    """Fetch one archived file into `destination`, checked against its recorded sha256, and
+    never more of it than `fetch_limit` allows (a WAL bomb is refused, not written to disk).
 
     A segment archived only as `.partial` (by wal-stream) is served in its place: pg_receivewal
     pads partial segments to full size, so PostgreSQL replays what it holds and stops there.
@@ -251,12 +272,12 @@ def wal_fetch(storage: Storage, name: str, destination: Path, codec: Codec) -> F
             info = storage.stat(key)
         except ObjectNotFound:
             continue
-        raw_size = _download(storage, info, destination)
+        raw_size = _download(storage, info, destination, fetch_limit(name, segment_size))
         return FetchResult(name, key, raw_size, partial, _since(started))
     raise WalNotFound(f"{name} is not in the WAL archive {storage.url}")
 
 
-def _download(storage: Storage, info: ObjectInfo, destination: Path) -> int:
+def _download(storage: Storage, info: ObjectInfo, destination: Path, limit: int) -> int:
     split = split_wal_key(info.key)
     codec = get_codec(split[1] if split else "none")
     expected = info.metadata.get(META_SHA256)
@@ -273,9 +294,15 @@ def _download(storage: Storage, info: ObjectInfo, destination: Path) -> int:
         with storage.open_reader(info.key) as raw, tmp.open("wb") as out:
             stream = codec.open_decompressed(raw)
             try:
-                while chunk := stream.read(CHUNK):
-                    digest.update(chunk)
+                while chunk := stream.read(min(CHUNK, limit + 1 - size)):
                     size += len(chunk)
+                    if size > limit:
+                        raise CorruptObject(
+                            f"archived {info.key} decompresses to more than {limit} bytes, the "
+                            "most a file of its name holds: refused as damaged, nothing written",
+                            hint="the WAL archive is damaged or was tampered with",
+                        )
+                    digest.update(chunk)
                     out.write(chunk)
             except zstandard.ZstdError as exc:
                 raise CorruptObject(f"archived {info.key} does not decompress: {exc}") from None

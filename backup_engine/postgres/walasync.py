@@ -27,6 +27,7 @@ from pathlib import Path
 
 from backup_engine.codecs import Codec
 from backup_engine.errors import BackupEngineError
+from backup_engine.postgres.control import MAX_SEGMENT, MIN_SEGMENT
 from backup_engine.postgres.wal import WalNotFound, wal_fetch, wal_push
 from backup_engine.postgres.walspool import (
     FETCH_LOCK,
@@ -268,7 +269,9 @@ def _read_want(spool: Path) -> tuple[str, int] | None:
         segment_size = int(size)
     except (OSError, ValueError):
         return None
-    if not is_segment_name(name) or segment_size <= 0 or segment_size & (segment_size - 1):
+    if not is_segment_name(name) or not MIN_SEGMENT <= segment_size <= MAX_SEGMENT:
+        return None
+    if segment_size & (segment_size - 1):
         return None
     return name, segment_size
 
@@ -333,7 +336,7 @@ def _fetch_loop(storage: Storage, codec: Codec, spool: Path, inbox: Path, ahead:
                     break
                 if name in present or name in inflight or missing.get(name, 0) > time.monotonic():
                     continue
-                inflight[name] = pool.submit(_fetch_one, storage, codec, inbox, name)
+                inflight[name] = pool.submit(_fetch_one, storage, codec, inbox, name, want[1])
             wait(list(inflight.values()), timeout=0.1, return_when=FIRST_COMPLETED)
             for name, future in list(inflight.items()):
                 if not future.done():
@@ -360,12 +363,14 @@ def _window(base: str, segment_size: int, ahead: int) -> list[str]:
     return names
 
 
-def _fetch_one(storage: Storage, codec: Codec, inbox: Path, name: str) -> bool:
-    """Download and verify NAME into the inbox; False for a .partial (recovery ends in it: it
-    is fetched by the call that needs it, never ahead)."""
+def _fetch_one(storage: Storage, codec: Codec, inbox: Path, name: str, segment_size: int
+               ) -> bool:  # fmt: skip
+    """Download and verify NAME into the inbox (no more than a segment's size); False for a
+    .partial (recovery ends in it: it is fetched by the call that needs it, never ahead)."""
     hidden = inbox / f".{name}.whole"  # a fast call waits while a hidden file of NAME is here
     try:
-        result = wal_fetch(storage, name, hidden, codec)  # renamed there once verified
+        # renamed there once verified
+        result = wal_fetch(storage, name, hidden, codec, segment_size=segment_size)
         if result.partial:
             return False
         os.replace(hidden, inbox / name)

@@ -19,6 +19,7 @@ import redis as redislib
 from backup_engine.codecs import get_codec
 from backup_engine.errors import (
     BackupEngineError,
+    CorruptObject,
     MissingBinary,
     TargetNotEmpty,
     VerificationFailed,
@@ -82,6 +83,9 @@ def _write_rdb(
 ) -> int:
     codec = get_codec(manifest.compression)
     stored = manifest.file(RDB_NAME + codec.suffix)
+    # Never more than the manifest recorded (a bomb is refused, not written): the RDB's own
+    # size, or for a manifest without it, what zstd's largest ratio could make of the object.
+    limit = stored.raw_size if stored.raw_size is not None else stored.size * 1024
     size = 0
     expected = Expected(stored.key, stored.size, stored.sha256)
     with (
@@ -89,9 +93,14 @@ def _write_rdb(
         verified_content(storage, expected, codec, task) as content,
         path.open("wb") as out,
     ):
-        while chunk := content.read(CHUNK):
-            out.write(chunk)
+        while chunk := content.read(min(CHUNK, limit + 1 - size)):
             size += len(chunk)
+            if size > limit:
+                raise CorruptObject(
+                    f"{stored.key} decompresses to more than the {limit} bytes its manifest "
+                    "records: refused as damaged"
+                )
+            out.write(chunk)
     return size
 
 

@@ -48,13 +48,30 @@ class StoredObject:
     sha256: str
 
 
+def valid_key(key: str) -> bool:
+    # No part may start with ".": local stores keep temporary files and metadata under such names.
+    return bool(key) and not any(p == "" or p.startswith(".") for p in key.split("/"))
+
+
 def check_key(key: str) -> str:
     """Refuse keys that could escape the repository or are ambiguous between backends."""
-    parts = key.split("/")
-    # No part may start with ".": local stores keep temporary files and metadata under such names.
-    if not key or any(p == "" or p.startswith(".") for p in parts):
+    if not valid_key(key):
         raise UsageError(f"invalid storage key {key!r}")
     return key
+
+
+def addressable(found: list[ObjectInfo], where: str) -> list[ObjectInfo]:
+    """What a listing may yield: objects this tool can name. One it never writes (a dot-
+    directory, an empty part: someone else's) is left out with one warning line, never a
+    configuration error for the whole catalog."""
+    kept = [info for info in found if valid_key(info.key)]
+    if len(kept) < len(found):
+        from backup_engine import logs
+
+        odd = next(info.key for info in found if not valid_key(info.key))
+        logs.warning(f"ignored {len(found) - len(kept)} object(s) in {where} whose names this "
+                     f"tool never writes, e.g. {odd!r}")  # fmt: skip
+    return kept
 
 
 class ObjectWriter(ABC):

@@ -12,17 +12,28 @@ directories 0700, whatever the umask.
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import os
+import pwd
+import stat
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from backup_engine.errors import ObjectExists, ObjectNotFound, StorageError, StorageUnreachable
-from backup_engine.storage.base import ObjectInfo, ObjectWriter, Storage, check_key
+from backup_engine.errors import (
+    ConfigError,
+    CorruptObject,
+    ObjectExists,
+    ObjectNotFound,
+    StorageError,
+    StorageUnreachable,
+)
+from backup_engine.jsonsafe import loads_object
+from backup_engine.storage.base import ObjectInfo, ObjectWriter, Storage, addressable, check_key
 
 _PARTIAL_MARK = ".partial-"
 
@@ -71,6 +82,48 @@ def _oserror(key: str, exc: OSError) -> StorageError:
     return StorageError(f"cannot write {key}: {exc.strerror}", hint="free space in the repository")
 
 
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def os_problem(verb: str, path: Path, exc: OSError) -> StorageError:
+    """One line for an operating-system error on the repository: the path, what it means, what
+    to do; never a traceback (exit 70) and never taken for "nothing there"."""
+    me = _user(os.geteuid())
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        owner = _owner(path)
+        return StorageError(
+            f"cannot {verb} {path}: permission denied (it belongs to {owner}, this runs as {me})",
+            hint=f"run backup-engine as {owner}, the repository's owner",
+        )
+    hints = {errno.EROFS: "the file system is mounted read-only",
+             errno.ENOSPC: "free space in the repository", errno.EDQUOT: "raise the quota",
+             errno.ENOENT: "check the repository url, or create the directory"}  # fmt: skip
+    hint = hints.get(exc.errno or 0, "check the repository directory")
+    return StorageError(f"cannot {verb} {path}: {exc.strerror}", hint=hint)
+
+
+def _owner(path: Path) -> str:
+    for candidate in (path, *path.parents):
+        try:
+            return _user(candidate.stat().st_uid)
+        except OSError:
+            continue
+    return "another user"
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISDIR, "directory"), (stat.S_ISLNK, "symbolic link")):  # fmt: skip
+        if test(mode):
+            return name
+    return "special file"
+
+
 class _LocalWriter(ObjectWriter):
     def __init__(
         self,
@@ -109,20 +162,24 @@ class _LocalWriter(ObjectWriter):
             self._abort()
             raise _oserror(self.key, exc) from None
         sidecar = _metadata_path(self._final)
-        if self.if_absent:
-            try:
-                os.link(self._tmp, self._final)  # fails, atomically, if the name is taken
-            except FileExistsError:
-                self._abort()
-                raise ObjectExists(f"object {self.key} already exists") from None
-            self._tmp.unlink()
-        else:
-            os.replace(self._tmp, self._final)
-        if self.metadata:
-            os.replace(self._sidecar_tmp, sidecar)
-        else:
-            sidecar.unlink(missing_ok=True)
-        _fsync_dir(self._final.parent)
+        try:
+            if self.if_absent:
+                try:
+                    os.link(self._tmp, self._final)  # fails, atomically, if the name is taken
+                except FileExistsError:
+                    self._abort()
+                    raise ObjectExists(f"object {self.key} already exists") from None
+                self._tmp.unlink()
+            else:
+                os.replace(self._tmp, self._final)
+            if self.metadata:
+                os.replace(self._sidecar_tmp, sidecar)
+            else:
+                sidecar.unlink(missing_ok=True)
+            _fsync_dir(self._final.parent)
+        except OSError as exc:
+            self._abort()
+            raise os_problem("write", self._final, exc) from None
 
     def _abort(self) -> None:
         self._file.close()
@@ -135,18 +192,26 @@ def _adopt_metadata(path: Path) -> dict[str, str]:
     the two renames of a commit is moved into place."""
     sidecar = _metadata_path(path)
     try:
-        return dict(json.loads(sidecar.read_text()))
+        return _metadata(sidecar.read_bytes(), sidecar)
     except FileNotFoundError:
         pass
     pending = sorted(path.parent.glob(f"{glob.escape(sidecar.name)}{_PARTIAL_MARK}*"))
     for candidate in pending:
         try:
-            data = dict(json.loads(candidate.read_text()))
-        except (OSError, ValueError):
+            data = _metadata(candidate.read_bytes(), candidate)
+        except (OSError, CorruptObject):
             continue
         os.replace(candidate, sidecar)
         return data
     return {}
+
+
+def _metadata(data: bytes, path: Path) -> dict[str, str]:
+    """A sidecar is repository data too: a map of strings, or the object is refused."""
+    value = loads_object(data, where=str(path), limit=1 << 20)
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise CorruptObject(f"{path} holds metadata that is not text")
+    return value
 
 
 def _info(key: str, path: Path, metadata: Mapping[str, str] | None = None) -> ObjectInfo:
@@ -159,50 +224,114 @@ class LocalStorage(Storage):
     def __init__(self, root: Path) -> None:
         self.root = root
         self.url = f"file://{root}"
+        self._owner_checked = False
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
+    def _check_owner(self) -> None:
+        """A repository belongs to one user: what another wrote there (0700 directories, 0600
+        files: backups are private) its owner could not use. The server's archive_command,
+        running as postgres, failed on every segment after root's first backup made the
+        directories; now the first write by the wrong user says so, before writing anything."""
+        if self._owner_checked:
+            return
+        try:
+            owner = self.root.stat().st_uid
+        except FileNotFoundError:
+            return  # made now, by this user
+        except OSError as exc:
+            raise os_problem("use", self.root, exc) from None
+        if owner != os.geteuid():
+            name, me = _user(owner), _user(os.geteuid())
+            raise ConfigError(
+                f"the repository {self.root} belongs to {name}, and this runs as {me}: what "
+                f"{me} wrote there, {name} could not read or replace",
+                hint=f"run backup-engine as {name} (the server's archive_command does), or "
+                f"chown -R {me} {self.root} if the repository should be {me}'s",
+            )
+        self._owner_checked = True
+
     def writer(
         self, key: str, *, metadata: Mapping[str, str] | None = None, if_absent: bool = False
     ) -> ObjectWriter:
+        self._check_owner()
         try:
             return _LocalWriter(
                 key, self._path(key), self.root, metadata=metadata, if_absent=if_absent
             )
         except OSError as exc:
-            raise StorageError(f"cannot write {key} under {self.root}: {exc.strerror}") from exc
+            raise os_problem("write", self._path(key), exc) from None
 
     def open_reader(self, key: str) -> IO[bytes]:
+        """Only a regular file is an object: a FIFO would block the reader forever, a device or
+        a symbolic link (not followed) is not something this tool wrote."""
+        path = self._path(key)
         try:
-            return self._path(key).open("rb")
-        except FileNotFoundError as exc:
-            raise ObjectNotFound(f"object {key} not found in {self.url}") from exc
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ObjectNotFound(f"object {key} not found in {self.url}") from None
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EOPNOTSUPP):
+                raise CorruptObject(f"{path} is a {_kind(path.lstat().st_mode)} where object "
+                                    f"{key} should be: refused") from None  # fmt: skip
+            raise os_problem("read", path, exc) from None
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise CorruptObject(f"{path} is a {_kind(mode)} where object {key} should be: refused")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
 
     def stat(self, key: str) -> ObjectInfo:
         path = self._path(key)
-        if not path.is_file():
+        try:
+            found = path.lstat()
+        except FileNotFoundError:
+            raise ObjectNotFound(f"object {key} not found in {self.url}") from None
+        except OSError as exc:
+            raise os_problem("read", path, exc) from None
+        if stat.S_ISDIR(found.st_mode):
             raise ObjectNotFound(f"object {key} not found in {self.url}")
-        return _info(key, path, _adopt_metadata(path))
+        if not stat.S_ISREG(found.st_mode):
+            raise CorruptObject(
+                f"{path} is a {_kind(found.st_mode)} where object {key} should be: refused"
+            )
+        try:
+            return _info(key, path, _adopt_metadata(path))
+        except OSError as exc:
+            raise os_problem("read", path, exc) from None
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        if not self.root.is_dir():
-            return
+        if not self.root.exists():
+            return  # a repository not written yet: nothing in it
         found = []
-        for dirpath, _dirs, files in os.walk(self.root):
+
+        def unreadable(exc: OSError) -> None:  # a directory that cannot be read is not empty
+            raise os_problem("list", Path(exc.filename or self.root), exc)
+
+        for dirpath, dirs, files in os.walk(self.root, onerror=unreadable):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]  # never a key of ours
             for name in files:
                 if name.startswith("."):  # temporary files and metadata sidecars
                     continue
                 path = Path(dirpath) / name
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
-                    found.append(_info(key, path))
-        yield from sorted(found, key=lambda info: info.key)
+                    try:
+                        found.append(_info(key, path))
+                    except OSError as exc:
+                        raise os_problem("read", path, exc) from None
+        yield from sorted(addressable(found, self.url), key=lambda info: info.key)
 
     def delete(self, key: str) -> None:
+        self._check_owner()
         path = self._path(key)
-        path.unlink(missing_ok=True)
-        _metadata_path(path).unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+            _metadata_path(path).unlink(missing_ok=True)
+        except OSError as exc:
+            raise os_problem("delete", path, exc) from None
 
     def check(self) -> None:
         if not self.root.is_dir():
@@ -212,3 +341,4 @@ class LocalStorage(Storage):
             )
         if not os.access(self.root, os.R_OK | os.X_OK):
             raise StorageUnreachable(f"repository directory {self.root} is not readable")
+        self._check_owner()

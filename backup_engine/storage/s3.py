@@ -27,6 +27,7 @@ from backup_engine.storage.base import (
     ObjectWriter,
     Storage,
     StoredObject,
+    addressable,
     check_key,
 )
 from backup_engine.storage.s3_errors import BOTO_ERRORS, translate_error
@@ -217,7 +218,7 @@ class S3Storage(Storage):
                     )
 
         self.call("list", prefix or None, collect)
-        yield from sorted(found, key=lambda info: info.key)
+        yield from sorted(addressable(found, self.url), key=lambda info: info.key)
 
     def delete(self, key: str) -> None:
         full = self.full_key(key)
