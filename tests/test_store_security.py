@@ -236,5 +236,14 @@ def test_policies_and_a_local_repository(tmp_path: Path, embedded_s3: EmbeddedS3
     printed = _store_cli(embedded_s3, "s3://b/p", "policy", "--role", "expire")
     statements = json.loads(printed.stdout)["Statement"]
     assert {"s3:DeleteObject"} <= {a for s in statements for a in s["Action"]}
-    local = _store_cli(embedded_s3, f"file://{tmp_path}", "init")
-    assert local.returncode == 2 and "S3 buckets" in local.stderr
+    local = _store_cli(embedded_s3, f"file://{tmp_path}/new-repo", "init")
+    assert local.returncode == 0, local.stderr
+    assert "belongs to root" in local.stdout or "belongs to" in local.stdout
+    assert (tmp_path / "new-repo").stat().st_mode & 0o777 == 0o700
+    checked = _store_cli(embedded_s3, f"file://{tmp_path}/new-repo", "check")
+    assert checked.returncode == 0 and "must run as" in checked.stdout
+    locked = _store_cli(embedded_s3, f"file://{tmp_path}/new-repo", "init", "--object-lock-days",
+                        "7")  # fmt: skip
+    assert locked.returncode == 2 and "Object Lock is a feature of S3" in locked.stderr
+    policy = _store_cli(embedded_s3, f"file://{tmp_path}", "policy", "--role", "backup")
+    assert policy.returncode == 2 and "S3 buckets" in policy.stderr

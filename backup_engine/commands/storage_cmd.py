@@ -33,6 +33,26 @@ def _admin_and_policy(
     return settings, admin, policy
 
 
+def _local_repository(obj: CliContext, lock_days: int | None, *, make: bool) -> bool:
+    """A file:// repository: its directory made (0700) when asked, and whose it is said before
+    the first segment (every command that writes to it must run as that user). False for S3."""
+    from backup_engine.errors import UsageError
+    from backup_engine.storage.local import LocalStorage, describe_owner
+
+    storage = obj.settings().open_storage()
+    local = getattr(storage, "inner", storage)  # under client-side encryption
+    if not isinstance(local, LocalStorage):
+        return False
+    if lock_days:
+        raise UsageError("Object Lock is a feature of S3 buckets, not of a file:// repository")
+    if make and not local.root.exists():
+        local.root.mkdir(mode=0o700, parents=True)
+        click.echo(f"made {local.root} (mode 0700)")
+    local.check()  # missing, unreadable, or another user's: one line, non-zero exit
+    click.echo(f"{local.url}: {describe_owner(local.root)}")
+    return True
+
+
 @storage.command()
 @click.option("--dry-run", is_flag=True, help="Print the changes; change nothing.")
 @click.option(
@@ -50,7 +70,10 @@ def _admin_and_policy(
 def init(
     obj: CliContext, dry_run: bool, object_lock_days: int | None, object_lock_mode: str
 ) -> None:
-    """Create or configure the bucket: versioning, default encryption, lifecycle, Object Lock."""
+    """Create or configure the bucket: versioning, default encryption, lifecycle, Object Lock.
+    For a file:// repository: make its directory (0700) and say whose it is."""
+    if _local_repository(obj, object_lock_days, make=not dry_run):
+        return
     settings, admin, policy = _admin_and_policy(obj, object_lock_days, object_lock_mode)
     changes = admin.drift(policy)
     for change in changes:
@@ -79,6 +102,8 @@ def init(
 @click.pass_obj
 def check_store(obj: CliContext, object_lock_days: int | None, object_lock_mode: str) -> None:
     """Report drift from the configuration `storage init` sets; exit 1 if anything differs."""
+    if _local_repository(obj, object_lock_days, make=False):
+        return
     _, admin, policy = _admin_and_policy(obj, object_lock_days, object_lock_mode)
     changes = admin.drift(policy)
     if not changes:

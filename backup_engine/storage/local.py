@@ -106,6 +106,12 @@ def os_problem(verb: str, path: Path, exc: OSError) -> StorageError:
     return StorageError(f"cannot {verb} {path}: {exc.strerror}", hint=hint)
 
 
+def describe_owner(root: Path) -> str:
+    owner = _user(root.stat().st_uid)
+    return (f"belongs to {owner}: every command that writes to it (the server's "
+            f"archive_command too) must run as {owner}")  # fmt: skip
+
+
 def _owner(path: Path) -> str:
     for candidate in (path, *path.parents):
         try:
