@@ -15,6 +15,7 @@ from backup_engine.drill.embedded_s3 import EmbeddedS3
 from backup_engine.drill.evidence import ScenarioRecord
 from backup_engine.drill.faultproxy import FaultProxy, Rule
 from backup_engine.drill.recovery import recovery_from
+from backup_engine.drill.seaweedfs import SeaweedS3
 from backup_engine.errors import BackupEngineError
 from backup_engine.health import CRITICAL, Finding, check_backups
 from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
@@ -37,7 +38,7 @@ class Outcome:
 
 
 @pytest.fixture
-def fault_proxy(embedded_s3: EmbeddedS3) -> Iterator[FaultProxy]:
+def fault_proxy(embedded_s3: EmbeddedS3 | SeaweedS3) -> Iterator[FaultProxy]:
     proxy = FaultProxy(embedded_s3.port).start()
     yield proxy
     proxy.stop()

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backup_engine.drill.embedded_s3 import EmbeddedS3
+from backup_engine.drill.seaweedfs import SeaweedS3
 from backup_engine.errors import (
     BucketNotFound,
     ObjectExists,
@@ -26,7 +27,7 @@ from backup_engine.storage import LocalStorage, S3Options, S3Storage, Storage, o
 from backup_engine.storage.encrypted import EncryptedStorage
 
 MiB = 1024 * 1024
-BACKENDS = ["local", "s3", "local-encrypted", "s3-encrypted"] + (
+BACKENDS = ["local", "s3", "seaweedfs", "local-encrypted", "s3-encrypted"] + (
     ["s3-external"] if os.environ.get("TEST_S3_URL") else []
 )
 
@@ -41,7 +42,8 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
     elif encrypted == "external":
         store = open_storage(f"{os.environ['TEST_S3_URL'].rstrip('/')}/{prefix}", S3Options())
     else:
-        embedded: EmbeddedS3 = request.getfixturevalue("embedded_s3")
+        server = "seaweed_s3" if kind == "seaweedfs" else "embedded_s3"
+        embedded: EmbeddedS3 = request.getfixturevalue(server)
         # Small parts so a few MiB exercise multipart uploads and ranged reads.
         store = S3Storage(embedded.bucket, prefix, replace(embedded.options(), part_size=5 * MiB))
     return EncryptedStorage(store, os.urandom(32)) if encrypted == "encrypted" else store
@@ -254,3 +256,44 @@ def test_if_absent_never_replaces_an_object(storage: Storage, size: int) -> None
     assert [i.key for i in storage.list("wal/")] == ["wal/seg"]
     storage.put_bytes("wal/new", b"x", if_absent=True)
     assert storage.get_bytes("wal/new") == b"x"
+
+
+@pytest.mark.parametrize("server", ["embedded_s3", "seaweed_s3"])
+def test_concurrent_if_absent_writes_have_one_winner(
+    server: str, request: pytest.FixtureRequest
+) -> None:
+    """Eight writers of one key at once, as eight archivers racing for one WAL segment: exactly
+    one wins, the others are refused, and the object is one writer's bytes, whole: on moto and
+    on a real server (SeaweedFS), as AWS documents for If-None-Match."""
+    import threading
+
+    s3 = request.getfixturevalue(server)
+    store = S3Storage(s3.bucket, f"race-{uuid.uuid4().hex[:8]}", s3.options())
+    bodies = [os.urandom(64 * 1024) for _ in range(8)]
+    outcome: list[str] = []
+    start = threading.Barrier(len(bodies))
+
+    def write(body: bytes) -> None:
+        start.wait()
+        try:
+            store.put_bytes("wal/seg", body, if_absent=True)
+            outcome.append("won")
+        except ObjectExists:
+            outcome.append("refused")
+
+    threads = [threading.Thread(target=write, args=(b,)) for b in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcome) == ["refused"] * 7 + ["won"], outcome
+    assert store.get_bytes("wal/seg") in bodies
+
+
+def test_listing_pages_past_a_thousand_keys(seaweed_s3: SeaweedS3) -> None:
+    store = S3Storage(seaweed_s3.bucket, f"many-{uuid.uuid4().hex[:8]}", seaweed_s3.options())
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: store.put_bytes(f"k/{n:05d}", b""), range(1234)))
+    assert [i.key for i in store.list("k/")] == [f"k/{n:05d}" for n in range(1234)]

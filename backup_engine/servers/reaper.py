@@ -22,6 +22,7 @@ OWNER_FILE = "owner.json"
 SCRATCH_PREFIX = "restore-drill-"
 CONTAINER_LABEL = "restore-drill.scratch"  # on each container: the scratch area it belongs to
 PID_FILE = "redis.pid"  # beside a Redis server's data: "pid start-ticks"
+PID_FILES = (PID_FILE, "server.pid")  # Redis's, and any other server's (the embedded S3)
 STOP_WAIT_S = 10.0
 
 
@@ -110,11 +111,12 @@ def _stop_servers(data: Path) -> int:
         command = Path(f"/proc/{pid}/cmdline").read_bytes()
         if Path(lines[1]).resolve() == data.resolve() and b"postgres" in command:
             return _terminate(pid, signal.SIGQUIT)  # PostgreSQL's immediate shutdown
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        fields = (data / PID_FILE).read_text().split()
-        pid, ticks = int(fields[0]), int(fields[1]) if len(fields) > 1 else None
-        if alive(pid, ticks) and start_ticks(pid) is not None:
-            return _terminate(pid, signal.SIGTERM)
+    for name in PID_FILES:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = (data / name).read_text().split()
+            pid, ticks = int(fields[0]), int(fields[1]) if len(fields) > 1 else None
+            if alive(pid, ticks) and start_ticks(pid) is not None:
+                return _terminate(pid, signal.SIGTERM)
     return 0
 
 
