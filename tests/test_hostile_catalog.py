@@ -4,9 +4,12 @@ each now one clear refusal or a warning, and the rest of the catalog still works
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -160,6 +163,17 @@ def test_a_fifo_where_a_manifest_should_be_is_refused_not_waited_on(tmp_path: Pa
     link.symlink_to("/etc/passwd")  # a symbolic link where an object should be: not followed
     with pytest.raises(CorruptObject, match="symbolic link"):
         repo.get_bytes(f"postgres/wal/{SEGMENT}.zst")
+    server = socket.socket(socket.AF_UNIX)
+    with contextlib.chdir(link.parent):  # a socket path is limited to 108 bytes: bind it here
+        server.bind("000000010000000000000004.zst")
+    with pytest.raises(CorruptObject, match="socket"):
+        repo.get_bytes("postgres/wal/000000010000000000000004.zst")
+    server.close()
+    if os.geteuid() == 0:  # a device node where an object should be (only root can make one)
+        device = tmp_path / "repo" / "postgres" / "wal" / "000000010000000000000005.zst"
+        os.mknod(device, stat.S_IFCHR | 0o600, os.makedev(1, 3))  # /dev/null's numbers
+        with pytest.raises(CorruptObject, match="character device"):
+            repo.get_bytes("postgres/wal/000000010000000000000005.zst")
 
 
 as_root = pytest.mark.skipif(
