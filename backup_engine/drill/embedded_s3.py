@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from types import TracebackType
+from typing import Self
 
 from backup_engine.errors import MissingBinary
 from backup_engine.net import free_port
@@ -18,14 +19,14 @@ EMBEDDED_SECRET_KEY = "restore-drill-secret"
 EMBEDDED_REGION = "us-east-1"
 
 
-class EmbeddedS3:
-    """Start with `with EmbeddedS3() as s3:`; `s3.storage(prefix)` opens a store in its bucket."""
+class LoopbackS3:
+    """What every embedded S3 server shares: a bucket on a free loopback port, the drill's own
+    credentials, `with Server() as s3:` and `s3.storage(prefix)`. Subclasses start and stop."""
 
     def __init__(self, bucket: str = "restore-drill") -> None:
         self.bucket = bucket
         self.port = free_port()
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
-        self._server: object | None = None
 
     def options(self) -> S3Options:
         return S3Options(
@@ -35,7 +36,35 @@ class EmbeddedS3:
             secret_access_key=EMBEDDED_SECRET_KEY,
         )
 
-    def start(self) -> EmbeddedS3:
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def storage(self, prefix: str = "") -> S3Storage:
+        return S3Storage(self.bucket, prefix, self.options())
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class EmbeddedS3(LoopbackS3):
+    """moto's S3 server, in this process: `with EmbeddedS3() as s3: s3.storage(prefix)`."""
+
+    def __init__(self, bucket: str = "restore-drill") -> None:
+        super().__init__(bucket)
+        self._server: object | None = None
+
+    def start(self) -> Self:
         try:
             from moto.server import ThreadedMotoServer
         except ImportError as exc:
@@ -55,17 +84,3 @@ class EmbeddedS3:
         if self._server is not None:
             self._server.stop()  # type: ignore[attr-defined]
             self._server = None
-
-    def storage(self, prefix: str = "") -> S3Storage:
-        return S3Storage(self.bucket, prefix, self.options())
-
-    def __enter__(self) -> EmbeddedS3:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -15,17 +15,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
-from backup_engine.drill.embedded_s3 import (
-    EMBEDDED_ACCESS_KEY,
-    EMBEDDED_REGION,
-    EMBEDDED_SECRET_KEY,
-)
+from backup_engine.drill.embedded_s3 import EMBEDDED_ACCESS_KEY, EMBEDDED_SECRET_KEY, LoopbackS3
 from backup_engine.errors import MissingBinary, StorageUnreachable
 from backup_engine.net import free_port
 from backup_engine.servers.reaper import SCRATCH_PREFIX, claim, record_pid
-from backup_engine.storage.s3 import S3Options, S3Storage, make_client
+from backup_engine.storage.s3 import make_client
 
 START_TIMEOUT_S = 60.0
 PID_FILE = "server.pid"
@@ -47,25 +43,18 @@ def weed_binary() -> str:
     return found
 
 
-class SeaweedS3:
+class SeaweedS3(LoopbackS3):
     def __init__(self, bucket: str = "restore-drill") -> None:
-        self.bucket = bucket
-        self.port = free_port()
-        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        super().__init__(bucket)
         self.root: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
-
-    def options(self) -> S3Options:
-        return S3Options(endpoint_url=self.endpoint_url, region=EMBEDDED_REGION,
-                         access_key_id=EMBEDDED_ACCESS_KEY,
-                         secret_access_key=EMBEDDED_SECRET_KEY)  # fmt: skip
 
     @property
     def log_file(self) -> Path:
         assert self.root is not None
         return self.root / "seaweedfs.log"
 
-    def start(self) -> SeaweedS3:
+    def start(self) -> Self:
         weed = weed_binary()
         self.root = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}s3-"))
         claim(self.root, "s3")  # a killed drill's server is stopped by the next one
@@ -127,17 +116,3 @@ class SeaweedS3:
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
-
-    def storage(self, prefix: str = "") -> S3Storage:
-        return S3Storage(self.bucket, prefix, self.options())
-
-    def __enter__(self) -> SeaweedS3:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
