@@ -7,7 +7,6 @@ runs a drill.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
@@ -17,7 +16,8 @@ from typing import Any
 from backup_engine import __version__
 from backup_engine.config import Settings
 from backup_engine.durations import format_duration
-from backup_engine.errors import UsageError
+from backup_engine.errors import CorruptObject, UsageError
+from backup_engine.jsonsafe import loads_object
 from backup_engine.urls import redact
 
 PLAN_TARGETS = {"RTO": 4 * 3600.0, "RPO": 15 * 60.0}  # the plan's database row
@@ -45,10 +45,11 @@ def _load(report: Path | None) -> dict[str, Any] | None:
     if report is None:
         return None
     try:
-        data: dict[str, Any] = json.loads(report.read_text())
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read the drill report {report}: {exc}") from None
-    return data
+        return loads_object(report.read_bytes(), where=str(report))
+    except OSError as exc:
+        raise UsageError(f"cannot read the drill report {report}: {exc.strerror}") from None
+    except CorruptObject as exc:
+        raise UsageError(f"cannot read the drill report: {exc.message}") from None
 
 
 def _phases(report: dict[str, Any] | None) -> dict[str, float]:

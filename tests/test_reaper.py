@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,3 +80,28 @@ def test_an_area_whose_owner_lives_or_is_unknown_is_never_touched(tmp_path: Path
     assert [r.root for r in reap(tmp_path)] == [recycled]
     assert live.exists() and unknown.exists() and not recycled.exists()
     assert Path(tempfile.gettempdir()).exists()
+
+
+def test_a_planted_area_never_makes_a_drill_signal_or_delete(tmp_path: Path) -> None:
+    """Anyone may create /tmp/restore-drill-x: an owner file not written by this user is not
+    ours to judge, and a postmaster.pid that names a process not running in that directory
+    (a production server, anything) is never signalled."""
+    victim = subprocess.Popen(["sleep", "60"])
+    try:
+        forged = tmp_path / "restore-drill-pg-forged"
+        (forged / "data1").mkdir(parents=True)
+        (forged / OWNER_FILE).write_text(json.dumps({"pid": 2**22 + 7, "start_ticks": 1}))
+        (forged / "data1" / "postmaster.pid").write_text(f"{victim.pid}\n{forged / 'data1'}\n")
+        (forged / "data1" / "redis.pid").write_text(f"{victim.pid}\n")
+        if os.geteuid() == 0:  # another user's owner file: left alone whatever it says
+            shutil.chown(forged / OWNER_FILE, "postgres")
+            assert orphans(tmp_path) == [] and forged.exists()
+            shutil.chown(forged / OWNER_FILE, "root")
+            shutil.chown(forged / "data1" / "redis.pid", "postgres")
+        reaped = reap(tmp_path)  # ours, and its owner is gone: removed, but nothing signalled
+        assert [r.stopped for r in reaped] == ([0] if os.geteuid() == 0 else [1])
+        if os.geteuid() == 0:
+            assert victim.poll() is None, "a process named by a forged pid file was signalled"
+    finally:
+        victim.kill()
+        victim.wait()

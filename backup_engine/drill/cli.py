@@ -195,7 +195,7 @@ def drill(
         os.environ["BACKUP_ENGINE_CONFIG"] = str(obj.config.absolute())
     plugins = step_plugins()
 
-    _check_steps(features)  # before any server starts
+    _check_steps(features, plugins)  # before any server starts
     if check_only:
         return
     # After every check that can refuse: a refusal writes nothing. Inside the image
@@ -271,12 +271,10 @@ def _drill_in_image(
     raise SystemExit(_finish(run, keep_days, fallback=code))
 
 
-def _check_steps(features: Path) -> None:
+def _check_steps(features: Path, plugins: list[str]) -> None:
     """Every step of every feature has a definition its table and docstring fit, or each one
     that does not is named and the drill cannot run (exit 2, no evidence: nothing ran)."""
     from backup_engine.drill.catalog import DrillCannotRun, check_features, feature_files
-
-    plugins = step_plugins()
 
     files = feature_files(features)
     problems = check_features(files, step_modules(plugins))

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from backup_engine.drill.report.sums import SUMS
 from backup_engine.errors import UsageError
 
 LATEST = "latest"
 RUN_ID_ENV = "DRILL_RUN_ID"  # the run id the pytest plugin records: the same as the name's
-SUMS = "SHA256SUMS"
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _RUN_NAME = re.compile(r"^(\d{8}T\d{6}Z)-([0-9a-f]{8})$")
 _STAMP = "%Y%m%dT%H%M%SZ"

@@ -20,11 +20,10 @@ from typing import Self
 from backup_engine.drill.embedded_s3 import EMBEDDED_ACCESS_KEY, EMBEDDED_SECRET_KEY, LoopbackS3
 from backup_engine.errors import MissingBinary, StorageUnreachable
 from backup_engine.net import free_port
-from backup_engine.servers.reaper import SCRATCH_PREFIX, claim, record_pid
+from backup_engine.servers.reaper import SCRATCH_PREFIX, SERVER_PID_FILE, claim, record_pid
 from backup_engine.storage.s3 import make_client
 
 START_TIMEOUT_S = 60.0
-PID_FILE = "server.pid"
 # Every port it opens, chosen here: two servers at once (two drills) never meet.
 PORTS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
          "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc", "s3.port.iceberg",
@@ -70,7 +69,7 @@ class SeaweedS3(LoopbackS3):
             self._process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                               stdin=subprocess.DEVNULL, env=env,
                                               start_new_session=True)  # fmt: skip
-        record_pid(data / PID_FILE, self._process.pid)
+        record_pid(data / SERVER_PID_FILE, self._process.pid)
         try:
             self._wait_ready()
         except BaseException:

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -22,7 +23,8 @@ OWNER_FILE = "owner.json"
 SCRATCH_PREFIX = "restore-drill-"
 CONTAINER_LABEL = "restore-drill.scratch"  # on each container: the scratch area it belongs to
 PID_FILE = "redis.pid"  # beside a Redis server's data: "pid start-ticks"
-PID_FILES = (PID_FILE, "server.pid")  # Redis's, and any other server's (the embedded S3)
+SERVER_PID_FILE = "server.pid"  # any other server's (the embedded S3)
+PID_FILES = (PID_FILE, SERVER_PID_FILE)
 STOP_WAIT_S = 10.0
 
 
@@ -77,9 +79,14 @@ def orphans(base: Path | None = None) -> list[tuple[Path, int]]:
     found = []
     for root in sorted((base or Path(tempfile.gettempdir())).glob(f"{SCRATCH_PREFIX}*")):
         try:
-            owner = json.loads((root / OWNER_FILE).read_text())
+            record = root / OWNER_FILE
+            # Only areas this user made: anyone may create /tmp/restore-drill-x, and a planted
+            # one must never make a drill signal another's processes or delete their files.
+            if root.is_symlink() or not _mine(record):
+                continue
+            owner = json.loads(record.read_text())
             pid, ticks = int(owner["pid"]), owner.get("start_ticks")
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             continue  # not ours to judge: no owner recorded (or not readable)
         if not alive(pid, ticks):
             found.append((root, pid))
@@ -100,19 +107,27 @@ def reap(base: Path | None = None) -> list[Reaped]:
     return done
 
 
+def _mine(path: Path) -> bool:
+    """A regular file this user wrote (not a link, not another user's)."""
+    found = path.lstat()
+    return stat.S_ISREG(found.st_mode) and found.st_uid == os.geteuid()
+
+
 def _stop_servers(data: Path) -> int:
     """Stop the server whose pid file is in `data`, if it still runs there; 1 if one was."""
     postmaster = data / "postmaster.pid"
     with contextlib.suppress(OSError, ValueError, IndexError):
         lines = postmaster.read_text().splitlines()
         pid = int(lines[0])
-        # The pid is this directory's server (its 2nd line), and still a postgres (a pid
-        # may have been given to another program since).
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-        if Path(lines[1]).resolve() == data.resolve() and b"postgres" in command:
+        # The pid is the postmaster running in this very directory (its working directory is
+        # its data directory): not a recycled pid, nor one a forged postmaster.pid names.
+        running_in = Path(os.readlink(f"/proc/{pid}/cwd")).resolve()
+        if Path(lines[1]).resolve() == data.resolve() == running_in:
             return _terminate(pid, signal.SIGQUIT)  # PostgreSQL's immediate shutdown
     for name in PID_FILES:
         with contextlib.suppress(OSError, ValueError, IndexError):
+            if not _mine(data / name):  # written by the drill that started the server
+                continue
             fields = (data / name).read_text().split()
             pid, ticks = int(fields[0]), int(fields[1]) if len(fields) > 1 else None
             if alive(pid, ticks) and start_ticks(pid) is not None:

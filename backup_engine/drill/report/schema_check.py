@@ -27,7 +27,10 @@ class SchemaViolation(ValueError):
 
 
 def validate(document: Any, schema: dict[str, Any]) -> None:
-    _check(document, schema, schema, "report")
+    try:
+        _check(document, schema, schema, "report")
+    except RecursionError:  # nested past the stack: no report this tool writes is
+        raise SchemaViolation("report: nested deeper than any report") from None
 
 
 def _is(value: Any, kind: str) -> bool:

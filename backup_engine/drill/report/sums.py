@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from backup_engine.drill.report.signing import (
     sign_sums,
 )
 from backup_engine.errors import IntegrityError, UsageError
+from backup_engine.jsonsafe import loads
 
 SUMS = "SHA256SUMS"
 SIGNATURE = "SHA256SUMS.hmac"
@@ -76,8 +76,8 @@ def _check_schema(directory: Path) -> None:
     if not report.is_file():
         raise IntegrityError(f"{directory} has no {REPORT_JSON}")
     try:
-        validate(json.loads(report.read_text()), report_schema())
-    except ValueError as exc:  # SchemaViolation, or JSON that does not parse
+        validate(loads(report.read_bytes(), where=REPORT_JSON), report_schema())
+    except ValueError as exc:  # SchemaViolation
         raise IntegrityError(f"{REPORT_JSON} does not follow its schema: {exc}") from None
 
 
