@@ -23,7 +23,7 @@ def test_defaults_without_file_or_environment(
     settings = load_settings(None, env={})
     assert settings.repository.url is None
     assert settings.compression.codec == "zstd"
-    assert settings.repository.part_size_mb == 8
+    assert settings.repository.part_size_mb == 5
     assert settings.postgres.dsn == ""
 
 

@@ -3,19 +3,17 @@
 Uploads are multipart with a bounded number of parts in flight, so memory stays at roughly
 `part_size * (max_concurrency + 1)` whatever the object size; downloads are one streamed GET
 each, resumed where a broken connection left it. S3 allows 10,000 parts per object, so the part
-size doubles every 1,000 parts: 8 MiB parts cover 8 GB, and a 10 TB object still fits.
+size doubles every 1,000 parts: 5 MiB parts cover 5 GB, and a 5 TB object (S3's largest) fits.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import os
 from collections.abc import Callable, Iterator, Mapping
-from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
+from typing import IO, TYPE_CHECKING, TypeVar, cast
 
 from botocore.config import Config
-from botocore.loaders import JSONFileLoader, Loader, create_loader
 from botocore.session import Session
 
 from backup_engine.errors import (
@@ -31,6 +29,7 @@ from backup_engine.storage.base import (
     check_key,
 )
 from backup_engine.storage.s3_errors import BOTO_ERRORS, translate_error
+from backup_engine.storage.s3_models import lean_loader
 from backup_engine.storage.s3_options import MiB, S3Options
 from backup_engine.storage.s3_transfer import MultipartWriter, StreamingReader
 from backup_engine.urls import ca_bundle_problem
@@ -40,13 +39,6 @@ if TYPE_CHECKING:
 
 SINGLE_PUT_MAX = 64 * MiB  # below this, put_bytes is one PUT
 _T = TypeVar("_T")
-
-
-# The services whose endpoints an S3 client can need: S3, and the ones credential providers
-# call (assumed roles, web identity, SSO). botocore's table of every service's endpoints is 7 MB
-# of dicts in every process that opens a bucket; a service missing from it still resolves
-# through its endpoint rules, so trimming it changes no address.
-_ENDPOINT_SERVICES = frozenset({"s3", "sts", "sso", "sso-oidc", "signin"})
 
 
 def make_client(options: S3Options) -> S3Client:
@@ -61,7 +53,7 @@ def make_client(options: S3Options) -> S3Client:
         max_pool_connections=max(10, options.max_concurrency * 2),
     )
     session = Session()
-    session.register_component("data_loader", _lean_loader(session))
+    session.register_component("data_loader", lean_loader(session))
     client = session.create_client(
         "s3",
         region_name=options.region,
@@ -72,27 +64,6 @@ def make_client(options: S3Options) -> S3Client:
         config=config,
     )
     return cast("S3Client", client)
-
-
-class _LeanFileLoader(JSONFileLoader):
-    """botocore's JSON loader, keeping only the endpoints of _ENDPOINT_SERVICES."""
-
-    def load_file(self, file_path: str) -> Any:
-        data = super().load_file(file_path)
-        if data is not None and os.path.basename(file_path) == "endpoints":
-            for partition in data.get("partitions", []):
-                services = partition.get("services", {})
-                partition["services"] = {
-                    name: services[name] for name in _ENDPOINT_SERVICES & services.keys()
-                }
-        return data
-
-
-def _lean_loader(session: Session) -> Loader:
-    """botocore's data loader, on the same search path (AWS_DATA_PATH included)."""
-    loader = create_loader(session.get_config_variable("data_path"))
-    loader.file_loader = _LeanFileLoader()
-    return loader
 
 
 def _verify(options: S3Options) -> str | None:

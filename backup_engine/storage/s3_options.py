@@ -17,8 +17,8 @@ class S3Options:
     region: str | None = None
     sse: str | None = None  # "AES256" or "aws:kms"
     kms_key_id: str | None = None
-    part_size: int = 8 * MiB
-    max_concurrency: int = 4
+    part_size: int = 5 * MiB  # S3's minimum: memory is part_size * (max_concurrency + 1)
+    max_concurrency: int = 2
     access_key_id: str | None = None  # normally None: botocore reads AWS_* and its profiles
     secret_access_key: str | None = None
     ca_bundle: str | None = None  # PEM of a private CA; None: the system's (or AWS_CA_BUNDLE)

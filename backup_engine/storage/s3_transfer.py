@@ -92,8 +92,11 @@ class MultipartWriter(ObjectWriter):
                 return spare
         return self._part
 
-    def _tail(self) -> bytes:
-        return bytes(memoryview(self._part)[: self._filled])
+    def _tail(self) -> bytearray:
+        """The last bytes, cut to size in place: a copy would hold the part twice."""
+        part = self._part
+        del part[self._filled :]
+        return part
 
     def _next_part_size(self) -> int:
         doublings = len(self._parts) // PARTS_PER_DOUBLING
@@ -168,7 +171,7 @@ class MultipartWriter(ObjectWriter):
                 lambda: s3.client.put_object(
                     Bucket=s3.bucket,
                     Key=self._full,
-                    Body=body,
+                    Body=cast(bytes, body),
                     **self._object_args(),
                     **self._condition(),
                 ),
