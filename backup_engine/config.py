@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the storage (botocore) is imported when a store is opened, 
     from backup_engine.postgres.basebackup import BaseBackupOptions
     from backup_engine.retention import RetentionPolicy
     from backup_engine.storage import S3Options, Storage
+    from backup_engine.storage.object_lock import ObjectLock
 
 DEFAULT_CONFIG_FILE = Path("backup-engine.toml")
 CONFIG_ENV = "BACKUP_ENGINE_CONFIG"
@@ -41,11 +42,13 @@ class RepositorySettings:
     encryption_key_file: str | None
     noncurrent_days: int
     upload_concurrency: int
+    object_lock: str | None = None
 
-    def s3_options(self) -> S3Options:
+    def s3_options(self, lock: ObjectLock | None = None) -> S3Options:
         from backup_engine.storage import S3Options
 
         return S3Options(
+            lock=lock,
             endpoint_url=self.endpoint_url,
             ca_bundle=self.ca_bundle,
             region=self.region,
@@ -164,13 +167,31 @@ class Settings:
             )
         from backup_engine.storage import open_storage
 
-        storage = open_storage(self.repository.url, self.repository.s3_options())
+        lock = self.object_lock()
+        if lock is not None and not self.repository.url.startswith("s3://"):
+            raise ConfigError(
+                "[repository] object_lock is set, but Object Lock is a feature of S3 buckets",
+                hint="unset object_lock for a file:// repository",
+            )
+        storage = open_storage(self.repository.url, self.repository.s3_options(lock))
         if self.repository.encryption is None:
             return storage
         from backup_engine.storage.encrypted import KEY_ENV, EncryptedStorage, load_key
 
         key, env = load_key(self.environment.get(KEY_ENV), self.repository.encryption_key_file)
         return EncryptedStorage(storage, key, env)
+
+
+    def object_lock(self) -> ObjectLock | None:
+        """The retention every object gets, covering the retention plan; None when off."""
+        if self.repository.object_lock is None:
+            return None
+        from backup_engine.storage.object_lock import plan_lock
+
+        policy = self.retention.policy()
+        evidence = self.drill.keep_days  # 0 keeps every run: lock it as long as the backups
+        longest = max(policy.daily_days, policy.weekly_days)
+        return plan_lock(self.repository.object_lock, policy, evidence or longest)
 
 
 def _coerce(option: Option, value: Any, origin: str) -> Any:

@@ -10,11 +10,13 @@ yet). Incomplete backups older than the grace period are cleaned up too.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
-from backup_engine.errors import IntegrityError
+from backup_engine.errors import IntegrityError, ObjectNotFound
 from backup_engine.media.manifest import MEDIA_SNAPSHOTS, OBJECTS_PREFIX, MediaSnapshotManifest
 from backup_engine.media.prune import PrunePlan, PruneRefused, apply_prune, plan_prune
 from backup_engine.pins import read_pins
@@ -34,6 +36,7 @@ from backup_engine.retention import (
 )
 from backup_engine.snapshots import Catalog, M, SnapshotKind
 from backup_engine.storage.base import ObjectInfo, Storage
+from backup_engine.storage.object_lock import LockState
 
 GRACE = timedelta(days=1)
 
@@ -236,7 +239,41 @@ def plan_expire(
     except PruneRefused as exc:
         raise ExpireRefused(exc.message, hint=exc.hint) from None
     plan.items += _media_pack_items(plan.media_prune)
+    plan.items = _hold_locked(storage, plan.items)
     return plan
+
+
+def _lock_state(storage: Storage, key: str) -> LockState:
+    try:
+        return storage.lock_state(key)
+    except ObjectNotFound:
+        return LockState(until=None)  # gone meanwhile: nothing protects it
+
+
+def _hold_locked(storage: Storage, items: list[ExpireItem]) -> list[ExpireItem]:
+    """Under Object Lock, a deletion of anything the store still protects becomes a keep: the
+    backup stays whole, listed and restorable until its lock ends, and a later expire removes
+    it. (Deleting it now would only hide it behind a delete marker, its bytes still kept and
+    billed.) One HEAD per object to delete, eight at a time. Media packs are left to prune: an
+    unused pack's blobs live on in the packs and index that replace it, so hiding it loses
+    nothing, and its locked version goes when the lock and the lifecycle rule allow."""
+    if storage.object_lock is None:
+        return items
+    now = storage.store_now()
+    held_kinds = [item for item in items if item.kind != "media-pack"]
+    doomed = sorted({key for item in held_kinds if not item.keep for key in item.keys})
+    with ThreadPoolExecutor(8, thread_name_prefix="lock") as pool:
+        states = dict(zip(doomed, pool.map(partial(_lock_state, storage), doomed), strict=True))
+    held = []
+    for item in items:
+        locked = [states[k] for k in item.keys if k in states and states[k].locked(now)]
+        if not locked:
+            held.append(item)
+            continue
+        last = max(locked, key=lambda s: (s.legal_hold, s.until or now))
+        reason = f"{item.reason}, but {last.describe()}: a later expire removes it"
+        held.append(replace(item, keep=True, reason=reason, keys=()))
+    return held
 
 
 def apply_expire(storage: Storage, plan: ExpirePlan) -> int:

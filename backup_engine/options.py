@@ -151,6 +151,16 @@ OPTIONS: tuple[Option, ...] = (
         minimum=1,
     ),
     Option(
+        "repository",
+        "object_lock",
+        str,
+        None,
+        ("BACKUP_ENGINE_OBJECT_LOCK",),
+        ("governance", "compliance"),
+        help="S3 Object Lock retention on every object written, as long as the plan keeps it",
+        example="governance",
+    ),
+    Option(
         "compression",
         "codec",
         str,

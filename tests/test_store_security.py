@@ -205,11 +205,16 @@ def test_storage_init_is_idempotent_and_check_finds_drift(embedded_s3: EmbeddedS
 
 def test_object_lock_on_a_new_bucket(embedded_s3: EmbeddedS3) -> None:
     repo = "s3://locked-store-test/p"
-    assert _store_cli(embedded_s3, repo, "init", "--object-lock-days", "30").returncode == 0
-    checked = _store_cli(embedded_s3, repo, "check", "--object-lock-days", "30")
+    short = _store_cli(embedded_s3, repo, "init", "--object-lock-days", "30")
+    assert short.returncode == 2 and "shorter than the retention plan" in short.stderr
+    assert short.stderr.count("\n") == 1 and "created" not in short.stdout  # nothing made
+    assert _store_cli(embedded_s3, repo, "init", "--object-lock", "governance").returncode == 0
+    checked = _store_cli(embedded_s3, repo, "check", "--object-lock-days", "90")
     assert checked.returncode == 0, checked.stdout
-    stricter = _store_cli(embedded_s3, repo, "check", "--object-lock-days", "60")
+    stricter = _store_cli(embedded_s3, repo, "check", "--object-lock-days", "120")
     assert stricter.returncode == 1 and "object lock" in stricter.stdout
+    harder = _store_cli(embedded_s3, repo, "check", "--object-lock", "compliance")
+    assert harder.returncode == 1 and "COMPLIANCE" in harder.stdout
 
 
 def test_evidence_kept_in_a_locked_repository_cannot_be_deleted(
@@ -220,7 +225,7 @@ def test_evidence_kept_in_a_locked_repository_cannot_be_deleted(
     from backup_engine.drill.history import store_report
 
     assert _store_cli(embedded_s3, "s3://locked-evidence/p", "init", "--object-lock-days",
-                      "1").returncode == 0  # fmt: skip
+                      "90").returncode == 0  # fmt: skip
     store = S3Storage("locked-evidence", "p", embedded_s3.options())
     run = tmp_path / "20261206T031700Z-3f2a9c1e"
     run.mkdir()

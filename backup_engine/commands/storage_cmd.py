@@ -20,20 +20,42 @@ def storage() -> None:
 
 
 def _admin_and_policy(
-    obj: CliContext, lock_days: int | None, lock_mode: str
+    obj: CliContext, lock_days: int | None, lock_mode: str | None
 ) -> tuple[Settings, BucketAdmin, StorePolicy]:
     from backup_engine.storage.admin import BucketAdmin, StorePolicy, require_s3
 
     settings = obj.settings()
     admin = BucketAdmin(require_s3(settings.open_storage()))
     repo = settings.repository
-    policy = StorePolicy(
-        repo.noncurrent_days, repo.sse or "AES256", repo.kms_key_id, lock_days, lock_mode
-    )
+    days, mode = _bucket_lock(settings, lock_days, lock_mode)
+    policy = StorePolicy(repo.noncurrent_days, repo.sse or "AES256", repo.kms_key_id, days, mode)
     return settings, admin, policy
 
 
-def _local_repository(obj: CliContext, lock_days: int | None, *, make: bool) -> bool:
+def _bucket_lock(settings: Settings, days: int | None, mode: str | None) -> tuple[int | None, str]:
+    """The bucket's default retention: asked for with --object-lock(-days), or implied by
+    `[repository] object_lock`; never shorter than the plan keeps backups (the default applies
+    to whatever is written without a retention of its own)."""
+    from backup_engine.errors import UsageError
+    from backup_engine.storage.object_lock import plan_lock
+
+    explicit = mode is not None
+    mode = (mode or settings.repository.object_lock or "governance").upper()
+    plan = plan_lock(mode, settings.retention.policy(), 0)
+    if days is None and (explicit or settings.repository.object_lock):
+        days = plan.longest
+    if days is None:
+        return None, mode
+    if days < plan.longest:
+        raise UsageError(
+            f"a {days}-day Object Lock is shorter than the retention plan keeps backups "
+            f"({plan.longest} days): they could be deleted while still kept",
+            hint=f"use --object-lock-days {plan.longest} or more, or shorten [retention]",
+        )
+    return days, mode
+
+
+def _local_repository(obj: CliContext, lock: int | str | None, *, make: bool) -> bool:
     """A file:// repository: its directory made (0700) when asked, and whose it is said before
     the first segment (every command that writes to it must run as that user). False for S3."""
     from backup_engine.errors import UsageError
@@ -43,7 +65,7 @@ def _local_repository(obj: CliContext, lock_days: int | None, *, make: bool) -> 
     local = getattr(storage, "inner", storage)  # under client-side encryption
     if not isinstance(local, LocalStorage):
         return False
-    if lock_days:
+    if lock:
         raise UsageError("Object Lock is a feature of S3 buckets, not of a file:// repository")
     if make and not local.root.exists():
         local.root.mkdir(mode=0o700, parents=True)
@@ -53,26 +75,31 @@ def _local_repository(obj: CliContext, lock_days: int | None, *, make: bool) -> 
     return True
 
 
+_LOCK_MODES = click.Choice(["governance", "compliance"], case_sensitive=False)
+
+
 @storage.command()
 @click.option("--dry-run", is_flag=True, help="Print the changes; change nothing.")
 @click.option(
-    "--object-lock-days",
-    type=click.IntRange(min=1),
-    help="Default Object Lock retention (new buckets only).",
+    "--object-lock",
+    "object_lock_mode",
+    type=_LOCK_MODES,
+    help="Create the bucket with Object Lock (new buckets only); default: [repository] "
+    "object_lock. Its default retention covers the retention plan.",
 )
 @click.option(
-    "--object-lock-mode",
-    type=click.Choice(["GOVERNANCE", "COMPLIANCE"]),
-    default="GOVERNANCE",
-    show_default=True,
+    "--object-lock-days",
+    type=click.IntRange(min=1),
+    help="Default retention of the bucket (default: the longest the plan keeps anything).",
 )
+@click.option("--object-lock-mode", "object_lock_mode", type=_LOCK_MODES, hidden=True)
 @click.pass_obj
 def init(
-    obj: CliContext, dry_run: bool, object_lock_days: int | None, object_lock_mode: str
+    obj: CliContext, dry_run: bool, object_lock_days: int | None, object_lock_mode: str | None
 ) -> None:
     """Create or configure the bucket: versioning, default encryption, lifecycle, Object Lock.
     For a file:// repository: make its directory (0700) and say whose it is."""
-    if _local_repository(obj, object_lock_days, make=not dry_run):
+    if _local_repository(obj, object_lock_days or object_lock_mode, make=not dry_run):
         return
     settings, admin, policy = _admin_and_policy(obj, object_lock_days, object_lock_mode)
     changes = admin.drift(policy)
@@ -93,16 +120,17 @@ def init(
 
 
 @storage.command(name="check")
+@click.option("--object-lock", "object_lock_mode", type=_LOCK_MODES, help="Expect Object Lock.")
 @click.option(
-    "--object-lock-days", type=click.IntRange(min=1), help="Expect this Object Lock retention."
+    "--object-lock-days", type=click.IntRange(min=1), help="Expect this default retention."
 )
-@click.option(
-    "--object-lock-mode", type=click.Choice(["GOVERNANCE", "COMPLIANCE"]), default="GOVERNANCE"
-)
+@click.option("--object-lock-mode", "object_lock_mode", type=_LOCK_MODES, hidden=True)
 @click.pass_obj
-def check_store(obj: CliContext, object_lock_days: int | None, object_lock_mode: str) -> None:
+def check_store(
+    obj: CliContext, object_lock_days: int | None, object_lock_mode: str | None
+) -> None:
     """Report drift from the configuration `storage init` sets; exit 1 if anything differs."""
-    if _local_repository(obj, object_lock_days, make=False):
+    if _local_repository(obj, object_lock_days or object_lock_mode, make=False):
         return
     _, admin, policy = _admin_and_policy(obj, object_lock_days, object_lock_mode)
     changes = admin.drift(policy)

@@ -151,7 +151,11 @@ class BucketAdmin:
             wanted_lock = {"Mode": policy.object_lock_mode, "Days": policy.object_lock_days}
             retention = (lock or {}).get("Rule", {}).get("DefaultRetention") or {}
             current_lock = {k: v for k, v in retention.items() if v} or None  # drop "Years": 0
-            if current_lock != wanted_lock:
+            days = int(retention.get("Days") or 0) or 365 * int(retention.get("Years") or 0)
+            mode = retention.get("Mode")
+            # Longer, or COMPLIANCE where GOVERNANCE was asked for, is stronger: no drift.
+            strong = mode in (policy.object_lock_mode, "COMPLIANCE")
+            if not strong or days < policy.object_lock_days:
                 changes.append(
                     Change("object lock", json.dumps(current_lock), json.dumps(wanted_lock))
                 )

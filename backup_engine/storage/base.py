@@ -24,11 +24,12 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import IO
 
 from backup_engine.errors import CorruptObject, ObjectNotFound, UsageError
+from backup_engine.storage.object_lock import LockState, ObjectLock
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,19 @@ class Storage(ABC):
     def encryption_info(self) -> dict[str, str] | None:
         """How the tool encrypts what it stores here (algorithm, key id), or None."""
         return None
+
+    @property
+    def object_lock(self) -> ObjectLock | None:
+        """The Object Lock retention this store puts on what it writes, or None."""
+        return None
+
+    def lock_state(self, key: str) -> LockState:
+        """What protects `key` from deletion now (Object Lock); nothing, where there is none."""
+        return LockState(until=None)
+
+    def store_now(self) -> datetime:
+        """The time by the store's clock (the one that judges when a lock ends)."""
+        return datetime.now(UTC)
 
     def environment(self) -> dict[str, str]:
         """Variables another process needs to open this same store from its URL (`--repo`),

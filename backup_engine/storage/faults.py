@@ -5,10 +5,12 @@ restic's backend wrappers."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
 from typing import IO
 
 from backup_engine.errors import StorageUnreachable, UsageError
 from backup_engine.storage.base import ObjectInfo, ObjectWriter, Storage
+from backup_engine.storage.object_lock import LockState, ObjectLock
 
 
 class StorageWrapper(Storage):
@@ -46,6 +48,16 @@ class StorageWrapper(Storage):
 
     def encryption_info(self) -> dict[str, str] | None:
         return self.inner.encryption_info()
+
+    @property
+    def object_lock(self) -> ObjectLock | None:
+        return self.inner.object_lock
+
+    def lock_state(self, key: str) -> LockState:
+        return self.inner.lock_state(key)
+
+    def store_now(self) -> datetime:
+        return self.inner.store_now()
 
 
 class FailingWrites(StorageWrapper):

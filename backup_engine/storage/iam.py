@@ -8,6 +8,9 @@
 - restore: read only.
 - expire: read, and delete objects under the prefix (versions stay until the lifecycle rule
   expires them after the grace period).
+Under Object Lock every role reads retention (a HEAD shows it only then), and backup sets it on
+what it writes (s3:PutObjectRetention; without s3:BypassGovernanceRetention, which every role is
+denied, a retention can only be lengthened, never shortened).
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ PROTECTED_BUCKET_ACTIONS = [
     "s3:PutLifecycleConfiguration",
     "s3:PutBucketPolicy",
     "s3:DeleteBucketPolicy",
-    "s3:PutObjectRetention",
     "s3:BypassGovernanceRetention",
     "s3:DeleteBucket",
 ]
@@ -47,7 +49,12 @@ def role_policy(role: str, bucket: str, prefix: str) -> dict[str, Any]:
                 else {}
             ),
         },
-        {"Sid": "ReadBackups", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": objects},
+        {
+            "Sid": "ReadBackups",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:GetObjectRetention", "s3:GetObjectLegalHold"],
+            "Resource": objects,
+        },
     ]
     if role == "backup":
         statements += [
@@ -56,6 +63,7 @@ def role_policy(role: str, bucket: str, prefix: str) -> dict[str, Any]:
                 "Effect": "Allow",
                 "Action": [
                     "s3:PutObject",
+                    "s3:PutObjectRetention",
                     "s3:AbortMultipartUpload",
                     "s3:ListMultipartUploadParts",
                 ],

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Callable, Iterator, Mapping
-from typing import IO, TYPE_CHECKING, TypeVar, cast
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 from botocore.config import Config
 from botocore.session import Session
@@ -28,6 +30,7 @@ from backup_engine.storage.base import (
     addressable,
     check_key,
 )
+from backup_engine.storage.object_lock import LockState, ObjectLock
 from backup_engine.storage.s3_errors import BOTO_ERRORS, translate_error
 from backup_engine.storage.s3_models import lean_loader
 from backup_engine.storage.s3_options import MiB, S3Options
@@ -88,6 +91,68 @@ class S3Storage(Storage):
         self.options = options
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.client = make_client(options)
+        self._skew: timedelta | None = None  # the store's clock minus ours, from its Date
+        self.client.meta.events.register("after-call.s3", self._note_clock)
+
+    def _note_clock(self, http_response: Any = None, **_: Any) -> None:
+        date = getattr(http_response, "headers", {}).get("Date")
+        try:
+            when = parsedate_to_datetime(date) if date else None
+        except (TypeError, ValueError):
+            return
+        if when is not None and when.tzinfo is not None:
+            self._skew = when - datetime.now(UTC)
+
+    def store_now(self) -> datetime:
+        """The store's own time: a retention date or a lock's end is the store's to judge, and
+        this host's clock may be off by minutes or days."""
+        if self._skew is None:
+            self.check()  # one cheap request, answered with the store's Date
+        return datetime.now(UTC) + (self._skew or timedelta(0))
+
+    @property
+    def object_lock(self) -> ObjectLock | None:
+        return self.options.lock
+
+    def lock_args(self, key: str) -> dict[str, Any]:
+        """The retention an object written under `key` carries, from the store's time."""
+        lock = self.options.lock
+        days = lock.days_for(key) if lock else None
+        if lock is None or days is None:
+            return {}
+        until = self.store_now() + timedelta(days=days)
+        return {"ObjectLockMode": lock.mode, "ObjectLockRetainUntilDate": until}
+
+    def confirm_lock(self, key: str, args: Mapping[str, Any]) -> None:
+        """After a multipart upload: some stores drop the retention given at its creation
+        (moto does); put it on the object then, so no object is left unlocked."""
+        if not args:
+            return
+        state = self.lock_state(key)
+        if state.until is not None and state.until >= args["ObjectLockRetainUntilDate"]:
+            return
+        full = self.full_key(key)
+        retention: Any = {
+            "Mode": args["ObjectLockMode"],
+            "RetainUntilDate": args["ObjectLockRetainUntilDate"],
+        }
+        self.call(
+            "lock",
+            key,
+            lambda: self.client.put_object_retention(
+                Bucket=self.bucket, Key=full, Retention=retention
+            ),
+        )
+
+    def lock_state(self, key: str) -> LockState:
+        full = self.full_key(key)
+        head = self.call("stat", key, lambda: self.client.head_object(Bucket=self.bucket, Key=full))
+        until = head.get("ObjectLockRetainUntilDate")
+        return LockState(
+            until=until.astimezone(UTC) if until else None,
+            mode=head.get("ObjectLockMode"),
+            legal_hold=head.get("ObjectLockLegalHoldStatus") == "ON",
+        )
 
     def environment(self) -> dict[str, str]:
         options = self.options
@@ -131,13 +196,13 @@ class S3Storage(Storage):
             return super().put_bytes(key, data, metadata=metadata, if_absent=if_absent)
         check_key(key)
         full = self.full_key(key)
-        args = self.options.encryption_args()
+        args = {**self.options.encryption_args(), **self.lock_args(key)}
         if metadata:
             args["Metadata"] = dict(metadata)
         if if_absent:
             args["IfNoneMatch"] = "*"
         self.call(
-            "upload",
+            "upload" if "ObjectLockMode" not in args else "locked upload",
             key,
             # botocore takes a bytearray as it takes bytes (the stubs say bytes only)
             lambda: self.client.put_object(

@@ -68,6 +68,21 @@ def translate_error(exc: Exception, storage: S3Place, key: str | None, what: str
             return CorruptObject(f"object {where} is shorter than the range asked for")
         if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
             return ObjectExists(f"object {where} already exists")
+        if what == "locked upload" and code in ("InvalidRequest", "400"):
+            # AWS: "Bucket is missing Object Lock Configuration"; SeaweedFS: "Invalid Request"
+            return ConfigError(
+                f"bucket {storage.bucket} refused a write with Object Lock retention ({where}): "
+                "the bucket has no Object Lock",
+                hint="[repository] object_lock needs a bucket created with Object Lock "
+                "(backup-engine storage init --object-lock governance, on a new bucket); or "
+                "unset object_lock",
+            )
+        if what == "delete" and code in ("AccessDenied", "403"):
+            return StorageUnreachable(
+                f"the store refused to delete {where}: access denied, or an Object Lock "
+                "retention or legal hold protects it",
+                hint="see its lock with: aws s3api head-object; expire keeps locked objects",
+            )
         if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             return StorageUnreachable(
                 f"access denied to {where} ({what})",

@@ -1,9 +1,10 @@
 """botocore's data files, loaded lean: every process that opens a bucket parses botocore's S3
-model and endpoint tables, and as botocore loads them (OrderedDicts, documentation included, the
-endpoint table of every AWS service) they are about 12 MB of the ~60 MB a backup to S3 holds
-before its first byte. Here they load as plain dicts with the documentation emptied, and the endpoint
-table keeps only the services an S3 client calls, cached trimmed so later processes never parse
-the whole table (4.5 MB of transient peak). Addresses and signatures are unchanged (tested)."""
+model and endpoint tables, and as botocore loads them (OrderedDicts, documentation included,
+the endpoint table of every AWS service) they are about 12 MB of the ~60 MB a backup to S3 holds
+before its first byte. Here they load as plain dicts with the documentation emptied, and the
+endpoint table keeps only the services an S3 client calls, cached trimmed so later processes
+never parse the whole table (4.5 MB of transient peak). Addresses and signatures are unchanged
+(tested)."""
 
 from __future__ import annotations
 

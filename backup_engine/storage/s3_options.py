@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backup_engine.errors import ConfigError
+from backup_engine.storage.object_lock import ObjectLock
 
 MiB = 1024 * 1024
 
@@ -22,6 +23,7 @@ class S3Options:
     access_key_id: str | None = None  # normally None: botocore reads AWS_* and its profiles
     secret_access_key: str | None = None
     ca_bundle: str | None = None  # PEM of a private CA; None: the system's (or AWS_CA_BUNDLE)
+    lock: ObjectLock | None = None  # Object Lock retention put on every object written
 
     def encryption_args(self) -> dict[str, Any]:
         if self.sse is None:

@@ -32,6 +32,10 @@ class S3Target(S3Place, Protocol):
 
     def full_key(self, key: str) -> str: ...
 
+    def lock_args(self, key: str) -> dict[str, Any]: ...
+
+    def confirm_lock(self, key: str, args: Mapping[str, Any]) -> None: ...
+
 
 MAX_PARTS = 10_000
 PARTS_PER_DOUBLING = 1_000
@@ -64,6 +68,7 @@ class MultipartWriter(ObjectWriter):
         self._parts: list[Future[dict[str, Any]]] = []
         self._pool: ThreadPoolExecutor | None = None
         self._slots = threading.BoundedSemaphore(storage.options.max_concurrency)
+        self._lock: dict[str, Any] | None = None  # Object Lock retention, computed once
 
     def _write(self, data: bytes | bytearray) -> None:
         view = memoryview(data)
@@ -106,7 +111,7 @@ class MultipartWriter(ObjectWriter):
         s3 = self._s3
         if self._upload_id is None:
             created = s3.call(
-                "upload",
+                self._what(),
                 self.key,
                 lambda: s3.client.create_multipart_upload(
                     Bucket=s3.bucket, Key=self._full, **self._object_args()
@@ -122,8 +127,16 @@ class MultipartWriter(ObjectWriter):
         assert self._pool is not None
         self._parts.append(self._pool.submit(self._upload_part, number, body))
 
+    def _locked(self) -> dict[str, Any]:
+        if self._lock is None:
+            self._lock = self._s3.lock_args(self.key)
+        return self._lock
+
+    def _what(self) -> str:
+        return "locked upload" if self._locked() else "upload"
+
     def _object_args(self) -> dict[str, Any]:
-        args = self._s3.options.encryption_args()
+        args = {**self._s3.options.encryption_args(), **self._locked()}
         if self.metadata:
             args["Metadata"] = self.metadata
         return args
@@ -166,7 +179,7 @@ class MultipartWriter(ObjectWriter):
         if self._upload_id is None:
             body = self._tail()
             s3.call(
-                "upload",
+                self._what(),
                 self.key,
                 lambda: s3.client.put_object(
                     Bucket=s3.bucket,
@@ -193,6 +206,7 @@ class MultipartWriter(ObjectWriter):
                 **self._condition(),
             ),
         )
+        s3.confirm_lock(self.key, self._locked())
         self._shutdown()
 
     def _abort(self) -> None:
