@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from backup_engine.commands.context import CliContext
+from backup_engine.commands.output import emit_json
 
 if TYPE_CHECKING:
     from backup_engine.config import Settings
@@ -169,3 +170,48 @@ def unlock(obj: CliContext, name: str) -> None:
     holder = store.get_bytes(key).decode(errors="replace")
     store.delete(key)
     click.echo(f"removed {key} (was held by {holder})")
+
+
+@storage.command()
+@click.option("--to", "to", required=True, metavar="TIME", help="e.g. 2026-12-06T03:00Z")
+@click.option("--dry-run", is_flag=True, help="Print what would change; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+@click.pass_obj
+def rollback(obj: CliContext, to: str, dry_run: bool, as_json: bool) -> None:
+    """Put the repository back as it was at TIME, from the bucket's versions: undo deletions
+    and overwrites made since (ransomware, a wrong script). Needs versioning, and credentials
+    that may list versions and remove delete markers; stop backups and archiving first."""
+    from backup_engine.errors import UsageError
+    from backup_engine.locks import holders
+    from backup_engine.storage.admin import require_s3
+    from backup_engine.storage.rollback import apply_rollback, plan_rollback
+    from backup_engine.timefmt import iso_utc, parse_utc
+
+    try:
+        when = parse_utc(to)
+    except ValueError:
+        raise UsageError(
+            f"--to {to!r} is not a time with a zone", hint="e.g. 2026-12-06T03:00Z"
+        ) from None
+    store = require_s3(obj.settings().open_storage())
+    running = holders(store, "")
+    if running and not dry_run:
+        raise UsageError(
+            f"{', '.join(running)} running on {store.url}: a rollback would race it",
+            hint="stop backups (and archive_command) first; a lock left by a host that is "
+            "gone is removed with: backup-engine storage unlock NAME",
+        )
+    steps = plan_rollback(store, when)
+    if not dry_run:
+        apply_rollback(store, steps)
+    if as_json:
+        emit_json({"to": iso_utc(when), "applied": not dry_run,
+                   "steps": [{"key": s.key, "action": s.action, "version": s.version_id,
+                              "markers_removed": list(s.markers)} for s in steps]})  # fmt: skip
+        return
+    for step in steps:
+        click.echo(("would " if dry_run else "") + step.describe())
+    counts = {a: sum(1 for s in steps if s.action == a) for a in ("undelete", "revert", "hide")}
+    summary = ", ".join(f"{n} {a}" for a, n in counts.items())
+    verb = "would change" if dry_run else "changed"
+    click.echo(f"{store.url} as at {iso_utc(when)}: {verb} {len(steps)} keys ({summary})")
