@@ -181,7 +181,6 @@ class Settings:
         key, env = load_key(self.environment.get(KEY_ENV), self.repository.encryption_key_file)
         return EncryptedStorage(storage, key, env)
 
-
     def object_lock(self) -> ObjectLock | None:
         """The retention every object gets, covering the retention plan; None when off."""
         if self.repository.object_lock is None:

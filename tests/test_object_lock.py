@@ -11,6 +11,7 @@ import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import botocore.exceptions
@@ -21,7 +22,6 @@ from backup_engine.expire import apply_expire, plan_expire
 from backup_engine.postgres.lsn import format_lsn
 from backup_engine.postgres.manifest import BaseBackupManifest
 from backup_engine.retention import RetentionPolicy
-from backup_engine.storage import S3Options
 from backup_engine.storage.object_lock import ObjectLock, plan_lock
 from backup_engine.storage.s3 import S3Storage
 from tests.test_manifest import sample_manifest, store_backup
@@ -33,7 +33,8 @@ LOCK = ObjectLock("GOVERNANCE", (("postgres/", 3), ("redis/", 2), ("drill-report
 @pytest.fixture(params=["seaweedfs", "moto"])
 def server(request: pytest.FixtureRequest) -> LoopbackS3:
     fixture = "seaweed_s3" if request.param == "seaweedfs" else "embedded_s3"
-    return request.getfixturevalue(fixture)  # type: ignore[no-any-return]
+    server: LoopbackS3 = request.getfixturevalue(fixture)
+    return server
 
 
 def _locked_store(server: LoopbackS3, lock: ObjectLock | None = LOCK) -> S3Storage:
@@ -98,19 +99,20 @@ def test_nobody_deletes_or_shortens_a_locked_version(seaweed_s3: LoopbackS3) -> 
         store.put_bytes(key, b"genuine")
         client, bucket, full = store.client, store.bucket, store.full_key(key)
         version = client.head_object(Bucket=bucket, Key=full)["VersionId"]
-        soon = {"Mode": mode, "RetainUntilDate": datetime.now(UTC) + timedelta(seconds=5)}
+        soon: Any = {"Mode": mode, "RetainUntilDate": datetime.now(UTC) + timedelta(seconds=5)}
+        version_of: Any = {"Bucket": bucket, "Key": full, "VersionId": version}
         attempts: list[Any] = [
-            lambda: client.delete_object(Bucket=bucket, Key=full, VersionId=version),
-            lambda: client.put_object_retention(
-                Bucket=bucket, Key=full, VersionId=version, Retention=soon
-            ),
+            partial(client.delete_object, **version_of),
+            partial(client.put_object_retention, **version_of, Retention=soon),
         ]
         if mode == "COMPLIANCE":
             attempts.append(
-                lambda: client.put_object_retention(
-                    Bucket=bucket, Key=full, VersionId=version, Retention=soon,
+                partial(
+                    client.put_object_retention,
+                    **version_of,
+                    Retention=soon,
                     BypassGovernanceRetention=True,
-                )  # fmt: skip
+                )
             )
         for attempt in attempts:
             with pytest.raises(botocore.exceptions.ClientError, match="AccessDenied"):

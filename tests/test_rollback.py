@@ -26,7 +26,8 @@ LOCK = ObjectLock("GOVERNANCE", (("postgres/", 2),))
 @pytest.fixture(params=["seaweedfs", "moto"])
 def server(request: pytest.FixtureRequest) -> LoopbackS3:
     fixture = "seaweed_s3" if request.param == "seaweedfs" else "embedded_s3"
-    return request.getfixturevalue(fixture)  # type: ignore[no-any-return]
+    server: LoopbackS3 = request.getfixturevalue(fixture)
+    return server
 
 
 def _store(server: LoopbackS3, *, lock: bool) -> S3Storage:

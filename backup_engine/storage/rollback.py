@@ -73,7 +73,7 @@ def _versions(store: S3Storage) -> Iterator[tuple[str, Entry]]:
                     False,
                     bool(item.get("IsLatest")),
                     int(item.get("Size", 0)),
-                ),  # fmt: skip
+                ),
             )
         for marker in page.get("DeleteMarkers", []):
             yield (
