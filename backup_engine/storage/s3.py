@@ -162,6 +162,8 @@ class S3Storage(Storage):
             "AWS_ACCESS_KEY_ID": options.access_key_id,
             "AWS_SECRET_ACCESS_KEY": options.secret_access_key,
             "AWS_CA_BUNDLE": options.ca_bundle,
+            # what archive_command writes is locked too (for as long as its own plan says)
+            "BACKUP_ENGINE_OBJECT_LOCK": options.lock.mode.lower() if options.lock else None,
         }
         return {name: value for name, value in values.items() if value}
 
