@@ -12,7 +12,7 @@ import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from backup_engine.config import Settings
 from backup_engine.errors import BackupEngineError
@@ -136,6 +136,8 @@ def run_checks(
         findings.append(Finding("storage", CRITICAL, exc.one_line()))
         return findings
     findings += check_backups(storage, deep=deep)
+    if storage.object_lock is not None:
+        findings.append(lock_finding(storage))
     moment = now()
     if settings.postgres.dsn:
         latest = BASE_BACKUPS.list(storage).latest
@@ -160,6 +162,33 @@ def run_checks(
     if not (settings.postgres.dsn or settings.redis.url or settings.media.paths):
         findings.append(Finding("config", CRITICAL, NOTHING_CONFIGURED))
     return findings
+
+
+def lock_finding(storage: Storage) -> Finding:
+    """Under `object_lock`: does the newest base backup carry the retention the plan gives it?
+    (A bucket created without Object Lock refuses locked writes; one whose objects lost their
+    retention, or a writer left without the setting, shows here.)"""
+    from backup_engine.postgres.catalog import BASE_BACKUPS
+
+    lock = storage.object_lock
+    assert lock is not None
+    latest = BASE_BACKUPS.list(storage).latest
+    if latest is None:
+        return Finding("object lock", OK, f"{lock.describe()}: no base backup yet")
+    key = BASE_BACKUPS.manifest_key(latest.backup_id)
+    try:
+        state, written = storage.lock_state(key), storage.stat(key).modified
+    except BackupEngineError as exc:
+        return Finding("object lock", CRITICAL, exc.one_line())
+    days = lock.days_for(key) or 0
+    name = f"base backup {latest.backup_id}"
+    if state.until is None:
+        unlocked = f"{name} carries no Object Lock retention: the bucket's keys can delete it"
+        return Finding("object lock", CRITICAL, unlocked)
+    if written is not None and state.until < written + timedelta(days=days, hours=-1):
+        short = f"{name} is {state.describe()}, shorter than the {days} days the plan keeps it"
+        return Finding("object lock", WARNING, short)
+    return Finding("object lock", OK, f"newest base backup {state.describe()}")
 
 
 def check_backups(storage: Storage, *, deep: bool = False) -> list[Finding]:

@@ -14,7 +14,7 @@ import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from backup_engine.errors import UsageError
+from backup_engine.errors import StorageError, UsageError
 from backup_engine.storage.base import Storage
 from backup_engine.timefmt import BACKUP_ID
 
@@ -58,6 +58,23 @@ def unpin(storage: Storage, kind: str, backup_id: str) -> bool:
     present = storage.exists(key)
     storage.delete(key)
     return present
+
+
+def hold(storage: Storage, keys: list[str], on: bool) -> str | None:
+    """Under Object Lock, a pin puts a legal hold on the backup's objects (a base backup
+    carries its own WAL), so it outlives its retention date; unpin lifts it. Returns why it
+    could not, for one warning line: the pin itself stands either way."""
+    if storage.object_lock is None:
+        return None
+    try:
+        for key in keys:
+            storage.set_legal_hold(key, on)
+    except StorageError as exc:
+        return (
+            f"legal hold not {'set' if on else 'lifted'} ({exc.message}): it needs "
+            "s3:PutObjectLegalHold, an operator's permission none of the backup roles has"
+        )
+    return None
 
 
 def read_pins(storage: Storage, kind: str) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from backup_engine.postgres.catalog import BASE_BACKUPS
 from backup_engine.postgres.wal import WAL_PREFIX
@@ -32,6 +33,7 @@ class KindUsage:
     objects: int = 0
     bytes: int = 0
     by_month: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    locked_bytes: int = 0  # under Object Lock: still within the retention the tool gave it
 
     def cost(self, price: float) -> float:
         return self.bytes / GB * price
@@ -65,14 +67,22 @@ def _kind(key: str, weekly: set[str]) -> str:
 
 
 def measure(storage: Storage, weekly_day: int) -> Usage:
-    """One listing of the whole repository (plus, on a versioned S3 bucket, its old versions)."""
+    """One listing of the whole repository (plus, on a versioned S3 bucket, its old versions).
+    Under Object Lock, locked bytes are those written less than their kind's lock days ago (by
+    the store's clock): the retention this plan gives them, read from the listing, not one HEAD
+    per object; a pin's legal hold and a longer earlier plan are not counted."""
     backups = BASE_BACKUPS.list(storage).backups
     weekly = weekly_backups(backups, weekly_day)
     kinds = {name: KindUsage(name) for name in KINDS}
+    lock = storage.object_lock
+    now = storage.store_now() if lock else None
     for info in storage.list(""):
         usage = kinds[_kind(info.key, weekly)]
         usage.objects += 1
         usage.bytes += info.size
+        days = lock.days_for(info.key) if lock else None
+        if days is not None and now and info.modified and info.modified + timedelta(days) > now:
+            usage.locked_bytes += info.size
         month = info.modified.strftime("%Y-%m") if info.modified else "unknown"
         usage.by_month[month] += info.size
     found = Usage(kinds)

@@ -7,6 +7,10 @@ puts on the finished object, and moto does not refuse a shortened GOVERNANCE ret
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import replace
@@ -190,3 +194,59 @@ def test_the_lock_covers_the_retention_plan() -> None:
     assert lock.days_for("pins/postgres/x") is None
     with pytest.raises(Exception, match="governance or compliance"):
         plan_lock("forever", RetentionPolicy(), 0)
+
+
+def test_a_pin_puts_a_legal_hold_that_outlives_the_retention(seaweed_s3: LoopbackS3) -> None:
+    """`pg pin` under Object Lock holds the backup's objects with no end date (expire keeps
+    them whatever their retention says); `pg unpin` lifts the hold."""
+    store = _locked_store(seaweed_s3)
+    backup = store_backup(store, _daily(datetime.now(UTC), 1, 2))
+    env = {**os.environ, **store.environment(), "BACKUP_ENGINE_CONFIG": os.devnull}
+    assert env["BACKUP_ENGINE_OBJECT_LOCK"] == "governance"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "backup_engine", "--repo",
+                               f"s3://{store.bucket}/p", "pg", *args],
+                              capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+
+    pinned = cli("pin", backup.backup_id, "--reason", "legal hold, ticket 42")
+    assert pinned.returncode == 0, pinned.stderr
+    assert "2 objects under legal hold" in pinned.stdout
+    keys = [i.key for i in store.list(f"postgres/base/{backup.backup_id}/")]
+    assert all(store.lock_state(k).legal_hold for k in keys)
+    assert all(store.lock_state(k).locked(store.store_now() + timedelta(days=3650)) for k in keys)
+    unpinned = cli("unpin", backup.backup_id)
+    assert unpinned.returncode == 0 and "legal hold lifted" in unpinned.stdout
+    assert not any(store.lock_state(k).legal_hold for k in keys)
+
+
+def test_usage_shows_what_is_locked(seaweed_s3: LoopbackS3) -> None:
+    store = _locked_store(seaweed_s3)
+    store.put_bytes("postgres/wal/000000010000000000000001.zst", b"w" * 1000)
+    store.put_bytes("locks/postgres-base", b"holder")
+    env = {**os.environ, **store.environment(), "BACKUP_ENGINE_CONFIG": os.devnull}
+    shown = subprocess.run(
+        [sys.executable, "-m", "backup_engine", "--repo", f"s3://{store.bucket}/p", "usage",
+         "--json"], capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    kinds = {k["kind"]: k for k in json.loads(shown.stdout)["kinds"]}
+    assert kinds["WAL archives"]["locked_bytes"] == 1000
+    assert kinds["Other (locks, pins, evidence)"]["locked_bytes"] == 0
+
+
+def test_check_reports_a_newest_backup_without_its_lock(seaweed_s3: LoopbackS3) -> None:
+    from backup_engine.health import CRITICAL, OK, WARNING, lock_finding
+
+    store = _locked_store(seaweed_s3)
+    assert lock_finding(store).state == OK  # nothing written yet
+    store_backup(store, _daily(datetime.now(UTC), 2, 2))
+    assert lock_finding(store).state == OK, lock_finding(store)
+    unlocked = S3Storage(store.bucket, "p", replace(store.options, lock=None))  # a writer
+    newest = store_backup(unlocked, _daily(datetime.now(UTC), 1, 4))  # left without the setting
+    finding = lock_finding(store)
+    assert finding.state == CRITICAL and newest.backup_id in finding.message
+    longer = replace(LOCK, days=(("postgres/", 30),))  # a plan that now keeps backups longer
+    store_backup(store, _daily(datetime.now(UTC), 0, 6))
+    assert lock_finding(S3Storage(store.bucket, "p", replace(store.options, lock=longer))
+                        ).state == WARNING  # fmt: skip

@@ -275,7 +275,8 @@ def usage(obj: CliContext, price_per_gb: float, json_output: bool) -> None:
                 "kinds": [
                     {"kind": k.kind, "objects": k.objects, "bytes": k.bytes,
                      "monthly_cost": round(k.cost(price_per_gb), 2), "plan_bytes": PLAN[k.kind],
-                     "by_month": dict(sorted(k.by_month.items()))}
+                     "by_month": dict(sorted(k.by_month.items())),
+                     "locked_bytes": k.locked_bytes if storage.object_lock else None}
                     for k in found.kinds.values()
                 ],
                 "noncurrent_objects": found.noncurrent_objects,
@@ -299,6 +300,10 @@ def usage(obj: CliContext, price_per_gb: float, json_output: bool) -> None:
     rows.append(("Total", "", human_bytes(total), f"${total / GB * price_per_gb:,.2f}",
                  human_bytes(int(plan_total))))  # fmt: skip
     emit_table(("BACKUP TYPE", "OBJECTS", "SIZE", "MONTHLY COST", "PLAN ESTIMATE"), rows)
+    if storage.object_lock is not None:
+        locked = sum(k.locked_bytes for k in found.kinds.values())
+        click.echo(f"locked (Object Lock {storage.object_lock.mode}, retention this plan "
+                   f"gives): {human_bytes(locked)} of {human_bytes(total)}")  # fmt: skip
     months = found.months()
     if months:
         click.echo("")

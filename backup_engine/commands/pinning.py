@@ -27,6 +27,7 @@ def pin_commands(kind: str, what: str, catalog: Callable[[], Any]) -> list[click
         manifest = catalog().resolve(storage, backup_id)
         made = pin(storage, kind, manifest.backup_id, reason)
         click.echo(f"pinned {what} {manifest.backup_id}: {made.reason}")
+        _legal_hold(storage, catalog().backup_prefix(manifest.backup_id), True)
 
     pin_backup.help = f"Keep a {what} whatever retention says, until unpinned."
 
@@ -40,11 +41,24 @@ def pin_commands(kind: str, what: str, catalog: Callable[[], Any]) -> list[click
         storage.check()
         if unpin(storage, kind, backup_id):
             click.echo(f"unpinned {what} {backup_id}: retention decides about it again")
+            _legal_hold(storage, catalog().backup_prefix(backup_id), False)
         else:
             click.echo(f"{what} {backup_id} was not pinned")
 
     unpin_backup.help = f"Let retention decide about a pinned {what} again."
     return [pin_backup, unpin_backup]
+
+
+def _legal_hold(storage: Any, prefix: str, on: bool) -> None:
+    from backup_engine.pins import hold
+
+    keys = [info.key for info in storage.list(prefix)]
+    problem = hold(storage, keys, on)
+    if problem is not None:
+        click.echo(f"warning: {problem}", err=True)
+    elif storage.object_lock is not None:
+        state = "under legal hold" if on else "legal hold lifted"
+        click.echo(f"{len(keys)} objects {state} (Object Lock)")
 
 
 def _base() -> Any:

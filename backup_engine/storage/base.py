@@ -171,6 +171,10 @@ class Storage(ABC):
         """The time by the store's clock (the one that judges when a lock ends)."""
         return datetime.now(UTC)
 
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        """Keep `key` undeletable with no end date (Object Lock's legal hold), or stop."""
+        raise UsageError(f"{self.url} has no Object Lock: a legal hold needs an S3 bucket")
+
     def environment(self) -> dict[str, str]:
         """Variables another process needs to open this same store from its URL (`--repo`),
         e.g. PostgreSQL running archive_command. Empty when the URL says it all."""

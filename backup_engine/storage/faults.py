@@ -59,6 +59,9 @@ class StorageWrapper(Storage):
     def store_now(self) -> datetime:
         return self.inner.store_now()
 
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        self.inner.set_legal_hold(key, on)
+
 
 class FailingWrites(StorageWrapper):
     """Refuses to write keys that `matches` selects, as a store that went away would."""

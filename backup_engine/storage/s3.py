@@ -144,6 +144,17 @@ class S3Storage(Storage):
             ),
         )
 
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        full = self.full_key(key)
+        status: Any = {"Status": "ON" if on else "OFF"}
+        self.call(
+            "legal hold",
+            key,
+            lambda: self.client.put_object_legal_hold(
+                Bucket=self.bucket, Key=full, LegalHold=status
+            ),
+        )
+
     def lock_state(self, key: str) -> LockState:
         full = self.full_key(key)
         head = self.call("stat", key, lambda: self.client.head_object(Bucket=self.bucket, Key=full))
