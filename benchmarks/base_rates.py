@@ -37,9 +37,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from s3server import bench_s3
 from wal_rates import PgBackRest, query, sh
 
-from backup_engine.drill.embedded_s3 import EmbeddedS3
 from backup_engine.postgres.connection import connect
 from backup_engine.servers import LocalPostgresBackend
 
@@ -105,7 +105,7 @@ def main() -> None:
 
         return run
 
-    with EmbeddedS3() as s3, LocalPostgresBackend() as servers:
+    with bench_s3() as s3, LocalPostgresBackend() as servers:
         source = servers.create(settings={"max_wal_size": "8GB", "checkpoint_timeout": "1h"})
         dsn = source.dsn()
         scale = SCALE // 2 if TABLESPACE else SCALE

@@ -29,7 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backup_engine.drill.embedded_s3 import EmbeddedS3
+from s3server import bench_s3
+
+from backup_engine.drill.embedded_s3 import LoopbackS3
 
 FILES = int(os.environ.get("FILES", "20000"))
 LARGE = int(os.environ.get("LARGE", "4"))
@@ -107,7 +109,7 @@ def local_usage(path: Path) -> tuple[int, float]:
     return len(files), sum(p.stat().st_size for p in files) / 1e6
 
 
-def s3_usage(s3: EmbeddedS3, prefix: str) -> tuple[int, float]:
+def s3_usage(s3: LoopbackS3, prefix: str) -> tuple[int, float]:
     client = s3.storage().client
     count, size = 0, 0
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket, Prefix=prefix):
@@ -117,7 +119,7 @@ def s3_usage(s3: EmbeddedS3, prefix: str) -> tuple[int, float]:
     return count, size / 1e6
 
 
-def run_tool(tool: str, store: str, tree: Path, work: Path, s3: EmbeddedS3 | None) -> list[Row]:
+def run_tool(tool: str, store: str, tree: Path, work: Path, s3: LoopbackS3 | None) -> list[Row]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKUP_ENGINE", "AWS_"))}
     if s3 is not None:
         env.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
@@ -170,7 +172,7 @@ def main() -> None:
     if "restic" not in tools:
         print("restic not installed (apt-get install restic): its rows are left out")
     rows: list[Row] = []
-    with EmbeddedS3(bucket="bench") as s3:
+    with bench_s3(bucket="bench") as s3:
         for store in STORES:
             for tool in tools:
                 pristine = work / "pristine"

@@ -37,7 +37,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backup_engine.drill.embedded_s3 import EmbeddedS3
+from s3server import bench_s3
+
+from backup_engine.drill.embedded_s3 import LoopbackS3
 from backup_engine.postgres.connection import connect
 from backup_engine.postgres.recovery_config import tool_command
 from backup_engine.postgres.walspool import next_segment
@@ -95,7 +97,7 @@ class PgBackRest:
     """pgBackRest repositories (posix, and S3 through stunnel when it is installed)."""
 
     def __init__(self, work: Path, data_dir: Path, socket_dir: Path, port: int,
-                 s3: EmbeddedS3 | None) -> None:  # fmt: skip
+                 s3: LoopbackS3 | None) -> None:  # fmt: skip
         self.work = work
         self.data_dir = data_dir
         self.socket_dir = socket_dir
@@ -275,7 +277,7 @@ def main() -> None:
     shutil.chown(work, "postgres")
     python = installed_tool(work)  # world-readable: PostgreSQL runs it as postgres
     rows: list[Row] = []
-    with EmbeddedS3() as s3, LocalPostgresBackend() as servers:
+    with bench_s3() as s3, LocalPostgresBackend() as servers:
         file_repo = work / "be-file"
         file_repo.mkdir()
         shutil.chown(file_repo, "postgres")
