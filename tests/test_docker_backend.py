@@ -32,7 +32,7 @@ from backup_engine.servers.docker_servers import DEFAULT_IMAGE, DockerPostgresBa
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 DOCKER_TAGS = (
-    "full_restore or rpo or redis or tablespaces or corruption"
+    "full_restore or rpo or redis or tablespaces or corruption or object_lock"
     " or (pitr and not table_restore and not secure_store)"
 )
 
