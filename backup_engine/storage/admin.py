@@ -217,7 +217,7 @@ class BucketAdmin:
             if "InvalidBucketState" in _code(exc) or "ObjectLock" in _code(exc):
                 raise UsageError(
                     f"bucket {self.bucket} was created without Object Lock",
-                    hint="S3 only enables it at creation: use a new bucket with --object-lock-days",
+                    hint="S3 enables it only at creation: storage init --object-lock, new bucket",
                 ) from None
             raise translate_error(exc, self.storage, None, "object lock") from exc
 

@@ -39,6 +39,7 @@ class Entry:
     marker: bool
     latest: bool  # the current one (a store keeps times to the second: order is not enough)
     size: int = 0
+    etag: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ def _versions(store: S3Storage) -> Iterator[tuple[str, Entry]]:
                     False,
                     bool(item.get("IsLatest")),
                     int(item.get("Size", 0)),
+                    str(item.get("ETag", "")),
                 ),
             )
         for marker in page.get("DeleteMarkers", []):
@@ -95,6 +97,9 @@ def _step(key: str, entries: list[Entry], when: datetime) -> Step | None:
     current_then = then[0] if then else None
     if current_then is None or current_then.marker:
         return None if current.marker else Step(key, "hide", None)
+    same = (current.etag, current.size) == (current_then.etag, current_then.size)
+    if not current.marker and current.etag and same:
+        return None  # already the same bytes (a rollback run twice, or rewritten unchanged)
     if all(e.marker for e in later):
         return Step(key, "undelete", current_then.version_id,
                     tuple(e.version_id for e in later), current_then.size)  # fmt: skip
