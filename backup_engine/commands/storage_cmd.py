@@ -136,7 +136,9 @@ def check_store(
     _, admin, policy = _admin_and_policy(obj, object_lock_days, object_lock_mode)
     changes = admin.drift(policy)
     if not changes:
-        click.echo(f"{admin.storage.url}: versioning, encryption and lifecycle as configured")
+        locked = policy.object_lock_days
+        lock = f", Object Lock ({policy.object_lock_mode}, {locked} days)" if locked else ""
+        click.echo(f"{admin.storage.url}: versioning, encryption, lifecycle{lock} as configured")
         return
     for change in changes:
         click.echo(f"drift: {change.what} is {change.current}, should be {change.wanted}")
