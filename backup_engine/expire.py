@@ -254,9 +254,8 @@ def _hold_locked(storage: Storage, items: list[ExpireItem]) -> list[ExpireItem]:
     """Under Object Lock, a deletion of anything the store still protects becomes a keep: the
     backup stays whole, listed and restorable until its lock ends, and a later expire removes
     it. (Deleting it now would only hide it behind a delete marker, its bytes still kept and
-    billed.) One HEAD per object to delete, eight at a time. Media packs are left to prune: an
-    unused pack's blobs live on in the packs and index that replace it, so hiding it loses
-    nothing, and its locked version goes when the lock and the lifecycle rule allow."""
+    billed.) One HEAD per object to delete, eight at a time. Media packs are prune's own: it
+    keeps a locked pack the same way (media/prune.py)."""
     if storage.object_lock is None:
         return items
     now = storage.store_now()

@@ -16,13 +16,19 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
 import pytest
 
+from backup_engine.codecs import get_codec
 from backup_engine.drill.embedded_s3 import LoopbackS3
 from backup_engine.expire import apply_expire, plan_expire
+from backup_engine.media.packs import PackUploader
+from backup_engine.media.prune import apply_prune, plan_prune
+from backup_engine.media.restore import restore_media
+from backup_engine.media.snapshot import take_media_snapshot
 from backup_engine.postgres.lsn import format_lsn
 from backup_engine.postgres.manifest import BaseBackupManifest
 from backup_engine.retention import RetentionPolicy
@@ -250,3 +256,36 @@ def test_check_reports_a_newest_backup_without_its_lock(seaweed_s3: LoopbackS3) 
     store_backup(store, _daily(datetime.now(UTC), 0, 6))
     assert lock_finding(S3Storage(store.bucket, "p", replace(store.options, lock=longer))
                         ).state == WARNING  # fmt: skip
+
+
+def test_prune_keeps_a_locked_pack_until_its_lock_has_passed(
+    seaweed_s3: LoopbackS3, tmp_path: Path
+) -> None:
+    """A pack no snapshot uses (here one a crashed backup left, named by no index) stays while
+    locked, saying until when; once the lock has passed, a later prune deletes it."""
+    store = _locked_store(seaweed_s3, replace(LOCK, days=(("media/", 1),)))
+    tree = tmp_path / "up"
+    tree.mkdir()
+    (tree / "keep.bin").write_bytes(os.urandom(3000))
+    kept = take_media_snapshot(store, get_codec("zstd"), tree)
+    crashed = PackUploader(store, "zstd", 1, 1)
+    crashed.add("f" * 64, b"never indexed")
+    (orphan,) = crashed.finish()
+    later = datetime.now(UTC) + timedelta(days=400)  # past the grace period
+
+    plan = plan_prune(store, [kept], later, timedelta(days=1))
+    (decision,) = [d for d in plan.packs if d.key == orphan.key]
+    assert not decision.delete and "locked until" in decision.reason, decision
+    assert not plan.deletions and not plan.replaced_indexes
+
+    store.client.put_object_retention(
+        Bucket=store.bucket, Key=store.full_key(orphan.key), BypassGovernanceRetention=True,
+        Retention={"Mode": "GOVERNANCE",
+                   "RetainUntilDate": datetime.now(UTC) + timedelta(seconds=1)},
+    )  # fmt: skip
+    time.sleep(2.5)
+    plan = plan_prune(store, [kept], later, timedelta(days=1))
+    assert [d.key for d in plan.deletions] == [orphan.key]
+    apply_prune(store, plan, later)
+    restore_media(store, kept.backup_id, tmp_path / "out")
+    assert (tmp_path / "out" / "keep.bin").read_bytes() == (tree / "keep.bin").read_bytes()

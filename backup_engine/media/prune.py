@@ -15,7 +15,7 @@ then the index objects it replaces are deleted, then the old packs.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -34,6 +34,7 @@ from backup_engine.media.packs import (
     read_pack_blob_ids,
 )
 from backup_engine.storage.base import Storage
+from backup_engine.storage.object_lock import LockState
 from backup_engine.timefmt import backup_id_for
 
 PRUNE_LOCK = "media-prune"
@@ -119,6 +120,7 @@ def plan_prune(
         ) from None
     plan = PrunePlan()
     records = index.records()
+    locked = _lock_lookup(storage)
     for info in storage.list(PACKS_PREFIX):
         if not is_pack_key(info.key):
             continue
@@ -128,19 +130,25 @@ def plan_prune(
             assert record is not None
             unused = len(record.blobs) - len(live)
             dead = sum(b.length for b in record.blobs) - sum(b.length for b in live)
-            if may_delete and dead >= REPACK_UNUSED * record.size:
+            rewrite = may_delete and dead >= REPACK_UNUSED * record.size
+            held = locked(info.key) if rewrite else None
+            if rewrite and held is None:
                 reason = f"rewritten: {len(live)} of its {len(record.blobs)} blobs are used"
                 plan.packs.append(PackDecision(info.key, True, reason, info.size, tuple(live),
                                                record.codec))  # fmt: skip
                 continue
             plan.keep_records.append(record)
             reason = f"{len(live)} of its blobs are used" + (f", {unused} not" if unused else "")
+            if held is not None:
+                reason += f"; {held.describe()}: a later prune rewrites it"
             plan.packs.append(PackDecision(info.key, False, reason, info.size))
             continue
         reason = "no index names it" if record is None else "no kept media snapshot uses it"
         fresh = info.modified is None or now - info.modified < grace
-        if fresh or not may_delete:
+        held = None if fresh or not may_delete else locked(info.key)
+        if fresh or not may_delete or held is not None:
             why = "written recently" if fresh else "a media backup is running"
+            why = f"{held.describe()}: a later prune deletes it" if held is not None else why
             plan.packs.append(PackDecision(info.key, False, f"{reason}, but {why}", info.size))
             if record is not None:
                 plan.keep_records.append(record)
@@ -150,6 +158,22 @@ def plan_prune(
     if plan.deletions:
         plan.replaced_indexes = list(index.sources)
     return plan
+
+
+def _lock_lookup(storage: Storage) -> Callable[[str], LockState | None]:
+    """Under Object Lock, what still protects a pack prune would delete or rewrite (one HEAD
+    each): such a pack stays, with its index record, until a later prune. (The index objects
+    a consolidated index replaces are hidden all the same: left current, they would name packs
+    deleted since; their locked versions stay until the lock and the lifecycle rule allow.)"""
+    if storage.object_lock is None:
+        return lambda key: None
+    now = storage.store_now()
+
+    def held(key: str) -> LockState | None:
+        state = storage.lock_state(key)
+        return state if state.locked(now) else None
+
+    return held
 
 
 def _check_deletions(
