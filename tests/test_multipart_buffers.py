@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import pytest
@@ -61,6 +61,12 @@ class Target:
 
     def full_key(self, key: str) -> str:
         return key
+
+    def lock_args(self, key: str) -> dict[str, Any]:
+        return {}  # no Object Lock: tests/test_object_lock.py covers the locked writes
+
+    def confirm_lock(self, key: str, args: Mapping[str, Any]) -> None:
+        assert not args
 
 
 def _upload(target: Target, chunks: list[bytes]) -> bytes:
