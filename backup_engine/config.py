@@ -112,12 +112,14 @@ class RetentionSettings:
     wal_days: int
     redis_days: int
     media_days: int
+    full_keep: int = 0
 
     def policy(self) -> RetentionPolicy:
         from backup_engine.retention import RetentionPolicy
 
         return RetentionPolicy(self.daily_days, self.weekly_days, self.weekly_day,
-                               self.wal_days, self.redis_days, self.media_days)  # fmt: skip
+                               self.wal_days, self.redis_days, self.media_days,
+                               self.full_keep)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -351,6 +351,16 @@ OPTIONS: tuple[Option, ...] = (
         maximum=DAYS_MAX,
     ),
     Option(
+        "retention",
+        "full_keep",
+        int,
+        0,
+        help="keep the newest N full base backups (and their incrementals) instead of "
+        "daily_days/weekly_days; 0: by days. The PITR window stays whole either way",
+        minimum=0,
+        maximum=10_000,
+    ),
+    Option(
         "wal",
         "push_mode",
         str,

@@ -1,7 +1,10 @@
 """Retention policy, as pure functions of the backups and a clock: which to keep, and why.
 
 The plan's table: daily base backups kept 30 days, the weekly one (Sunday) 90 days, WAL 7 days;
-Redis and media snapshots 30 days. On top of the table, three rules no policy may break:
+Redis and media snapshots 30 days. Or by count, as many plans say ("keep the last 7 fulls",
+pgBackRest's repo-retention-full, Barman's REDUNDANCY): `full_keep` N keeps the newest N full
+backups and the incrementals built on them, instead of the daily and weekly days. On top of
+either, three rules no policy may break:
 - the newest backup of each kind is always kept;
 - the point-in-time window is whole: the newest base backup that ended before the window
   starts is kept, and every WAL segment from its start onwards (recovering to the start of the
@@ -29,6 +32,7 @@ class RetentionPolicy:
     wal_days: int = 7
     redis_days: int = 30
     media_days: int = 30
+    full_keep: int = 0  # > 0: base backups kept by count (the newest N fulls), not by days
 
     @property
     def weekday(self) -> int:
@@ -91,6 +95,7 @@ def base_backup_decisions(
     weekly = weekly_backups(ordered, policy.weekday)
     window_start = now - timedelta(days=policy.wal_days)
     anchor = pitr_anchor(ordered, window_start)
+    by_count = _by_count(ordered, policy.full_keep) if policy.full_keep else None
     decisions = []
     for backup in ordered:
         age = _age_days(now, backup.stop_time)
@@ -99,6 +104,12 @@ def base_backup_decisions(
         elif pinned and backup.backup_id in pinned:
             reason = f"pinned: {pinned[backup.backup_id]}"
             decisions.append(Decision(backup.backup_id, True, reason))
+        elif by_count is not None:
+            keep, reason = by_count[backup.backup_id]
+            if not keep and backup is anchor:
+                keep = True
+                reason = f"needed to recover to the start of the {policy.wal_days}-day PITR window"
+            decisions.append(Decision(backup.backup_id, keep, reason))
         elif age <= policy.daily_days:
             reason = f"daily, {age:.1f} days old (kept {policy.daily_days} days)"
             decisions.append(Decision(backup.backup_id, True, reason))
@@ -118,6 +129,43 @@ def base_backup_decisions(
             )
             decisions.append(Decision(backup.backup_id, False, reason))
     return keep_chains(decisions, ordered)
+
+
+def _by_count(ordered: Sequence[BaseBackupLike], keep: int) -> dict[str, tuple[bool, str]]:
+    """Backup id -> (kept, why) under `full_keep`: the newest `keep` fulls, and every
+    incremental whose chain starts at one of them (a chain broken by a missing parent keeps
+    its incrementals: what we cannot follow, we do not delete from)."""
+    by_id = {b.backup_id: b for b in ordered}
+    fulls = [b.backup_id for b in ordered if b.parent_id is None]
+    kept_fulls = set(fulls[-keep:])
+
+    def root(backup: BaseBackupLike) -> str | None:
+        seen = {backup.backup_id}
+        while backup.parent_id is not None:
+            parent = by_id.get(backup.parent_id)
+            if parent is None or parent.backup_id in seen:
+                return None
+            seen.add(parent.backup_id)
+            backup = parent
+        return backup.backup_id
+
+    verdicts = {}
+    for backup in ordered:
+        start = root(backup)
+        if backup.parent_id is None:
+            rank = len(fulls) - fulls.index(backup.backup_id)
+            verdicts[backup.backup_id] = (
+                (True, f"full backup, newest {rank} of {len(fulls)} (kept: the newest {keep})")
+                if backup.backup_id in kept_fulls
+                else (False, f"full backup, newest {rank} of {len(fulls)}: past the newest {keep}")
+            )
+        elif start is None:
+            verdicts[backup.backup_id] = (True, "incremental whose chain cannot be followed")
+        elif start in kept_fulls:
+            verdicts[backup.backup_id] = (True, f"incremental on kept full backup {start}")
+        else:
+            verdicts[backup.backup_id] = (False, f"incremental on full backup {start}, expired")
+    return verdicts
 
 
 def keep_chains(decisions: Sequence[Decision], backups: Sequence[BaseBackupLike]) -> list[Decision]:

@@ -18,3 +18,13 @@ Feature: Retention keeps what the plan promises
     And the database is restored to the lsn of marker "day-95"
     Then marker "day-95" is present
     And recovery ended on a new timeline
+
+  Scenario: Keeping the newest 3 full backups, whatever their age
+    When a base backup is taken every day for 10 days, each day after a marker is committed
+    And the WAL is archived
+    And expire runs keeping the newest 3 full backups
+    Then the kept base backups are the newest 3 and the one the 7-day PITR window starts from
+    And the WAL archive has no gap from the start of the 7-day window
+    When the server is destroyed
+    And the database is restored to the lsn of marker "day-8"
+    Then marker "day-8" is present

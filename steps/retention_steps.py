@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from pytest_bdd import parsers, then, when
@@ -79,6 +79,35 @@ def run_expire(repository: Storage, history: SimulatedHistory) -> ExpirePlan:
     plan = plan_expire(repository, PLAN, history.now)
     apply_expire(repository, plan)
     return plan
+
+
+@when(
+    parsers.parse("expire runs keeping the newest {count:d} full backups"),
+    target_fixture="expire_plan",
+)
+def run_expire_by_count(repository: Storage, history: SimulatedHistory, count: int) -> ExpirePlan:
+    plan = plan_expire(repository, replace(PLAN, full_keep=count), history.now)
+    apply_expire(repository, plan)
+    return plan
+
+
+@then(
+    parsers.parse(
+        "the kept base backups are the newest {count:d} and the one "
+        "the {days:d}-day PITR window starts from"
+    )
+)
+def kept_by_count(
+    repository: Storage,
+    history: SimulatedHistory,
+    drill_record: ScenarioRecord,
+    count: int,
+    days: int,
+) -> None:
+    anchor = pitr_anchor(history.backups, history.now - timedelta(days=days))
+    wanted = {b.backup_id for b in history.backups[-count:]} | {anchor.backup_id}
+    kept = {b.backup_id for b in BASE_BACKUPS.list(repository).backups}
+    drill_record.expect("base backups kept", sorted(wanted), sorted(kept))
 
 
 @then(
