@@ -10,9 +10,13 @@ _S3_BUCKET = re.compile(r"^[A-Za-z0-9._\-]{1,255}$")  # what boto3 accepts (lega
 _CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@]+@")
 
 
+_CONNINFO_PASSWORD = re.compile(r"(?i)\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
+
+
 def redact(text: str) -> str:
-    """`scheme://user:password@host` -> `scheme://***@host`, wherever it appears in `text`."""
-    return _CREDENTIALS.sub(r"\1***@", text)
+    """`scheme://user:password@host` -> `scheme://***@host`, wherever it appears in `text`;
+    and libpq's `password=...` (quoted or not) -> `password=***`."""
+    return _CONNINFO_PASSWORD.sub("password=***", _CREDENTIALS.sub(r"\1***@", text))
 
 
 def _port_problem(url: str) -> str | None:

@@ -10,6 +10,7 @@ from typing import Any
 from backup_engine.commands.output import human_bytes
 from backup_engine.durations import format_duration
 from backup_engine.postgres.restore import RestoreResult
+from backup_engine.urls import redact
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,23 @@ def restore_summary(result: RestoreResult) -> RestoreSummary:
     if result.tablespaces:
         where = ", ".join(f"{name} in {path}" for name, path in result.tablespaces)
         lines.append(f"tablespaces: {where}")
-    action = "" if plan.target.kind == "latest" else f", then {plan.target.action}"
-    lines.append(
-        f"recovery: to {plan.target.describe()} along timeline {plan.timeline} ({plan.why})"
-        f"{action}; it ends on a new timeline"
-    )
+    conninfo = config.written.get("primary_conninfo")
+    if result.standby:
+        follows = (
+            f"then streams from its primary (primary_conninfo {redact(conninfo)})"
+            if conninfo
+            else "with no primary_conninfo: from the archive only, as segments arrive"
+        )
+        lines.append(
+            f"standby: replays the archive along timeline {plan.timeline} ({plan.why}), "
+            f"{follows}; it never promotes (pg_ctl promote makes it a primary)"
+        )
+    else:
+        action = "" if plan.target.kind == "latest" else f", then {plan.target.action}"
+        lines.append(
+            f"recovery: to {plan.target.describe()} along timeline {plan.timeline} "
+            f"({plan.why}){action}; it ends on a new timeline"
+        )
     if result.archive_mode == "off":
         lines.append(
             "archiving: off (archive_mode = off written: the restored server never writes to "
@@ -62,10 +75,14 @@ def restore_summary(result: RestoreResult) -> RestoreSummary:
     for name in config.files_removed:
         lines.append(f"removed from the backup: {name}")
     lines.append(f"start it with: pg_ctl --pgdata {pgdata} --log {log} start")
-    lines.append(
-        f"follow recovery with: backup-engine pg wait-recovery --pgdata {pgdata} --log {log} "
-        "--dsn 'host=... port=...'"
-    )
+    if result.standby:
+        lines.append("follow it with: SELECT pg_last_wal_replay_lsn() on it, and "
+                     "pg_stat_replication on the primary")  # fmt: skip
+    else:
+        lines.append(
+            f"follow recovery with: backup-engine pg wait-recovery --pgdata {pgdata} --log {log} "
+            "--dsn 'host=... port=...'"
+        )
     data = {
         "backup_id": result.backup_id,
         "chain": list(result.chain),
@@ -82,7 +99,10 @@ def restore_summary(result: RestoreResult) -> RestoreSummary:
         "timeline": plan.timeline,
         "timeline_reason": plan.why,
         "archive_mode": result.archive_mode,
-        "settings_written": {k: v for k, v in config.written.items() if k != "restore_command"},
+        "standby": result.standby,
+        "settings_written": {
+            k: redact(v) for k, v in config.written.items() if k != "restore_command"
+        },
         "settings_removed": list(config.removed),
         "files_removed": list(config.files_removed),
     }

@@ -153,8 +153,10 @@ def write_recovery_config(
     archive_mode: str,
     note: str,
     comment: str,
+    signal: str = RECOVERY_SIGNAL,
 ) -> ConfigChanges:
-    """Remove every recovery setting from the restored config, then write exactly these."""
+    """Remove every recovery setting from the restored config, then write exactly these, and
+    the signal file (recovery.signal; standby.signal for a standby)."""
     removed: list[str] = []
     for name in CONFIG_FILES:
         try:
@@ -187,5 +189,5 @@ def write_recovery_config(
     if current and not current.endswith("\n"):
         current += "\n"
     _replace(pgdata, AUTO_CONF, current + "".join(block))
-    os.close(_open_regular(pgdata, RECOVERY_SIGNAL, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+    os.close(_open_regular(pgdata, signal, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
     return ConfigChanges(tuple(removed), tuple(files_removed), written)

@@ -36,7 +36,8 @@ from backup_engine.postgres.live import live_server_near
 from backup_engine.postgres.manifest import BASE_TAR, PROTOCOL, BaseBackupManifest, StoredFile
 from backup_engine.postgres.pitr import AUTO, NoWalAfterBackup, RecoveryPlan, plan_recovery
 from backup_engine.postgres.recovery_config import (
-    ARCHIVE_MODES,
+    RECOVERY_SIGNAL,
+    STANDBY_SIGNAL,
     ConfigChanges,
     write_recovery_config,
 )
@@ -47,7 +48,7 @@ from backup_engine.postgres.tablespaces import (
     TablespaceMapping,
     plan_tablespaces,
 )
-from backup_engine.postgres.targets import RecoveryTarget
+from backup_engine.postgres.targets import Recovery, RecoveryTarget
 from backup_engine.process import run
 from backup_engine.progress import Progress
 from backup_engine.safefs import Attributes, SafeTree
@@ -56,23 +57,6 @@ from backup_engine.tarfiles import ExtractStats, Links, extract_stream
 from backup_engine.targetdir import prepared_target
 
 __all__ = ["Recovery", "RestoreResult", "restore_base_backup", "verify_data_directory"]
-
-
-@dataclass(frozen=True)
-class Recovery:
-    """How the restored server recovers: to `target` (None: the end of the archive), fetching
-    WAL with `restore_command`; `archive_mode` "off" (default: a restored copy never archives
-    into its source's repository) or "preserve" (the operator makes it the new primary)."""
-
-    restore_command: str
-    target: RecoveryTarget | None = None
-    archive_mode: str = "off"
-
-    def __post_init__(self) -> None:
-        if self.archive_mode not in ARCHIVE_MODES:
-            raise UsageError(
-                f"archive mode {self.archive_mode!r}", hint=f"use {' or '.join(ARCHIVE_MODES)}"
-            )
 
 
 @dataclass(frozen=True)
@@ -93,6 +77,7 @@ class RestoreResult:
     phases: tuple[tuple[str, float], ...] = ()  # (what, seconds), in order: the runbook's steps
     chain: tuple[str, ...] = ()  # the backups combined, the full one first (one: not incremental)
     tablespaces: tuple[tuple[str, Path], ...] = ()  # (name or oid, where it was restored)
+    standby: bool = False  # set up as a standby (standby.signal), not to end recovery
 
 
 def plan_for(storage: Storage, ref: str, target: RecoveryTarget | None) -> RecoveryPlan:
@@ -205,6 +190,7 @@ def restore_base_backup(
         phases=tuple(phases.seen),
         chain=tuple(link.backup_id for link in chain),
         tablespaces=tuple((t.name or str(t.oid), planned[t.oid]) for t in manifest.tablespaces),
+        standby=recovery.standby if recovery else False,
     )
 
 
@@ -227,15 +213,21 @@ def _configure(pgdata: Path, plan: RecoveryPlan, recovery: Recovery) -> ConfigCh
     if plan.target.kind == "latest":
         settings.pop("recovery_target_action", None)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    what = f"recover backup {plan.backup.backup_id} to {plan.target.describe()}"
+    if recovery.standby:
+        settings = {"recovery_target_timeline": "latest"}
+        if recovery.primary_conninfo:
+            settings["primary_conninfo"] = recovery.primary_conninfo
+        what = f"a standby from backup {plan.backup.backup_id}, following its primary"
     return write_recovery_config(
         pgdata,
         settings,
         restore_command=recovery.restore_command,
         archive_mode=recovery.archive_mode,
         note=f"Removed by restore-drill restore of backup {plan.backup.backup_id} on {stamp}",
-        comment=f"restore-drill {stamp}: recover backup {plan.backup.backup_id} to "
-        f"{plan.target.describe()} along timeline {plan.timeline} ({plan.why}); "
+        comment=f"restore-drill {stamp}: {what} along timeline {plan.timeline} ({plan.why}); "
         f"archive_mode {recovery.archive_mode}",
+        signal=STANDBY_SIGNAL if recovery.standby else RECOVERY_SIGNAL,
     )
 
 

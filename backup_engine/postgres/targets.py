@@ -1,4 +1,5 @@
-"""Recovery targets: what a point-in-time restore stops at, and the settings that say so."""
+"""Recovery targets: what a point-in-time restore stops at, and the settings that say so; and
+how a restored server recovers (`Recovery`: a target, or a standby)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import UTC, datetime
 
 from backup_engine.errors import UsageError
 from backup_engine.postgres.lsn import format_lsn, parse_lsn
+from backup_engine.postgres.recovery_config import ARCHIVE_MODES
 
 ACTIONS = ("promote", "pause", "shutdown")
 
@@ -130,3 +132,31 @@ def parse_target(
             raise UsageError(f"--target is {target!r}", hint="use immediate or latest")
         return replace(base, kind=target)
     return None
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """How the restored server recovers: to `target` (None: the end of the archive), fetching
+    WAL with `restore_command`; `archive_mode` "off" (default: a restored copy never archives
+    into its source's repository) or "preserve" (the operator makes it the new primary)."""
+
+    restore_command: str
+    target: RecoveryTarget | None = None
+    archive_mode: str = "off"
+    # A standby (standby.signal): replays the archive, then streams from `primary_conninfo`
+    # (the operator's; never the backup's, whose settings are removed) and never promotes.
+    standby: bool = False
+    primary_conninfo: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.archive_mode not in ARCHIVE_MODES:
+            raise UsageError(
+                f"archive mode {self.archive_mode!r}", hint=f"use {' or '.join(ARCHIVE_MODES)}"
+            )
+        if self.standby and self.target is not None:
+            raise UsageError(
+                "a standby follows its primary to the end of the WAL: it takes no recovery target",
+                hint="drop the --target options, or restore without --standby to a point in time",
+            )
+        if self.primary_conninfo is not None and not self.standby:
+            raise UsageError("--primary-conninfo is for a standby", hint="add --standby")
