@@ -138,6 +138,8 @@ def run_checks(
     findings += check_backups(storage, deep=deep)
     if storage.object_lock is not None:
         findings.append(lock_finding(storage))
+    if deep and settings.postgres.dsn:
+        findings.append(archive_finding(storage))
     moment = now()
     if settings.postgres.dsn:
         latest = BASE_BACKUPS.list(storage).latest
@@ -162,6 +164,23 @@ def run_checks(
     if not (settings.postgres.dsn or settings.redis.url or settings.media.paths):
         findings.append(Finding("config", CRITICAL, NOTHING_CONFIGURED))
     return findings
+
+
+def archive_finding(storage: Storage) -> Finding:
+    """`check --deep`: the WAL archive verified (pg verify --archive), new objects only."""
+    from backup_engine.postgres.archive_verify import default_state_file, verify_archive
+
+    try:
+        report = verify_archive(storage, state_file=default_state_file(storage.url))
+    except BackupEngineError as exc:
+        return Finding("WAL archive", CRITICAL, exc.one_line())
+    if report.ok:
+        return Finding("WAL archive", OK, f"no gap from {report.checked_from}, every object "
+                       f"whole ({report.read} read, {report.remembered} before)")  # fmt: skip
+    named = [*report.missing, *(key for key, _ in report.damaged)][:3]
+    return Finding("WAL archive", CRITICAL, f"{len(report.missing)} missing, "
+                   f"{len(report.damaged)} damaged, {len(report.broken)} timeline(s) broken: "
+                   f"{', '.join(named)}; see pg verify --archive")  # fmt: skip
 
 
 def lock_finding(storage: Storage) -> Finding:

@@ -202,7 +202,11 @@ def _archiver_metrics(settings: Any, textfile: Path) -> None:
 
 @click.command()
 @click.option("--no-wal-probe", is_flag=True, help="Do not force a WAL switch to time archiving.")
-@click.option("--deep", is_flag=True, help="Re-read the newest backups and check every sha256.")
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="Re-read the newest backups and check every sha256; verify the WAL archive too.",
+)
 @click.option("--json", "json_output", is_flag=True, help="Print JSON for machines (same exit).")
 @click.pass_obj
 def check(obj: CliContext, no_wal_probe: bool, deep: bool, json_output: bool) -> None:

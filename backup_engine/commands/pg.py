@@ -132,7 +132,14 @@ def list_backups(obj: CliContext, json_output: bool) -> None:
 
 
 @pg.command()
-@click.argument("backup_id", metavar="ID|latest")
+@click.argument("backup_id", metavar="ID|latest", required=False)
+@click.option(
+    "--archive",
+    is_flag=True,
+    help="Verify the WAL archive instead: no gap from the oldest backup to the newest WAL, "
+    "history files readable, every object's sha256 (only what is new since the last run).",
+)
+@click.option("--reread", is_flag=True, help="With --archive: read every object again.")
 @click.option("--hashes-only", is_flag=True, help="Only check sha256 of every object (faster).")
 @click.option(
     "--scratch-dir",
@@ -144,15 +151,26 @@ def list_backups(obj: CliContext, json_output: bool) -> None:
 @click.pass_obj
 def verify(
     obj: CliContext,
-    backup_id: str,
+    backup_id: str | None,
+    archive: bool,
+    reread: bool,
     hashes_only: bool,
     scratch_dir: Path | None,
     no_progress: bool,
     json_output: bool,
 ) -> None:
-    """Re-read every object of a backup, check its sha256, and run pg_verifybackup on it."""
+    """Re-read every object of a backup, check its sha256, and run pg_verifybackup on it; or,
+    with --archive, check the WAL archive ahead of any restore."""
+    from backup_engine.errors import UsageError
     from backup_engine.postgres.verify import verify_base_backup
 
+    if archive:
+        from backup_engine.commands.pg_archive_verify import verify_archive_command
+
+        verify_archive_command(obj, reread=reread, json_output=json_output)
+        return
+    if backup_id is None:
+        raise UsageError("which backup?", hint="pg verify ID|latest, or pg verify --archive")
     settings = obj.settings()
     result = verify_base_backup(
         settings.open_storage(),

@@ -38,6 +38,7 @@ class ObjectInfo:
     size: int
     metadata: Mapping[str, str] = field(default_factory=dict)
     modified: datetime | None = None  # when the object was written (UTC)
+    etag: str | None = None  # the store's tag of this version of the content, where it has one
 
 
 @dataclass(frozen=True)

@@ -247,6 +247,7 @@ class S3Storage(Storage):
             size=int(head["ContentLength"]),
             metadata=dict(head.get("Metadata", {})),
             modified=head.get("LastModified"),
+            etag=head.get("ETag"),
         )
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
@@ -263,6 +264,7 @@ class S3Storage(Storage):
                             key=item["Key"][len(base) :],
                             size=int(item["Size"]),
                             modified=item.get("LastModified"),
+                            etag=item.get("ETag"),
                         )
                     )
 
