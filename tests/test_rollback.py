@@ -59,6 +59,8 @@ def test_deletions_and_overwrites_since_are_undone(server: LoopbackS3, lock: boo
     store.put_bytes(D, b'{"forged": 1}')
     store.delete(D)
     store.put_bytes(D, b'{"forged": 2}')
+    planted = store.full_key("postgres") + "/.planted"  # a key the tool never writes
+    store.client.put_object(Bucket=store.bucket, Key=planted, Body=b"x")
 
     steps = {s.key: s.action for s in plan_rollback(store, before)}
     assert steps == {A: "undelete", B: "revert", D: "hide"}

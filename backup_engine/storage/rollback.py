@@ -23,6 +23,7 @@ from functools import partial
 from typing import Any
 
 from backup_engine.errors import UsageError
+from backup_engine.storage.base import valid_key
 from backup_engine.storage.s3 import S3Storage
 
 SKIPPED = ("locks/", "checks/")
@@ -121,7 +122,9 @@ def plan_rollback(store: S3Storage, when: datetime) -> list[Step]:
         )
     keys: dict[str, list[Entry]] = defaultdict(list)
     for key, entry in _versions(store):
-        if not key.startswith(SKIPPED):
+        # A key this tool never writes (a planted ".x") is left alone, as listings leave it:
+        # it must not stop a rollback halfway.
+        if not key.startswith(SKIPPED) and valid_key(key):
             keys[key].append(entry)
     steps = [_step(key, entries, when) for key, entries in sorted(keys.items())]
     return [s for s in steps if s is not None]
