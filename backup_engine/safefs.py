@@ -39,6 +39,18 @@ def split_relative(name: str, where: str) -> list[str]:
     return parts
 
 
+def write_all(fd: int, data: bytes | memoryview, offset: int | None = None) -> None:
+    """All of `data` (at `offset`, or the file position): a short write is retried."""
+    view = memoryview(data)
+    while view:
+        done = os.write(fd, view) if offset is None else os.pwrite(fd, view, offset)
+        if not done:  # never loop without progress
+            raise OSError(errno.EIO, "the write made no progress")
+        view = view[done:]
+        if offset is not None:
+            offset += done
+
+
 @dataclass(frozen=True)
 class Attributes:
     mode: int  # permission bits (and setuid/setgid/sticky, dropped unless keep_setid)
@@ -207,21 +219,19 @@ class SafeTree:
                 chunk = content.read(min(CHUNK, size - written))
                 if not chunk:
                     raise self._refuse(parts, f"ends after {written} of {size} bytes")
+                write_all(fd, chunk)
                 written += len(chunk)
-                done = os.write(fd, chunk)
-                if done < len(chunk):  # a regular file takes it all; a short write is retried
-                    view = memoryview(chunk)[done:]
-                    while view:
-                        if not (done := os.write(fd, view)):  # never loop without progress
-                            raise OSError(errno.EIO, "the write made no progress")
-                        view = view[done:]
-            self._own(fd, attrs)
-            os.fchmod(fd, self._mode(attrs.mode))
-            if attrs.mtime_ns is not None:
-                os.utime(fd, ns=(attrs.mtime_ns, attrs.mtime_ns))
+            self._settle(fd, attrs)
         finally:
             os.close(fd)
         return written
+
+    def _settle(self, fd: int, attrs: Attributes) -> None:
+        """A written file's owner, mode and time, set on its open descriptor."""
+        self._own(fd, attrs)
+        os.fchmod(fd, self._mode(attrs.mode))
+        if attrs.mtime_ns is not None:
+            os.utime(fd, ns=(attrs.mtime_ns, attrs.mtime_ns))
 
     def _symlink(self, name: str, target: str, attrs: Attributes | None = None) -> None:
         """A symlink is created as data and never followed by anything here."""

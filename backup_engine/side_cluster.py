@@ -47,8 +47,36 @@ def recover_into_new_server(
     restored = restore_base_backup(
         storage, ref, data_dir, recovery=recovery, bindir=bindir, tablespaces=spaces
     )
+    return _recovered(storage, backend, restored, settings, started)
+
+
+def recover_in_place(
+    storage: Storage,
+    ref: str,
+    backend: PostgresBackend,
+    server: PostgresServer,
+    recovery: Recovery,
+    *,
+    settings: Mapping[str, str] | None = None,
+) -> RecoveredServer:
+    """Stop `server`, rewrite its own data directory (and tablespaces, where they were) with a
+    delta restore of `ref`, start it again and wait until recovery has ended: the repair of a
+    damaged server that writes only what differs from the backup."""
+    started = time.monotonic()
+    server.stop()
+    restored = restore_base_backup(storage, ref, server.data_dir, recovery=recovery, delta=True)
+    return _recovered(storage, backend, restored, settings, started)
+
+
+def _recovered(
+    storage: Storage,
+    backend: PostgresBackend,
+    restored: RestoreResult,
+    settings: Mapping[str, str] | None,
+    started: float,
+) -> RecoveredServer:
     server = backend.start_existing(
-        data_dir, settings=settings or {}, env=storage.environment(), wait=False
+        restored.pgdata, settings=settings or {}, env=storage.environment(), wait=False
     )
     try:
         outcome = wait_for_recovery(server)

@@ -18,7 +18,7 @@ past what the backup said. A stream that ends before its end-of-archive marker i
 from __future__ import annotations
 
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -213,12 +213,14 @@ def extract_stream(
     tally: Tally | None = None,
     tally_prefix: str = "",
     links: Links | None = None,
+    writer: Callable[[Path, str], SafeTree] = SafeTree,
 ) -> ExtractStats:
     """Extract an uncompressed tar stream into `target`, in one pass, member by member.
     `tally_prefix` goes before each name the tally records (a tablespace's files are listed
-    under pg_tblspc/<oid>/ in PostgreSQL's manifest); `links` decides every symlink."""
+    under pg_tblspc/<oid>/ in PostgreSQL's manifest); `links` decides every symlink; `writer`
+    makes the tree (a DeltaTree rewrites an existing directory in place)."""
     files = size = 0
-    with ReadAhead(stream) as ahead, SafeTree(target, where) as tree:
+    with ReadAhead(stream) as ahead, writer(target, where) as tree:
         tar = TarReader(ahead, where, limit)
         for member in tar:
             if member.type in REGULAR:

@@ -19,7 +19,7 @@ from backup_engine.errors import TargetNotEmpty, TargetWriteFailed, UsageError
 
 
 @contextmanager
-def _target_lock(path: Path) -> Iterator[None]:
+def target_lock(path: Path) -> Iterator[None]:
     lock = path.parent / f".{path.name}.restore-lock"
     try:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -41,16 +41,9 @@ def _target_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-@contextmanager
-def prepared_target(
-    path: Path, *, force: bool, in_use: Callable[[Path], str | None] | None = None
-) -> Iterator[Path | None]:
-    """Yield with `path` an empty directory; yield where --force moved its old contents.
-
-    If the block fails, the directory is left as it was: what the restore wrote is removed and
-    moved contents come back. `in_use` says why a directory must not be touched at all, even
-    empty and even with --force (a server running on, in or under it).
-    """
+def checked_target(path: Path, in_use: Callable[[Path], str | None] | None) -> Path:
+    """`path` made absolute, refused when it is a link, not a directory, or in use (`in_use`
+    says why); its parent is created."""
     path = Path(os.path.abspath(path))
     if path.is_symlink():
         raise UsageError(f"{path} is a symbolic link", hint="give the real directory's path")
@@ -63,7 +56,21 @@ def prepared_target(
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _unwritable(path.parent, exc) from None
-    with _target_lock(path):
+    return path
+
+
+@contextmanager
+def prepared_target(
+    path: Path, *, force: bool, in_use: Callable[[Path], str | None] | None = None
+) -> Iterator[Path | None]:
+    """Yield with `path` an empty directory; yield where --force moved its old contents.
+
+    If the block fails, the directory is left as it was: what the restore wrote is removed and
+    moved contents come back. `in_use` says why a directory must not be touched at all, even
+    empty and even with --force (a server running on, in or under it).
+    """
+    path = checked_target(path, in_use)
+    with target_lock(path):
         moved = _move_aside(path, force=force)
         created = not path.exists()
         try:

@@ -18,6 +18,6 @@ STEP_MODULES = (
     "timeline_steps", "table_steps", "redis_steps", "media_steps", "retention_steps",
     "incremental_steps", "tablespace_steps", "checklist_steps", "smoke_steps",
     "latest_backup_steps", "fault_steps", "hostile_steps", "sql_steps", "evidence_steps",
-    "object_lock_steps", "standby_steps", "archive_verify_steps",
+    "object_lock_steps", "standby_steps", "archive_verify_steps", "delta_steps",
 )  # fmt: skip
 PLUGINS = ["backup_engine.drill.pytest_plugin", *(f"{__name__}.{m}" for m in STEP_MODULES)]

@@ -115,6 +115,12 @@ def target_options(*, default_latest: bool) -> Callable[[Callable[..., None]], C
 @click.option(
     "--force", is_flag=True, help="Move a non-empty --pgdata aside first (never deleted)."
 )
+@click.option(
+    "--delta",
+    is_flag=True,
+    help="Rewrite a stopped data directory of the same cluster in place: every file compared "
+    "with the backup, only differing blocks written, files the backup lacks removed.",
+)
 @click.option("--no-verify", is_flag=True, help="Skip pg_verifybackup after extraction.")
 @click.option(
     "--tablespace-map",
@@ -140,6 +146,7 @@ def restore(
     standby: bool,
     primary_conninfo: str | None,
     force: bool,
+    delta: bool,
     no_verify: bool,
     tablespace_map: tuple[str, ...],
     tablespace_map_all: Path | None,
@@ -156,6 +163,8 @@ def restore(
     usual and follow it with `pg wait-recovery`. Tablespaces go back where they were unless
     mapped; every destination must be empty (or moved aside with --force). With --standby it
     becomes a replica instead: no target, standby.signal, the primary the operator names.
+    With --delta the destination may hold the same cluster, stopped (a replica that fell
+    behind, a damaged primary): only what differs is written, so the repair takes minutes.
     """
     from backup_engine.commands.restore_report import restore_summary
     from backup_engine.postgres.recovery_config import fetch_command
@@ -172,6 +181,7 @@ def restore(
         pgdata,
         recovery=Recovery(command, recovery_target, archive_mode, standby, primary_conninfo),
         force=force,
+        delta=delta,
         verify=not no_verify,
         bindir=settings.postgres.bindir,
         progress=obj.progress(json_output=json_output, enabled=not no_progress),

@@ -4,7 +4,7 @@ the two commands to run next."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from backup_engine.commands.output import human_bytes
@@ -43,6 +43,15 @@ def restore_summary(result: RestoreResult) -> RestoreSummary:
         f"restored backup {result.backup_id} into {pgdata}: {result.files} files, "
         f"{human_bytes(result.restored_bytes)}, {verified}, in {format_duration(result.seconds)}"
     )
+    if result.delta is not None:
+        delta = result.delta
+        share = delta.written / result.restored_bytes if result.restored_bytes else 0.0
+        lines.append(
+            f"delta: wrote {human_bytes(delta.written)} ({share:.1%} of the backup; "
+            f"{human_bytes(delta.wal_written)} of it its WAL), compared "
+            f"{human_bytes(delta.compared)} in place; {delta.kept} files unchanged, "
+            f"{delta.changed} written, {delta.removed} entries the backup does not hold removed"
+        )
     if result.tablespaces:
         where = ", ".join(f"{name} in {path}" for name, path in result.tablespaces)
         lines.append(f"tablespaces: {where}")
@@ -100,6 +109,7 @@ def restore_summary(result: RestoreResult) -> RestoreSummary:
         "timeline_reason": plan.why,
         "archive_mode": result.archive_mode,
         "standby": result.standby,
+        "delta": asdict(result.delta) if result.delta is not None else None,
         "settings_written": {
             k: redact(v) for k, v in config.written.items() if k != "restore_command"
         },

@@ -12,7 +12,7 @@ from backup_engine.postgres.recovery_config import fetch_command
 from backup_engine.postgres.restore import Recovery, RestoreResult
 from backup_engine.postgres.targets import RecoveryTarget
 from backup_engine.servers.base import PostgresBackend, PostgresServer
-from backup_engine.side_cluster import recover_into_new_server
+from backup_engine.side_cluster import RecoveredServer, recover_in_place, recover_into_new_server
 from backup_engine.storage import Storage
 
 
@@ -83,6 +83,18 @@ def restore_into_new_server(
         storage, ref, backend, recovery_from(storage, target, archive_mode=archive_mode),
         settings=settings,
     )  # fmt: skip
+    return _restored(recovered)
+
+
+def repair_in_place(
+    storage: Storage, ref: str, backend: PostgresBackend, server: PostgresServer
+) -> RestoredServer:
+    """Stop `server` and rewrite its own files with a delta restore of `ref` (to the end of
+    the archive), start it and wait until it has recovered."""
+    return _restored(recover_in_place(storage, ref, backend, server, recovery_from(storage, None)))
+
+
+def _restored(recovered: RecoveredServer) -> RestoredServer:
     return RestoredServer(
         recovered.server, recovered.restore, recovered.seconds, recovered.recovery,
         recovered.phases,

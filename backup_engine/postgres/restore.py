@@ -15,25 +15,20 @@ target, "latest" is the end of the archive (the end of the backup when no WAL fo
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from backup_engine.codecs import get_codec
+from backup_engine.delta import DeltaStats
 from backup_engine.errors import CommandFailed, UsageError, VerificationFailed
-from backup_engine.integrity import Expected, verified_content
-from backup_engine.postgres.backup_facts import MANIFEST_MEMBER
 from backup_engine.postgres.binaries import find_pg_binaries
 from backup_engine.postgres.catalog import LATEST, resolve_backup
 from backup_engine.postgres.chain import backup_chain
+from backup_engine.postgres.delta_target import delta_target
 from backup_engine.postgres.file_checksums import FileChecksums
 from backup_engine.postgres.live import live_server_near
-from backup_engine.postgres.manifest import BASE_TAR, PROTOCOL, BaseBackupManifest, StoredFile
 from backup_engine.postgres.pitr import AUTO, NoWalAfterBackup, RecoveryPlan, plan_recovery
 from backup_engine.postgres.recovery_config import (
     RECOVERY_SIGNAL,
@@ -41,19 +36,13 @@ from backup_engine.postgres.recovery_config import (
     ConfigChanges,
     write_recovery_config,
 )
-from backup_engine.postgres.tablespaces import (
-    LINK_DIR,
-    NoLinks,
-    TablespaceLinks,
-    TablespaceMapping,
-    plan_tablespaces,
-)
+from backup_engine.postgres.restore_chain import check_staging, restore_chain
+from backup_engine.postgres.restore_files import restore_files
+from backup_engine.postgres.tablespaces import TablespaceMapping, plan_tablespaces
 from backup_engine.postgres.targets import Recovery, RecoveryTarget
 from backup_engine.process import run
 from backup_engine.progress import Progress
-from backup_engine.safefs import Attributes, SafeTree
 from backup_engine.storage import Storage
-from backup_engine.tarfiles import ExtractStats, Links, extract_stream
 from backup_engine.targetdir import prepared_target
 
 __all__ = ["Recovery", "RestoreResult", "restore_base_backup", "verify_data_directory"]
@@ -78,6 +67,7 @@ class RestoreResult:
     chain: tuple[str, ...] = ()  # the backups combined, the full one first (one: not incremental)
     tablespaces: tuple[tuple[str, Path], ...] = ()  # (name or oid, where it was restored)
     standby: bool = False  # set up as a standby (standby.signal), not to end recovery
+    delta: DeltaStats | None = None  # a delta restore: what it compared, wrote and removed
 
 
 def plan_for(storage: Storage, ref: str, target: RecoveryTarget | None) -> RecoveryPlan:
@@ -112,6 +102,7 @@ def restore_base_backup(
     progress: Progress | None = None,
     staging: Path | None = None,
     tablespaces: TablespaceMapping | None = None,
+    delta: bool = False,
 ) -> RestoreResult:
     """Restore backup `ref` (an id, "latest", or "auto": chosen for the target) into `pgdata`.
 
@@ -122,6 +113,8 @@ def restore_base_backup(
     then pg_combinebackup writes the target; the staging directory is removed either way.
     Tablespaces go back where they were, or where `tablespaces` maps them (tablespaces.py);
     every destination is checked, and prepared like the target, before anything is written.
+    With `delta`, the target may hold this cluster's own files (stopped): only what differs
+    from the backup is written, and what it does not hold removed (delta_target.py).
     """
     started = time.monotonic()
     phases = _Phases(started)
@@ -139,7 +132,12 @@ def restore_base_backup(
     pgdata = pgdata.absolute()
     staging = (staging or pgdata.parent).absolute()
     if combine is not None:
-        _check_staging(staging, chain)
+        check_staging(staging, chain)
+    if delta and force:
+        raise UsageError(
+            "--delta and --force do not go together",
+            hint="--delta rewrites the cluster's files in place; --force moves them aside first",
+        )
     planned = plan_tablespaces(manifest, tablespaces or TablespaceMapping(), pgdata)
     config = None
     phases.done("find the backup and plan the recovery")
@@ -147,23 +145,37 @@ def restore_base_backup(
     # they are written, and its pg_verifybackup then skips reading them back
     sums = FileChecksums() if verify and combine is None else None
     with ExitStack() as targets:
-        moved = targets.enter_context(prepared_target(pgdata, force=force, in_use=live_server_near))
-        for directory in planned.values():
-            targets.enter_context(prepared_target(directory, force=force, in_use=live_server_near))
+        moved, rewrite = None, None
+        if delta:
+            rewrite = targets.enter_context(delta_target(
+                pgdata, manifest.system_identifier, manifest.backup_id, planned,
+                in_use=live_server_near,
+            ))  # fmt: skip
+        else:
+            moved = targets.enter_context(
+                prepared_target(pgdata, force=force, in_use=live_server_near)
+            )
+            for directory in planned.values():
+                targets.enter_context(
+                    prepared_target(directory, force=force, in_use=live_server_near)
+                )
         if combine is None:
-            stats, checked = _restore_files(
-                storage, manifest, pgdata, planned, progress or Progress(), sums
+            stats, checked = restore_files(
+                storage, manifest, pgdata, planned, progress or Progress(), sums, rewrite
             )
         else:
-            stats, checked = _restore_chain(
-                storage, chain, pgdata, combine, staging, progress or Progress(), planned
-            )
+            stats, checked = restore_chain(
+                storage, chain, pgdata, combine, staging, progress or Progress(), planned,
+                rewrite,
+            )  # fmt: skip
         pgdata.chmod(0o700)
         for directory in planned.values():
             _own_like_contents(directory)
         phases.done("download, check and extract" + (f" {len(chain)} backups, combine them"
                                                       if combine else ""))  # fmt: skip
         summed = False
+        if rewrite is not None:
+            rewrite.seal()
         if verify:
             summed = sums is not None and sums.match(pgdata)
             verify_data_directory(
@@ -191,6 +203,7 @@ def restore_base_backup(
         chain=tuple(link.backup_id for link in chain),
         tablespaces=tuple((t.name or str(t.oid), planned[t.oid]) for t in manifest.tablespaces),
         standby=recovery.standby if recovery else False,
+        delta=rewrite.stats if rewrite else None,
     )
 
 
@@ -231,58 +244,6 @@ def _configure(pgdata: Path, plan: RecoveryPlan, recovery: Recovery) -> ConfigCh
     )
 
 
-def _restore_files(
-    storage: Storage,
-    manifest: BaseBackupManifest,
-    pgdata: Path,
-    planned: Mapping[int, Path],
-    progress: Progress,
-    sums: FileChecksums | None,
-) -> tuple[ExtractStats, dict[str, str]]:
-    """The data directory from base.tar, each tablespace from its own archive into its planned
-    directory (linked from pg_tblspc), and PostgreSQL's backup_manifest where pg_verifybackup
-    looks for it. Returns what was written and the sha256 of every object read."""
-    codec = get_codec(manifest.compression)
-    base = manifest.file(BASE_TAR + codec.suffix)
-    stats = _download_and_extract(storage, manifest, base, pgdata, progress, sums,
-                                  links=TablespaceLinks(planned, base.key))  # fmt: skip
-    checked = {base.key: base.sha256}
-    for space in manifest.tablespaces:
-        stored = manifest.file(space.archive)
-        more = _download_and_extract(
-            storage, manifest, stored, planned[space.oid], progress, sums,
-            links=NoLinks(stored.key), prefix=f"{LINK_DIR}/{space.oid}/",
-        )  # fmt: skip
-        stats = ExtractStats(stats.files + more.files, stats.bytes + more.bytes)
-        checked[stored.key] = stored.sha256
-    if manifest.method == PROTOCOL:  # our client keeps it out of base.tar
-        stored = manifest.file(MANIFEST_MEMBER)
-        _place_manifest(storage, stored, pgdata, progress)
-        checked[stored.key] = stored.sha256
-    return stats, checked
-
-
-def _download_and_extract(
-    storage: Storage,
-    manifest: BaseBackupManifest,
-    stored: StoredFile,
-    target: Path,
-    progress: Progress,
-    sums: FileChecksums | None = None,
-    *,
-    links: Links | None = None,
-    prefix: str = "",
-) -> ExtractStats:
-    codec = get_codec(manifest.compression)
-    expected = Expected(stored.key, stored.size, stored.sha256)
-    with (
-        progress.task(f"restore {manifest.backup_id} {stored.name}", stored.size) as task,
-        verified_content(storage, expected, codec, task) as content,
-    ):
-        return extract_stream(content, target, where=stored.key, limit=stored.raw_size,
-                              tally=sums, tally_prefix=prefix, links=links)  # fmt: skip
-
-
 def _own_like_contents(directory: Path) -> None:
     """A tablespace directory as PostgreSQL wants it: mode 0700 and, when we run as root, the
     owner its archive recorded for what is inside (its archive has no entry for itself)."""
@@ -294,79 +255,6 @@ def _own_like_contents(directory: Path) -> None:
     if inside:
         st = inside[0].stat(follow_symlinks=False)
         os.chown(directory, st.st_uid, st.st_gid, follow_symlinks=False)
-
-
-def _place_manifest(storage: Storage, stored: StoredFile, pgdata: Path, progress: Progress) -> None:
-    """backup_manifest, checked against its sha256 as it streams, created new in pgdata (a
-    base.tar that already held one is refused by O_EXCL: two manifests, one is forged)."""
-    expected = Expected(stored.key, stored.size, stored.sha256)
-    with (
-        progress.task(f"restore {stored.name}", stored.size) as task,
-        verified_content(storage, expected, get_codec("none"), task) as content,
-        SafeTree(pgdata, stored.key) as tree,
-    ):
-        tree.write_file(MANIFEST_MEMBER, content, stored.size, Attributes(0o600))
-        tree.finish()
-
-
-def _check_staging(staging: Path, chain: Sequence[BaseBackupManifest]) -> None:
-    """Refuse before anything is written when the chain cannot be unpacked in `staging`."""
-    hint = "set [postgres] staging_dir to a directory with room for the chain"
-    if not staging.is_dir() or not os.access(staging, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot unpack the backup chain in {staging}: not a writable directory",
-                         hint=hint)  # fmt: skip
-    needed = sum(f.raw_size or f.size for link in chain for f in link.files)
-    free = shutil.disk_usage(staging).free
-    if free < needed:
-        raise UsageError(
-            f"the chain of {len(chain)} backups needs {needed / 1e9:.1f} GB unpacked in "
-            f"{staging}, which has {free / 1e9:.1f} GB free",
-            hint=hint,
-        )
-
-
-def _restore_chain(
-    storage: Storage,
-    chain: Sequence[BaseBackupManifest],
-    pgdata: Path,
-    pg_combinebackup: Path,
-    staging: Path,
-    progress: Progress,
-    planned: Mapping[int, Path],
-) -> tuple[ExtractStats, dict[str, str]]:
-    """Unpack every backup of the chain (each checked as it streams, each bounded by its own
-    manifest, its tablespaces beside it), then let pg_combinebackup write the synthetic full
-    backup into `pgdata` and each tablespace into its planned directory."""
-    checked: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix=f".{pgdata.name}.chain-", dir=staging) as scratch:
-        directories = []
-        spaces: dict[int, Path] = {}
-        for number, link in enumerate(chain):
-            directory = Path(scratch) / f"{number:02d}"  # not the id: it comes from the bucket
-            directory.mkdir(mode=0o700)
-            spaces = {t.oid: Path(scratch) / f"{number:02d}-tablespaces" / str(t.oid)
-                      for t in link.tablespaces}  # fmt: skip
-            for where in spaces.values():
-                where.mkdir(mode=0o700, parents=True)
-            _, read = _restore_files(storage, link, directory, spaces, progress, None)
-            checked.update(read)
-            directories.append(directory)
-        # the newest backup's tablespaces, where its links point, go to their planned places
-        moves = [f"--tablespace-mapping={spaces[oid]}={new}" for oid, new in planned.items()]
-        try:
-            run([pg_combinebackup, *directories, "--output", pgdata, *moves])
-        except CommandFailed as exc:
-            raise VerificationFailed(
-                f"pg_combinebackup could not combine backup {chain[-1].backup_id} with its "
-                f"{len(chain) - 1} parents: {exc.message}",
-                hint="the chain is damaged or not one PostgreSQL wrote; restore a full backup",
-            ) from None
-    files = size = 0
-    for root, _, names in os.walk(pgdata):
-        for name in names:
-            files += 1
-            size += os.lstat(os.path.join(root, name)).st_size
-    return ExtractStats(files, size), checked
 
 
 def verify_data_directory(

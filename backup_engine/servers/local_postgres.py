@@ -13,6 +13,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Mapping
+from contextlib import suppress
 from pathlib import Path
 from typing import NoReturn
 
@@ -95,6 +96,7 @@ class LocalPostgresServer(PostgresServer):
         self.data_dir = data_dir
         self.port = free_port()
         self.log_file = backend.root / f"{data_dir.name}.log"
+        self._log_from = 0  # where this start's lines begin (a repaired server reuses the log)
         self._settings = dict(settings or {})
         self._env = dict(env or {})
 
@@ -118,6 +120,8 @@ class LocalPostgresServer(PostgresServer):
             "unix_socket_directories": str(self._backend.socket_dir),
         }
         options = " ".join(f"-c {name}={shlex.quote(v)}" for name, v in overrides.items())
+        with suppress(FileNotFoundError):
+            self._log_from = self.log_file.stat().st_size
         try:
             self._pg_ctl(
                 "start",
@@ -153,7 +157,9 @@ class LocalPostgresServer(PostgresServer):
 
     def log_tail(self, lines: int = 3) -> str:
         try:
-            text = self.log_file.read_text(errors="replace").strip().splitlines()
+            with self.log_file.open("rb") as log:
+                log.seek(self._log_from)
+                text = log.read().decode(errors="replace").strip().splitlines()
         except FileNotFoundError:
             return "no log written"
         return "\n".join(text[-lines:]) or "empty log"
