@@ -97,3 +97,16 @@ Feature: Incremental backups on PostgreSQL 17
     And the restored server keeps tablespaces "fast, idx" in new directories
     And every table has the same row count and content checksum as before the loss
     And every index is valid and passes amcheck
+
+  Scenario: A damaged server is repaired in place from a chain, tablespaces included
+    Given table "events" with 5000 rows lives in tablespace "fast" and its index in tablespace "idx"
+    When a full backup is taken
+    And 200 more users sign up
+    And an incremental backup is taken
+    And the row count and content checksum of every table are recorded
+    And the WAL is archived
+    And a page of table "events" in the database "postgres" is corrupted on disk
+    And the server is stopped and repaired in place with a delta restore of the latest backup
+    Then the restore combined a chain of 2 backups
+    And every table has the same row count and content checksum as before the loss
+    And the delta restore wrote less than 10% of the backup besides its WAL

@@ -173,7 +173,7 @@ def test_the_drills_run_on_postgresql_17(tmp_path: Path) -> None:
     summary = report["summary"]
     assert report["passed"] and summary["skipped"] == 0 and summary["passed"] >= 25, summary
     incremental = [s for s in report["scenarios"] if "incremental" in s["tags"]]
-    assert len(incremental) == 7 and all(s["status"] == "passed" for s in incremental)
+    assert len(incremental) == 8 and all(s["status"] == "passed" for s in incremental)
 
 
 @needs_docker

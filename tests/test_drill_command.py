@@ -256,10 +256,10 @@ def test_a_skipped_scenario_is_reported_as_skipped_not_failed(tmp_path: Path) ->
     lines = out.stdout.splitlines()
     assert not [line for line in lines if line.startswith("FAIL")], out.stdout
     report = json.loads((tmp_path / "evidence" / "report.json").read_text())
-    if report["summary"]["passed"] == 7:  # a host with PostgreSQL 17: nothing to skip
+    if report["summary"]["passed"] == 8:  # a host with PostgreSQL 17: nothing to skip
         assert out.returncode == 0 and report["result"] == "passed"
         return
-    assert "Restore drill INCOMPLETE: 0 of 7 scenarios passed, 7 skipped (exit 6)" in out.stdout
+    assert "Restore drill INCOMPLETE: 0 of 8 scenarios passed, 8 skipped (exit 6)" in out.stdout
     assert out.returncode == 6 and report["result"] == "incomplete" and not report["passed"]
     assert "skipped: " in report["scenarios"][0]["error"]  # the reason, for the auditor
     assert ">INCOMPLETE<" in (tmp_path / "evidence" / "report.html").read_text()

@@ -95,8 +95,29 @@ def test_a_cluster_with_tablespaces_backs_up_and_restores_mapped(
             conn.execute("SET enable_seqscan = off")
             row = conn.execute("SELECT id FROM events WHERE body = md5('777')").fetchone()
             assert row == (777,)
+            conn.execute("DELETE FROM events WHERE id % 7 = 0")  # the copy runs on
     finally:
         restored.stop()
+    (fast / "stray").write_text("not PostgreSQL's")
+    with pytest.raises(UsageError, match=r"holds stray beside PostgreSQL \d+'s"):
+        restore_base_backup(repo, "latest", target, recovery=OFFLINE, tablespaces=mapping,
+                            delta=True)  # fmt: skip
+    (fast / "stray").unlink()
+    foreign = backend.new_data_dir()
+    (foreign / "data").write_text("someone's")
+    elsewhere = TablespaceMapping.parse([f"fast={foreign}", f"idx={idx}"])
+    with pytest.raises(UsageError, match="not this cluster's tablespace"):
+        restore_base_backup(repo, "latest", target, recovery=OFFLINE, tablespaces=elsewhere,
+                            delta=True)  # fmt: skip
+    again = restore_base_backup(repo, "latest", target, recovery=OFFLINE, tablespaces=mapping,
+                                delta=True)  # fmt: skip
+    assert again.delta and 0 < again.delta.written < result.restored_bytes / 2
+    assert (foreign / "data").read_text() == "someone's"
+    repaired = backend.start_existing(target)
+    try:
+        assert table_fingerprints(repaired.dsn()) == expected
+    finally:
+        repaired.stop()
 
 
 def test_restore_never_writes_into_the_source_s_live_tablespaces(

@@ -62,6 +62,7 @@ def delta_target(
     identifier: str,
     backup_id: str,
     tablespaces: Mapping[int, Path],
+    major: int,
     *,
     in_use: Callable[[Path], str | None],
 ) -> Iterator[DeltaTarget]:
@@ -72,7 +73,7 @@ def delta_target(
         if _has_entries(pgdata):
             _check_cluster(pgdata, identifier, backup_id)
         for oid, directory in tablespaces.items():
-            _check_tablespace(pgdata, oid, directory)
+            _check_tablespace(pgdata, oid, directory, major)
         for directory in (pgdata, *tablespaces.values()):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
@@ -138,18 +139,30 @@ def _check_cluster(pgdata: Path, identifier: str, backup_id: str) -> None:
         )
 
 
-def _check_tablespace(pgdata: Path, oid: int, directory: Path) -> None:
+def _check_tablespace(pgdata: Path, oid: int, directory: Path, major: int) -> None:
+    """A non-empty tablespace directory must be the one this cluster links, holding only its
+    version directory (`PG_<major>_<catalog>`): anything beside it, another major's included,
+    pg_verifybackup would reject after the restore, so it is refused before."""
     if not _has_entries(directory):
         return
     link = pgdata / LINK_DIR / str(oid)
+    ours = False
     with suppress(OSError):
-        if link.is_symlink() and Path(os.readlink(link)).resolve() == directory.resolve():
-            return
-    raise TargetNotEmpty(
-        f"tablespace directory {directory} is not empty and is not this cluster's tablespace "
-        f"{oid} ({LINK_DIR}/{oid} in {pgdata} does not point to it)",
-        hint="map the tablespace to an empty directory with --tablespace-map",
-    )
+        ours = link.is_symlink() and Path(os.readlink(link)).resolve() == directory.resolve()
+    if not ours:
+        raise TargetNotEmpty(
+            f"tablespace directory {directory} is not empty and is not this cluster's "
+            f"tablespace {oid} ({LINK_DIR}/{oid} in {pgdata} does not point to it)",
+            hint="map the tablespace to an empty directory with --tablespace-map",
+        )
+    others = sorted(e.name for e in os.scandir(directory) if not e.name.startswith(f"PG_{major}_"))
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise TargetNotEmpty(
+            f"tablespace directory {directory} holds {shown} beside PostgreSQL {major}'s "
+            "version directory",
+            hint="move them out of the tablespace directory (pg_verifybackup would reject them)",
+        )
 
 
 def _unstartable(pgdata: Path, identifier: str) -> None:

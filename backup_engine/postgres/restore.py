@@ -148,7 +148,7 @@ def restore_base_backup(
         moved, rewrite = None, None
         if delta:
             rewrite = targets.enter_context(delta_target(
-                pgdata, manifest.system_identifier, manifest.backup_id, planned,
+                pgdata, manifest.system_identifier, manifest.backup_id, planned, manifest.pg_major,
                 in_use=live_server_near,
             ))  # fmt: skip
         else:
