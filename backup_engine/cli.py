@@ -58,6 +58,11 @@ class _Commands(click.Group):
 @click.option(
     "--repo", help="Repository URL (s3://bucket/prefix or file:///path); overrides config."
 )
+@click.option(
+    "--stanza",
+    help="The PostgreSQL cluster of a configuration with several ([stanza.NAME]): its options, "
+    "its repository prefix [$BACKUP_ENGINE_STANZA].",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Say only warnings and errors on stderr.")
 @click.option("-v", "--verbose", is_flag=True, help="Say more on stderr.")
 @click.option(
@@ -76,6 +81,7 @@ def cli(
     ctx: click.Context,
     config: Path | None,
     repo: str | None,
+    stanza: str | None,
     quiet: bool,
     verbose: bool,
     log_format: str,
@@ -83,7 +89,7 @@ def cli(
 ) -> None:
     """Back up and restore PostgreSQL, Redis and media files, and prove the backups restore."""
     logs.configure(quiet=quiet, verbose=verbose, fmt=log_format)
-    ctx.obj = CliContext(config=config, repo=repo, debug=debug)
+    ctx.obj = CliContext(config=config, repo=repo, debug=debug, stanza=stanza)
 
 
 for group, extra in ((pg, [show, delete_backup, *PG_PINS]), (redis, REDIS_COMMANDS),

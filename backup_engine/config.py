@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from backup_engine import stanzas
 from backup_engine.codecs import Codec, get_codec
 from backup_engine.errors import ConfigError
 from backup_engine.options import OPTIONS, Option
@@ -159,6 +160,23 @@ class Settings:
     source: Path | None = None
     environment: Mapping[str, str] = field(default_factory=dict, repr=False)
     origins: Mapping[str, str] = field(default_factory=dict)  # "section.name" -> where from
+    stanza: str | None = None  # the cluster selected (stanzas.py); its repository is below url
+    stanzas: tuple[str, ...] = ()  # every stanza the configuration names
+
+    @property
+    def needs_stanza(self) -> bool:
+        """Stanzas are configured, none is selected, and the repository is the root's (a
+        `--repo` naming one stanza's repository, as a restore_command does, needs none)."""
+        explicit = self.origins.get("repository.url") == "command line"
+        return bool(self.stanzas) and self.stanza is None and not explicit
+
+    def require_stanza(self) -> None:
+        if self.needs_stanza:
+            raise ConfigError(
+                f"the configuration names {len(self.stanzas)} stanzas "
+                f"({', '.join(self.stanzas)}): say which cluster",
+                hint="pass --stanza NAME (or set $BACKUP_ENGINE_STANZA)",
+            )
 
     def open_storage(self) -> Storage:
         if not self.repository.url:
@@ -246,6 +264,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _check_known(data: Mapping[str, Any], path: Path) -> None:
     sections = {o.section for o in OPTIONS}
     for section, body in data.items():
+        if section == stanzas.SECTION:
+            continue  # stanzas.read_stanzas checks them
         if section not in sections:
             raise ConfigError(
                 f"unknown section [{section}] in {path}",
@@ -267,8 +287,10 @@ def load_settings(
     *,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    stanza: str | None = None,
 ) -> Settings:
-    """Build settings. `overrides` maps "section.name" to command-line values (None = unset)."""
+    """Build settings. `overrides` maps "section.name" to command-line values (None = unset);
+    `stanza` (or $BACKUP_ENGINE_STANZA) selects one of the config's clusters (stanzas.py)."""
     env = os.environ if env is None else env
     explicit = config_file is not None or CONFIG_ENV in env
     path = config_file or Path(env.get(CONFIG_ENV, DEFAULT_CONFIG_FILE))
@@ -278,6 +300,10 @@ def load_settings(
             raise ConfigError(f"config file {path} does not exist")
         data = _read_toml(path)
         _check_known(data, path)
+    known = {o.name for o in OPTIONS if o.section == "postgres"}
+    tables = stanzas.read_stanzas(data, path, known)
+    chosen, chosen_from = stanzas.select(tables, stanza, env)
+    own = tables.get(chosen, {}) if chosen else {}
     values: dict[str, dict[str, Any]] = {}
     origins: dict[str, str] = {}
     for option in OPTIONS:
@@ -286,6 +312,9 @@ def load_settings(
         if option.name in data.get(option.section, {}):
             value = _coerce(option, data[option.section][option.name], str(path))
             origins[key] = str(path)
+        if option.section == "postgres" and option.name in own:
+            where = f"{path} [stanza.{chosen}]"
+            value, origins[key] = _coerce(option, own[option.name], where), where
         for var in option.variables:
             if env.get(var):
                 value, origins[key] = _coerce(option, env[var], f"${var}"), f"${var}"
@@ -293,6 +322,11 @@ def load_settings(
         if overrides and overrides.get(key) is not None:
             value, origins[key] = _coerce(option, overrides[key], "command line"), "command line"
         values.setdefault(option.section, {})[option.name] = value
+    if chosen is not None:  # one cluster: its own prefix; Redis and media are the root's
+        if values["repository"]["url"]:
+            values["repository"]["url"] = stanzas.stanza_url(values["repository"]["url"], chosen)
+        values["redis"]["url"], values["media"]["paths"] = None, ()
+        origins["stanza"] = chosen_from
     return Settings(
         repository=RepositorySettings(**values["repository"]),
         compression=CompressionSettings(**values["compression"]),
@@ -306,4 +340,6 @@ def load_settings(
         environment=env,
         source=path if data else None,
         origins=origins,
+        stanza=chosen,
+        stanzas=tuple(sorted(tables)),
     )

@@ -24,6 +24,7 @@ from backup_engine.safefs import CHUNK, Attributes, SafeTree, split_relative, wr
 from backup_engine.streams import Chunks
 
 BLOCK = 8192  # PostgreSQL's page: what one changed row dirties
+SPAN = 8 * BLOCK
 WAL_DIR = "pg_wal"
 
 
@@ -133,16 +134,12 @@ class DeltaTree(SafeTree):
             chunk = content.read(min(CHUNK, size - position))
             if not chunk:
                 raise self._refuse(parts, f"ends after {position} of {size} bytes")
-            length = len(chunk)
+            data = chunk if isinstance(chunk, bytes) else bytes(chunk)  # bytes compare by
+            length = len(data)  # memcmp; a memoryview, item by item (20 times slower)
             old = os.pread(fd, length, position) if position < had else b""
             self.stats.compared += len(old)
-            if old != chunk:
-                view = memoryview(chunk)
-                for at in range(0, length, BLOCK):
-                    block = view[at : at + BLOCK]
-                    if old[at : at + BLOCK] != block:
-                        write_all(fd, block, position + at)
-                        written += len(block)
+            if old != data:
+                written += _write_differing(fd, old, data, position)
             position += length
         if had != size:
             os.ftruncate(fd, size)
@@ -193,6 +190,21 @@ class DeltaTree(SafeTree):
                 self._clear(fd, name)
                 if name in dirs:
                     dirs.remove(name)
+
+
+def _write_differing(fd: int, old: bytes, data: bytes, position: int) -> int:
+    """Write the BLOCKs of `data` that differ from `old` at `position`; returns bytes written.
+    Spans of 64 KiB are compared first: a change every few pages costs fewer Python steps."""
+    written = 0
+    for span in range(0, len(data), SPAN):
+        if old[span : span + SPAN] == data[span : span + SPAN]:
+            continue
+        for at in range(span, min(span + SPAN, len(data)), BLOCK):
+            block = data[at : at + BLOCK]
+            if old[at : at + BLOCK] != block:
+                write_all(fd, block, position + at)
+                written += len(block)
+    return written
 
 
 def _own_regular_file(fd: int) -> bool:

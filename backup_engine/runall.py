@@ -39,7 +39,7 @@ def configured_jobs(settings: Settings, progress: Progress) -> list[Job]:
     storage = settings.open_storage()
     codec = settings.compression.get()
     jobs: list[Job] = []
-    if settings.postgres.dsn:
+    if settings.postgres.dsn and not settings.needs_stanza:  # with stanzas, [postgres] is shared
         pg = settings.postgres
         options = pg.backup_options()
 
@@ -47,7 +47,7 @@ def configured_jobs(settings: Settings, progress: Progress) -> list[Job]:
             manifest = take_base_backup(storage, codec, options, progress=progress)
             return manifest.backup_id, manifest.stored_bytes
 
-        jobs.append(("postgres", postgres))
+        jobs.append((f"postgres {settings.stanza}" if settings.stanza else "postgres", postgres))
     if settings.redis.url:
         target = RedisTarget(settings.redis.url)
 
@@ -68,18 +68,42 @@ def configured_jobs(settings: Settings, progress: Progress) -> list[Job]:
     return jobs
 
 
-def run_all_backups(settings: Settings, *, progress: Progress | None = None) -> list[JobResult]:
-    results = []
-    for name, job in configured_jobs(settings, progress or Progress()):
-        started = time.monotonic()
-        try:
-            backup_id, stored = job()
-        except BackupEngineError as exc:
-            error = exc.one_line()
-        except Exception as exc:  # noqa: BLE001 - one job's bug must not stop the others
-            error = f"internal error: {type(exc).__name__}: {exc}"
-        else:
-            results.append(JobResult(name, "ok", backup_id, stored, time.monotonic() - started))
-            continue
-        results.append(JobResult(name, "failed", None, None, time.monotonic() - started, error))
-    return results
+def run_all_backups(
+    settings: Settings,
+    *,
+    progress: Progress | None = None,
+    stanza: Callable[[str], Settings] | None = None,
+) -> list[JobResult]:
+    """Every job of `settings`; with stanzas configured and none selected, every stanza's
+    cluster first (`stanza` loads a stanza's settings), then the root's Redis and media."""
+    scopes = [settings]
+    if settings.needs_stanza and stanza is not None:
+        scopes = [stanza(name) for name in settings.stanzas] + scopes
+    jobs = [job for scope in scopes for job in _jobs_or_failure(scope, progress or Progress())]
+    return [_run(name, job) for name, job in jobs]
+
+
+def _jobs_or_failure(settings: Settings, progress: Progress) -> list[Job]:
+    """A stanza whose repository cannot be opened fails as a job; the others still run."""
+    try:
+        return configured_jobs(settings, progress)
+    except BackupEngineError as exc:
+        message = exc.one_line()
+
+        def failed() -> tuple[str, int]:
+            raise BackupEngineError(message)
+
+        return [(f"postgres {settings.stanza}" if settings.stanza else "setup", failed)]
+
+
+def _run(name: str, job: Callable[[], tuple[str, int]]) -> JobResult:
+    started = time.monotonic()
+    try:
+        backup_id, stored = job()
+    except BackupEngineError as exc:
+        error = exc.one_line()
+    except Exception as exc:  # noqa: BLE001 - one job's bug must not stop the others
+        error = f"internal error: {type(exc).__name__}: {exc}"
+    else:
+        return JobResult(name, "ok", backup_id, stored, time.monotonic() - started)
+    return JobResult(name, "failed", None, None, time.monotonic() - started, error)

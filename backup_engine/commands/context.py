@@ -15,9 +15,16 @@ class CliContext:
     config: Path | None
     repo: str | None
     debug: bool
+    stanza: str | None = None
 
     def settings(self, **overrides: Any) -> Settings:
-        return load_settings(self.config, overrides={"repository.url": self.repo, **overrides})
+        return load_settings(
+            self.config, overrides={"repository.url": self.repo, **overrides}, stanza=self.stanza
+        )
+
+    def settings_for(self, stanza: str) -> Settings:
+        """The settings of one stanza of the configuration (run-all goes through them all)."""
+        return load_settings(self.config, overrides={"repository.url": self.repo}, stanza=stanza)
 
     def progress(self, *, json_output: bool, enabled: bool = True) -> Progress:
         return make_progress(enabled=enabled and not json_output)

@@ -25,13 +25,17 @@ def run_all(
 ) -> None:
     """Run every backup the config describes (PostgreSQL, Redis, media), past failures.
 
+    With stanzas ([stanza.NAME]) and no --stanza: every stanza's cluster, then Redis and media.
+
     Exits 1 if any of them failed; the summary says which and why.
     """
     from backup_engine.errors import ConfigError
     from backup_engine.runall import run_all_backups
 
     results = run_all_backups(
-        obj.settings(), progress=obj.progress(json_output=json_output, enabled=not no_progress)
+        obj.settings(),
+        progress=obj.progress(json_output=json_output, enabled=not no_progress),
+        stanza=obj.settings_for,
     )
     if not results:  # a cron job with a broken configuration must not succeed silently
         raise ConfigError(

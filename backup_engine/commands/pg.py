@@ -30,8 +30,11 @@ if TYPE_CHECKING:
 
 
 @click.group()
-def pg() -> None:
+@click.pass_context
+def pg(ctx: click.Context) -> None:
     """PostgreSQL: backup, list, verify, restore, WAL archiving."""
+    if ctx.obj is not None and ctx.invoked_subcommand is not None:
+        ctx.obj.settings().require_stanza()  # a cluster of several: refused before any work
 
 
 register_wal_commands(pg)
