@@ -193,6 +193,8 @@ class Settings:
                 "[repository] object_lock is set, but Object Lock is a feature of S3 buckets",
                 hint="unset object_lock for a file:// repository",
             )
+        if self.stanza is not None:
+            stanzas.prepare_local(self.repository.url, self.stanza)
         storage = open_storage(self.repository.url, self.repository.s3_options(lock))
         if self.repository.encryption is None:
             return storage

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from backup_engine.errors import ConfigError
 
@@ -98,3 +100,19 @@ def stanza_url(url: str, name: str) -> str:
     base = url.rstrip("/")
     suffix = f"/{PREFIX}/{name}"
     return base if base.endswith(suffix) else base + suffix
+
+
+def prepare_local(url: str, name: str) -> None:
+    """A file:// repository's stanza directory, made when the repository itself exists (a
+    missing repository stays an error: a typo in its path must not create a new one)."""
+    parsed = urlparse(url)
+    suffix = f"/{PREFIX}/{name}"
+    if parsed.scheme != "file" or not parsed.path.rstrip("/").endswith(suffix):
+        return
+    stanza = Path(unquote(parsed.path))
+    root = stanza.parent.parent
+    if root.is_dir() and not root.is_symlink():
+        with suppress(FileExistsError):
+            (root / PREFIX).mkdir(mode=0o700)
+        with suppress(FileExistsError):
+            stanza.mkdir(mode=0o700)
