@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backup_engine import stanzas
+from backup_engine import repositories, stanzas
 from backup_engine.codecs import Codec, get_codec
 from backup_engine.errors import ConfigError
 from backup_engine.options import OPTIONS, Option
@@ -44,6 +44,8 @@ class RepositorySettings:
     noncurrent_days: int
     upload_concurrency: int
     object_lock: str | None = None
+    profile: str | None = None
+    acknowledge: str = "all"  # of the first only: the rule for writing to several
 
     def s3_options(self, lock: ObjectLock | None = None) -> S3Options:
         from backup_engine.storage import S3Options
@@ -57,6 +59,7 @@ class RepositorySettings:
             kms_key_id=self.kms_key_id,
             part_size=self.part_size_mb * 1024 * 1024,
             max_concurrency=self.upload_concurrency,
+            profile=self.profile,
         )
 
 
@@ -162,6 +165,8 @@ class Settings:
     origins: Mapping[str, str] = field(default_factory=dict)  # "section.name" -> where from
     stanza: str | None = None  # the cluster selected (stanzas.py); its repository is below url
     stanzas: tuple[str, ...] = ()  # every stanza the configuration names
+    repositories: tuple[RepositorySettings, ...] = ()  # [repository], then [repository.2]
+    selected: int | None = None  # --repo N: that repository alone, for reads and writes
 
     @property
     def needs_stanza(self) -> bool:
@@ -179,7 +184,36 @@ class Settings:
             )
 
     def open_storage(self) -> Storage:
-        if not self.repository.url:
+        """The repository read from (and written to when it is the only one): the first,
+        or the one --repo N selected."""
+        return self._open(self.repository)
+
+    def open_storages(self) -> list[Storage]:
+        """Every repository a backup or a WAL segment goes to (one when --repo N)."""
+        if self.selected is not None or len(self.repositories) < 2:
+            return [self.open_storage()]
+        return [self._open(repository) for repository in self.repositories]
+
+    def open_repository(self, number: int) -> Storage:
+        """Repository `number` (1: [repository], 2: [repository.2])."""
+        if not 1 <= number <= len(self.repositories):
+            raise ConfigError(
+                f"no repository {number} is configured",
+                hint="add [repository.2] with its url to the config file",
+            )
+        return self._open(self.repositories[number - 1])
+
+    def open_write_storage(self) -> Storage:
+        """Where one backup stream goes: every repository at once (repositories.py)."""
+        stores = self.open_storages()
+        if len(stores) == 1:
+            return stores[0]
+        from backup_engine.storage.mirror import MirroredStorage
+
+        return MirroredStorage(stores, acknowledge=self.repository.acknowledge)
+
+    def _open(self, repository: RepositorySettings) -> Storage:
+        if not repository.url:
             raise ConfigError(
                 "no repository configured",
                 hint="set [repository] url in backup-engine.toml, BACKUP_ENGINE_REPOSITORY "
@@ -187,32 +221,33 @@ class Settings:
             )
         from backup_engine.storage import open_storage
 
-        lock = self.object_lock()
-        if lock is not None and not self.repository.url.startswith("s3://"):
+        lock = self.object_lock(repository)
+        if lock is not None and not repository.url.startswith("s3://"):
             raise ConfigError(
                 "[repository] object_lock is set, but Object Lock is a feature of S3 buckets",
                 hint="unset object_lock for a file:// repository",
             )
         if self.stanza is not None:
-            stanzas.prepare_local(self.repository.url, self.stanza)
-        storage = open_storage(self.repository.url, self.repository.s3_options(lock))
-        if self.repository.encryption is None:
+            stanzas.prepare_local(repository.url, self.stanza)
+        storage = open_storage(repository.url, repository.s3_options(lock))
+        if repository.encryption is None:
             return storage
         from backup_engine.storage.encrypted import KEY_ENV, EncryptedStorage, load_key
 
-        key, env = load_key(self.environment.get(KEY_ENV), self.repository.encryption_key_file)
+        key, env = load_key(self.environment.get(KEY_ENV), repository.encryption_key_file)
         return EncryptedStorage(storage, key, env)
 
-    def object_lock(self) -> ObjectLock | None:
+    def object_lock(self, repository: RepositorySettings | None = None) -> ObjectLock | None:
         """The retention every object gets, covering the retention plan; None when off."""
-        if self.repository.object_lock is None:
+        mode = (repository or self.repository).object_lock
+        if mode is None:
             return None
         from backup_engine.storage.object_lock import plan_lock
 
         policy = self.retention.policy()
         evidence = self.drill.keep_days  # 0 keeps every run: lock it as long as the backups
         longest = max(policy.daily_days, policy.weekly_days)
-        return plan_lock(self.repository.object_lock, policy, evidence or longest)
+        return plan_lock(mode, policy, evidence or longest)
 
 
 def _coerce(option: Option, value: Any, origin: str) -> Any:
@@ -277,6 +312,8 @@ def _check_known(data: Mapping[str, Any], path: Path) -> None:
             raise ConfigError(f"[{section}] in {path} must be a table")
         known = {o.name for o in OPTIONS if o.section == section}
         for name in body:
+            if section == "repository" and isinstance(body[name], dict):
+                continue  # [repository.2]: repositories.extra_tables checks it
             if name not in known:
                 raise ConfigError(
                     f"unknown option {section}.{name} in {path}",
@@ -304,6 +341,12 @@ def load_settings(
         _check_known(data, path)
     known = {o.name for o in OPTIONS if o.section == "postgres"}
     tables = stanzas.read_stanzas(data, path, known)
+    second = repositories.extra_tables(data, path, {o.name for o in OPTIONS
+                                                    if o.section == "repository"})  # fmt: skip
+    overrides = dict(overrides or {})
+    selected = repositories.parse_selection(overrides.get("repository.url"))
+    if selected is not None:
+        overrides["repository.url"] = None  # --repo 2: a number, not a url
     chosen, chosen_from = stanzas.select(tables, stanza, env)
     own = tables.get(chosen, {}) if chosen else {}
     values: dict[str, dict[str, Any]] = {}
@@ -324,13 +367,26 @@ def load_settings(
         if overrides and overrides.get(key) is not None:
             value, origins[key] = _coerce(option, overrides[key], "command line"), "command line"
         values.setdefault(option.section, {})[option.name] = value
+    stores = [values["repository"]]
+    if second or env.get(repositories.env_of("url")):
+        stores.append(repositories.second_values(second, env, path, OPTIONS, _coerce))
+        repositories.check_distinct(stores[0]["url"], stores[1]["url"])
     if chosen is not None:  # one cluster: its own prefix; Redis and media are the root's
-        if values["repository"]["url"]:
-            values["repository"]["url"] = stanzas.stanza_url(values["repository"]["url"], chosen)
+        for store in stores:
+            if store["url"]:
+                store["url"] = stanzas.stanza_url(store["url"], chosen)
         values["redis"]["url"], values["media"]["paths"] = None, ()
         origins["stanza"] = chosen_from
+    configured = tuple(RepositorySettings(**store) for store in stores)
+    if selected is not None and selected > len(configured):
+        raise ConfigError(
+            f"--repo {selected}: no repository {selected} is configured",
+            hint="add [repository.2] with its url to the config file",
+        )
     return Settings(
-        repository=RepositorySettings(**values["repository"]),
+        repository=configured[(selected or 1) - 1],
+        repositories=configured,
+        selected=selected,
         compression=CompressionSettings(**values["compression"]),
         postgres=PostgresSettings(**values["postgres"]),
         redis=RedisSettings(**values["redis"]),

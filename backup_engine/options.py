@@ -161,6 +161,24 @@ OPTIONS: tuple[Option, ...] = (
         example="governance",
     ),
     Option(
+        "repository",
+        "profile",
+        str,
+        None,
+        help="AWS profile (~/.aws/credentials) this repository's requests sign with; empty: "
+        "AWS_* variables, the default profile or the instance role",
+        example="offsite",
+    ),
+    Option(
+        "repository",
+        "acknowledge",
+        str,
+        "all",
+        choices=("all", "any"),
+        help="with [repository.2]: a WAL segment or backup is done when every repository "
+        "holds it (all), or at least one (any: the others are reported and filled by copy)",
+    ),
+    Option(
         "compression",
         "codec",
         str,

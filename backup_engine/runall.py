@@ -35,8 +35,10 @@ def configured_jobs(settings: Settings, progress: Progress) -> list[Job]:
     from backup_engine.postgres.basebackup import take_base_backup
     from backup_engine.redis.backup import take_redis_backup
     from backup_engine.redis.target import RedisTarget
+    from backup_engine.repositories import for_each
 
-    storage = settings.open_storage()
+    storage = settings.open_write_storage()  # one stream, every repository (repositories.py)
+    stores = settings.open_storages()
     codec = settings.compression.get()
     jobs: list[Job] = []
     if settings.postgres.dsn and not settings.needs_stanza:  # with stanzas, [postgres] is shared
@@ -59,9 +61,11 @@ def configured_jobs(settings: Settings, progress: Progress) -> list[Job]:
     for path in settings.media.paths:
 
         def media(root: Path = Path(path)) -> tuple[str, int]:
-            manifest = take_media_snapshot(
-                storage, codec, root, progress=progress, concurrency=settings.media.concurrency
-            )
+            taken = for_each(stores, settings.repository.acknowledge, f"snapshot {root}",
+                             lambda store: take_media_snapshot(
+                store, codec, root, progress=progress, concurrency=settings.media.concurrency
+            ))  # fmt: skip
+            manifest = taken[0][1]
             return manifest.backup_id, manifest.new_bytes
 
         jobs.append((f"media {path}", media))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from backup_engine.durations import format_duration
 
 if TYPE_CHECKING:
     from backup_engine.media.manifest import MediaSnapshotManifest
+    from backup_engine.storage import Storage
 
 
 @click.group()
@@ -51,15 +53,20 @@ def backup(obj: CliContext, roots: tuple[Path, ...], no_progress: bool, json_out
             "no directory to snapshot",
             hint="pass --path DIR, or list directories in [media] paths of the configuration",
         )
-    storage = settings.open_storage()
+    from backup_engine.repositories import for_each
+
+    stores = settings.open_storages()  # each repository deduplicates against its own packs
+    codec = settings.compression.get()
+    progress = obj.progress(json_output=json_output, enabled=not no_progress)
+
+    def snapshot(storage: Storage, root: Path) -> MediaSnapshotManifest:
+        return take_media_snapshot(storage, codec, root, progress=progress,
+                                   concurrency=settings.media.concurrency)  # fmt: skip
+
     for root in roots:
-        manifest = take_media_snapshot(
-            storage,
-            settings.compression.get(),
-            root,
-            progress=obj.progress(json_output=json_output, enabled=not no_progress),
-            concurrency=settings.media.concurrency,
-        )
+        taken = for_each(stores, settings.repository.acknowledge, f"snapshot {root}",
+                         partial(snapshot, root=root))  # fmt: skip
+        manifest = taken[0][1]
         if json_output:
             emit_json(_summary(manifest))
             continue

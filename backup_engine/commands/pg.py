@@ -78,7 +78,7 @@ def backup(
     settings = obj.settings(**{"postgres.dsn": dsn, "postgres.backup_type": backup_type})
     pg = settings.postgres
     manifest = take_base_backup(
-        settings.open_storage(),
+        settings.open_write_storage(),
         settings.compression.get(),
         pg.backup_options(
             label=label,

@@ -110,7 +110,8 @@ def wal_push(obj: CliContext, path: Path) -> None:
     from backup_engine.postgres.wal import wal_push as push
 
     settings = obj.settings()
-    if settings.wal.push_mode == "async" and settings.repository.url:
+    several = len(settings.repositories) > 1 and settings.selected is None
+    if settings.wal.push_mode == "async" and settings.repository.url and not several:
         from backup_engine.postgres.walasync import push_async
         from backup_engine.postgres.walspool import spool_of
 
@@ -124,13 +125,20 @@ def wal_push(obj: CliContext, path: Path) -> None:
         if done:
             logs.info(f"{path.name} archived (asynchronously)", segment=path.name)
             return
-    result = push(settings.open_storage(), path, settings.compression.get())
-    state = "already archived (identical)" if result.already_archived else "archived"
-    logs.info(  # stderr: PostgreSQL logs archive_command's stderr; stdout would be lost
-        f"{result.name} {state}: {result.raw_size} -> {result.stored_size} bytes "
-        f"in {result.seconds:.2f} s",
-        segment=result.name,
-    )
+    from backup_engine.repositories import for_each
+
+    stores = settings.open_storages()  # each in turn (the async worker serves one repository)
+    codec = settings.compression.get()
+    pushed = for_each(stores, settings.repository.acknowledge, f"archive {path.name}",
+                      lambda storage: push(storage, path, codec))  # fmt: skip
+    for number, result in pushed:
+        state = "already archived (identical)" if result.already_archived else "archived"
+        into = f" in repository {number}" if len(stores) > 1 else ""
+        logs.info(  # stderr: PostgreSQL logs archive_command's stderr; stdout would be lost
+            f"{result.name} {state}{into}: {result.raw_size} -> {result.stored_size} bytes "
+            f"in {result.seconds:.2f} s",
+            segment=result.name,
+        )
 
 
 @click.command(name="wal-fetch")

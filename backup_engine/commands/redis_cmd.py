@@ -53,7 +53,7 @@ def backup(obj: CliContext, url: str | None, no_progress: bool, json_output: boo
 
     settings, target = _target(obj, url)
     manifest = take_redis_backup(
-        settings.open_storage(),
+        settings.open_write_storage(),
         settings.compression.get(),
         target,
         progress=obj.progress(json_output=json_output, enabled=not no_progress),

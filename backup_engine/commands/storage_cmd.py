@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from backup_engine.commands.context import CliContext
-from backup_engine.commands.output import emit_json
+from backup_engine.commands.output import emit_json, human_bytes
 
 if TYPE_CHECKING:
     from backup_engine.config import Settings
@@ -217,3 +217,59 @@ def rollback(obj: CliContext, to: str, dry_run: bool, as_json: bool) -> None:
     summary = ", ".join(f"{n} {a}" for a, n in counts.items())
     verb = "would change" if dry_run else "changed"
     click.echo(f"{store.url} as at {iso_utc(when)}: {verb} {len(steps)} keys ({summary})")
+
+
+@storage.command()
+@click.option(
+    "--from",
+    "source",
+    type=click.IntRange(1, 2),
+    default=1,
+    show_default=True,
+    help="The repository copied from (1: [repository], 2: [repository.2]).",
+)
+@click.option(
+    "--to",
+    "target",
+    type=click.IntRange(1, 2),
+    default=2,
+    show_default=True,
+    help="The repository filled.",
+)
+@click.option("--dry-run", is_flag=True, help="Print what would be copied; copy nothing.")
+@click.option("--no-progress", is_flag=True, help="Do not draw progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+@click.pass_obj
+def copy(
+    obj: CliContext, source: int, target: int, dry_run: bool, no_progress: bool, as_json: bool
+) -> None:  # fmt: skip
+    """Copy into one repository every object it lacks from the other (a new second repository,
+    or one that missed writes): streamed, with metadata, manifests last. Run it twice: the
+    second run copies nothing."""
+    from backup_engine.errors import UsageError
+    from backup_engine.storage.copy import copy_objects, plan_copy
+
+    if source == target:
+        raise UsageError("--from and --to name the same repository")
+    settings = obj.settings()
+    origin, into = settings.open_repository(source), settings.open_repository(target)
+    missing, present = plan_copy(origin, into)
+    total = sum(info.size for info in missing)
+    if dry_run:
+        if as_json:
+            emit_json({"copied": 0, "would_copy": len(missing), "bytes": total,
+                       "present": present, "keys": [i.key for i in missing]})  # fmt: skip
+            return
+        for info in missing:
+            click.echo(f"would copy {info.key} ({human_bytes(info.size)})")
+        click.echo(f"{len(missing)} objects ({human_bytes(total)}) would be copied from "
+                   f"{origin.url} to {into.url}; {present} already there")  # fmt: skip
+        return
+    progress = obj.progress(json_output=as_json, enabled=not no_progress)
+    report = copy_objects(origin, into, missing, progress)
+    report.present += present
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    click.echo(f"copied {len(report.copied)} objects ({human_bytes(report.bytes)}) from "
+               f"{origin.url} to {into.url}; {report.present} already there")  # fmt: skip

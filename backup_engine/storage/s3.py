@@ -55,7 +55,7 @@ def make_client(options: S3Options) -> S3Client:
         s3={"addressing_style": "path" if options.endpoint_url else "auto"},
         max_pool_connections=max(10, options.max_concurrency * 2),
     )
-    session = Session()
+    session = Session(profile=options.profile)
     session.register_component("data_loader", lean_loader(session))
     client = session.create_client(
         "s3",
@@ -173,6 +173,7 @@ class S3Storage(Storage):
             "AWS_ACCESS_KEY_ID": options.access_key_id,
             "AWS_SECRET_ACCESS_KEY": options.secret_access_key,
             "AWS_CA_BUNDLE": options.ca_bundle,
+            "AWS_PROFILE": options.profile,
             # what archive_command writes is locked too (for as long as its own plan says)
             "BACKUP_ENGINE_OBJECT_LOCK": options.lock.mode.lower() if options.lock else None,
         }

@@ -24,6 +24,7 @@ class S3Options:
     secret_access_key: str | None = None
     ca_bundle: str | None = None  # PEM of a private CA; None: the system's (or AWS_CA_BUNDLE)
     lock: ObjectLock | None = None  # Object Lock retention put on every object written
+    profile: str | None = None  # an AWS profile: a second repository's own credentials
 
     def encryption_args(self) -> dict[str, Any]:
         if self.sse is None:
