@@ -368,7 +368,8 @@ def load_settings(
             value, origins[key] = _coerce(option, overrides[key], "command line"), "command line"
         values.setdefault(option.section, {})[option.name] = value
     stores = [values["repository"]]
-    if second or env.get(repositories.env_of("url")):
+    explicit = origins["repository.url"] == "command line"  # --repo URL: that store alone
+    if (second or env.get(repositories.env_of("url"))) and not explicit:
         stores.append(repositories.second_values(second, env, path, OPTIONS, _coerce))
         repositories.check_distinct(stores[0]["url"], stores[1]["url"])
     if chosen is not None:  # one cluster: its own prefix; Redis and media are the root's

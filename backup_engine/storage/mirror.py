@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 
 from backup_engine import logs
-from backup_engine.errors import BackupEngineError, StorageError
+from backup_engine.errors import BackupEngineError
 from backup_engine.storage.base import ObjectWriter, Storage
 from backup_engine.storage.faults import StorageWrapper
 
@@ -85,9 +85,7 @@ class _MirroredWriter(ObjectWriter):
             store = self._mirror.stores[number - 1]
             self._mirror.failed(number, store, self.key, exc, what)
             if not self._writers:  # "any", and no repository is left for this object
-                raise StorageError(
-                    f"no repository could {what} {self.key}: {exc.one_line()}"
-                ) from None
+                raise exc
 
     def _write(self, data: bytes | bytearray) -> None:
         for number, writer in list(self._writers.items()):

@@ -1,0 +1,165 @@
+"""A second repository: configuration refusals, one stream written to both, WAL to each with
+acknowledge all/any, --repo 2, storage copy (manifests last, run twice copies nothing), and a
+repository lost whole then a restore from the other, on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from backup_engine.config import load_settings
+from backup_engine.errors import ConfigError, StorageUnreachable
+from backup_engine.postgres.connection import connect
+from backup_engine.postgres.recovery import wait_for_recovery
+from backup_engine.progress import Progress
+from backup_engine.servers import LocalPostgresBackend
+from backup_engine.storage import LocalStorage
+from backup_engine.storage.copy import copy_objects, plan_copy
+from backup_engine.storage.faults import FailingWrites
+from backup_engine.storage.mirror import MirroredStorage
+
+TWO = """
+[repository]
+url = "file://{one}"
+acknowledge = "{ack}"
+
+[repository.2]
+url = "file://{two}"
+"""
+
+
+def _config(tmp_path: Path, ack: str = "all", two: Path | None = None) -> Path:
+    one, two = tmp_path / "one", two or tmp_path / "two"
+    for path in (one, two):
+        path.mkdir(exist_ok=True)
+    config = tmp_path / "backup-engine.toml"
+    config.write_text(TWO.format(one=one, two=two, ack=ack))
+    return config
+
+
+def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "backup_engine", "--config", str(config), *args],
+        capture_output=True, text=True, check=False, timeout=300,
+        env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+
+
+def test_the_second_repository_is_configured_apart_and_must_be_another_store(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(_config(tmp_path), env={})
+    assert [r.url for r in settings.repositories] == [f"file://{tmp_path}/one",
+                                                      f"file://{tmp_path}/two"]  # fmt: skip
+    assert settings.repositories[1].acknowledge == "all" and settings.selected is None
+    second = load_settings(_config(tmp_path), env={}, overrides={"repository.url": "2"})
+    assert second.repository.url.endswith("/two") and second.selected == 2
+    assert len(second.open_storages()) == 1
+    with pytest.raises(ConfigError, match="numbered 1 and 2"):
+        load_settings(_config(tmp_path), env={}, overrides={"repository.url": "3"})
+    for clash, refusal in ((tmp_path / "one", "same repository"),
+                           (tmp_path / "one" / "inner", "one inside the other")):  # fmt: skip
+        with pytest.raises(ConfigError, match=refusal):
+            load_settings(_config(tmp_path, two=clash), env={})
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[repository]\nurl = "file:///x"\n[repository.3]\nurl = "file:///y"\n')
+    with pytest.raises(ConfigError, match=r"only a second repository"):
+        load_settings(bad, env={})
+    bad.write_text('[repository]\nurl = "file:///x"\n[repository.2]\nregion = "eu"\n')
+    with pytest.raises(ConfigError, match="has no url"):
+        load_settings(bad, env={})
+    stanza = load_settings(_config(tmp_path), env={}, stanza=None)
+    assert stanza.repository.acknowledge == "all"
+    alone = _cli(_config(tmp_path), "--repo", "2", "pg", "list", "--json")
+    assert alone.returncode == 0 and json.loads(alone.stdout)["repository"].endswith("/two")
+
+
+def test_a_stream_reaches_both_or_with_any_the_one_that_answers(tmp_path: Path) -> None:
+    one, two = LocalStorage(_dir(tmp_path / "a")), LocalStorage(_dir(tmp_path / "b"))
+    MirroredStorage([one, two]).put_bytes("x/data", b"y" * 3_000_000)
+    assert one.get_bytes("x/data") == two.get_bytes("x/data") == b"y" * 3_000_000
+    broken = FailingWrites(two, lambda key: True)
+    with pytest.raises(StorageUnreachable):
+        MirroredStorage([one, broken], acknowledge="all").put_bytes("x/all", b"z")
+    assert not one.exists("x/all")  # aborted everywhere: nothing half-acknowledged
+    MirroredStorage([one, broken], acknowledge="any").put_bytes("x/any", b"z")
+    assert one.get_bytes("x/any") == b"z" and not two.exists("x/any")
+    with pytest.raises(StorageUnreachable):
+        MirroredStorage([FailingWrites(one, lambda k: True), broken],
+                        acknowledge="any").put_bytes("x/none", b"z")  # fmt: skip
+
+
+def _dir(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+def test_copy_fills_what_is_missing_manifests_last_and_twice_copies_nothing(
+    tmp_path: Path,
+) -> None:
+    one, two = LocalStorage(_dir(tmp_path / "a")), LocalStorage(_dir(tmp_path / "b"))
+    one.put_bytes("postgres/base/1/backup.json", b"{}", metadata={"sha256": "m"})
+    one.put_bytes("postgres/base/1/base.tar.zst", b"t" * 5000, metadata={"sha256": "t"})
+    one.put_bytes("postgres/wal/000000010000000000000001.zst", b"w")
+    one.put_bytes("locks/postgres-backup.lock", b"host 1")
+    two.put_bytes("postgres/wal/000000010000000000000001.zst", b"w")
+    missing, present = plan_copy(one, two)
+    assert [i.key for i in missing] == ["postgres/base/1/base.tar.zst",
+                                        "postgres/base/1/backup.json"] and present == 1  # fmt: skip
+    report = copy_objects(one, two, missing, Progress())
+    assert report.bytes == 5002 and two.stat("postgres/base/1/base.tar.zst").metadata == {
+        "sha256": "t"}  # fmt: skip
+    assert not two.exists("locks/postgres-backup.lock")
+    assert plan_copy(one, two)[0] == []
+
+
+@pytest.mark.postgres
+def test_a_repository_lost_whole_the_other_restores() -> None:
+    """Backups and WAL written to both, repository 1 deleted whole, a restore with --repo 2 to
+    the end of the archive brings back rows committed after the backup; copy then fills a new
+    repository 1 from 2."""
+    with LocalPostgresBackend() as backend:
+        tmp_path = backend.new_data_dir()  # the restored server reads repository 2 as postgres
+        config = _config(tmp_path)
+        server = backend.create()
+        with connect(server.dsn()) as conn:
+            conn.execute("CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g")
+        backed = _cli(config, "pg", "backup", "--dsn", server.dsn(), "--no-progress", "--json")
+        assert backed.returncode == 0, backed.stderr
+        with connect(server.dsn()) as conn:
+            conn.execute("INSERT INTO t SELECT g FROM generate_series(1001, 1500) g")
+            segment = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
+            conn.execute("SELECT pg_switch_wal()")
+        assert segment is not None
+        pushed = _cli(config, "pg", "wal-push", str(server.data_dir / "pg_wal" / segment[0]))
+        assert pushed.returncode == 0, pushed.stderr
+        assert "in repository 1" in pushed.stderr and "in repository 2" in pushed.stderr
+        for repo in ("one", "two"):  # each holds the backup and the segment
+            assert list((tmp_path / repo / "postgres" / "wal").glob(f"{segment[0]}*"))
+            assert len(list((tmp_path / repo / "postgres" / "base").iterdir())) == 1
+        server.stop()
+        shutil.rmtree(tmp_path / "one")
+        (tmp_path / "one").mkdir()
+        lost = _cli(config, "pg", "restore", "latest", "--pgdata", str(tmp_path / "x"))
+        assert lost.returncode == 5, lost.stderr  # repository 1 holds nothing now
+        target = backend.new_data_dir()
+        done = _cli(config, "--repo", "2", "pg", "restore", "latest", "--pgdata", str(target),
+                    "--no-progress")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "two" in (target / "postgresql.auto.conf").read_text()  # fetches from repo 2
+        subprocess.run(["chown", "-R", "postgres:", str(tmp_path / "two")], check=True)
+        restored = backend.start_existing(target, wait=False)
+        wait_for_recovery(restored)  # to the end of repository 2's archive, then promoted
+        with connect(restored.dsn()) as conn:
+            row = conn.execute("SELECT count(*) FROM t").fetchone()
+        assert row == (1500,), restored.log_tail(30)
+        filled = _cli(config, "storage", "copy", "--from", "2", "--to", "1", "--json")
+        assert filled.returncode == 0, filled.stderr
+        assert json.loads(filled.stdout)["copied"] >= 3
+        again = _cli(config, "storage", "copy", "--from", "2", "--to", "1", "--json")
+        assert json.loads(again.stdout)["copied"] == 0
