@@ -135,6 +135,8 @@ def run_checks(
     except BackupEngineError as exc:
         findings.append(Finding("storage", CRITICAL, exc.one_line()))
         return findings
+    if len(settings.repositories) > 1 and settings.selected is None:
+        findings.append(second_repository_finding(settings, storage))
     findings += check_backups(storage, deep=deep)
     if storage.object_lock is not None:
         findings.append(lock_finding(storage))
@@ -256,3 +258,34 @@ def check_backups(storage: Storage, *, deep: bool = False) -> list[Finding]:
 
 def overall(findings: list[Finding]) -> int:
     return max((f.state for f in findings), default=UNKNOWN)
+
+
+def second_repository_finding(settings: Settings, first: Storage) -> Finding:
+    """[repository.2]: reachable, another store than the first (a probe written to one must
+    not appear in the other: two URLs of one bucket), and as up to date (its newest base
+    backup the first's). The acknowledge rule is stated."""
+    from backup_engine.postgres.catalog import BASE_BACKUPS
+
+    ack = settings.repository.acknowledge
+    name = "repository 2"
+    try:
+        second = settings.open_repository(2)
+        second.check()
+        key = f"{PROBE_PREFIX}same-store-{uuid.uuid4().hex[:12]}"
+        first.put_bytes(key, b"restore-drill: is this store the other repository?\n")
+        try:
+            same = second.exists(key)
+        finally:
+            first.delete(key)
+        newest = BASE_BACKUPS.list(first).latest
+        theirs = BASE_BACKUPS.list(second).latest
+    except BackupEngineError as exc:
+        return Finding(name, CRITICAL if ack == "all" else WARNING, exc.one_line())
+    if same:
+        return Finding(name, CRITICAL, f"{second.url} is repository 1 ({first.url}) under "
+                       "another url: a probe written to one appeared in the other")  # fmt: skip
+    if newest is not None and (theirs is None or theirs.backup_id < newest.backup_id):
+        return Finding(name, WARNING, f"{second.url} lacks base backup {newest.backup_id}: fill "
+                       "it with backup-engine storage copy --from 1 --to 2")  # fmt: skip
+    return Finding(name, OK, f"{second.url} reachable, another store, as up to date as "
+                   f"repository 1; a write is done when {ack} of them hold it")  # fmt: skip

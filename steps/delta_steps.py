@@ -26,9 +26,7 @@ def repair(
     return restored
 
 
-@then(
-    parsers.parse("the delta restore wrote less than {percent:d}% of the backup besides its WAL")
-)
+@then(parsers.parse("the delta restore wrote less than {percent:d}% of the backup besides its WAL"))
 def wrote_little(restored: RestoredServer, drill_record: ScenarioRecord, percent: int) -> None:
     """The backup's own WAL (pg_wal/) was never in the damaged directory, which had moved on:
     it is written whole, a few segments whatever the database's size. The rest is compared."""

@@ -17,6 +17,7 @@ from backup_engine.repositories import env_of
 from backup_engine.servers import PostgresBackend, PostgresServer
 from backup_engine.storage import Storage
 from backup_engine.storage.mirror import MirroredStorage
+
 from . import StorageFactory
 from .postgres_steps import DEFAULT_CODEC
 

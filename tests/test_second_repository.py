@@ -58,7 +58,7 @@ def test_the_second_repository_is_configured_apart_and_must_be_another_store(
                                                       f"file://{tmp_path}/two"]  # fmt: skip
     assert settings.repositories[1].acknowledge == "all" and settings.selected is None
     second = load_settings(_config(tmp_path), env={}, overrides={"repository.url": "2"})
-    assert second.repository.url.endswith("/two") and second.selected == 2
+    assert str(second.repository.url).endswith("/two") and second.selected == 2
     assert len(second.open_storages()) == 1
     with pytest.raises(ConfigError, match="numbered 1 and 2"):
         load_settings(_config(tmp_path), env={}, overrides={"repository.url": "3"})
@@ -136,11 +136,12 @@ def test_a_repository_lost_whole_the_other_restores() -> None:
             segment = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
             conn.execute("SELECT pg_switch_wal()")
         assert segment is not None
-        pushed = _cli(config, "pg", "wal-push", str(server.data_dir / "pg_wal" / segment[0]))
+        wal = server.data_dir / "pg_wal" / str(segment[0])
+        pushed = _cli(config, "pg", "wal-push", str(wal))
         assert pushed.returncode == 0, pushed.stderr
         assert "in repository 1" in pushed.stderr and "in repository 2" in pushed.stderr
         for repo in ("one", "two"):  # each holds the backup and the segment
-            assert list((tmp_path / repo / "postgres" / "wal").glob(f"{segment[0]}*"))
+            assert list((tmp_path / repo / "postgres" / "wal").glob(f"{wal.name}*"))
             assert len(list((tmp_path / repo / "postgres" / "base").iterdir())) == 1
         server.stop()
         shutil.rmtree(tmp_path / "one")
@@ -163,3 +164,20 @@ def test_a_repository_lost_whole_the_other_restores() -> None:
         assert json.loads(filled.stdout)["copied"] >= 3
         again = _cli(config, "storage", "copy", "--from", "2", "--to", "1", "--json")
         assert json.loads(again.stdout)["copied"] == 0
+
+
+def test_check_finds_a_second_repository_that_is_the_first_under_another_url(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path)
+    found = _findings(_cli(config, "check", "--json"))
+    assert found["repository 2"]["state"] == "OK", found
+    (tmp_path / "two").rmdir()
+    (tmp_path / "two").symlink_to(tmp_path / "one")  # another url, the same store
+    same = _findings(_cli(config, "check", "--json"))
+    assert same["repository 2"]["state"] == "CRITICAL"
+    assert "under another url" in same["repository 2"]["message"]
+
+
+def _findings(done: subprocess.CompletedProcess[str]) -> dict[str, dict[str, str]]:
+    return {f["name"]: f for f in json.loads(done.stdout)["findings"]}

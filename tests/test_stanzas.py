@@ -67,7 +67,7 @@ def test_a_stanza_brings_its_options_and_its_own_prefix(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["../etc", "/", "", "a/b", ".", "..", "-x", "é", "x" * 64])
 def test_a_name_that_would_leave_its_prefix_is_refused(tmp_path: Path, name: str) -> None:
     config = _config(tmp_path)
-    with pytest.raises(ConfigError, match="not usable|no stanza") as given:
+    with pytest.raises(ConfigError, match=r"not usable|no stanza") as given:
         load_settings(config, env={}, stanza=name or None) if name else load_settings(
             config, env={"BACKUP_ENGINE_STANZA": "x/"}
         )
@@ -80,11 +80,11 @@ def test_a_name_that_would_leave_its_prefix_is_refused(tmp_path: Path, name: str
 
 def test_unknown_stanzas_and_options_are_named(tmp_path: Path) -> None:
     config = _config(tmp_path)
-    with pytest.raises(ConfigError, match="no stanza 'nope'.*main, reports-2"):
+    with pytest.raises(ConfigError, match=r"no stanza 'nope'.*main, reports-2"):
         load_settings(config, env={}, stanza="nope")
     bad = tmp_path / "bad.toml"
     bad.write_text('[stanza.main]\ndsn = "port=1"\nurl = "redis://x"\n')
-    with pytest.raises(ConfigError, match="unknown option stanza.main.url"):
+    with pytest.raises(ConfigError, match=r"unknown option stanza\.main\.url"):
         load_settings(bad, env={})
     bad.write_text('stanza = "main"\n')
     with pytest.raises(ConfigError, match=r"must hold tables"):
