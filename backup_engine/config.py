@@ -9,7 +9,6 @@ profiles and instance roles itself. PostgreSQL connection defaults likewise come
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from backup_engine import repositories, stanzas
 from backup_engine.codecs import Codec, get_codec
+from backup_engine.config_file import check_known, read_toml
 from backup_engine.errors import ConfigError
 from backup_engine.options import OPTIONS, Option
 
@@ -284,43 +284,6 @@ def _coerce(option: Option, value: Any, origin: str) -> Any:
     return value
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(
-            f"config file {path} is not UTF-8 text", hint="TOML files are UTF-8"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-
-
-def _check_known(data: Mapping[str, Any], path: Path) -> None:
-    sections = {o.section for o in OPTIONS}
-    for section, body in data.items():
-        if section == stanzas.SECTION:
-            continue  # stanzas.read_stanzas checks them
-        if section not in sections:
-            raise ConfigError(
-                f"unknown section [{section}] in {path}",
-                hint=f"known sections: {', '.join(sorted(sections))}",
-            )
-        if not isinstance(body, dict):
-            raise ConfigError(f"[{section}] in {path} must be a table")
-        known = {o.name for o in OPTIONS if o.section == section}
-        for name in body:
-            if section == "repository" and isinstance(body[name], dict):
-                continue  # [repository.2]: repositories.extra_tables checks it
-            if name not in known:
-                raise ConfigError(
-                    f"unknown option {section}.{name} in {path}",
-                    hint=f"known options: {', '.join(sorted(known))}",
-                )
-
-
 def load_settings(
     config_file: Path | None = None,
     *,
@@ -337,8 +300,8 @@ def load_settings(
     if path.exists() or explicit:
         if not path.exists():
             raise ConfigError(f"config file {path} does not exist")
-        data = _read_toml(path)
-        _check_known(data, path)
+        data = read_toml(path)
+        check_known(data, path)
     known = {o.name for o in OPTIONS if o.section == "postgres"}
     tables = stanzas.read_stanzas(data, path, known)
     second = repositories.extra_tables(data, path, {o.name for o in OPTIONS
