@@ -15,6 +15,7 @@ Walking and creating stay SafeTree's: O_NOFOLLOW from the root, one component at
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -38,10 +39,6 @@ class DeltaStats:
     kept: int = 0  # files found identical, left untouched
     changed: int = 0  # files written in part or whole, or created
     removed: int = 0  # entries the backup does not hold, removed
-
-    def add(self, other: DeltaStats) -> None:
-        for name in ("compared", "written", "wal_written", "kept", "changed", "removed"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 class DeltaTree(SafeTree):
@@ -67,7 +64,8 @@ class DeltaTree(SafeTree):
             self.seen.add(tuple(parts[:i]))
 
     def _clear(self, parent: int, name: str) -> bool:
-        """Remove `name` unless it is what the caller wants; True when it was removed."""
+        """Remove the entry `name` of whatever type (a directory with what it holds); True
+        when there was one."""
         try:
             st = os.stat(name, dir_fd=parent, follow_symlinks=False)
         except FileNotFoundError:
@@ -105,7 +103,9 @@ class DeltaTree(SafeTree):
             fd = os.open(parts[-1], flags, dir_fd=parent)
         except FileNotFoundError:
             fd = -1
-        except OSError:  # a symlink (ELOOP), a directory (EISDIR): not the backup's file
+        except OSError as exc:  # a symlink, a directory, a file we may not write: replaced
+            if exc.errno not in (errno.ELOOP, errno.EISDIR, errno.EACCES, errno.EPERM):
+                raise
             self._clear(parent, parts[-1])
             fd = -1
         if fd >= 0 and not _own_regular_file(fd):
