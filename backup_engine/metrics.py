@@ -13,6 +13,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
 from backup_engine.media.manifest import MEDIA_SNAPSHOTS
+from backup_engine.postgres.archive_verify import ArchiveReport
 from backup_engine.postgres.archiver import ArchiverState
 from backup_engine.postgres.catalog import BASE_BACKUPS
 from backup_engine.postgres.wal import META_ARCHIVED_AT, WAL_PREFIX
@@ -58,6 +59,9 @@ def last_wal_archived(storage: Storage) -> float | None:
 REPOSITORY_BYTES = "restore_drill_repository_bytes"
 WAL_BACKLOG = "restore_drill_wal_backlog_bytes"
 WAL_BACKLOG_LIMIT = "restore_drill_wal_backlog_limit_bytes"
+ARCHIVE_VERIFIED = "restore_drill_wal_archive_verified_timestamp_seconds"
+ARCHIVE_PROBLEMS = "restore_drill_wal_archive_problems"
+ARCHIVE_OBJECTS = "restore_drill_wal_archive_objects_checked"
 ARCHIVER_COLLECTED = "restore_drill_archiver_collected_timestamp_seconds"
 ARCHIVER_UP = "restore_drill_archiver_up"
 ARCHIVER_CONFIGURED = "restore_drill_archiver_configured"
@@ -149,3 +153,18 @@ def write_backup_metrics(
             stored.labels(kind).set(count)
     write_to_textfile(str(path), registry)
     return backups
+
+
+def write_archive_metrics(path: Path, report: ArchiveReport, *, now: float) -> None:
+    """`pg verify --archive --metrics-file`: when the archive was last verified, the problems
+    found (missing, damaged, broken timelines: alert on > 0) and the objects it covers."""
+    registry = CollectorRegistry()
+    Gauge(ARCHIVE_VERIFIED, "When the WAL archive was last verified", registry=registry).set(now)
+    problems = Gauge(ARCHIVE_PROBLEMS, "Problems the last WAL archive verification found",
+                     ["kind"], registry=registry)  # fmt: skip
+    problems.labels("missing").set(len(report.missing))
+    problems.labels("damaged").set(len(report.damaged))
+    problems.labels("timeline").set(len(report.broken))
+    Gauge(ARCHIVE_OBJECTS, "Archive objects found whole (read now or remembered)",
+          registry=registry).set(report.read + report.remembered)  # fmt: skip
+    write_to_textfile(str(path), registry)

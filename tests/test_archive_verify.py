@@ -84,3 +84,18 @@ def test_check_deep_reports_the_archive(
     archive.delete(_key(archive, 4))
     finding = archive_finding(archive)
     assert finding.state == CRITICAL and segment_name(1, 4, SEG) in finding.message
+
+
+def test_the_verification_is_written_as_metrics_an_alert_reads(tmp_path: Path) -> None:
+    from backup_engine.metrics import write_archive_metrics
+    from backup_engine.postgres.archive_verify import ArchiveReport
+
+    report = ArchiveReport(missing=["000000010000000000000007"], damaged=[("k", "sha256")],
+                           read=3, remembered=40)  # fmt: skip
+    out = tmp_path / "archive.prom"
+    write_archive_metrics(out, report, now=1_700_000_000)
+    text = out.read_text()
+    assert 'restore_drill_wal_archive_problems{kind="missing"} 1.0' in text
+    assert 'restore_drill_wal_archive_problems{kind="damaged"} 1.0' in text
+    assert "restore_drill_wal_archive_objects_checked 43.0" in text
+    assert "restore_drill_wal_archive_verified_timestamp_seconds 1.7e+09" in text

@@ -143,6 +143,12 @@ def list_backups(obj: CliContext, json_output: bool) -> None:
     "history files readable, every object's sha256 (only what is new since the last run).",
 )
 @click.option("--reread", is_flag=True, help="With --archive: read every object again.")
+@click.option(
+    "--metrics-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="With --archive: also write when it ran and the problems found, as Prometheus "
+    "textfile metrics (alert on problems > 0 or a stale run).",
+)
 @click.option("--hashes-only", is_flag=True, help="Only check sha256 of every object (faster).")
 @click.option(
     "--scratch-dir",
@@ -157,6 +163,7 @@ def verify(
     backup_id: str | None,
     archive: bool,
     reread: bool,
+    metrics_file: Path | None,
     hashes_only: bool,
     scratch_dir: Path | None,
     no_progress: bool,
@@ -170,7 +177,8 @@ def verify(
     if archive:
         from backup_engine.commands.pg_archive_verify import verify_archive_command
 
-        verify_archive_command(obj, reread=reread, json_output=json_output)
+        verify_archive_command(obj, reread=reread, json_output=json_output,
+                               metrics_file=metrics_file)  # fmt: skip
         return
     if backup_id is None:
         raise UsageError("which backup?", hint="pg verify ID|latest, or pg verify --archive")

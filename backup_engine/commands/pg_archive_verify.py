@@ -3,6 +3,9 @@ damaged, naming each)."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import click
 
 from backup_engine.commands.context import CliContext
@@ -10,7 +13,9 @@ from backup_engine.commands.output import emit_json
 from backup_engine.errors import IntegrityError
 
 
-def verify_archive_command(obj: CliContext, *, reread: bool, json_output: bool) -> None:
+def verify_archive_command(
+    obj: CliContext, *, reread: bool, json_output: bool, metrics_file: Path | None = None
+) -> None:
     from backup_engine.postgres.archive_verify import default_state_file, verify_archive
 
     storage = obj.settings().open_storage()
@@ -19,6 +24,10 @@ def verify_archive_command(obj: CliContext, *, reread: bool, json_output: bool) 
     if reread:
         state.unlink(missing_ok=True)
     report = verify_archive(storage, state_file=state)
+    if metrics_file is not None:
+        from backup_engine.metrics import write_archive_metrics
+
+        write_archive_metrics(metrics_file, report, now=time.time())
     if json_output:
         emit_json({
             "ok": report.ok, "timeline": report.timeline, "checked_from": report.checked_from,

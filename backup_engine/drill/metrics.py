@@ -12,6 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from backup_engine.drill.evidence import DrillRun
 from backup_engine.metrics import (
+    ARCHIVE_OBJECTS,
+    ARCHIVE_PROBLEMS,
+    ARCHIVE_VERIFIED,
     ARCHIVER_METRICS,
     BACKUP_LAST,
     BACKUP_SIZE,
@@ -33,7 +36,7 @@ ALL_METRICS = (
     SCENARIO_SECONDS.format(measure="rto"), SCENARIO_TARGET.format(measure="rto"),
     SCENARIO_SECONDS.format(measure="rpo"), SCENARIO_TARGET.format(measure="rpo"),
     BACKUP_LAST, BACKUP_SIZE, WAL_LAST, REPOSITORY_BYTES, RUN_LAST, RUN_FAILED,
-    *ARCHIVER_METRICS,
+    *ARCHIVER_METRICS, ARCHIVE_VERIFIED, ARCHIVE_PROBLEMS, ARCHIVE_OBJECTS,
 )  # fmt: skip
 
 
