@@ -166,6 +166,7 @@ class Settings:
     stanza: str | None = None  # the cluster selected (stanzas.py); its repository is below url
     stanzas: tuple[str, ...] = ()  # every stanza the configuration names
     repositories: tuple[RepositorySettings, ...] = ()  # [repository], then [repository.2]
+    retentions: tuple[RetentionSettings, ...] = ()  # each repository's ([retention.2])
     selected: int | None = None  # --repo N: that repository alone, for reads and writes
 
     @property
@@ -221,7 +222,7 @@ class Settings:
             )
         from backup_engine.storage import open_storage
 
-        lock = self.object_lock(repository)
+        lock = self.object_lock(repository)  # as long as that repository's own plan
         if lock is not None and not repository.url.startswith("s3://"):
             raise ConfigError(
                 "[repository] object_lock is set, but Object Lock is a feature of S3 buckets",
@@ -239,15 +240,17 @@ class Settings:
 
     def object_lock(self, repository: RepositorySettings | None = None) -> ObjectLock | None:
         """The retention every object gets, covering the retention plan; None when off."""
-        mode = (repository or self.repository).object_lock
-        if mode is None:
+        repository = repository or self.repository
+        if repository.object_lock is None:
             return None
         from backup_engine.storage.object_lock import plan_lock
 
-        policy = self.retention.policy()
+        number = self.repositories.index(repository) if repository in self.repositories else 0
+        retention = self.retentions[number] if number < len(self.retentions) else self.retention
+        policy = retention.policy()
         evidence = self.drill.keep_days  # 0 keeps every run: lock it as long as the backups
         longest = max(policy.daily_days, policy.weekly_days)
-        return plan_lock(mode, policy, evidence or longest)
+        return plan_lock(repository.object_lock, policy, evidence or longest)
 
 
 def _coerce(option: Option, value: Any, origin: str) -> Any:
@@ -342,6 +345,12 @@ def load_settings(
         values["redis"]["url"], values["media"]["paths"] = None, ()
         origins["stanza"] = chosen_from
     configured = tuple(RepositorySettings(**store) for store in stores)
+    retentions: tuple[RetentionSettings, ...] = (RetentionSettings(**values["retention"]),)
+    if len(configured) > 1:
+        retentions += (RetentionSettings(**repositories.second_retention(
+            data, path, values["retention"], OPTIONS, _coerce)),)  # fmt: skip
+    elif isinstance(data.get("retention", {}).get(repositories.SECOND), dict):
+        raise ConfigError(f"[retention.2] in {path} is set, but there is no [repository.2]")
     if selected is not None and selected > len(configured):
         raise ConfigError(
             f"--repo {selected}: no repository {selected} is configured",
@@ -355,7 +364,8 @@ def load_settings(
         postgres=PostgresSettings(**values["postgres"]),
         redis=RedisSettings(**values["redis"]),
         media=MediaSettings(**values["media"]),
-        retention=RetentionSettings(**values["retention"]),
+        retention=retentions[(selected or 1) - 1],
+        retentions=retentions,
         check=CheckSettings(**values["check"]),
         wal=WalSettings(**values["wal"]),
         drill=DrillSettings(**values["drill"]),

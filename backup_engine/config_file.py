@@ -43,8 +43,8 @@ def check_known(data: Mapping[str, Any], path: Path) -> None:
             raise ConfigError(f"[{section}] in {path} must be a table")
         known = {o.name for o in OPTIONS if o.section == section}
         for name in body:
-            if section == "repository" and isinstance(body[name], dict):
-                continue  # [repository.2]: repositories.extra_tables checks it
+            if section in ("repository", "retention") and isinstance(body[name], dict):
+                continue  # [repository.2], [retention.2]: repositories.py checks them
             if name not in known:
                 raise ConfigError(
                     f"unknown option {section}.{name} in {path}",

@@ -149,3 +149,31 @@ def for_each(
     if not done and failure is not None:
         raise failure
     return done
+
+
+def second_retention(
+    data: Mapping[str, Any],
+    path: Path,
+    base: Mapping[str, Any],
+    options: Sequence[Option],
+    coerce: Callable[[Option, Any, str], Any],
+) -> dict[str, Any]:
+    """The retention of the second repository: [retention] (`base`, resolved) with what
+    `[retention.2]` changes (a longer history offsite, say). Without a second repository the
+    table is refused: it would apply to nothing."""
+    body = data.get("retention", {})
+    table = body.get(SECOND, {}) if isinstance(body, dict) else {}
+    extra = [k for k, v in body.items() if isinstance(v, dict) and k != SECOND] if isinstance(
+        body, dict) else []  # fmt: skip
+    if extra:
+        raise ConfigError(f"[retention.{extra[0]}] in {path}: only [retention.2] is supported")
+    known = {o.name: o for o in options if o.section == "retention"}
+    values = dict(base)
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(
+                f"unknown option retention.{SECOND}.{key} in {path}",
+                hint=f"known options: {', '.join(sorted(known))}",
+            )
+        values[key] = coerce(known[key], value, f"{path} [retention.{SECOND}]")
+    return values

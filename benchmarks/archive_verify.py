@@ -32,6 +32,7 @@ from backup_engine.servers import LocalPostgresBackend
 
 SEGMENTS = int(os.environ.get("SEGMENTS", "1000"))
 MORE = 20  # segments added before the incremental run
+STATE = Path(tempfile.mkdtemp(prefix="archive-verify-state-", dir="/var/tmp"))
 
 
 def switches(dsn: str, count: int) -> None:
@@ -56,11 +57,15 @@ def wait_archived(dsn: str, count: int, timeout: float = 1800) -> None:
 
 
 def verify(url: str, env: dict[str, str], *extra: str) -> tuple[float, dict[str, object]]:
-    argv = [str(Path(sys.executable).parent / "backup-engine"), "--repo", url, "pg", "verify",
+    """As postgres, the repository's owner (the archiver wrote it); its state file in the
+    benchmark's directory."""
+    state = {"XDG_STATE_HOME": str(STATE)}
+    argv = ["runuser", "-u", "postgres", "--", "env",
+            *[f"{k}={v}" for k, v in {**env, **state}.items()],
+            str(Path(sys.executable).parent / "backup-engine"), "--repo", url, "pg", "verify",
             "--archive", "--json", *extra]  # fmt: skip
     started = time.monotonic()
-    done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **env},
-                          check=False)  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
     seconds = time.monotonic() - started
     if done.returncode != 0:
         raise SystemExit(f"pg verify --archive failed: {done.stderr[-500:]}")
@@ -70,6 +75,7 @@ def verify(url: str, env: dict[str, str], *extra: str) -> tuple[float, dict[str,
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="archive-verify-", dir="/var/tmp"))
     os.chmod(work, 0o777)  # the archiver runs as postgres
+    shutil.chown(STATE, "postgres")
     with bench_s3() as s3, LocalPostgresBackend() as servers:
         s3_store = s3.storage("verify")
         repos = {
@@ -119,6 +125,7 @@ def main() -> None:
     for name, what, seconds, read, remembered in rows:
         print(f"{name:5} {what:12} {seconds:7.2f} s   {read:5} read, {remembered:5} remembered")
     shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(STATE, ignore_errors=True)
 
 
 if __name__ == "__main__":

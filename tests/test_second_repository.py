@@ -181,3 +181,20 @@ def test_check_finds_a_second_repository_that_is_the_first_under_another_url(
 
 def _findings(done: subprocess.CompletedProcess[str]) -> dict[str, dict[str, str]]:
     return {f["name"]: f for f in json.loads(done.stdout)["findings"]}
+
+
+def test_the_second_repository_keeps_its_own_retention(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    config.write_text(config.read_text() + "\n[retention]\ndaily_days = 30\n"
+                      "\n[retention.2]\ndaily_days = 365\nfull_keep = 0\n")  # fmt: skip
+    first = load_settings(config, env={})
+    assert first.retention.daily_days == 30 and first.retentions[1].daily_days == 365
+    second = load_settings(config, env={}, overrides={"repository.url": "2"})
+    assert second.retention.daily_days == 365 and second.retention.weekly_days == 90
+    lone = tmp_path / "lone.toml"
+    lone.write_text('[repository]\nurl = "file:///x"\n[retention.2]\ndaily_days = 1\n')
+    with pytest.raises(ConfigError, match="no \\[repository.2\\]"):
+        load_settings(lone, env={})
+    config.write_text(config.read_text() + "bogus = 1\n")
+    with pytest.raises(ConfigError, match="unknown option retention.2.bogus"):
+        load_settings(config, env={})
