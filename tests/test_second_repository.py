@@ -193,8 +193,8 @@ def test_the_second_repository_keeps_its_own_retention(tmp_path: Path) -> None:
     assert second.retention.daily_days == 365 and second.retention.weekly_days == 90
     lone = tmp_path / "lone.toml"
     lone.write_text('[repository]\nurl = "file:///x"\n[retention.2]\ndaily_days = 1\n')
-    with pytest.raises(ConfigError, match="no \\[repository.2\\]"):
+    with pytest.raises(ConfigError, match=r"no \[repository\.2\]"):
         load_settings(lone, env={})
     config.write_text(config.read_text() + "bogus = 1\n")
-    with pytest.raises(ConfigError, match="unknown option retention.2.bogus"):
+    with pytest.raises(ConfigError, match=r"unknown option retention\.2\.bogus"):
         load_settings(config, env={})
