@@ -16,11 +16,15 @@ class CliContext:
     repo: str | None
     debug: bool
     stanza: str | None = None
+    one_cluster: bool = False  # a pg command: with stanzas configured, one must be named
 
     def settings(self, **overrides: Any) -> Settings:
-        return load_settings(
+        loaded = load_settings(
             self.config, overrides={"repository.url": self.repo, **overrides}, stanza=self.stanza
         )
+        if self.one_cluster:
+            loaded.require_stanza()
+        return loaded
 
     def settings_for(self, stanza: str) -> Settings:
         """The settings of one stanza of the configuration (run-all goes through them all)."""

@@ -6,6 +6,7 @@ must not pay for what the other commands need.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,8 +34,8 @@ if TYPE_CHECKING:
 @click.pass_context
 def pg(ctx: click.Context) -> None:
     """PostgreSQL: backup, list, verify, restore, WAL archiving."""
-    if ctx.obj is not None and ctx.invoked_subcommand is not None:
-        ctx.obj.settings().require_stanza()  # a cluster of several: refused before any work
+    if ctx.obj is not None:  # one cluster of several: checked when the settings are read
+        ctx.obj = replace(ctx.obj, one_cluster=True)
 
 
 register_wal_commands(pg)
