@@ -126,7 +126,7 @@ def test_list_names_the_scenarios_a_drill_would_run(tmp_path: Path) -> None:
     listed = drill("list", "--tags", "incremental", "--json", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     scenarios = json.loads(listed.stdout)["scenarios"]
-    assert len(scenarios) == 7 and all("incremental" in s["tags"] for s in scenarios)
+    assert len(scenarios) == 8 and all("incremental" in s["tags"] for s in scenarios)
     assert scenarios[0]["file"].endswith("postgres_incremental.feature")
     text = drill("list", "-k", "tablespace and not incremental", cwd=tmp_path)
     assert text.returncode == 0 and text.stdout.rstrip().endswith("5 scenarios"), text.stdout
