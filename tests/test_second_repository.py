@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from backup_engine.storage import LocalStorage
 from backup_engine.storage.copy import copy_objects, plan_copy
 from backup_engine.storage.faults import FailingWrites
 from backup_engine.storage.mirror import MirroredStorage
+from tests.operator_cli import cli_with_config as _cli
 
 TWO = """
 [repository]
@@ -40,14 +40,6 @@ def _config(tmp_path: Path, ack: str = "all", two: Path | None = None) -> Path:
     config = tmp_path / "backup-engine.toml"
     config.write_text(TWO.format(one=one, two=two, ack=ack))
     return config
-
-
-def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "backup_engine", "--config", str(config), *args],
-        capture_output=True, text=True, check=False, timeout=300,
-        env={"PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
 
 
 def test_the_second_repository_is_configured_apart_and_must_be_another_store(

@@ -6,8 +6,6 @@ cluster, and each is listed and restored from its own prefix only."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from backup_engine.errors import ConfigError
 from backup_engine.postgres.connection import connect
 from backup_engine.servers import LocalPostgresBackend
 from backup_engine.stanzas import stanza_url
+from tests.operator_cli import cli_with_config as _cli
 
 CONFIG = """
 [repository]
@@ -38,14 +37,6 @@ def _config(tmp_path: Path, main: str = "port=1", reports: str = "port=2") -> Pa
     path = tmp_path / "backup-engine.toml"
     path.write_text(CONFIG.format(repo=tmp_path / "repo", main=main, reports=reports))
     return path
-
-
-def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "backup_engine", "--config", str(config), *args],
-        capture_output=True, text=True, check=False, timeout=300,
-        env={"PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
 
 
 def test_a_stanza_brings_its_options_and_its_own_prefix(tmp_path: Path) -> None:
