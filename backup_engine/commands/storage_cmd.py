@@ -247,13 +247,14 @@ def copy(
     or one that missed writes): streamed, with metadata, manifests last. Run it twice: the
     second run copies nothing."""
     from backup_engine.errors import UsageError
+    from backup_engine.locks import LOCK_PREFIX
     from backup_engine.storage.copy import copy_objects, plan_copy
 
     if source == target:
         raise UsageError("--from and --to name the same repository")
     settings = obj.settings()
     origin, into = settings.open_repository(source), settings.open_repository(target)
-    missing, present = plan_copy(origin, into)
+    missing, present = plan_copy(origin, into, skip=(LOCK_PREFIX,))
     total = sum(info.size for info in missing)
     if dry_run:
         if as_json:

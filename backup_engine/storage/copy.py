@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from backup_engine.errors import CorruptObject, ObjectExists
-from backup_engine.locks import LOCK_PREFIX
 from backup_engine.progress import Progress
 from backup_engine.storage.base import ObjectInfo, Storage
 
@@ -35,12 +34,15 @@ class CopyReport:
                 "keys": self.copied}  # fmt: skip
 
 
-def plan_copy(source: Storage, target: Storage) -> tuple[list[ObjectInfo], int]:
-    """What the target lacks, manifests last; and how many it already holds."""
+def plan_copy(
+    source: Storage, target: Storage, *, skip: tuple[str, ...] = ()
+) -> tuple[list[ObjectInfo], int]:
+    """What the target lacks, manifests last, but keys under `skip` (locks: not data); and how
+    many it already holds."""
     held = {info.key for info in target.list("")}
     missing, present = [], 0
     for info in source.list(""):
-        if info.key.startswith(LOCK_PREFIX):
+        if info.key.startswith(skip):
             continue
         if info.key in held:
             present += 1
