@@ -266,4 +266,4 @@ def test_a_skipped_scenario_is_reported_as_skipped_not_failed(tmp_path: Path) ->
     accepted = drill("--tags", "incremental", "--allow-skips", "--report-root",
                      str(tmp_path / "runs"), cwd=tmp_path)  # fmt: skip
     assert accepted.returncode == 0, accepted.stdout
-    assert "7 skipped (accepted: --allow-skips) (exit 0)" in accepted.stdout
+    assert "8 skipped (accepted: --allow-skips) (exit 0)" in accepted.stdout
