@@ -140,10 +140,16 @@ def run_checks(
     findings += check_backups(storage, deep=deep)
     if storage.object_lock is not None:
         findings.append(lock_finding(storage))
-    if deep and settings.postgres.dsn:
+    # with stanzas, [postgres] is what they share: each cluster is checked with --stanza NAME
+    postgres = bool(settings.postgres.dsn) and not settings.needs_stanza
+    if settings.needs_stanza:
+        findings.append(Finding("stanzas", OK, f"{len(settings.stanzas)} clusters configured "
+                                f"({', '.join(settings.stanzas)}): check each with --stanza "
+                                "NAME"))  # fmt: skip
+    if deep and postgres:
         findings.append(archive_finding(storage))
     moment = now()
-    if settings.postgres.dsn:
+    if postgres:
         latest = BASE_BACKUPS.list(storage).latest
         findings.append(
             _age_finding("postgres", latest.stop_time if latest else None, settings, moment)
@@ -163,7 +169,8 @@ def run_checks(
         latest_media = MEDIA_SNAPSHOTS.list(storage).latest
         stop = latest_media.stop_time if latest_media else None
         findings.append(_age_finding("media", stop, settings, moment))
-    if not (settings.postgres.dsn or settings.redis.url or settings.media.paths):
+    if not (settings.postgres.dsn or settings.stanzas or settings.redis.url
+            or settings.media.paths):  # fmt: skip
         findings.append(Finding("config", CRITICAL, NOTHING_CONFIGURED))
     return findings
 

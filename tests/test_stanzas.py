@@ -85,6 +85,11 @@ def test_unknown_stanzas_and_options_are_named(tmp_path: Path) -> None:
     assert refused.stderr.count("\n") == 1
     escape = _cli(config, "--stanza", "../main", "pg", "list")
     assert escape.returncode == 2 and "not usable" in escape.stderr
+    (tmp_path / "repo").mkdir()
+    root = json.loads(_cli(config, "check", "--json").stdout)["findings"]
+    names = {f["name"]: f for f in root}
+    assert sorted(names) == ["config", "storage", "stanzas"], names  # no root cluster checked
+    assert "check each with --stanza NAME" in names["stanzas"]["message"]
 
 
 @pytest.mark.postgres
