@@ -88,7 +88,7 @@ def test_unknown_stanzas_and_options_are_named(tmp_path: Path) -> None:
     (tmp_path / "repo").mkdir()
     root = json.loads(_cli(config, "check", "--json").stdout)["findings"]
     names = {f["name"]: f for f in root}
-    assert sorted(names) == ["config", "storage", "stanzas"], names  # no root cluster checked
+    assert sorted(names) == ["config", "stanzas", "storage"], names  # no root cluster checked
     assert "check each with --stanza NAME" in names["stanzas"]["message"]
 
 
