@@ -44,6 +44,9 @@ class DeltaStats:
 class DeltaTree(SafeTree):
     """A SafeTree over an existing tree that writes only what differs (one writing thread)."""
 
+    write_failed_hint = "free space or fix permissions there"  # nothing is removed: the caller
+    # (delta_target.py) leaves the directory unstartable and says how to finish
+
     def __init__(
         self,
         root: str | os.PathLike[str],

@@ -29,7 +29,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from backup_engine import logs
 from backup_engine.errors import BackupEngineError, ConfigError
 
 if TYPE_CHECKING:
@@ -132,6 +131,8 @@ def for_each(
     snapshot: each repository checks what it already holds). "all": the first failure is
     raised; "any": a failure is a warning naming the repository, and only all of them failing
     is an error."""
+    from backup_engine.storage.mirror import warn_failed
+
     done: list[tuple[int, _T]] = []
     failure: BackupEngineError | None = None
     for number, store in enumerate(stores, 1):
@@ -141,11 +142,7 @@ def for_each(
             if acknowledge == "all" or len(stores) == 1:
                 raise
             failure = exc
-            logs.warning(
-                f"repository {number} ({store.url}) could not {what}: {exc.one_line()}; "
-                f"acknowledge = any, so the others hold it: fill this one with "
-                f"backup-engine storage copy --from {2 if number == 1 else 1} --to {number}"
-            )
+            warn_failed(number, store.url, what, exc)
     if not done and failure is not None:
         raise failure
     return done

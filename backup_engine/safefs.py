@@ -62,6 +62,12 @@ class Attributes:
 class SafeTree:
     """Creates entries below `root` (an existing directory we made or own)."""
 
+    # what the caller does with a failed restore (prepared_target removes what was written)
+    write_failed_hint = (
+        "free space or fix permissions there, or restore elsewhere; what was restored so far "
+        "is removed"
+    )
+
     def __init__(self, root: str | os.PathLike[str], where: str, *, keep_setid: bool = False):
         self.where = where
         self.keep_setid = keep_setid
@@ -164,8 +170,7 @@ class SafeTree:
             if exc.errno in _TARGET_ERRNOS:
                 raise TargetWriteFailed(
                     f"cannot write {name!r} in the restore target: {exc.strerror}",
-                    hint="free space or fix permissions there, or restore elsewhere; what was "
-                    "restored so far is removed",
+                    hint=self.write_failed_hint,
                 ) from None
             raise CorruptObject(
                 f"{self.where}: {name!r} cannot be restored ({exc.strerror}); refusing it"

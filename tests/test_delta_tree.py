@@ -7,9 +7,12 @@ from __future__ import annotations
 import io
 import os
 import stat
+import struct
 import tarfile
+from contextlib import AbstractContextManager
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -155,3 +158,25 @@ def test_any_tree_ends_equal_to_the_archive(
     stats = _delta(root, _archive(entries))
     assert _tree(root) == entries
     assert stats.written <= sum(len(d) for d in wanted.values())
+
+
+def test_a_fifo_in_the_target_is_refused_never_waited_on(tmp_path: Path) -> None:
+    """A FIFO where pg_control or the marker belongs: refused at once, in one line, not a
+    delta restore that hangs waiting for a writer or a reader."""
+    from backup_engine.errors import TargetNotEmpty, TargetWriteFailed
+    from backup_engine.postgres.delta_target import CONTROL, MARKER, delta_target
+
+    def target() -> AbstractContextManager[object]:
+        return delta_target(pgdata, "7", "b1", {}, 15, in_use=lambda _: None)
+
+    pgdata = tmp_path / "pgdata"
+    (pgdata / "global").mkdir(parents=True)
+    os.mkfifo(pgdata / CONTROL)
+    with pytest.raises(TargetNotEmpty, match="no PostgreSQL cluster"), target():
+        pass
+    os.unlink(pgdata / CONTROL)
+    (pgdata / CONTROL).write_bytes(struct.pack("<QII", 7, 1300, 0))  # cluster 7's pg_control
+    os.mkfifo(pgdata / MARKER)
+    with pytest.raises(TargetWriteFailed, match="cannot prepare"), target():
+        pass
+    assert (pgdata / CONTROL).exists()  # refused before anything was changed

@@ -4,22 +4,27 @@ repository lost whole then a restore from the other, on a real PostgreSQL server
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import IO
 
 import pytest
 
 from backup_engine.config import load_settings
-from backup_engine.errors import ConfigError, StorageUnreachable
+from backup_engine.errors import ConfigError, CorruptObject, StorageUnreachable
 from backup_engine.postgres.connection import connect
 from backup_engine.postgres.recovery import wait_for_recovery
 from backup_engine.progress import Progress
 from backup_engine.servers import LocalPostgresBackend
 from backup_engine.storage import LocalStorage
+from backup_engine.storage.base import Storage
 from backup_engine.storage.copy import copy_objects, plan_copy
-from backup_engine.storage.faults import FailingWrites
+from backup_engine.storage.faults import FailingWrites, StorageWrapper
 from backup_engine.storage.mirror import MirroredStorage
 from tests.operator_cli import cli_with_config as _cli
 
@@ -71,16 +76,24 @@ def test_the_second_repository_is_configured_apart_and_must_be_another_store(
     assert alone.returncode == 0 and json.loads(alone.stdout)["repository"].endswith("/two")
 
 
-def test_a_stream_reaches_both_or_with_any_the_one_that_answers(tmp_path: Path) -> None:
+def test_a_stream_reaches_both_or_with_any_the_one_that_answers(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     one, two = LocalStorage(_dir(tmp_path / "a")), LocalStorage(_dir(tmp_path / "b"))
-    MirroredStorage([one, two]).put_bytes("x/data", b"y" * 3_000_000)
-    assert one.get_bytes("x/data") == two.get_bytes("x/data") == b"y" * 3_000_000
+    data = os.urandom(3_000_000)
+    stored = MirroredStorage([one, two]).put_bytes("x/data", data)
+    assert one.get_bytes("x/data") == two.get_bytes("x/data") == data
+    assert (stored.size, stored.sha256) == (len(data), hashlib.sha256(data).hexdigest())
     broken = FailingWrites(two, lambda key: True)
     with pytest.raises(StorageUnreachable):
         MirroredStorage([one, broken], acknowledge="all").put_bytes("x/all", b"z")
     assert not one.exists("x/all")  # aborted everywhere: nothing half-acknowledged
     MirroredStorage([one, broken], acknowledge="any").put_bytes("x/any", b"z")
     assert one.get_bytes("x/any") == b"z" and not two.exists("x/any")
+    assert "storage copy --from 1 --to 2" in capfd.readouterr().err
+    MirroredStorage([FailingWrites(one, lambda k: True), two],
+                    acknowledge="any").put_bytes("x/first", b"z")  # fmt: skip
+    assert two.exists("x/first") and "storage copy --from 2 --to 1" in capfd.readouterr().err
     with pytest.raises(StorageUnreachable):
         MirroredStorage([FailingWrites(one, lambda k: True), broken],
                         acknowledge="any").put_bytes("x/none", b"z")  # fmt: skip
@@ -190,3 +203,24 @@ def test_the_second_repository_keeps_its_own_retention(tmp_path: Path) -> None:
     config.write_text(config.read_text() + "bogus = 1\n")
     with pytest.raises(ConfigError, match=r"unknown option retention\.2\.bogus"):
         load_settings(config, env={})
+
+
+def test_an_object_changing_while_copied_is_never_stored(tmp_path: Path) -> None:
+    one, two = LocalStorage(_dir(tmp_path / "a")), LocalStorage(_dir(tmp_path / "b"))
+    one.put_bytes("postgres/base/1/base.tar.zst", b"t" * 5000)
+    missing, _ = plan_copy(one, two)
+    for served in (b"t" * 9000, b"t" * 100):  # grown, then cut, between its stat and its read
+        with pytest.raises(CorruptObject, match="changed while copied"):
+            copy_objects(_Serving(one, served), two, missing, Progress())
+        assert not two.exists("postgres/base/1/base.tar.zst")
+
+
+class _Serving(StorageWrapper):
+    """A store whose objects read back as `served`, whatever their stat says."""
+
+    def __init__(self, inner: Storage, served: bytes) -> None:
+        super().__init__(inner)
+        self.served = served
+
+    def open_reader(self, key: str) -> IO[bytes]:
+        return io.BytesIO(self.served)

@@ -175,6 +175,12 @@ def verify(
     from backup_engine.errors import UsageError
     from backup_engine.postgres.verify import verify_base_backup
 
+    if archive and (backup_id is not None or hashes_only or scratch_dir is not None):
+        raise UsageError("--archive verifies the WAL archive, not one backup",
+                         hint="drop the ID, --hashes-only and --scratch-dir")  # fmt: skip
+    if not archive and (reread or metrics_file is not None):
+        raise UsageError("--reread and --metrics-file go with --archive",
+                         hint="pg verify --archive --reread")  # fmt: skip
     if archive:
         from backup_engine.commands.pg_archive_verify import verify_archive_command
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from backup_engine.errors import StorageError
 from backup_engine.postgres.catalog import BASE_BACKUPS
 from backup_engine.postgres.timelines import TimelineTree, read_timeline_tree
-from backup_engine.postgres.wal import META_SHA256, _stored_sha256
+from backup_engine.postgres.wal import META_SHA256, stored_sha256
 from backup_engine.storage.base import ObjectInfo, Storage
 
 STATE_VERSION = 1
@@ -83,11 +83,11 @@ def _check_object(storage: Storage, info: ObjectInfo) -> str | None:
         recorded = storage.stat(info.key).metadata.get(META_SHA256)
         if not recorded:
             return "no sha256 was recorded when it was archived"
-        actual = _stored_sha256(storage, info)
+        actual = stored_sha256(storage, info)
     except StorageError as exc:
         return exc.message
     if actual is None:
-        return "it does not decompress"
+        return "it does not decompress to a WAL file (damaged, or larger than any WAL file)"
     if actual != recorded:
         return f"its content does not match the sha256 recorded when archived ({recorded[:12]}...)"
     return None

@@ -18,6 +18,7 @@ pg_verifybackup, which would count it as an extra file.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -110,16 +111,24 @@ def _has_entries(directory: Path) -> bool:
 
 def _cluster_of(pgdata: Path) -> str | None:
     """The system identifier of the cluster in `pgdata`, from pg_control or the marker."""
-    with suppress(OSError, BackupEngineError):
-        fd = os.open(pgdata / CONTROL, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as fh:
-            return system_identifier(fh.read(16))
-    with suppress(OSError, UnicodeDecodeError):
-        fd = os.open(pgdata / MARKER, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as fh:
-            text = fh.read(64).decode().strip()
-            return text if text.isdigit() else None
-    return None
+    control = _head(pgdata / CONTROL, 16)
+    if control is not None:
+        with suppress(BackupEngineError):
+            return system_identifier(control)
+    marker = _head(pgdata / MARKER, 64)
+    text = marker.decode(errors="replace").strip() if marker is not None else ""
+    return text if text.isdigit() else None
+
+
+def _head(path: Path, size: int) -> bytes | None:
+    """The first `size` bytes of a regular file, never through a link, never blocking on a
+    FIFO; None for anything else."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read(size) if stat.S_ISREG(os.fstat(fd).st_mode) else None
 
 
 def _check_cluster(pgdata: Path, identifier: str, backup_id: str) -> None:
@@ -167,7 +176,8 @@ def _check_tablespace(pgdata: Path, oid: int, directory: Path, major: int) -> No
 
 def _unstartable(pgdata: Path, identifier: str) -> None:
     """The marker written and pg_control removed, both made durable."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    # O_NONBLOCK: a FIFO planted as the marker fails (ENXIO) instead of waiting for a reader
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     fd = os.open(pgdata / MARKER, flags, 0o600)
     try:
         os.write(fd, f"{identifier}\n".encode())

@@ -107,7 +107,7 @@ def _same_or_conflict(existing: ObjectInfo, name: str, sha256: str) -> None:
         )
 
 
-def _stored_sha256(storage: Storage, info: ObjectInfo) -> str | None:
+def stored_sha256(storage: Storage, info: ObjectInfo) -> str | None:
     """The sha256 of an archived object's content, read back (None if it does not decode)."""
     split = split_wal_key(info.key)
     codec = get_codec(split[1] if split else "none")
@@ -152,7 +152,7 @@ def wal_push(storage: Storage, path: Path, codec: Codec) -> PushResult:
             existing = storage.stat(existing_key)
         except ObjectNotFound:
             continue
-        if META_SHA256 not in existing.metadata and _stored_sha256(storage, existing) == sha256:
+        if META_SHA256 not in existing.metadata and stored_sha256(storage, existing) == sha256:
             # An object stored without its metadata (an older version on a full disk): the
             # same content is pushed again, so replace it by a complete one.
             storage.delete(existing_key)

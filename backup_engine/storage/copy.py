@@ -6,8 +6,9 @@ source (through each one's own encryption and Object Lock), with its metadata, n
 Objects the target holds are left as they are (repository keys are written once: a backup id,
 a WAL name). Manifests go last, each after the files it names, so a reader of the target never
 sees a backup whose files are still on the way; locks (held by running commands) are not data
-and are not copied. Run twice, the second run copies nothing. What was copied is checked by
-size as it lands; `pg verify --repo N` then checks content against the manifests.
+and are not copied. Run twice, the second run copies nothing. An object that is not the size
+its source reported (changed while copied) is never committed in the target; `pg verify --repo
+N` then checks content against the manifests.
 """
 
 from __future__ import annotations
@@ -65,16 +66,23 @@ def copy_objects(
                 target.writer(info.key, metadata=exact.metadata, if_absent=True) as out,
             ):
                 while chunk := raw.read(CHUNK):
+                    if out.size + len(chunk) > exact.size:  # changing under us: never stored
+                        raise _changed(info.key, exact.size)
                     out.write(chunk)
                     task.advance(len(chunk))
+                if out.size != exact.size:
+                    raise _changed(info.key, exact.size)
                 stored = out.commit()
         except ObjectExists:  # written meanwhile (a backup running): the target has it
             report.present += 1
             continue
-        if stored.size != exact.size:
-            raise CorruptObject(
-                f"{info.key}: {stored.size} bytes copied where the source holds {exact.size}"
-            )
         report.copied.append(info.key)
         report.bytes += stored.size
     return report
+
+
+def _changed(key: str, size: int) -> CorruptObject:
+    return CorruptObject(
+        f"{key} in the source is not the {size} bytes it held when listed (changed while copied); "
+        "nothing was stored for it: run the copy again"
+    )

@@ -16,7 +16,7 @@ from functools import partial
 
 from backup_engine import logs
 from backup_engine.errors import BackupEngineError
-from backup_engine.storage.base import ObjectWriter, Storage
+from backup_engine.storage.base import ObjectWriter, Storage, StoredObject
 from backup_engine.storage.faults import StorageWrapper
 
 
@@ -47,11 +47,17 @@ class MirroredStorage(StorageWrapper):
         """A repository failed one object: fatal with "all", a warning with "any"."""
         if self.acknowledge == "all":
             raise exc
-        logs.warning(
-            f"repository {number} ({store.url}) could not {what} {key}: {exc.one_line()}; "
-            f"acknowledge = any, so the other repositories hold it: fill this one with "
-            f"backup-engine storage copy --from 1 --to {number}"
-        )
+        warn_failed(number, store.url, f"{what} {key}", exc)
+
+
+def warn_failed(number: int, url: str, what: str, exc: BackupEngineError) -> None:
+    """With acknowledge = any: one repository missed a write the other holds, and how to fill
+    it (two repositories: the other is 2 for the first, 1 for the second)."""
+    logs.warning(
+        f"repository {number} ({url}) could not {what}: {exc.one_line()}; acknowledge = any, "
+        f"so the other holds it: fill this one with backup-engine storage copy --from "
+        f"{2 if number == 1 else 1} --to {number}"
+    )
 
 
 class _MirroredWriter(ObjectWriter):
@@ -66,8 +72,14 @@ class _MirroredWriter(ObjectWriter):
         super().__init__(key, metadata=metadata, if_absent=if_absent)
         self._mirror = mirror
         self._writers: dict[int, ObjectWriter] = {}
+        self._committed: dict[int, StoredObject] = {}
+        self._failure: BackupEngineError | None = None
+        self._opening = True  # a repository failing now still leaves the next ones to try
         for number, store in enumerate(mirror.stores, 1):
             self._guarded(number, "write", partial(self._open, store, number, metadata))
+        self._opening = False
+        if not self._writers and self._failure is not None:  # "any", and none could start
+            raise self._failure
 
     def _open(self, store: Storage, number: int, metadata: Mapping[str, str] | None) -> None:
         self._writers[number] = store.writer(self.key, metadata=metadata,
@@ -84,8 +96,22 @@ class _MirroredWriter(ObjectWriter):
                 self._abort()
             store = self._mirror.stores[number - 1]
             self._mirror.failed(number, store, self.key, exc, what)
-            if not self._writers:  # "any", and no repository is left for this object
+            self._failure = exc
+            if not self._writers and not self._opening:  # "any", and none is left
                 raise exc
+
+    def write(self, data: bytes | bytearray) -> None:
+        """Straight to each repository's writer, each of which hashes what it stores: no
+        third hash here."""
+        if data:
+            self.size += len(data)
+            self._write(data)
+
+    def commit(self) -> StoredObject:
+        self._commit()
+        self._done = True
+        first = min(self._committed)  # every committed copy holds the same bytes
+        return self._committed[first]
 
     def _write(self, data: bytes | bytearray) -> None:
         for number, writer in list(self._writers.items()):
@@ -93,7 +119,10 @@ class _MirroredWriter(ObjectWriter):
 
     def _commit(self) -> None:
         for number, writer in list(self._writers.items()):
-            self._guarded(number, "store", writer.commit)
+            self._guarded(number, "store", partial(self._store, number, writer))
+
+    def _store(self, number: int, writer: ObjectWriter) -> None:
+        self._committed[number] = writer.commit()
 
     def _abort(self) -> None:
         for writer in self._writers.values():
