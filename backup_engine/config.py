@@ -305,8 +305,11 @@ def load_settings(
             raise ConfigError(f"config file {path} does not exist")
         data = read_toml(path)
         check_known(data, path)
-    known = {o.name for o in OPTIONS if o.section == "postgres"}
-    tables = stanzas.read_stanzas(data, path, known)
+    postgres_options = {o.name: o for o in OPTIONS if o.section == "postgres"}
+    tables = stanzas.read_stanzas(data, path, set(postgres_options))
+    for name, table in tables.items():  # every stanza's values, not only the one selected
+        for key, value in table.items():
+            _coerce(postgres_options[key], value, f"{path} [stanza.{name}]")
     second = repositories.extra_tables(data, path, {o.name for o in OPTIONS
                                                     if o.section == "repository"})  # fmt: skip
     overrides = dict(overrides or {})

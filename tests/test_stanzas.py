@@ -77,6 +77,9 @@ def test_unknown_stanzas_and_options_are_named(tmp_path: Path) -> None:
     bad.write_text('[stanza.main]\ndsn = "port=1"\nurl = "redis://x"\n')
     with pytest.raises(ConfigError, match=r"unknown option stanza\.main\.url"):
         load_settings(bad, env={})
+    bad.write_text('[stanza.main]\ndsn = "port=1"\n[stanza.other]\nbackup_type = "daily"\n')
+    with pytest.raises(ConfigError, match=r"postgres\.backup_type .*stanza\.other"):
+        load_settings(bad, env={})  # checked though stanza "other" is not the one selected
     bad.write_text('stanza = "main"\n')
     with pytest.raises(ConfigError, match=r"must hold tables"):
         load_settings(bad, env={})
