@@ -94,6 +94,7 @@ def run(
             argv,
             capture_output=True,
             text=True,
+            errors="replace",  # a checker echoing a damaged file's bytes must not crash us
             timeout=timeout,
             input=input_text,
             check=False,

@@ -22,6 +22,7 @@ from backup_engine.errors import (
     VerificationFailed,
 )
 from backup_engine.net import free_port
+from backup_engine.process import run
 from backup_engine.redis.backup import take_redis_backup
 from backup_engine.redis.inspect import fingerprint
 from backup_engine.redis.manifest import REDIS_BACKUPS
@@ -104,6 +105,10 @@ def test_redis_check_rdb_rejects_a_broken_file(tmp_path: Path) -> None:
     path.write_bytes(b"REDIS0010" + os.urandom(200))
     with pytest.raises(VerificationFailed, match="redis-check-rdb"):
         check_rdb(path, "test")
+    # redis-check-rdb echoes what it read (random bytes here, about one run in fifty): output
+    # that is not UTF-8 is read with replacement, never a UnicodeDecodeError
+    echoed = run(["printf", "key: \\313\\377 end"], check=False)
+    assert echoed.ok and echoed.stdout == "key: \ufffd\ufffd end"
 
 
 def test_an_rdb_newer_than_the_checker_is_reported_not_called_damaged(tmp_path: Path) -> None:
