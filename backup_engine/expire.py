@@ -17,21 +17,17 @@ from functools import partial
 from typing import Any
 
 from backup_engine.errors import IntegrityError, ObjectNotFound
-from backup_engine.media.manifest import MEDIA_SNAPSHOTS, OBJECTS_PREFIX, MediaSnapshotManifest
+from backup_engine.kinds import KINDS, MEDIA, POSTGRES, BackupKind
+from backup_engine.media.manifest import OBJECTS_PREFIX, MediaSnapshotManifest
 from backup_engine.media.prune import PrunePlan, PruneRefused, apply_prune, plan_prune
-from backup_engine.pins import read_pins
-from backup_engine.postgres.catalog import BASE_BACKUPS
 from backup_engine.postgres.manifest import BaseBackupManifest
 from backup_engine.postgres.manifest_checks import manifest_problems
 from backup_engine.postgres.timelines import build_tree
 from backup_engine.postgres.wal import WAL_PREFIX, split_wal_key
-from backup_engine.redis.manifest import REDIS_BACKUPS
 from backup_engine.retention import (
     Decision,
     RetentionPolicy,
-    base_backup_decisions,
     keep_segment,
-    snapshot_decisions,
     wal_keep_ranges,
 )
 from backup_engine.snapshots import Catalog, M, SnapshotKind
@@ -158,16 +154,16 @@ def _media_object_items(
 
 def _refuse_unreadable(
     storage: Storage,
-    catalogs: Mapping[str, Catalog[Any]],
+    catalogs: Mapping[BackupKind, Catalog[Any]],
     base: Catalog[BaseBackupManifest],
     listing: list[ObjectInfo],
     now: datetime,
 ) -> None:
     """Expire reasons from every manifest; one it cannot read or trust stops it entirely."""
-    for what, catalog in catalogs.items():
+    for kind, catalog in catalogs.items():
         for item in catalog.unreadable:
             raise ExpireRefused(
-                f"expire deleted nothing: the manifest of {what} {item.backup_id} cannot be "
+                f"expire deleted nothing: the manifest of {kind.what} {item.backup_id} cannot be "
                 f"read ({item.reason})",
                 hint="a wrong or missing encryption key makes every manifest unreadable; "
                 "otherwise inspect that manifest (it may be damaged or forged)",
@@ -204,38 +200,21 @@ def plan_expire(
     """What to delete and why. `prune_packs` False: a media backup is running, so no pack is
     deleted this time (they are reported as kept)."""
     plan = ExpirePlan()
-    base = BASE_BACKUPS.list(storage)
-    redis = REDIS_BACKUPS.list(storage)
-    media = MEDIA_SNAPSHOTS.list(storage)
-    listing = list(storage.list("postgres/base/"))
-    catalogs: dict[str, Catalog[Any]] = {
-        "base backup": base,
-        "Redis backup": redis,
-        "media snapshot": media,
-    }
-    _refuse_unreadable(storage, catalogs, base, listing, now)
-    decisions = base_backup_decisions(base.backups, policy, now, read_pins(storage, "postgres"))
-    plan.items += _backup_items("postgres", BASE_BACKUPS, base, decisions, listing, now)
-    kept_ids = {d.backup_id for d in decisions if d.keep}
-    kept = [b for b in base.backups if b.backup_id in kept_ids]
-    plan.items += _wal_items(storage, list(storage.list(WAL_PREFIX)), kept, policy, now)
-
-    decisions = snapshot_decisions(
-        redis.backups, policy.redis_days, now, "Redis backup", read_pins(storage, "redis")
-    )
-    listing = list(storage.list(REDIS_BACKUPS.prefix))
-    plan.items += _backup_items("redis", REDIS_BACKUPS, redis, decisions, listing, now)
-
-    decisions = snapshot_decisions(
-        media.backups, policy.media_days, now, "media snapshot", read_pins(storage, "media")
-    )
-    listing = list(storage.list(MEDIA_SNAPSHOTS.prefix))
-    plan.items += _backup_items("media", MEDIA_SNAPSHOTS, media, decisions, listing, now)
-    kept_ids = {d.backup_id for d in decisions if d.keep}
-    kept_media = [m for m in media.backups if m.backup_id in kept_ids]
-    plan.items += _media_object_items(list(storage.list(OBJECTS_PREFIX)), kept_media, now)
+    catalogs: dict[BackupKind, Catalog[Any]] = {kind: kind.catalog.list(storage) for kind in KINDS}
+    listings = {kind: list(storage.list(kind.catalog.prefix)) for kind in KINDS}
+    _refuse_unreadable(storage, catalogs, catalogs[POSTGRES], listings[POSTGRES], now)
+    kept: dict[BackupKind, list[Any]] = {}
+    for kind, catalog in catalogs.items():
+        decisions = kind.decisions(storage, catalog.backups, policy, now)
+        plan.items += _backup_items(kind.name, kind.catalog, catalog, decisions, listings[kind],
+                                    now)  # fmt: skip
+        kept_ids = {d.backup_id for d in decisions if d.keep}
+        kept[kind] = [b for b in catalog.backups if b.backup_id in kept_ids]
+    # what only one kind has: the WAL its kept base backups need, the content media shares
+    plan.items += _wal_items(storage, list(storage.list(WAL_PREFIX)), kept[POSTGRES], policy, now)
+    plan.items += _media_object_items(list(storage.list(OBJECTS_PREFIX)), kept[MEDIA], now)
     try:
-        plan.media_prune = plan_prune(storage, kept_media, now, GRACE, may_delete=prune_packs)
+        plan.media_prune = plan_prune(storage, kept[MEDIA], now, GRACE, may_delete=prune_packs)
     except PruneRefused as exc:
         raise ExpireRefused(exc.message, hint=exc.hint) from None
     plan.items += _media_pack_items(plan.media_prune)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from backup_engine.config import Settings
 from backup_engine.errors import BackupEngineError
+from backup_engine.kinds import KINDS, POSTGRES
 from backup_engine.storage.base import Storage
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -124,10 +125,6 @@ def run_checks(
     deep: bool = False,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> list[Finding]:
-    from backup_engine.media.manifest import MEDIA_SNAPSHOTS
-    from backup_engine.postgres.catalog import BASE_BACKUPS
-    from backup_engine.redis.manifest import REDIS_BACKUPS
-
     findings = [Finding("config", OK, f"configuration valid ({settings.source or 'environment'})")]
     storage = settings.open_storage()
     try:
@@ -141,7 +138,7 @@ def run_checks(
     if storage.object_lock is not None:
         findings.append(lock_finding(storage))
     # with stanzas, [postgres] is what they share: each cluster is checked with --stanza NAME
-    postgres = bool(settings.postgres.dsn) and not settings.needs_stanza
+    postgres = POSTGRES.configured(settings)
     if settings.needs_stanza:
         findings.append(Finding("stanzas", OK, f"{len(settings.stanzas)} clusters configured "
                                 f"({', '.join(settings.stanzas)}): check each with --stanza "
@@ -149,11 +146,12 @@ def run_checks(
     if deep and postgres:
         findings.append(archive_finding(storage))
     moment = now()
+    for kind in KINDS:
+        if kind.configured(settings):
+            latest = kind.catalog.list(storage).latest
+            stop = latest.stop_time if latest else None
+            findings.append(_age_finding(kind.name, stop, settings, moment))
     if postgres:
-        latest = BASE_BACKUPS.list(storage).latest
-        findings.append(
-            _age_finding("postgres", latest.stop_time if latest else None, settings, moment)
-        )
         archiver, probe_tells_more = archiver_findings(settings)
         findings += archiver
         if wal_probe and probe_tells_more:
@@ -161,16 +159,7 @@ def run_checks(
                 findings.append(_wal_probe(settings, storage))
             except BackupEngineError as exc:
                 findings.append(Finding("WAL archiving", CRITICAL, exc.one_line()))
-    if settings.redis.url:
-        latest_redis = REDIS_BACKUPS.list(storage).latest
-        stop = latest_redis.stop_time if latest_redis else None
-        findings.append(_age_finding("redis", stop, settings, moment))
-    if settings.media.paths:
-        latest_media = MEDIA_SNAPSHOTS.list(storage).latest
-        stop = latest_media.stop_time if latest_media else None
-        findings.append(_age_finding("media", stop, settings, moment))
-    if not (settings.postgres.dsn or settings.stanzas or settings.redis.url
-            or settings.media.paths):  # fmt: skip
+    if not settings.stanzas and not any(kind.configured(settings) for kind in KINDS):
         findings.append(Finding("config", CRITICAL, NOTHING_CONFIGURED))
     return findings
 
@@ -222,42 +211,14 @@ def lock_finding(storage: Storage) -> Finding:
 def check_backups(storage: Storage, *, deep: bool = False) -> list[Finding]:
     """The newest backup of each kind still holds every object its manifest lists (and, with
     `deep`, every byte matches its sha256). A damaged backup is CRITICAL, named by object."""
-    from backup_engine.integrity import Expected, verify_object
-    from backup_engine.media.manifest import MEDIA_SNAPSHOTS
-    from backup_engine.media.restore import missing_media_content, verify_media
-    from backup_engine.postgres.catalog import BASE_BACKUPS
-    from backup_engine.redis.manifest import REDIS_BACKUPS
-
     findings = []
-    for kind, latest in (
-        ("postgres", BASE_BACKUPS.list(storage).latest),
-        ("redis", REDIS_BACKUPS.list(storage).latest),
-    ):
+    for kind in KINDS:
+        latest = kind.catalog.list(storage).latest
         if latest is None:
             continue
-        name = f"{kind} backup {latest.backup_id}"
+        name = f"{kind.what} {latest.backup_id}"
         try:
-            for stored in latest.files:
-                if deep:
-                    verify_object(storage, Expected(stored.key, stored.size, stored.sha256))
-                elif storage.stat(stored.key).size != stored.size:
-                    raise BackupEngineError(f"stored object {stored.key} has the wrong size")
-        except BackupEngineError as exc:
-            findings.append(Finding(name, CRITICAL, exc.message))
-            continue
-        how = "every object matches its sha256" if deep else "every object present, sizes match"
-        findings.append(Finding(name, OK, how))
-    media = MEDIA_SNAPSHOTS.list(storage).latest
-    if media is not None:
-        name = f"media snapshot {media.backup_id}"
-        try:
-            if deep:
-                verify_media(storage, media.backup_id)
-            else:
-                missing = missing_media_content(storage, media)
-                if missing:
-                    raise BackupEngineError(f"{missing[0]} ({len(missing)} in all)")
-            findings.append(Finding(name, OK, "every object present"))
+            findings.append(Finding(name, OK, kind.check_newest(storage, latest, deep=deep)))
         except BackupEngineError as exc:
             findings.append(Finding(name, CRITICAL, exc.message))
     return findings

@@ -12,12 +12,10 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
-from backup_engine.media.manifest import MEDIA_SNAPSHOTS
+from backup_engine.kinds import KINDS
 from backup_engine.postgres.archive_verify import ArchiveReport
 from backup_engine.postgres.archiver import ArchiverState
-from backup_engine.postgres.catalog import BASE_BACKUPS
 from backup_engine.postgres.wal import META_ARCHIVED_AT, WAL_PREFIX
-from backup_engine.redis.manifest import REDIS_BACKUPS
 from backup_engine.storage.base import Storage
 
 BACKUP_LAST = "restore_drill_backup_last_timestamp_seconds"
@@ -34,14 +32,11 @@ class LatestBackup:
 
 def latest_backups(storage: Storage) -> list[LatestBackup]:
     found = []
-    base, redis = BASE_BACKUPS.list(storage).latest, REDIS_BACKUPS.list(storage).latest
-    media = MEDIA_SNAPSHOTS.list(storage).latest
-    if base is not None:
-        found.append(LatestBackup("postgres", base.stop_time.timestamp(), base.stored_bytes))
-    if redis is not None:
-        found.append(LatestBackup("redis", redis.stop_time.timestamp(), redis.stored_bytes))
-    if media is not None:  # content is shared: a snapshot's own size is what it added
-        found.append(LatestBackup("media", media.stop_time.timestamp(), media.new_bytes))
+    for kind in KINDS:
+        latest = kind.catalog.list(storage).latest
+        if latest is not None:
+            found.append(LatestBackup(kind.name, latest.stop_time.timestamp(),
+                                      kind.own_bytes(latest)))  # fmt: skip
     return found
 
 

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from backup_engine.errors import StorageError, UsageError
+from backup_engine.kinds import BY_NAME
 from backup_engine.storage.base import Storage
 from backup_engine.timefmt import BACKUP_ID
 
 PINS_PREFIX = "pins/"
-KINDS = ("postgres", "redis", "media")
+KINDS = tuple(BY_NAME)  # pins/<kind>/: one folder per registered kind
 _ID = BACKUP_ID
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_REASON = 200

@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from backup_engine.config import Settings
 from backup_engine.errors import BackupEngineError
+from backup_engine.kinds import KINDS, Job
 from backup_engine.progress import Progress
 
 
@@ -27,49 +27,9 @@ class JobResult:
         return asdict(self)
 
 
-Job = tuple[str, Callable[[], tuple[str, int]]]
-
-
 def configured_jobs(settings: Settings, progress: Progress) -> list[Job]:
-    from backup_engine.media.snapshot import take_media_snapshot
-    from backup_engine.postgres.basebackup import take_base_backup
-    from backup_engine.redis.backup import take_redis_backup
-    from backup_engine.redis.target import RedisTarget
-    from backup_engine.repositories import for_each
-
-    storage = settings.open_write_storage()  # one stream, every repository (repositories.py)
-    stores = settings.open_storages()
-    codec = settings.compression.get()
-    jobs: list[Job] = []
-    if settings.postgres.dsn and not settings.needs_stanza:  # with stanzas, [postgres] is shared
-        pg = settings.postgres
-        options = pg.backup_options()
-
-        def postgres() -> tuple[str, int]:
-            manifest = take_base_backup(storage, codec, options, progress=progress)
-            return manifest.backup_id, manifest.stored_bytes
-
-        jobs.append((f"postgres {settings.stanza}" if settings.stanza else "postgres", postgres))
-    if settings.redis.url:
-        target = RedisTarget(settings.redis.url)
-
-        def redis() -> tuple[str, int]:
-            manifest = take_redis_backup(storage, codec, target, progress=progress)
-            return manifest.backup_id, manifest.stored_bytes
-
-        jobs.append(("redis", redis))
-    for path in settings.media.paths:
-
-        def media(root: Path = Path(path)) -> tuple[str, int]:
-            taken = for_each(stores, settings.repository.acknowledge, f"snapshot {root}",
-                             lambda store: take_media_snapshot(
-                store, codec, root, progress=progress, concurrency=settings.media.concurrency
-            ))  # fmt: skip
-            manifest = taken[0][1]
-            return manifest.backup_id, manifest.new_bytes
-
-        jobs.append((f"media {path}", media))
-    return jobs
+    """One job per configured kind (media: one per directory), in the order of `KINDS`."""
+    return [job for kind in KINDS for job in kind.jobs(settings, progress)]
 
 
 def run_all_backups(

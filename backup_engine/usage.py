@@ -7,6 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from backup_engine.kinds import KINDS
 from backup_engine.postgres.catalog import BASE_BACKUPS
 from backup_engine.postgres.wal import WAL_PREFIX
 from backup_engine.retention import weekly_backups
@@ -24,7 +25,8 @@ PLAN: dict[str, int | None] = {
     "Media backups": 50 * GB,
     "Other (locks, pins, evidence)": None,
 }
-KINDS = tuple(PLAN)
+OTHER = "Other (locks, pins, evidence)"
+ROWS = tuple(PLAN)
 
 
 @dataclass
@@ -54,16 +56,14 @@ class Usage:
 
 
 def _kind(key: str, weekly: set[str]) -> str:
+    """The plan's row a stored object counts under: base backups split into the weekly ones
+    and the daily ones, WAL on its own, every other kind its registered row."""
     if key.startswith(BASE_BACKUPS.prefix):
         backup_id = key.removeprefix(BASE_BACKUPS.prefix).split("/", 1)[0]
         return "Weekly snapshot" if backup_id in weekly else "Daily database"
     if key.startswith(WAL_PREFIX):
         return "WAL archives"
-    if key.startswith("redis/"):
-        return "Redis snapshots"
-    if key.startswith("media/"):
-        return "Media backups"
-    return "Other (locks, pins, evidence)"
+    return next((k.usage_row for k in KINDS if key.startswith(k.prefix)), OTHER)
 
 
 def measure(storage: Storage, weekly_day: int) -> Usage:
@@ -73,7 +73,7 @@ def measure(storage: Storage, weekly_day: int) -> Usage:
     per object; a pin's legal hold and a longer earlier plan are not counted."""
     backups = BASE_BACKUPS.list(storage).backups
     weekly = weekly_backups(backups, weekly_day)
-    kinds = {name: KindUsage(name) for name in KINDS}
+    kinds = {name: KindUsage(name) for name in ROWS}
     lock = storage.object_lock
     now = storage.store_now() if lock else None
     for info in storage.list(""):

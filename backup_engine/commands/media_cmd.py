@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,6 @@ from backup_engine.durations import format_duration
 
 if TYPE_CHECKING:
     from backup_engine.media.manifest import MediaSnapshotManifest
-    from backup_engine.storage import Storage
 
 
 @click.group()
@@ -44,7 +42,7 @@ def media() -> None:
 def backup(obj: CliContext, roots: tuple[Path, ...], no_progress: bool, json_output: bool) -> None:
     """Snapshot directories: new content packed and uploaded once, unchanged files not read."""
     from backup_engine.errors import UsageError
-    from backup_engine.media.snapshot import take_media_snapshot
+    from backup_engine.kinds import media_snapshots
 
     settings = obj.settings()
     roots = roots or tuple(Path(p) for p in settings.media.paths)
@@ -53,19 +51,9 @@ def backup(obj: CliContext, roots: tuple[Path, ...], no_progress: bool, json_out
             "no directory to snapshot",
             hint="pass --path DIR, or list directories in [media] paths of the configuration",
         )
-    from backup_engine.repositories import for_each
-
-    stores = settings.open_storages()  # each repository deduplicates against its own packs
-    codec = settings.compression.get()
     progress = obj.progress(json_output=json_output, enabled=not no_progress)
-
-    def snapshot(storage: Storage, root: Path) -> MediaSnapshotManifest:
-        return take_media_snapshot(storage, codec, root, progress=progress,
-                                   concurrency=settings.media.concurrency)  # fmt: skip
-
     for root in roots:
-        taken = for_each(stores, settings.repository.acknowledge, f"snapshot {root}",
-                         partial(snapshot, root=root))  # fmt: skip
+        taken = media_snapshots(settings, root, progress)
         manifest = taken[0][1]
         if json_output:
             emit_json(_summary(manifest))

@@ -146,6 +146,7 @@ def expire(obj: CliContext, dry_run: bool, json_output: bool) -> None:
 @click.pass_obj
 def metrics(obj: CliContext, textfile: Path, with_usage: bool, archiver: bool) -> None:
     """Write the age and size of the newest backup of each kind, and of the newest WAL."""
+    from backup_engine.kinds import KINDS
     from backup_engine.metrics import write_backup_metrics
     from backup_engine.retention import WEEKDAYS
     from backup_engine.usage import measure
@@ -156,11 +157,6 @@ def metrics(obj: CliContext, textfile: Path, with_usage: bool, archiver: bool) -
         return
     storage = settings.open_storage()
     storage.check()
-    configured = {
-        "postgres": settings.postgres.dsn,
-        "redis": settings.redis.url,
-        "media": settings.media.paths,
-    }
     usage = None
     if with_usage:
         found = measure(storage, WEEKDAYS.index(settings.retention.weekly_day))
@@ -171,7 +167,7 @@ def metrics(obj: CliContext, textfile: Path, with_usage: bool, archiver: bool) -
     backups = write_backup_metrics(
         textfile,
         storage,
-        expected=tuple(kind for kind, on in configured.items() if on),
+        expected=tuple(kind.name for kind in KINDS if kind.configured(settings)),
         usage=usage,
     )
     click.echo(

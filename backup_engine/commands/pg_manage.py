@@ -20,15 +20,11 @@ if TYPE_CHECKING:
 
 
 def _decision(storage: Storage, obj: CliContext, backup_id: str) -> tuple[Decision, list[Any]]:
-    from backup_engine.pins import read_pins
-    from backup_engine.postgres.catalog import list_base_backups
-    from backup_engine.retention import base_backup_decisions
+    from backup_engine.kinds import POSTGRES
 
-    backups = list_base_backups(storage).backups
+    backups = POSTGRES.catalog.list(storage).backups
     policy = obj.settings().retention.policy()
-    decisions = base_backup_decisions(
-        backups, policy, datetime.now(UTC), read_pins(storage, "postgres")
-    )
+    decisions = POSTGRES.decisions(storage, backups, policy, datetime.now(UTC))
     return next(d for d in decisions if d.backup_id == backup_id), list(backups)
 
 

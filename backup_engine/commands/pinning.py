@@ -4,16 +4,17 @@ snapshots (PostgreSQL's, which know about WAL and the PITR window, are in pg_man
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import click
 
 from backup_engine.commands.context import CliContext
+from backup_engine.kinds import MEDIA, POSTGRES, REDIS, BackupKind
 
 
-def pin_commands(kind: str, what: str, catalog: Callable[[], Any]) -> list[click.Command]:
-    """`catalog()` returns the SnapshotKind of this kind (imported late: startup stays lean)."""
+def pin_commands(kind: BackupKind) -> list[click.Command]:
+    """`pin` and `unpin` under the kind's group."""
+    what = kind.what
 
     @click.command(name="pin")
     @click.argument("backup_id", metavar="ID|latest")
@@ -24,10 +25,10 @@ def pin_commands(kind: str, what: str, catalog: Callable[[], Any]) -> list[click
 
         storage = obj.settings().open_storage()
         storage.check()
-        manifest = catalog().resolve(storage, backup_id)
-        made = pin(storage, kind, manifest.backup_id, reason)
+        manifest = kind.catalog.resolve(storage, backup_id)
+        made = pin(storage, kind.name, manifest.backup_id, reason)
         click.echo(f"pinned {what} {manifest.backup_id}: {made.reason}")
-        _legal_hold(storage, catalog().backup_prefix(manifest.backup_id), True)
+        _legal_hold(storage, kind.catalog.backup_prefix(manifest.backup_id), True)
 
     pin_backup.help = f"Keep a {what} whatever retention says, until unpinned."
 
@@ -39,9 +40,9 @@ def pin_commands(kind: str, what: str, catalog: Callable[[], Any]) -> list[click
 
         storage = obj.settings().open_storage()
         storage.check()
-        if unpin(storage, kind, backup_id):
+        if unpin(storage, kind.name, backup_id):
             click.echo(f"unpinned {what} {backup_id}: retention decides about it again")
-            _legal_hold(storage, catalog().backup_prefix(backup_id), False)
+            _legal_hold(storage, kind.catalog.backup_prefix(backup_id), False)
         else:
             click.echo(f"{what} {backup_id} was not pinned")
 
@@ -61,37 +62,16 @@ def _legal_hold(storage: Any, prefix: str, on: bool) -> None:
         click.echo(f"{len(keys)} objects {state} (Object Lock)")
 
 
-def _base() -> Any:
-    from backup_engine.postgres.catalog import BASE_BACKUPS
-
-    return BASE_BACKUPS
-
-
-def _redis() -> Any:
-    from backup_engine.redis.manifest import REDIS_BACKUPS
-
-    return REDIS_BACKUPS
-
-
-def _media() -> Any:
-    from backup_engine.media.manifest import MEDIA_SNAPSHOTS
-
-    return MEDIA_SNAPSHOTS
-
-
-def snapshot_commands(kind: str, what: str, catalog: Callable[[], Any]) -> list[click.Command]:
+def snapshot_commands(kind: BackupKind) -> list[click.Command]:
     """`show` and `delete` for a kind kept `[retention] <kind>_days` (Redis, media)."""
+    what = kind.what
 
     def decision(obj: CliContext, storage: Any, backup_id: str) -> Any:
         from datetime import UTC, datetime
 
-        from backup_engine.pins import read_pins
-        from backup_engine.retention import snapshot_decisions
-
-        days = getattr(obj.settings().retention, f"{kind}_days")
-        backups = catalog().list(storage).backups
-        decisions = snapshot_decisions(backups, days, datetime.now(UTC), what,
-                                       read_pins(storage, kind))  # fmt: skip
+        backups = kind.catalog.list(storage).backups
+        policy = obj.settings().retention.policy()
+        decisions = kind.decisions(storage, backups, policy, datetime.now(UTC))
         return next(d for d in decisions if d.backup_id == backup_id)
 
     @click.command(name="show")
@@ -103,7 +83,7 @@ def snapshot_commands(kind: str, what: str, catalog: Callable[[], Any]) -> list[
 
         storage = obj.settings().open_storage()
         storage.check()
-        manifest = catalog().resolve(storage, backup_id)
+        manifest = kind.catalog.resolve(storage, backup_id)
         kept = decision(obj, storage, manifest.backup_id)
         data = manifest.to_dict()
         data.pop("entries", None)  # a media snapshot's list of files can be huge
@@ -131,15 +111,15 @@ def snapshot_commands(kind: str, what: str, catalog: Callable[[], Any]) -> list[
 
         storage = obj.settings().open_storage()
         storage.check()
-        kinds = catalog()
+        kinds = kind.catalog
         if backup_id == "latest":
-            raise UsageError(f"{kind} delete takes a backup id, not 'latest'")
+            raise UsageError(f"{kind.command} delete takes a backup id, not 'latest'")
         manifest = kinds.resolve(storage, backup_id)
         kept = decision(obj, storage, manifest.backup_id)
         if kept.reason.startswith(("newest", "pinned: ")):
             raise UsageError(f"{what} {manifest.backup_id} is not deleted: {kept.reason}",
-                             hint=f"backup-engine {'redis' if kind == 'redis' else kind} "
-                             "unpin ID first" if "pinned" in kept.reason
+                             hint=f"backup-engine {kind.command} unpin ID first"
+                             if "pinned" in kept.reason
                              else "the newest one is never deleted by hand")  # fmt: skip
         first = kinds.manifest_key(manifest.backup_id)
         rest = [o.key for o in storage.list(kinds.backup_prefix(manifest.backup_id))]
@@ -149,7 +129,7 @@ def snapshot_commands(kind: str, what: str, catalog: Callable[[], Any]) -> list[
             return
         for key in keys:  # the manifest first: never a listed snapshot with missing pieces
             storage.delete(key)
-        shared = " (shared content goes at the next expire)" if kind == "media" else ""
+        shared = " (shared content goes at the next expire)" if kind is MEDIA else ""
         click.echo(f"deleted {what} {manifest.backup_id}: {len(keys)} objects{shared}")
 
     delete.help = (f"Delete one {what} now (never the newest or a pinned one); content other "
@@ -157,8 +137,6 @@ def snapshot_commands(kind: str, what: str, catalog: Callable[[], Any]) -> list[
     return [show, delete]
 
 
-PG_PINS = pin_commands("postgres", "base backup", _base)
-REDIS_COMMANDS = [*pin_commands("redis", "Redis backup", _redis),
-              *snapshot_commands("redis", "Redis backup", _redis)]  # fmt: skip
-MEDIA_COMMANDS = [*pin_commands("media", "media snapshot", _media),
-              *snapshot_commands("media", "media snapshot", _media)]  # fmt: skip
+PG_PINS = pin_commands(POSTGRES)
+REDIS_COMMANDS = [*pin_commands(REDIS), *snapshot_commands(REDIS)]
+MEDIA_COMMANDS = [*pin_commands(MEDIA), *snapshot_commands(MEDIA)]
