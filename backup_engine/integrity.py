@@ -1,4 +1,8 @@
-"""Checking stored objects against the size and sha256 recorded when they were written."""
+"""Checking what we read against the size and sha256 recorded when it was written: the one
+home of a checked read. Every read of a stored object whose content we act on goes through
+`VerifyingReader` (a stream: a base backup's tar, a WAL segment, a media file, a snapshot's list
+of entries) or `check_bytes` (a media blob already in memory); what they check and how they
+refuse is written here once, each caller only saying how its object is named to people."""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import zstandard
 
@@ -18,11 +23,41 @@ from backup_engine.streams import CountingReader, Readable
 CHUNK = 1 << 20
 
 
+DAMAGED = "the backup is damaged: restore an older backup, and check the store"
+
+
 @dataclass(frozen=True)
 class Expected:
+    """What a read must produce. `size` None: not recorded (a WAL segment's content), and then
+    never more than `limit` bytes (the most a file of its kind holds) is accepted."""
+
     key: str
-    size: int
+    size: int | None
     sha256: str
+    name: str = ""  # how messages name it: "stored object KEY" unless told
+    hint: str = DAMAGED
+    limit: int | None = None
+
+    @classmethod
+    def of(cls, stored: Any) -> Expected:
+        """What a manifest recorded of one stored object (its key, size and sha256)."""
+        return cls(stored.key, stored.size, stored.sha256)
+
+    @property
+    def most(self) -> int | None:
+        return self.size if self.size is not None else self.limit
+
+    def refuse(self, what: str) -> CorruptObject:
+        return CorruptObject(f"{self.name or f'stored object {self.key}'} {what}", hint=self.hint)
+
+
+def check_bytes(data: bytes, expected: Expected) -> bytes:
+    """`data`, if it is what `expected` records (one piece already in memory)."""
+    if expected.size is not None and len(data) != expected.size:
+        raise expected.refuse(f"has {len(data)} bytes, {expected.size} recorded")
+    if hashlib.sha256(data).hexdigest() != expected.sha256:
+        raise expected.refuse("does not match its sha256")
+    return data
 
 
 class VerifyingReader:
@@ -44,8 +79,13 @@ class VerifyingReader:
         if data:
             self._sha256.update(data)
             self._size += len(data)
-            if self._size > self._expected.size:
-                self._fail(f"is longer than the recorded {self._expected.size} bytes")
+            most = self._expected.most
+            if most is not None and self._size > most:
+                raise self._expected.refuse(
+                    f"is longer than the recorded {most} bytes" if self._expected.size is not None
+                    else f"holds more than {most} bytes, the most a file of its kind holds: "
+                    "refused as damaged"
+                )  # fmt: skip
         elif size != 0:
             self.finish()
         return data
@@ -56,10 +96,11 @@ class VerifyingReader:
     def finish(self) -> None:
         if self.checked:
             return
-        if self._size != self._expected.size:
-            self._fail(f"has {self._size} bytes, the manifest records {self._expected.size}")
+        size = self._expected.size
+        if size is not None and self._size != size:
+            raise self._expected.refuse(f"has {self._size} bytes, the manifest records {size}")
         if self._sha256.hexdigest() != self._expected.sha256:
-            self._fail("does not match its recorded sha256")
+            raise self._expected.refuse("does not match its recorded sha256")
         self.checked = True
 
     def drain(self) -> None:
@@ -67,12 +108,6 @@ class VerifyingReader:
         while self.read(CHUNK):
             pass
         self.finish()
-
-    def _fail(self, what: str) -> None:
-        raise CorruptObject(
-            f"stored object {self._expected.key} {what}",
-            hint="the backup is damaged: restore an older backup, and check the store",
-        )
 
 
 def verify_object(storage: Storage, expected: Expected, progress: Progress | None = None) -> None:

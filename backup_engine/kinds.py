@@ -81,7 +81,7 @@ class BackupKind:
             return "every object present"
         for stored in manifest.files:
             if deep:
-                verify_object(storage, Expected(stored.key, stored.size, stored.sha256))
+                verify_object(storage, Expected.of(stored))
             elif storage.stat(stored.key).size != stored.size:
                 raise BackupEngineError(f"stored object {stored.key} has the wrong size")
         return "every object matches its sha256" if deep else "every object present, sizes match"

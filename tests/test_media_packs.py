@@ -167,7 +167,8 @@ def test_entries_changed_without_the_manifest_are_refused(tmp_path: Path, small_
     manifest = take_media_snapshot(repo, ZSTD, small_tree)
     entries = list(iter_entries(repo, manifest))
     _forge_entries(repo, entries[:-1], keep_hash=True)
-    with pytest.raises(CorruptObject, match="does not match its sha256"):
+    refused = "list of entries .* (does not match its recorded sha256|has [0-9]+ bytes, the manif)"
+    with pytest.raises(CorruptObject, match=refused):
         restore_media(repo, "latest", tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 

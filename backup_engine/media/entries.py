@@ -9,7 +9,6 @@ against the count.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from typing import IO, Any
 import zstandard
 
 from backup_engine.errors import CorruptObject, ObjectNotFound
+from backup_engine.integrity import Expected, VerifyingReader
 from backup_engine.manifests import StoredFile
 from backup_engine.media.manifest import (
     MEDIA_SNAPSHOTS,
@@ -78,20 +78,19 @@ def _checked_copy(storage: Storage, stored: StoredFile, where: str) -> IO[bytes]
     if not 0 <= stored.size <= MAX_LIST:
         raise CorruptObject(f"{where}: its list of entries claims {stored.size} bytes")
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - returned open
-    digest = hashlib.sha256()
-    size = 0
+    expected = Expected(stored.key, stored.size, stored.sha256,
+                        name=f"{where}: its list of entries ({stored.key})")  # fmt: skip
     try:
         with storage.open_reader(stored.key) as raw:
-            while size <= stored.size and (chunk := raw.read(_READ)):
-                digest.update(chunk)
-                size += len(chunk)
+            checked = VerifyingReader(raw, expected)
+            while chunk := checked.read(_READ):
                 spool.write(chunk)
     except ObjectNotFound:
         spool.close()
         raise CorruptObject(f"{where}: its list of entries ({stored.key}) is missing") from None
-    if size != stored.size or digest.hexdigest() != stored.sha256:
+    except CorruptObject:
         spool.close()
-        raise CorruptObject(f"{where}: its list of entries does not match its sha256")
+        raise
     spool.seek(0)
     return spool
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ import zstandard
 
 from backup_engine.codecs import get_codec
 from backup_engine.errors import CorruptObject, IntegrityError, ObjectNotFound, UsageError
+from backup_engine.integrity import Expected, VerifyingReader
 from backup_engine.media.index import load_index
 from backup_engine.media.manifest import (
     MEDIA_SNAPSHOTS,
@@ -31,7 +31,6 @@ from backup_engine.media.packs import PACKS_PREFIX
 from backup_engine.progress import Progress
 from backup_engine.safefs import Attributes, SafeTree
 from backup_engine.storage.base import Storage
-from backup_engine.streams import Readable
 from backup_engine.targetdir import prepared_target
 
 CHUNK = 1 << 20
@@ -74,10 +73,11 @@ def _fetch_into(
     key = object_key(entry.sha256, codec.suffix)
     try:
         with storage.open_reader(key) as raw:
-            checked = _Checked(codec.open_decompressed(raw), entry, key)
+            expected = Expected(key, entry.size, entry.sha256, name=f"{_CHECK}object {key}")
+            checked = VerifyingReader(codec.open_decompressed(raw), expected)
             attrs = Attributes(entry.mode, entry.mtime_ns)
             written = tree.write_file(entry.path, checked, entry.size, attrs)
-            checked.finish()
+            checked.drain()  # a longer object is refused too
             return written
     except ObjectNotFound:
         raise _Failed(f"{entry.path}: object {key} is missing") from None
@@ -90,30 +90,6 @@ def _fetch_into(
 
 
 _CHECK = "content check: "
-
-
-class _Checked:
-    """The decompressed object, hashed as it is read; finish() says whether it is the entry."""
-
-    def __init__(self, raw: Readable, entry: MediaEntry, key: str) -> None:
-        self._raw, self._entry, self._key = raw, entry, key
-        self._digest = hashlib.sha256()
-        self._size = 0
-
-    def read(self, size: int = -1, /) -> bytes:
-        data = self._raw.read(size)
-        self._digest.update(data)
-        self._size += len(data)
-        return data
-
-    def finish(self) -> None:
-        extra = self._raw.read(1)
-        if (
-            extra
-            or self._size != self._entry.size
-            or (self._digest.hexdigest() != self._entry.sha256)
-        ):
-            raise CorruptObject(f"{_CHECK}object {self._key} does not match its sha256")
 
 
 def _restore_entry(
@@ -227,10 +203,8 @@ def verify_media(
             key = object_key(entry.sha256, codec.suffix)
             try:
                 with storage.open_reader(key) as raw:
-                    content = _Checked(codec.open_decompressed(raw), entry, key)
-                    while content.read(CHUNK):
-                        pass
-                    content.finish()
+                    expected = Expected(key, entry.size, entry.sha256)
+                    VerifyingReader(codec.open_decompressed(raw), expected).drain()
             except ObjectNotFound:
                 failed.append(f"{key} (for {entry.path}) is missing")
             except zstandard.ZstdError:

@@ -237,7 +237,7 @@ def _protocol_backup(
         identity = conn.identify_system()
         if parent is not None:  # streamed from the repository, its sha256 checked at the end
             stored = parent.file(MANIFEST_MEMBER)
-            expected = Expected(stored.key, stored.size, stored.sha256)
+            expected = Expected.of(stored)
             with verified_content(storage, expected, get_codec("none"), task) as content:
                 conn.upload_manifest(content)
         streamed = stream_backup(storage, codec, conn, request, prefix, task)

@@ -69,7 +69,7 @@ def _download_and_extract(
     writer: Callable[[Path, str], SafeTree] = SafeTree,
 ) -> ExtractStats:
     codec = get_codec(manifest.compression)
-    expected = Expected(stored.key, stored.size, stored.sha256)
+    expected = Expected.of(stored)
     with (
         progress.task(f"restore {manifest.backup_id} {stored.name}", stored.size) as task,
         verified_content(storage, expected, codec, task) as content,
@@ -82,7 +82,7 @@ def _download_and_extract(
 def _place_manifest(storage: Storage, stored: StoredFile, pgdata: Path, progress: Progress) -> None:
     """backup_manifest, checked against its sha256 as it streams, created new in pgdata (a
     base.tar that already held one is refused by O_EXCL: two manifests, one is forged)."""
-    expected = Expected(stored.key, stored.size, stored.sha256)
+    expected = Expected.of(stored)
     with (
         progress.task(f"restore {stored.name}", stored.size) as task,
         verified_content(storage, expected, get_codec("none"), task) as content,

@@ -53,7 +53,7 @@ def verify_base_backup(
     for stored in (stored for link in chain for stored in link.files):
         if stored.key in restored and not hashes_only:
             continue  # checked while it is restored below
-        verify_object(storage, Expected(stored.key, stored.size, stored.sha256), progress)
+        verify_object(storage, Expected.of(stored), progress)
         checked.append(stored.key)
     if not hashes_only:
         scratch = Path(tempfile.mkdtemp(prefix=f"verify-{manifest.backup_id}-", dir=scratch_dir))

@@ -33,6 +33,7 @@ from backup_engine.errors import (
     ObjectNotFound,
     UsageError,
 )
+from backup_engine.integrity import Expected, VerifyingReader
 from backup_engine.postgres.control import MAX_SEGMENT
 from backup_engine.storage.base import ObjectInfo, Storage, StoredObject
 
@@ -291,29 +292,24 @@ def _download(storage: Storage, info: ObjectInfo, destination: Path, limit: int)
             "earlier point",
         )
     tmp = destination.with_name(f".{destination.name}.fetching-{os.getpid()}")
-    digest = hashlib.sha256()
+    checked = Expected(
+        info.key,
+        None,
+        expected,
+        name=f"archived {info.key}",
+        limit=limit,
+        hint="the WAL archive is damaged; recovery cannot continue past this file",
+    )
     size = 0
     try:
         with storage.open_reader(info.key) as raw, tmp.open("wb") as out:
-            stream = codec.open_decompressed(raw)
             try:
-                while chunk := stream.read(min(CHUNK, limit + 1 - size)):
+                reader = VerifyingReader(codec.open_decompressed(raw), checked)
+                while chunk := reader.read(CHUNK):
                     size += len(chunk)
-                    if size > limit:
-                        raise CorruptObject(
-                            f"archived {info.key} decompresses to more than {limit} bytes, the "
-                            "most a file of its name holds: refused as damaged, nothing written",
-                            hint="the WAL archive is damaged or was tampered with",
-                        )
-                    digest.update(chunk)
                     out.write(chunk)
             except zstandard.ZstdError as exc:
                 raise CorruptObject(f"archived {info.key} does not decompress: {exc}") from None
-        if digest.hexdigest() != expected:
-            raise CorruptObject(
-                f"archived {info.key} does not match its recorded sha256",
-                hint="the WAL archive is damaged; recovery cannot continue past this file",
-            )
         os.replace(tmp, destination)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -87,7 +87,7 @@ def _write_rdb(
     # size, or for a manifest without it, what zstd's largest ratio could make of the object.
     limit = stored.raw_size if stored.raw_size is not None else stored.size * 1024
     size = 0
-    expected = Expected(stored.key, stored.size, stored.sha256)
+    expected = Expected.of(stored)
     with (
         progress.task(f"restore {manifest.backup_id}", stored.size) as task,
         verified_content(storage, expected, codec, task) as content,
