@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -183,6 +183,17 @@ class Settings:
                 f"({', '.join(self.stanzas)}): say which cluster",
                 hint="pass --stanza NAME (or set $BACKUP_ENGINE_STANZA)",
             )
+
+    def each_repository(self) -> list[Settings]:
+        """These settings once per repository a command that keeps each one (expire) runs on:
+        each with its own url and retention ([retention.2]); one when --repo N selected."""
+        if self.selected is not None or len(self.repositories) < 2:
+            return [self]
+        return [
+            replace(self, repository=repository, retention=retention, selected=number)
+            for number, (repository, retention)
+            in enumerate(zip(self.repositories, self.retentions, strict=True), 1)
+        ]  # fmt: skip
 
     def open_storage(self) -> Storage:
         """The repository read from (and written to when it is the only one): the first,

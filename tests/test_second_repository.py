@@ -224,3 +224,44 @@ class _Serving(StorageWrapper):
 
     def open_reader(self, key: str) -> IO[bytes]:
         return io.BytesIO(self.served)
+
+
+def test_expire_keeps_each_repository_by_its_own_retention_and_goes_on_past_a_failing_one(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path)
+    config.write_text(config.read_text() + "\n[retention]\nmedia_days = 30\n"
+                      "\n[retention.2]\nmedia_days = 1\n")  # fmt: skip
+    media = _dir(tmp_path / "uploads")
+    for n in range(2):
+        (media / f"photo-{n}.jpg").write_bytes(os.urandom(2000))
+        assert _cli(config, "media", "backup", "--path", str(media)).returncode == 0
+        if n == 0:  # the first taken three days ago, in both repositories
+            for manifest in (tmp_path / "one").rglob("snapshot.json"):
+                _backdate(manifest, days=3)
+            for manifest in (tmp_path / "two").rglob("snapshot.json"):
+                _backdate(manifest, days=3)
+    done = _cli(config, "expire", "--json")
+    assert done.returncode == 0, done.stderr
+    one, two = json.loads(done.stdout)["repositories"]
+    assert (one["repository"], two["repository"]) == (1, 2)
+    doomed = [(i["kind"], i["keep"]) for i in two["items"] if i["kind"] == "media"]
+    assert not any(i["kind"] == "media" and not i["keep"] for i in one["items"])
+    assert doomed == [("media", False), ("media", True)]  # the older gone, the newest kept
+    listed = _cli(config, "--repo", "2", "media", "list", "--json")
+    assert len(json.loads(listed.stdout)["backups"]) == 1
+    assert len(json.loads(_cli(config, "media", "list", "--json").stdout)["backups"]) == 2
+    shutil.rmtree(tmp_path / "one")  # repository 1 gone: repository 2 is still expired
+    failed = _cli(config, "expire")
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr
+    assert "repository 1" in failed.stderr and "repository 2 (" in failed.stdout
+    assert "0 items to delete" in failed.stdout
+
+
+def _backdate(manifest: Path, days: int) -> None:
+    from datetime import datetime, timedelta
+
+    data = json.loads(manifest.read_text())
+    for name in ("start_time", "stop_time"):
+        data[name] = (datetime.fromisoformat(data[name]) - timedelta(days=days)).isoformat()
+    manifest.write_text(json.dumps(data))
