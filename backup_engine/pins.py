@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from backup_engine.errors import StorageError, UsageError
-from backup_engine.kinds import BY_NAME
 from backup_engine.storage.base import Storage
 from backup_engine.timefmt import BACKUP_ID
 
 PINS_PREFIX = "pins/"
-KINDS = tuple(BY_NAME)  # pins/<kind>/: one folder per registered kind
+_KIND = re.compile(r"[a-z]{1,16}")  # pins/<kind>/: a registered kind's name (kinds.py)
 _ID = BACKUP_ID
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_REASON = 200
@@ -35,7 +34,7 @@ class Pin:
 
 
 def _key(kind: str, backup_id: str) -> str:
-    if kind not in KINDS or not _ID.match(backup_id):
+    if not _KIND.fullmatch(kind) or not _ID.match(backup_id):
         raise UsageError(f"{backup_id!r} is not a backup id", hint="see: backup-engine pg list")
     return f"{PINS_PREFIX}{kind}/{backup_id}.json"
 
