@@ -31,10 +31,9 @@ from backup_engine.servers import LocalPostgresBackend
 from backup_engine.servers.docker_servers import DEFAULT_IMAGE, DockerPostgresBackend, check_docker
 
 CHECKOUT = Path(__file__).resolve().parent.parent
-DOCKER_TAGS = (
-    "full_restore or rpo or redis or tablespaces or corruption or object_lock"
-    " or (pitr and not table_restore and not secure_store)"
-)
+# The local run holds every drill; these prove the container backend and moto's S3 model on
+# each kind of work (restore, tablespaces, damage, Object Lock, Redis), 15 scenarios.
+DOCKER_TAGS = "full_restore or redis or tablespaces or corruption or object_lock"
 
 
 def _docker_ready() -> str | None:
@@ -100,7 +99,7 @@ def test_the_same_drills_run_on_containers(tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr
     report = json.loads((tmp_path / "evidence" / "report.json").read_text())
-    assert report["passed"] and report["summary"]["passed"] >= 19
+    assert report["passed"] and report["summary"]["passed"] >= 15
 
 
 SMOKE_IN_IMAGE = """
@@ -138,9 +137,9 @@ def test_an_application_image_runs_its_smoke_test_against_the_restored_copy(
     assert "25" in log.read_text() and "# exit 0" in log.read_text()
 
 
-PG17_TAGS = (
-    "full_restore or (pitr and not secure_store) or table_restore or rpo or incremental or redis"
-)
+# What depends on the server's version: incremental backups (17 only), recovery targets and
+# timelines, pg_dump/pg_restore of one table; 21 scenarios (the rest run on this host's 15).
+PG17_TAGS = "full_restore or timelines or table_restore or incremental"
 PG17_IMAGE = image_for(17)
 
 
@@ -160,7 +159,7 @@ def _image_present(image: str) -> bool:
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_the_drills_run_on_postgresql_17(tmp_path: Path) -> None:
-    """Full restore, PITR, table restore, RPO, Redis and the incremental-backup drills, inside
+    """Full restore, timelines, table restore and the incremental-backup drills, inside
     the PostgreSQL 17 image: nothing skipped there, and the evidence records version 17."""
     out = subprocess.run(
         [sys.executable, "-m", "backup_engine", "drill", "--pg-version", "17",
@@ -171,7 +170,7 @@ def test_the_drills_run_on_postgresql_17(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "evidence" / "report.json").read_text())
     assert report["versions"]["postgresql"].startswith("17.")
     summary = report["summary"]
-    assert report["passed"] and summary["skipped"] == 0 and summary["passed"] >= 25, summary
+    assert report["passed"] and summary["skipped"] == 0 and summary["passed"] >= 21, summary
     incremental = [s for s in report["scenarios"] if "incremental" in s["tags"]]
     assert len(incremental) == 8 and all(s["status"] == "passed" for s in incremental)
 
