@@ -19,6 +19,6 @@ STEP_MODULES = (
     "incremental_steps", "tablespace_steps", "checklist_steps", "smoke_steps",
     "latest_backup_steps", "fault_steps", "hostile_steps", "sql_steps", "evidence_steps",
     "object_lock_steps", "standby_steps", "archive_verify_steps", "delta_steps",
-    "stanza_steps", "second_repository_steps",
+    "stanza_steps", "second_repository_steps", "latest_redis_steps",
 )  # fmt: skip
 PLUGINS = ["backup_engine.drill.pytest_plugin", *(f"{__name__}.{m}" for m in STEP_MODULES)]

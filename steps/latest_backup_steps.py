@@ -8,10 +8,8 @@ server and its base backup in the embedded S3. Either way the steps after that a
 from __future__ import annotations
 
 import os
-import random
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from pytest_bdd import given, when
 
@@ -20,7 +18,8 @@ from backup_engine.config import load_settings
 from backup_engine.drill.evidence import ScenarioRecord
 from backup_engine.drill.recovery import RestoredServer, record_restore, restore_into_new_server
 from backup_engine.drill.seed import seed_shop
-from backup_engine.errors import BackupNotFound, ConfigError
+from backup_engine.drill.selection import SELECTION_ENV, choose_backup
+from backup_engine.errors import ConfigError
 from backup_engine.postgres.archiving import switch_and_wait_archived
 from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
 from backup_engine.postgres.catalog import list_base_backups
@@ -36,7 +35,6 @@ from . import StorageFactory
 from .pitr_steps import archiving_settings
 
 CONFIG_ENV = "BACKUP_ENGINE_CONFIG"
-SELECTION_ENV = "DRILL_BACKUP_SELECTION"  # "latest" or "random:DAYS:SEED" (drill --pick)
 LATER_SESSIONS = """
 INSERT INTO sessions (user_id, token, user_agent, created_at, expires_at)
 SELECT id, md5(random()::text), 'after-backup', now(), now() + interval '1 day'
@@ -51,7 +49,7 @@ class LatestBackup:
     embedded: bool
 
 
-def _configured_repository() -> Storage | None:
+def configured_repository() -> Storage | None:
     """The repository the operator configured; None only when nothing is configured at all.
     A configuration without a repository is an error: the drill of production's backup never
     quietly turns into a drill of data it made up."""
@@ -67,31 +65,11 @@ def _configured_repository() -> Storage | None:
     return None
 
 
-def choose_backup(
-    backups: Sequence[BaseBackupManifest], selection: str, now: datetime
-) -> tuple[BaseBackupManifest, str]:
-    """`latest`, or `random:DAYS:SEED`: one of the backups of the last DAYS days, as AWS Backup
-    restore testing picks a random recovery point (rot in older backups shows up too)."""
-    if not backups:
-        raise BackupNotFound("no complete base backup in the repository to drill")
-    if selection.startswith("random:"):
-        _, days, seed = selection.split(":")
-        recent = [b for b in backups if now - b.stop_time <= timedelta(days=int(days))]
-        if not recent:
-            raise BackupNotFound(f"no base backup of the last {days} days to drill")
-        chosen = random.Random(int(seed)).choice(recent)
-        return (
-            chosen,
-            f"random among the {len(recent)} backups of the last {days} days (seed {seed})",
-        )
-    return backups[-1], "latest"
-
-
 @given("the latest PostgreSQL base backup in the configured repository", target_fixture="latest")
 def latest_backup(
     storage_factory: StorageFactory, pg_backend: PostgresBackend, drill_record: ScenarioRecord
 ) -> LatestBackup:
-    repository = _configured_repository()
+    repository = configured_repository()
     selection = os.environ.get(SELECTION_ENV, "latest")
     if repository is not None:
         catalog = list_base_backups(repository)

@@ -206,7 +206,7 @@ def test_a_random_recovery_point_is_chosen_reproducibly_within_the_window() -> N
     from dataclasses import replace
     from datetime import timedelta
 
-    from steps.latest_backup_steps import choose_backup
+    from backup_engine.drill.selection import choose_backup
     from tests.test_manifest import sample_manifest
 
     now = sample_manifest().stop_time + timedelta(days=1)

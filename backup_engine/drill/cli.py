@@ -105,10 +105,10 @@ from backup_engine.errors import UsageError
 )
 @click.option(
     "--within-days",
-    type=click.IntRange(min=1),
-    default=30,
-    show_default=True,
-    help="With --pick random: among the backups of the last N days.",
+    type=click.IntRange(1, 365),
+    default=None,
+    help="Only backups of the last N days: --pick random chooses among them (default 30), "
+    "--pick latest fails when the newest is older (latest within window).",
 )
 @click.option("--seed", type=int, help="With --pick random: the seed (recorded in the evidence).")
 @click.option(
@@ -171,13 +171,10 @@ def drill(
 
         load_controls(controls_file)
         os.environ["DRILL_CONTROLS_FILE"] = str(controls_file.absolute())
-    if pick == "random":
-        import random
+    if pick is not None:
+        from backup_engine.drill.selection import SELECTION_ENV, selection_value
 
-        chosen_seed = seed if seed is not None else random.SystemRandom().randrange(1 << 31)
-        os.environ["DRILL_BACKUP_SELECTION"] = f"random:{within_days}:{chosen_seed}"
-    elif pick == "latest":
-        os.environ["DRILL_BACKUP_SELECTION"] = "latest"
+        os.environ[SELECTION_ENV] = selection_value(pick, within_days, seed)
 
     repository = settings.open_storage() if keep_in_repository else None
     features = features_dir or default_features_dir()

@@ -100,8 +100,6 @@ def drill_in_image(
         skipped = ("pg_version", "backend", "report_dir", "report_root")
         if name in skipped or value in (None, False):
             continue
-        if name == "within_days" and params.get("pick") != "random":
-            continue
         flag = _FLAGS.get(name, "--" + name.replace("_", "-"))
         if isinstance(value, Path):
             value = value.absolute()
