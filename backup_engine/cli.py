@@ -34,10 +34,14 @@ EXIT_INTERRUPTED = 130
 
 
 class _Commands(click.Group):
-    """The engine's commands, plus the drill's, loaded only when asked for: the engine never
-    imports the proof (`backup_engine.drill`, pytest, moto) to back up or restore."""
+    """The engine's commands, plus the drill's and the fleet's, loaded only when asked for:
+    the engine never imports the proof (`backup_engine.drill`, pytest, moto) to back up or
+    restore."""
 
-    LAZY: ClassVar[dict[str, str]] = {"drill": "backup_engine.drill.cli"}
+    LAZY: ClassVar[dict[str, str]] = {
+        "drill": "backup_engine.drill.cli",
+        "fleet": "backup_engine.drill.fleet.cli",
+    }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.LAZY])

@@ -298,6 +298,15 @@ def _coerce(option: Option, value: Any, origin: str) -> Any:
     return value
 
 
+def _present(path: Path) -> bool:
+    """Whether something is at `path`; one in a directory this user may not enter counts as
+    there (reading it then says so), never as a traceback."""
+    try:
+        return path.exists()
+    except PermissionError:
+        return True
+
+
 def load_settings(
     config_file: Path | None = None,
     *,
@@ -311,10 +320,10 @@ def load_settings(
     explicit = config_file is not None or CONFIG_ENV in env
     path = config_file or Path(env.get(CONFIG_ENV, DEFAULT_CONFIG_FILE))
     data: dict[str, Any] = {}
-    if path.exists() or explicit:
-        if not path.exists():
+    if explicit or _present(path):
+        if not _present(path):
             raise ConfigError(f"config file {path} does not exist")
-        data = read_toml(path)
+        data = read_toml(path)  # one that cannot be read is named there
         check_known(data, path)
     postgres_options = {o.name: o for o in OPTIONS if o.section == "postgres"}
     tables = stanzas.read_stanzas(data, path, set(postgres_options))

@@ -54,6 +54,9 @@ class RunAs:
         return pwd.getpwnam(self.user).pw_dir
 
 
+CALLER_ONLY = ("BACKUP_ENGINE_CONFIG", "BACKUP_ENGINE_STANZA")
+
+
 def _prepare(
     args: Sequence[str | os.PathLike[str]],
     env: Mapping[str, str] | None,
@@ -68,6 +71,12 @@ def _prepare(
     if run_as is not None:
         kwargs.update(run_as.popen_kwargs())
         full_env["HOME"] = run_as.home()
+        # Another OS user is not handed the caller's configuration: it may not read it (a
+        # restored server's restore_command then failed on root's 0700 directory), and what a
+        # server's commands need (the repository, its credentials) they are given in `env`.
+        for name in CALLER_ONLY:
+            if not (env and name in env):
+                full_env.pop(name, None)
         # The caller's cwd (often under /root) may be unreadable for the other user, and
         # PostgreSQL tools refuse to start when they cannot resolve their working directory.
         kwargs["cwd"] = os.fspath(cwd) if cwd else "/"

@@ -1,0 +1,245 @@
+"""Fleet plans: read and refused as a plan file, then run through the local pool on real
+PostgreSQL and Redis servers: several targets at once, one backup corrupted, one repository
+gone, and the report (signed, with metrics and the stale targets) says exactly that."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from backup_engine.codecs import get_codec
+from backup_engine.drill.fleet.cron import parse_cron
+from backup_engine.drill.fleet.plan import parse_plan
+from backup_engine.drill.seed import seed_shop
+from backup_engine.errors import ConfigError
+from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
+from backup_engine.postgres.connection import connect
+from backup_engine.postgres.wal import wal_push
+from backup_engine.redis.backup import take_redis_backup
+from backup_engine.redis.target import RedisTarget
+from backup_engine.servers import LocalPostgresBackend
+from backup_engine.servers.local_redis import LocalRedisBackend
+from backup_engine.storage import LocalStorage
+from steps.redis_steps import seed_redis
+
+BASE = {"config": "x.toml"}
+
+
+def _plan(*targets: dict[str, object], **fleet: object) -> dict[str, object]:
+    return {"fleet": fleet, "target": list(targets)}
+
+
+@pytest.mark.parametrize(
+    ("plan", "refusal"),
+    [
+        (_plan(), "has no \\[\\[target\\]\\]"),
+        (_plan({"name": "a", **BASE}, {"name": "a", **BASE}), "two targets are named 'a'"),
+        (_plan({"name": "../etc", **BASE}), "is not usable"),
+        (_plan({"name": "", **BASE}), "is not usable"),
+        (_plan({"name": "a"}), "has no config"),
+        (_plan({"name": "a", "within_days": 0, **BASE}), "within_days = 0: a whole number from 1"),
+        (_plan({"name": "a", "within_days": 10000, **BASE}), "from 1 to 365"),
+        (_plan({"name": "a", "within_days": True, **BASE}), "within_days = True"),
+        (_plan({"name": "a", "selection": "oldest", **BASE}), "latest or random"),
+        (_plan({"name": "a", "kinds": ["media"], **BASE}), "kind 'media' has no drill"),
+        (_plan({"name": "a", "kinds": [], **BASE}), "kinds is empty"),
+        (_plan({"name": "a", "rto": "soon", **BASE}), "rto: cannot read the duration"),
+        (_plan({"name": "a", "colour": "red", **BASE}), "unknown option 'colour'"),
+        (_plan({"name": "a", **BASE}, schedule={"cron": "0 3 * *"}), "has 4 fields"),
+        (_plan({"name": "a", **BASE}, schedule={"cron": "61 3 * * *"}), "outside 0-59"),
+        (
+            _plan({"name": "a", **BASE}, schedule={"cron": "0 3 * * *", "timezone": "Mars/Base"}),
+            "not a time zone",
+        ),
+        (_plan({"name": "a", **BASE}, concurrency=0), "concurrency = 0"),
+        (_plan({"name": "a", **BASE}, per_repository=-1), "per_repository = -1"),
+    ],
+)
+def test_a_bad_plan_is_refused_naming_what_is_wrong(plan: dict[str, object], refusal: str) -> None:
+    with pytest.raises(ConfigError, match=refusal):
+        parse_plan(plan, Path("/plans/fleet.toml"))
+
+
+def test_a_plan_reads_defaults_under_each_target_and_selects_by_name_and_tag() -> None:
+    plan = parse_plan({
+        "fleet": {"name": "prod", "seed": 7, "schedule": {"cron": "30 2 * * sun",
+                                                          "timezone": "Europe/Berlin"}},
+        "defaults": {"selection": "random", "within_days": 7, "rto": "1h"},
+        "target": [{"name": "orders", "config": "orders.toml", "tags": ["tier1"],
+                    "kinds": ["postgres", "redis"]},
+                   {"name": "cache", "config": "/etc/cache.toml", "selection": "latest",
+                    "kinds": ["redis"]}],
+    }, Path("/plans/fleet.toml"))  # fmt: skip
+    orders, cache = plan.targets
+    assert orders.config == Path("/plans/orders.toml") and cache.config == Path("/etc/cache.toml")
+    assert (orders.selection, orders.within_days, orders.rto_seconds) == ("random", 7, 3600)
+    assert cache.selection == "latest" and cache.within_days == 7
+    assert [t.name for t in plan.select(tags=("tier1",))] == ["orders"]
+    assert plan.schedule is not None
+    sunday = plan.schedule.cron.next_after(datetime(2026, 12, 6, 17, 0, tzinfo=UTC),
+                                           ZoneInfo("Europe/Berlin"))  # fmt: skip
+    assert sunday is not None and sunday.isoformat() == "2026-12-13T02:30:00+01:00"
+    from backup_engine.errors import UsageError
+
+    with pytest.raises(UsageError, match="no target 'billing'"):
+        plan.select(names=("billing",))
+
+
+def test_cron_days_follow_crontab() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    start = datetime(2026, 12, 6, 17, 0, tzinfo=UTC)
+    weekdays = parse_cron("*/15 * * * 1-5").next_after(start, berlin)
+    assert weekdays is not None and weekdays.isoformat() == "2026-12-07T00:00:00+01:00"
+    leap = parse_cron("0 0 29 feb *").next_after(start, berlin)
+    assert leap is not None and leap.year == 2028
+    assert parse_cron("0 3 30 2 *").next_after(start, berlin) is None
+    either = parse_cron("0 12 1 * mon")  # both days restricted: either one is enough
+    assert either.matches(datetime(2026, 12, 7, 12, 0)) and either.matches(datetime(2027, 1, 1, 12))
+
+
+# ---- the local pool on real servers ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fleet_repositories() -> Iterator[Path]:
+    """Under a directory the postgres user can read (restored servers fetch WAL from it):
+    `orders` (a base backup with its WAL, and a Redis backup), `billing` (the same base backup,
+    its tar then damaged), `cache` (a Redis backup)."""
+    root = Path(tempfile.mkdtemp(prefix="fleet-test-"))
+    root.chmod(0o755)
+    for name in ("orders", "cache"):
+        (root / name).mkdir()
+    orders = LocalStorage(root / "orders")
+    with LocalPostgresBackend() as pg, LocalRedisBackend() as redis:
+        server = pg.create()
+        seed_shop(server.dsn(), users=60)
+        take_base_backup(orders, get_codec("zstd"), BaseBackupOptions(dsn=server.dsn()))
+        with connect(server.dsn()) as conn:  # the backup's WAL, pushed as an archiver would
+            row = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
+            conn.execute("SELECT pg_switch_wal()")
+        assert row is not None
+        for wal in sorted((server.data_dir / "pg_wal").glob("0*")):
+            if len(wal.name) == 24 and wal.name <= row[0]:
+                wal_push(orders, wal, get_codec("zstd"))
+        source = redis.create()
+        seed_redis(RedisTarget(source.url), plain_keys=200)
+        take_redis_backup(orders, get_codec("zstd"), RedisTarget(source.url))
+        take_redis_backup(LocalStorage(root / "cache"), get_codec("zstd"), RedisTarget(source.url))
+    shutil.copytree(root / "orders", root / "billing")
+    shutil.rmtree(root / "billing" / "redis")
+    [tar] = (root / "billing" / "postgres" / "base").glob("*/base.tar.zst")
+    data = bytearray(tar.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)  # damaged in the middle
+    tar.write_bytes(bytes(data))
+    subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+PLAN = """
+[fleet]
+name = "nightly"
+evidence = "{evidence}"
+concurrency = 2
+seed = 42
+
+[defaults]
+rto = "30 min"
+
+[[target]]
+name = "orders"
+config = "orders.toml"
+kinds = ["postgres", "redis"]
+tags = ["tier1"]
+
+[[target]]
+name = "billing"
+config = "billing.toml"
+
+[[target]]
+name = "cache"
+config = "cache.toml"
+kinds = ["redis"]
+selection = "random"
+within_days = 7
+
+[[target]]
+name = "gone"
+config = "gone.toml"
+kinds = ["redis"]
+"""
+
+
+def _fleet(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "backup_engine", "fleet", *args],
+                          capture_output=True, text=True, check=False, timeout=900,
+                          env={**os.environ, "NO_COLOR": "1"})  # fmt: skip
+
+
+@pytest.mark.postgres
+def test_the_local_pool_drills_every_target_and_the_report_says_what_came_of_it(
+    fleet_repositories: Path, tmp_path: Path
+) -> None:
+    plans = tmp_path / "plans"
+    plans.mkdir()
+    for name in ("orders", "billing", "cache"):
+        (plans / f"{name}.toml").write_text(
+            f'[repository]\nurl = "file://{fleet_repositories / name}"\n'
+        )
+    (plans / "gone.toml").write_text(f'[repository]\nurl = "file://{tmp_path / "nowhere"}"\n')
+    plan = plans / "fleet.toml"
+    plan.write_text(PLAN.format(evidence=tmp_path / "evidence"))
+
+    checked = _fleet("check", str(plan), "--json")
+    assert checked.returncode == 1, checked.stderr  # the target "gone" has no repository
+    rows = {(r["target"], r["kind"]): r for r in json.loads(checked.stdout)["rows"]}
+    assert "one of 1 backups of the last 7 days" in rows[("cache", "redis")]["would_drill"]
+    assert "problem" in rows[("gone", "redis")] and "problem" not in rows[("orders", "postgres")]
+
+    done = _fleet("run", str(plan), "--json")
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    results = {(r["target"], r["kind"]): r for r in report["results"]}
+    assert sorted(results) == [("billing", "postgres"), ("cache", "redis"), ("gone", "redis"),
+                               ("orders", "postgres"), ("orders", "redis")]  # fmt: skip
+    for passing in (("orders", "postgres"), ("orders", "redis"), ("cache", "redis")):
+        result = results[passing]
+        assert result["status"] == "passed", result
+        assert result["recovery_point"]["backup_id"] and result["rto_seconds"] > 0
+        assert result["last_passed_at"] == result["started_at"] and not result["stale"]
+    assert results[("billing", "postgres")]["status"] == "failed"
+    assert "base.tar.zst" in results[("billing", "postgres")]["reason"]
+    assert results[("gone", "redis")]["status"] == "failed"
+    assert results[("gone", "redis")]["stale"] and results[("billing", "postgres")]["stale"]
+    assert report["seed"] == 42 and "seed" in results[("cache", "redis")]["selection"]
+    assert report["summary"] == {"targets": 4, "drills": 5, "passed": 3, "failed": 2, "stale": 2}
+    run = Path(tmp_path / "evidence" / "latest").resolve()
+    from backup_engine.drill.report.sums import verify_report
+
+    for passing in ("orders/postgres", "orders/redis", "cache/redis"):
+        verify_report(run / "targets" / passing)  # each target's drill evidence, sealed
+    sums = (run / "SHA256SUMS").read_text()
+    assert "fleet.json" in sums and "targets/orders/postgres/report.json" in sums
+    metrics = (run / "fleet.prom").read_text()
+    assert (
+        'restore_drill_fleet_passed{kind="postgres",plan="nightly",target="billing"} 0.0' in metrics
+    )
+    assert 'restore_drill_fleet_stale{kind="redis",plan="nightly",target="orders"} 0.0' in metrics
+    assert "orders" in (run / "fleet.html").read_text()
+
+    again = _fleet("run", str(plan), "--target", "billing", "--json")  # still failing: history
+    second = json.loads(again.stdout)
+    assert second["results"][0]["last_passed_at"] is None and second["stale"]
+    unknown = _fleet("run", str(plan), "--target", "payroll")
+    assert unknown.returncode == 2 and "no target 'payroll'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
