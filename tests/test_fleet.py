@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,20 +15,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from backup_engine.codecs import get_codec
 from backup_engine.drill.fleet.cron import parse_cron
 from backup_engine.drill.fleet.plan import parse_plan
-from backup_engine.drill.seed import seed_shop
 from backup_engine.errors import ConfigError
-from backup_engine.postgres.basebackup import BaseBackupOptions, take_base_backup
-from backup_engine.postgres.connection import connect
-from backup_engine.postgres.wal import wal_push
-from backup_engine.redis.backup import take_redis_backup
-from backup_engine.redis.target import RedisTarget
-from backup_engine.servers import LocalPostgresBackend
-from backup_engine.servers.local_redis import LocalRedisBackend
-from backup_engine.storage import LocalStorage
-from steps.redis_steps import seed_redis
+from tests.fleet_repositories import made_repositories
 
 BASE = {"config": "x.toml"}
 
@@ -112,38 +100,8 @@ def test_cron_days_follow_crontab() -> None:
 
 @pytest.fixture(scope="module")
 def fleet_repositories() -> Iterator[Path]:
-    """Under a directory the postgres user can read (restored servers fetch WAL from it):
-    `orders` (a base backup with its WAL, and a Redis backup), `billing` (the same base backup,
-    its tar then damaged), `cache` (a Redis backup)."""
-    root = Path(tempfile.mkdtemp(prefix="fleet-test-"))
-    root.chmod(0o755)
-    for name in ("orders", "cache"):
-        (root / name).mkdir()
-    orders = LocalStorage(root / "orders")
-    with LocalPostgresBackend() as pg, LocalRedisBackend() as redis:
-        server = pg.create()
-        seed_shop(server.dsn(), users=60)
-        take_base_backup(orders, get_codec("zstd"), BaseBackupOptions(dsn=server.dsn()))
-        with connect(server.dsn()) as conn:  # the backup's WAL, pushed as an archiver would
-            row = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
-            conn.execute("SELECT pg_switch_wal()")
-        assert row is not None
-        for wal in sorted((server.data_dir / "pg_wal").glob("0*")):
-            if len(wal.name) == 24 and wal.name <= row[0]:
-                wal_push(orders, wal, get_codec("zstd"))
-        source = redis.create()
-        seed_redis(RedisTarget(source.url), plain_keys=200)
-        take_redis_backup(orders, get_codec("zstd"), RedisTarget(source.url))
-        take_redis_backup(LocalStorage(root / "cache"), get_codec("zstd"), RedisTarget(source.url))
-    shutil.copytree(root / "orders", root / "billing")
-    shutil.rmtree(root / "billing" / "redis")
-    [tar] = (root / "billing" / "postgres" / "base").glob("*/base.tar.zst")
-    data = bytearray(tar.read_bytes())
-    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)  # damaged in the middle
-    tar.write_bytes(bytes(data))
-    subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
+    with made_repositories() as root:
+        yield root
 
 
 PLAN = """
@@ -226,8 +184,8 @@ def test_the_local_pool_drills_every_target_and_the_report_says_what_came_of_it(
     run = Path(tmp_path / "evidence" / "latest").resolve()
     from backup_engine.drill.report.sums import verify_report
 
-    for passing in ("orders/postgres", "orders/redis", "cache/redis"):
-        verify_report(run / "targets" / passing)  # each target's drill evidence, sealed
+    for sealed in ("orders/postgres", "orders/redis", "cache/redis"):
+        verify_report(run / "targets" / sealed)  # each target's drill evidence, sealed
     sums = (run / "SHA256SUMS").read_text()
     assert "fleet.json" in sums and "targets/orders/postgres/report.json" in sums
     metrics = (run / "fleet.prom").read_text()

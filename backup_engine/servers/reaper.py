@@ -35,7 +35,10 @@ def start_ticks(pid: int) -> int | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])  # the name may hold spaces and parentheses
+    fields = stat.rsplit(")", 1)[1].split()  # the name may hold spaces and parentheses
+    if fields[0] == "Z":
+        return None  # killed, not yet waited for by its parent: dead all the same
+    return int(fields[19])
 
 
 def alive(pid: int, ticks: int | None) -> bool:
@@ -97,6 +100,9 @@ def reap(base: Path | None = None) -> list[Reaped]:
     """Stop and remove what dead drills left behind; what was done, one entry per area."""
     done = []
     for root, pid in orphans(base):
+        # areas made inside it (a fleet drill's scratch holds the drill's own), whose owners
+        # died with it: their servers first
+        done += reap(root)
         stopped = sum(_stop_servers(data) for data in sorted(root.iterdir()) if data.is_dir())
         containers = _remove_containers(root)
         for data in root.iterdir():

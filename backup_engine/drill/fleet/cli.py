@@ -15,8 +15,8 @@ import click
 
 from backup_engine.commands.output import emit_json, emit_table
 from backup_engine.drill.fleet.plan import Plan, Target, load_plan
+from backup_engine.drill.fleet.pool import repository_of
 from backup_engine.errors import BackupEngineError
-from backup_engine.urls import redact
 
 plan_argument = click.argument("plan_file", metavar="PLAN", type=click.Path(path_type=Path))
 
@@ -24,16 +24,6 @@ plan_argument = click.argument("plan_file", metavar="PLAN", type=click.Path(path
 @click.group()
 def fleet() -> None:
     """Restore-testing plans for many databases: fleet check, fleet run."""
-
-
-def _repository(target: Target) -> str:
-    """The target's repository URL (credentials never shown), or why it cannot be read."""
-    from backup_engine.config import load_settings
-
-    settings = load_settings(target.config, env={})
-    if not settings.repository.url:
-        raise BackupEngineError(f"{target.config} names no repository")
-    return redact(settings.repository.url)
 
 
 def _candidates(target: Target, kind: str, now: datetime) -> str:
@@ -77,7 +67,7 @@ def check(plan_file: Path, offline: bool, json_output: bool) -> None:
             row: dict[str, Any] = {"target": target.name, "kind": kind, "tags": list(target.tags),
                                    "selection": _selection(target)}  # fmt: skip
             try:
-                row["repository"] = _repository(target)
+                row["repository"] = repository_of(target)
                 row["would_drill"] = "not looked at (--offline)" if offline else _candidates(
                     target, kind, now)  # fmt: skip
             except BackupEngineError as exc:
@@ -127,6 +117,10 @@ def _selection(target: Target) -> str:
               "selection, recorded in the report [default: the plan's, or a new one].")  # fmt: skip
 @click.option("--metrics-file", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write the per-target Prometheus metrics here.")  # fmt: skip
+@click.option("--temporal", "on_temporal", is_flag=True, help="Run it on Temporal (fleet worker "
+              "processes take the drills) and wait for its report, instead of here.")  # fmt: skip
+@click.option("--address", envvar="TEMPORAL_ADDRESS", help="With --temporal: the frontend "
+              "[default: the plan's [fleet.temporal] address].")  # fmt: skip
 @click.option("--json", "json_output", is_flag=True, help="Print the fleet report as JSON.")
 def run(
     plan_file: Path,
@@ -135,25 +129,36 @@ def run(
     concurrency: int | None,
     seed: int | None,
     metrics_file: Path | None,
+    on_temporal: bool,
+    address: str | None,
     json_output: bool,
 ) -> None:
     """Drill every target of the plan on this machine, several at once; a sealed, signed fleet
     report under the plan's evidence directory. Exit 0 when every drill passed and no target
     is stale, 1 otherwise."""
     from backup_engine.drill.fleet.pool import machine_capacity, plan_jobs, run_pool
-    from backup_engine.drill.fleet.report import build_report, load_fleet_history
+    from backup_engine.drill.fleet.report import build_report, load_fleet_history, seal_run
     from backup_engine.drill.runs import new_run
 
     plan = load_plan(plan_file)
     targets = plan.select(names, tags)
     key_file = _signing_key(plan)
+    if on_temporal:
+        import asyncio
+
+        from backup_engine.drill.fleet.temporal_work import request_for, start_and_wait
+
+        plan = _temporal(plan, address)
+        report = asyncio.run(start_and_wait(plan, request_for(plan, names, tags, seed)))
+        _conclude(report, json_output)
+        return
     seed = seed if seed is not None else plan.seed
     seed = seed if seed is not None else random.SystemRandom().randrange(1 << 31)
     jobs = plan_jobs(targets, seed)
     repositories = {}
     for target in targets:
         with contextlib.suppress(BackupEngineError):  # its drill fails with the reason
-            repositories[target.name] = _repository(target)
+            repositories[target.name] = repository_of(target)
     concurrency = concurrency or plan.concurrency or machine_capacity().drills
     started = datetime.now(UTC)
     run_dir = new_run(plan.evidence, None, run_id=uuid.uuid4().hex, now=started)
@@ -169,20 +174,38 @@ def run(
                         concurrency=concurrency, on_done=said)  # fmt: skip
     history = load_fleet_history(plan.evidence, plan.name, skip=run_dir.path)
     report = build_report(plan, verdicts, history, run_id=run_dir.run_id, started=started,
-                          seed=seed, executor=f"local pool, {concurrency} at once")  # fmt: skip
-    _seal(run_dir, report, history, key_file, metrics_file)
+                          seed=seed, executor=f"local pool, {concurrency} at once",
+                          evidence=run_dir.path)  # fmt: skip
+    problem = seal_run(run_dir, report, history, key_file, metrics_file)
+    if problem:
+        click.echo(f"warning: {problem}", err=True)
+    _conclude(report, json_output, said_each=True)  # the pool said each drill as it ended
+
+
+def _conclude(report: dict[str, Any], json_output: bool, said_each: bool = False) -> None:
     if json_output:
         emit_json(report)
     else:
+        if not said_each:
+            for result in report["results"]:
+                click.echo(_line(_Result(result)))
         s = report["summary"]
         verdict = "PASSED" if report["passed"] else "FAILED"
-        stale = "".join(f"\nSTALE {x['target']}/{x['kind']}: last passed "
-                        f"{x['last_passed_at'] or 'never'}" for x in report["stale"])  # fmt: skip
-        click.echo(f"{stale.lstrip()}\n" if stale else "", nl=False)
+        for x in report["stale"]:
+            last = x["last_passed_at"] or "never"
+            click.echo(f"STALE {x['target']}/{x['kind']}: last passed {last}")
+        where = Path(report["evidence"])
         click.echo(f"Fleet drill {verdict}: {s['passed']} of {s['drills']} drills passed, "
-                   f"{s['stale']} stale; report: {run_dir.path / 'fleet.html'}")  # fmt: skip
+                   f"{s['stale']} stale; report: {where / 'fleet.html'}")  # fmt: skip
     if not report["passed"]:
         raise SystemExit(1)
+
+
+class _Result:
+    """A report's result read like a Verdict (for the line printed per drill)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.__dict__.update(data)
 
 
 def _line(verdict: Any) -> str:
@@ -209,28 +232,55 @@ def replace_key(plan: Plan, key: Path | None) -> Plan:
     return replace(plan, signing_key=key)
 
 
-def _seal(run_dir: Any, report: dict[str, Any], history: list[Any], key_file: Path | None,
-          metrics_file: Path | None) -> None:  # fmt: skip
-    import json
+def _temporal(plan: Plan, address: str | None) -> Plan:
+    from dataclasses import replace
 
-    from backup_engine.drill.fleet.report import (
-        FLEET_HTML,
-        FLEET_JSON,
-        FLEET_METRICS,
-        render_fleet_html,
-        write_metrics,
-    )
-    from backup_engine.drill.report.signing import load_private_key
-    from backup_engine.drill.report.sums import write_sums
-    from backup_engine.drill.runs import point_latest
+    if address is None:
+        return plan
+    return replace(plan, temporal=replace(plan.temporal, address=address))
 
-    path = run_dir.path
-    (path / FLEET_JSON).write_text(json.dumps(report, indent=2) + "\n")
-    (path / FLEET_HTML).write_text(render_fleet_html(report, history))
-    write_metrics(path / FLEET_METRICS, report)
-    write_sums(path, private_key=load_private_key(key_file) if key_file else None)
-    problem = point_latest(run_dir)
-    if problem:
-        click.echo(f"warning: {problem}", err=True)
-    if metrics_file is not None:
-        write_metrics(metrics_file, report)
+
+@fleet.command()
+@click.option("--address", envvar="TEMPORAL_ADDRESS", default="localhost:7233", show_default=True,
+              help="Temporal frontend [$TEMPORAL_ADDRESS].")  # fmt: skip
+@click.option("--namespace", envvar="TEMPORAL_NAMESPACE", default="default", show_default=True,
+              help="[$TEMPORAL_NAMESPACE]")  # fmt: skip
+@click.option("--task-queue", default="restore-drill-fleet", show_default=True,
+              help="The queue plans are started on ([fleet.temporal] task_queue).")  # fmt: skip
+@click.option("--drills", type=click.IntRange(1, 64), help="Drills at once on this worker "
+              "[default: what its cores, memory and disk allow].")  # fmt: skip
+def worker(address: str, namespace: str, task_queue: str, drills: int | None) -> None:
+    """Run drills for fleet plans started on Temporal, until stopped (any number of workers,
+    on any machines that can reach the targets' repositories)."""
+    import asyncio
+
+    from backup_engine.drill.fleet.plan import TemporalSettings
+    from backup_engine.drill.fleet.temporal_work import work
+
+    settings = TemporalSettings(address=address, namespace=namespace, task_queue=task_queue)
+    click.echo(f"fleet worker on {address} ({namespace}), queue {task_queue}", err=True)
+    try:
+        asyncio.run(work(settings, drills))
+    except KeyboardInterrupt:
+        click.echo("fleet worker stopped", err=True)
+
+
+@fleet.command(name="schedule")
+@plan_argument
+@click.option("--address", envvar="TEMPORAL_ADDRESS", help="Temporal frontend [default: the "
+              "plan's [fleet.temporal] address, $TEMPORAL_ADDRESS].")  # fmt: skip
+def schedule_command(plan_file: Path, address: str | None) -> None:
+    """Create (or update to this plan) the Temporal Schedule that starts the plan's workflow
+    at its cron time in its time zone; a run that cannot start within the start window is
+    skipped, never run late."""
+    import asyncio
+
+    from backup_engine.drill.fleet.temporal_work import schedule
+
+    plan = _temporal(load_plan(plan_file), address)
+    schedule_id = asyncio.run(schedule(plan))
+    assert plan.schedule is not None
+    when = plan.schedule.cron.next_after(datetime.now(UTC), plan.schedule.zone)
+    nxt = when.isoformat() if when else "never"
+    click.echo(f"schedule {schedule_id} on {plan.temporal.address}: {plan.schedule.cron.text} "
+               f"({plan.schedule.timezone}), next run {nxt}")  # fmt: skip

@@ -11,6 +11,12 @@ timeout = "2h"            # one target's drill; then it is stopped and fails
 concurrency = 2           # drills at once on this machine (default: what cores and memory allow)
 per_repository = 1        # drills reading one repository at once
 
+[fleet.temporal]          # `fleet worker`, `fleet schedule`, `fleet run --temporal`
+address = "temporal.internal:7233"
+task_queue = "restore-drill-fleet"
+heartbeat_timeout = "60s" # a worker silent this long is taken for dead: its drill runs again
+attempts = 3              # in all, on whichever worker; a failed restore is a result, never retried
+
 [fleet.schedule]          # used by `fleet schedule` (Temporal); `fleet check` prints the next run
 cron = "0 3 * * *"
 timezone = "Europe/Berlin"
@@ -49,7 +55,8 @@ _TARGET_KEYS = {"name", "config", "kinds", "tags", "selection", "within_days", "
                 "features", "drill_tags", "timeout"}  # fmt: skip
 _DEFAULT_KEYS = _TARGET_KEYS - {"name", "config", "tags"}
 _FLEET_KEYS = {"name", "evidence", "stale_days", "timeout", "concurrency", "per_repository",
-               "schedule", "signing_key", "seed"}  # fmt: skip
+               "schedule", "signing_key", "seed", "temporal"}  # fmt: skip
+_TEMPORAL_KEYS = {"address", "namespace", "task_queue", "heartbeat_timeout", "attempts"}
 _SCHEDULE_KEYS = {"cron", "timezone", "start_window"}
 
 
@@ -62,6 +69,17 @@ class Schedule:
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class TemporalSettings:
+    """Where `fleet worker`, `fleet schedule` and `fleet run --temporal` meet."""
+
+    address: str = "localhost:7233"
+    namespace: str = "default"
+    task_queue: str = "restore-drill-fleet"
+    heartbeat_timeout_seconds: float = 60.0  # a worker silent this long is taken for dead
+    attempts: int = 3  # a drill whose worker died is run again, this many times in all
 
 
 @dataclass(frozen=True)
@@ -91,7 +109,7 @@ class Plan:
     schedule: Schedule | None = None
     signing_key: Path | None = None
     seed: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    temporal: TemporalSettings = field(default_factory=TemporalSettings)
 
     def select(self, names: tuple[str, ...] = (), tags: tuple[str, ...] = ()) -> list[Target]:
         """The targets named (each must exist) and/or carrying one of `tags`; all if neither."""
@@ -156,6 +174,7 @@ def parse_plan(data: dict[str, Any], path: Path) -> Plan:
         schedule=_schedule(fleet["schedule"], where) if "schedule" in fleet else None,
         signing_key=_path(fleet["signing_key"], base) if "signing_key" in fleet else None,
         seed=_int(fleet["seed"], "[fleet] seed", 0, 2**31 - 1, where) if "seed" in fleet else None,
+        temporal=_temporal(fleet.get("temporal", {}), where),
     )  # fmt: skip
 
 
@@ -209,6 +228,22 @@ def _schedule(raw: Any, where: str) -> Schedule:
         ) from None
     window = _duration(table.get("start_window", "1h"), "start_window", where)
     return Schedule(parse_cron(str(table["cron"])), zone, window)
+
+
+def _temporal(raw: Any, where: str) -> TemporalSettings:
+    table = _table(raw, "[fleet.temporal]", where)
+    _known(table, _TEMPORAL_KEYS, f"{where} [fleet.temporal]")
+    default = TemporalSettings()
+    heartbeat = table.get("heartbeat_timeout")
+    return TemporalSettings(
+        address=str(table.get("address", default.address)),
+        namespace=str(table.get("namespace", default.namespace)),
+        task_queue=str(table.get("task_queue", default.task_queue)),
+        heartbeat_timeout_seconds=_duration(heartbeat, "heartbeat_timeout", where)
+        if heartbeat is not None else default.heartbeat_timeout_seconds,
+        attempts=_int(table.get("attempts", default.attempts), "[fleet.temporal] attempts", 1, 10,
+                      where),
+    )  # fmt: skip
 
 
 def _known(table: dict[str, Any], keys: set[str], where: str) -> None:

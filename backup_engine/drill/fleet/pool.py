@@ -16,6 +16,8 @@ from pathlib import Path
 
 from backup_engine.drill.fleet.plan import Plan, Target
 from backup_engine.drill.fleet.target_run import Job, Verdict, failed_to_run, run_job
+from backup_engine.errors import BackupEngineError
+from backup_engine.urls import redact
 
 DRILL_MEMORY = 1 << 30  # a throwaway PostgreSQL with its restore and checks, with room
 DRILL_DISK = 2 << 30
@@ -46,6 +48,17 @@ def machine_capacity() -> Capacity:
         pass
     disk = shutil.disk_usage(tempfile.gettempdir()).free
     return Capacity(os.cpu_count() or 1, memory, disk)
+
+
+def repository_of(target: Target) -> str:
+    """The target's repository URL (credentials never shown); BackupEngineError naming why it
+    cannot be read from the target's configuration."""
+    from backup_engine.config import load_settings
+
+    settings = load_settings(target.config, env={})
+    if not settings.repository.url:
+        raise BackupEngineError(f"{target.config} names no repository")
+    return redact(settings.repository.url)
 
 
 def plan_jobs(targets: list[Target], seed: int) -> list[Job]:

@@ -19,7 +19,7 @@ from backup_engine import __version__
 from backup_engine.drill.fleet.plan import Plan
 from backup_engine.drill.fleet.target_run import PASSED, Verdict
 from backup_engine.drill.report.sums import SUMS
-from backup_engine.drill.runs import run_time
+from backup_engine.drill.runs import RunDir, run_time
 from backup_engine.jsonsafe import loads
 
 FLEET_JSON = "fleet.json"
@@ -80,6 +80,7 @@ def build_report(
     started: datetime,
     seed: int,
     executor: str,
+    evidence: Path,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     now = now or datetime.now(UTC)
@@ -104,6 +105,7 @@ def build_report(
         "run_id": run_id, "started_at": started.isoformat(), "finished_at": now.isoformat(),
         "host": socket.gethostname(), "tool": f"restore-drill {__version__}",
         "executor": executor, "seed": seed, "stale_days": plan.stale_days,
+        "evidence": str(evidence),
         "summary": {"targets": len({v.target for v in verdicts}), "drills": len(verdicts),
                     "passed": passed, "failed": len(verdicts) - passed, "stale": len(stale)},
         "passed": passed == len(verdicts) and not stale,
@@ -157,3 +159,27 @@ def render_fleet_html(report: dict[str, Any], history: list[PastResult]) -> str:
             charts.append({"result": result, "svg": measure_chart("RTO", points[-30:]),
                            "runs": len(points)})  # fmt: skip
     return render("fleet.html.j2", report=report, charts=charts)
+
+
+def seal_run(
+    run: RunDir,
+    report: dict[str, Any],
+    history: list[PastResult],
+    key_file: Path | None,
+    metrics_file: Path | None,
+) -> str | None:
+    """fleet.json, fleet.html and the metrics written, SHA256SUMS over the run (signed with the
+    drill's key when there is one), `latest` switched to it; a problem switching is returned."""
+    import json
+
+    from backup_engine.drill.report.signing import load_private_key
+    from backup_engine.drill.report.sums import write_sums
+    from backup_engine.drill.runs import point_latest
+
+    (run.path / FLEET_JSON).write_text(json.dumps(report, indent=2) + "\n")
+    (run.path / FLEET_HTML).write_text(render_fleet_html(report, history))
+    write_metrics(run.path / FLEET_METRICS, report)
+    write_sums(run.path, private_key=load_private_key(key_file) if key_file else None)
+    if metrics_file is not None:
+        write_metrics(metrics_file, report)
+    return point_latest(run)

@@ -10,17 +10,22 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from backup_engine.drill.fleet.plan import Target
+from backup_engine.drill.fleet.scratch import (
+    die_with_parent,
+    make_scratch,
+    reap_abandoned,
+    remove_scratch,
+)
 from backup_engine.drill.report import REPORT_JSON
 from backup_engine.jsonsafe import loads
-from backup_engine.servers.reaper import reap
 
 STOP_GRACE_S = 30.0  # after SIGTERM, before SIGKILL: the drill stops its servers itself
 PASSED, FAILED = "passed", "failed"
@@ -94,43 +99,78 @@ def drill_command(job: Job, report_dir: Path, signing_key: Path | None) -> list[
     return command
 
 
-def run_job(job: Job, run_dir: Path, signing_key: Path | None = None) -> Verdict:
+def run_job(
+    job: Job,
+    run_dir: Path,
+    signing_key: Path | None = None,
+    *,
+    attempt: int = 1,
+    tick: Callable[[], None] = lambda: None,
+) -> Verdict:
     """Run one job's drill to its end or its timeout; the evidence goes to
-    `run_dir/targets/<target>/<kind>/`."""
+    `run_dir/targets/<target>/<kind>/` (an earlier attempt's, if any, kept beside it as
+    `<kind>.attempt-N`). `tick` is called every few seconds while the drill runs (a Temporal
+    heartbeat); whatever it raises stops the drill."""
     relative = Path("targets") / job.target.name / job.kind
     report_dir = run_dir / relative
     report_dir.parent.mkdir(parents=True, exist_ok=True)
+    log = report_dir.parent / f"{job.kind}.log"
+    if attempt > 1:
+        _keep_earlier(report_dir, log, attempt - 1)
     started, began = datetime.now(UTC), time.monotonic()
-    scratch = Path(tempfile.mkdtemp(prefix="fleet-scratch-"))
-    scratch.chmod(0o755)  # servers run as the postgres user reach their data below it
+    reap_abandoned()
+    scratch = make_scratch()
     env = {**os.environ, "TMPDIR": str(scratch)}
     env.pop("DRILL_BACKUP_SELECTION", None)
-    log = report_dir.parent / f"{job.kind}.log"
     code: int | None = None
     timed_out = False
     try:
         with log.open("wb") as out:
             process = subprocess.Popen(
                 drill_command(job, report_dir, signing_key), stdout=out, stderr=subprocess.STDOUT,
-                env=env, start_new_session=True, cwd=scratch,
+                env=env, start_new_session=True, cwd=scratch, preexec_fn=die_with_parent,
             )  # fmt: skip
             try:
-                code = process.wait(timeout=job.target.timeout_seconds)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                code = _stop(process)
+                code, timed_out = _wait(process, job.target.timeout_seconds, tick)
+            except BaseException:
+                _stop(process)  # cancelled: the drill and its servers go now
+                raise
     finally:
-        reap(scratch)  # what a stopped drill could not stop itself
-        _remove(scratch)
+        remove_scratch(scratch)
     verdict = Verdict(
         job.target.name, job.kind, FAILED, None, started.isoformat(),
-        round(time.monotonic() - began, 3), job.selection(), exit_code=code,
+        round(time.monotonic() - began, 3), job.selection(), exit_code=code, attempts=attempt,
         rto_target_seconds=job.target.rto_seconds, rpo_target_seconds=job.target.rpo_seconds,
     )  # fmt: skip
     if timed_out:
         verdict.reason = f"stopped after its timeout of {job.target.timeout_seconds:.0f} s"
         return verdict
     return read_verdict(verdict, report_dir, relative, log, job)
+
+
+TICK_S = 2.0
+
+
+def _wait(
+    process: subprocess.Popen[bytes], timeout: float, tick: Callable[[], None]
+) -> tuple[int | None, bool]:
+    """(exit code, whether it was stopped at its timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return _stop(process), True
+        try:
+            return process.wait(timeout=min(TICK_S, left)), False
+        except subprocess.TimeoutExpired:
+            tick()
+
+
+def _keep_earlier(report_dir: Path, log: Path, attempt: int) -> None:
+    """An interrupted attempt's evidence stays, renamed: the retry writes into a fresh one."""
+    for path in (report_dir, log):
+        if path.exists():
+            path.rename(path.with_name(f"{path.name}.attempt-{attempt}"))
 
 
 def read_verdict(
@@ -221,12 +261,6 @@ def _last_line(log: Path) -> str | None:
     except OSError:
         return None
     return lines[-1].strip()[:500] if lines else None
-
-
-def _remove(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def as_json(verdicts: list[Verdict]) -> str:
