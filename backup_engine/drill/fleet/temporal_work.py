@@ -7,8 +7,11 @@ nothing is reported twice."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
 import socket
+import sys
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -147,9 +150,21 @@ def seal(request: dict[str, Any]) -> dict[str, Any]:
     return report
 
 
-async def connect(temporal: TemporalSettings) -> Client:
+@functools.cache
+def _quiet_runtime() -> Any:
+    from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+
+    silent = LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
+    return Runtime(telemetry=TelemetryConfig(logging=silent))
+
+
+async def connect(temporal: TemporalSettings, *, quiet: bool = False) -> Client:
+    """`quiet`: the SDK's own retry warnings not printed (a command that waits says once
+    itself that the server is away); a worker keeps them."""
+    runtime = _quiet_runtime() if quiet else None
     try:
-        return await Client.connect(temporal.address, namespace=temporal.namespace)
+        return await Client.connect(temporal.address, namespace=temporal.namespace,
+                                    runtime=runtime)  # fmt: skip
     except RuntimeError as exc:  # the SDK's connection failure
         raise BackupEngineError(
             f"cannot reach Temporal at {temporal.address}: {exc}",
@@ -173,12 +188,31 @@ async def work(temporal: TemporalSettings, drills: int | None) -> None:
 
 
 async def start_and_wait(plan: Plan, request: dict[str, Any]) -> dict[str, Any]:
-    client = await connect(plan.temporal)
+    """Start the plan's workflow and wait for its report. Temporal going away meanwhile is
+    waited out: the workflow goes on where it was when it comes back, and its report (sealed
+    once) is the one returned."""
+    from temporalio.client import WorkflowFailureError
+    from temporalio.service import RPCError
+
+    client = await connect(plan.temporal, quiet=True)
     stamp = datetime.now(UTC).strftime(_STAMP)
-    result: dict[str, Any] = await client.execute_workflow(
-        FleetRun.run, request, id=f"fleet-{plan.name}-{stamp}", task_queue=plan.temporal.task_queue
-    )
-    return result
+    handle = await client.start_workflow(FleetRun.run, request, id=f"fleet-{plan.name}-{stamp}",
+                                         task_queue=plan.temporal.task_queue)  # fmt: skip
+    pause = 1.0
+    while True:
+        try:
+            result: dict[str, Any] = await handle.result()
+            return result
+        except WorkflowFailureError as exc:
+            raise BackupEngineError(f"fleet workflow {handle.id} failed: {exc.cause}") from None
+        except RPCError as exc:  # the server went away: the run is kept in its history
+            print(f"Temporal at {plan.temporal.address} unreachable ({exc.message}); "
+                  f"workflow {handle.id} goes on when it is back", file=sys.stderr)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 30.0)
+            with contextlib.suppress(BackupEngineError):
+                client = await connect(plan.temporal, quiet=True)
+                handle = client.get_workflow_handle(handle.id)
 
 
 async def schedule(plan: Plan) -> str:
