@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 from prometheus_client.parser import text_string_to_metric_families
 
 from backup_engine.drill.evidence import DrillRun
+from backup_engine.drill.fleet.report import METRICS as FLEET_METRICS
 from backup_engine.metrics import (
     ARCHIVE_OBJECTS,
     ARCHIVE_PROBLEMS,
@@ -36,7 +37,7 @@ ALL_METRICS = (
     SCENARIO_SECONDS.format(measure="rto"), SCENARIO_TARGET.format(measure="rto"),
     SCENARIO_SECONDS.format(measure="rpo"), SCENARIO_TARGET.format(measure="rpo"),
     BACKUP_LAST, BACKUP_SIZE, WAL_LAST, REPOSITORY_BYTES, RUN_LAST, RUN_FAILED,
-    *ARCHIVER_METRICS, ARCHIVE_VERIFIED, ARCHIVE_PROBLEMS, ARCHIVE_OBJECTS,
+    *ARCHIVER_METRICS, ARCHIVE_VERIFIED, ARCHIVE_PROBLEMS, ARCHIVE_OBJECTS, *FLEET_METRICS,
 )  # fmt: skip
 
 

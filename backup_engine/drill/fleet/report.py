@@ -26,6 +26,13 @@ FLEET_JSON = "fleet.json"
 FLEET_HTML = "fleet.html"
 FLEET_METRICS = "fleet.prom"
 SCHEMA = "restore-drill/fleet-report/1"
+RUN_TIME = "restore_drill_fleet_run_timestamp_seconds"
+STALE_AFTER = "restore_drill_fleet_stale_after_seconds"
+PASSED_NOW = "restore_drill_fleet_passed"
+LAST_SUCCESS = "restore_drill_fleet_last_success_timestamp_seconds"
+RTO = "restore_drill_fleet_rto_seconds"
+STALE = "restore_drill_fleet_stale"
+METRICS = (RUN_TIME, STALE_AFTER, PASSED_NOW, LAST_SUCCESS, RTO, STALE)
 
 
 @dataclass(frozen=True)
@@ -114,21 +121,24 @@ def build_report(
 
 
 def write_metrics(path: Path, report: dict[str, Any]) -> None:
-    """One series per target and kind, so one alert rule covers the fleet:
-    `time() - restore_drill_fleet_last_success_timestamp_seconds > 8 * 86400`."""
+    """One series per target and kind, so one alert rule covers the fleet (monitoring/alerts.yml
+    RestoreDrillFleetTargetStale: the last success older than the plan's stale_days)."""
     registry = CollectorRegistry()
     labels = ["plan", "target", "kind"]
-    ran = Gauge("restore_drill_fleet_run_timestamp_seconds", "When the fleet plan last ran",
+    ran = Gauge(RUN_TIME, "When the fleet plan last ran",
                 ["plan"], registry=registry)  # fmt: skip
     ran.labels(report["plan"]).set(datetime.fromisoformat(report["finished_at"]).timestamp())
-    passed = Gauge("restore_drill_fleet_passed", "1 if the target's last drill passed", labels,
+    Gauge(STALE_AFTER, "The plan's stale_days: a target with no "
+          "passing drill this long is stale", ["plan"],
+          registry=registry).labels(report["plan"]).set(report["stale_days"] * 86400)  # fmt: skip
+    passed = Gauge(PASSED_NOW, "1 if the target's last drill passed", labels,
                    registry=registry)  # fmt: skip
-    success = Gauge("restore_drill_fleet_last_success_timestamp_seconds",
+    success = Gauge(LAST_SUCCESS,
                     "When the target's last passing drill started (0: never)", labels,
                     registry=registry)  # fmt: skip
-    rto = Gauge("restore_drill_fleet_rto_seconds", "The target's RTO in its last drill", labels,
+    rto = Gauge(RTO, "The target's RTO in its last drill", labels,
                 registry=registry)  # fmt: skip
-    stale = Gauge("restore_drill_fleet_stale", "1 if no drill of the target passed within the "
+    stale = Gauge(STALE, "1 if no drill of the target passed within the "
                   "plan's stale_days", labels, registry=registry)  # fmt: skip
     for result in report["results"]:
         key = (report["plan"], result["target"], result["kind"])

@@ -206,8 +206,11 @@ async def start_and_wait(plan: Plan, request: dict[str, Any]) -> dict[str, Any]:
         except WorkflowFailureError as exc:
             raise BackupEngineError(f"fleet workflow {handle.id} failed: {exc.cause}") from None
         except RPCError as exc:  # the server went away: the run is kept in its history
-            print(f"Temporal at {plan.temporal.address} unreachable ({exc.message}); "
-                  f"workflow {handle.id} goes on when it is back", file=sys.stderr)
+            print(
+                f"Temporal at {plan.temporal.address} unreachable ({exc.message}); "
+                f"workflow {handle.id} goes on when it is back",
+                file=sys.stderr,
+            )
             await asyncio.sleep(pause)
             pause = min(pause * 2, 30.0)
             with contextlib.suppress(BackupEngineError):
