@@ -42,6 +42,7 @@ def _plan(*targets: dict[str, object], **fleet: object) -> dict[str, object]:
         (_plan({"name": "a", "kinds": ["media"], **BASE}), "kind 'media' has no drill"),
         (_plan({"name": "a", "kinds": [], **BASE}), "kinds is empty"),
         (_plan({"name": "a", "rto": "soon", **BASE}), "rto: cannot read the duration"),
+        (_plan({"name": "a", "keep_in_repository": "yes", **BASE}), "true or false"),
         (_plan({"name": "a", "colour": "red", **BASE}), "unknown option 'colour'"),
         (_plan({"name": "a", **BASE}, schedule={"cron": "0 3 * *"}), "has 4 fields"),
         (_plan({"name": "a", **BASE}, schedule={"cron": "61 3 * * *"}), "outside 0-59"),
@@ -194,6 +195,8 @@ def test_the_local_pool_drills_every_target_and_the_report_says_what_came_of_it(
     )
     assert 'restore_drill_fleet_stale{kind="redis",plan="nightly",target="orders"} 0.0' in metrics
     assert "orders" in (run / "fleet.html").read_text()
+    kept = list((fleet_repositories / "orders" / "drill-reports").rglob("report.json"))
+    assert len(kept) == 2  # each target's sealed evidence, in its own repository too
 
     again = _fleet("run", str(plan), "--target", "billing", "--json")  # still failing: history
     second = json.loads(again.stdout)

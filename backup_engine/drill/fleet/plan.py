@@ -32,6 +32,7 @@ name = "orders"                           # 1-63 letters, digits, - or _
 config = "/etc/backup-engine/orders.toml" # its configuration: repository, keys, encryption
 kinds = ["postgres", "redis"]             # what to drill (default: postgres)
 tags = ["tier1", "eu"]
+keep_in_repository = true                 # its sealed drill evidence also in drill-reports/
 ```
 """
 
@@ -52,7 +53,7 @@ from backup_engine.errors import ConfigError, UsageError
 KINDS = ("postgres", "redis")  # the kinds with a drill of an existing repository
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")
 _TARGET_KEYS = {"name", "config", "kinds", "tags", "selection", "within_days", "rto", "rpo",
-                "features", "drill_tags", "timeout"}  # fmt: skip
+                "features", "drill_tags", "timeout", "keep_in_repository"}  # fmt: skip
 _DEFAULT_KEYS = _TARGET_KEYS - {"name", "config", "tags"}
 _FLEET_KEYS = {"name", "evidence", "stale_days", "timeout", "concurrency", "per_repository",
                "schedule", "signing_key", "seed", "temporal"}  # fmt: skip
@@ -95,6 +96,7 @@ class Target:
     timeout_seconds: float
     features: Path | None = None  # its own scenarios, instead of the shipped @latest_backup ones
     drill_tags: str | None = None  # a marker expression narrowing them
+    keep_in_repository: bool = True  # its sealed evidence also kept in its own repository
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,8 @@ def _target(table: dict[str, Any], number: int, base: Path, timeout: float, wher
         else timeout,
         features=_path(table["features"], base) if "features" in table else None,
         drill_tags=str(table["drill_tags"]) if "drill_tags" in table else None,
+        keep_in_repository=_bool(table.get("keep_in_repository", True), "keep_in_repository",
+                                 here),
     )  # fmt: skip
 
 
@@ -262,6 +266,12 @@ def _table(value: Any, what: str, where: str) -> dict[str, Any]:
 def _int(value: Any, what: str, low: int, high: int, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ConfigError(f"{where}: {what} = {value!r}: a whole number from {low} to {high}")
+    return value
+
+
+def _bool(value: Any, what: str, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {what} = {value!r}: true or false")
     return value
 
 

@@ -96,6 +96,8 @@ def drill_command(job: Job, report_dir: Path, signing_key: Path | None) -> list[
         command += ["--features", str(target.features)]
     if signing_key is not None:
         command += ["--signing-key", str(signing_key)]
+    if target.keep_in_repository:
+        command += ["--keep-in-repository"]
     return command
 
 
