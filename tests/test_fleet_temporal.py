@@ -239,3 +239,41 @@ def test_the_run_waits_out_temporal_going_away_and_reports_once(
     assert all(r["status"] == "passed" for r in report["results"])
     runs = [p for p in (tmp_path / "evidence").iterdir() if not p.is_symlink()]
     assert len(runs) == 1 and (runs[0] / "SHA256SUMS").is_file()
+
+
+@pytest.mark.postgres
+def test_a_cancelled_run_stops_its_drills_and_their_servers(
+    dev_server: DevServer, repositories: Path, tmp_path: Path
+) -> None:
+    plan = _plans(repositories, tmp_path, dev_server.address, "fleet-cancel")
+    worker = _worker(dev_server.address, "fleet-cancel", tmp_path / "worker.log")
+    try:
+        command = [*CLI, "run", str(plan), "--temporal", "--target", "ledger"]
+        run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)  # fmt: skip
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "evidence").glob("*/targets/ledger/postgres.worker")):
+            assert time.monotonic() < deadline, "no drill started"
+            time.sleep(0.05)
+        time.sleep(1)  # into the restore
+        listed = subprocess.run(
+            [TEMPORAL, "workflow", "list", "--address", dev_server.address, "--query",
+             "ExecutionStatus='Running' AND WorkflowType='RestoreDrillFleet'", "-o", "json"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        [workflow_id] = [w["execution"]["workflowId"] for w in json.loads(listed.stdout)]
+        subprocess.run([TEMPORAL, "workflow", "cancel", "--address", dev_server.address,
+                        "--workflow-id", workflow_id], check=True, capture_output=True)  # fmt: skip
+        _, err = run.communicate(timeout=120)
+        time.sleep(2)
+        drills = subprocess.run(["pgrep", "-f", f"report-dir {tmp_path}"], capture_output=True,
+                                text=True, check=False)  # fmt: skip
+    finally:
+        worker.kill()
+        worker.wait()
+    assert run.returncode != 0 and "was cancelled" in err and "Traceback" not in err
+    assert drills.stdout == "", drills.stdout  # the drill process is gone
+    leftover = [p for p in Path(tempfile.gettempdir()).glob(f"{FLEET_PREFIX}*")
+                if (p / "owner.json").is_file()
+                and json.loads((p / "owner.json").read_text())["pid"] == worker.pid]  # fmt: skip
+    assert leftover == []  # its scratch, servers and all, removed

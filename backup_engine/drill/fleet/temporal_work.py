@@ -192,6 +192,7 @@ async def start_and_wait(plan: Plan, request: dict[str, Any]) -> dict[str, Any]:
     waited out: the workflow goes on where it was when it comes back, and its report (sealed
     once) is the one returned."""
     from temporalio.client import WorkflowFailureError
+    from temporalio.exceptions import CancelledError
     from temporalio.service import RPCError
 
     client = await connect(plan.temporal, quiet=True)
@@ -204,6 +205,9 @@ async def start_and_wait(plan: Plan, request: dict[str, Any]) -> dict[str, Any]:
             result: dict[str, Any] = await handle.result()
             return result
         except WorkflowFailureError as exc:
+            if isinstance(exc.cause, CancelledError):
+                raise BackupEngineError(f"fleet workflow {handle.id} was cancelled: its drills "
+                                        "were stopped, no report was sealed") from None  # fmt: skip
             raise BackupEngineError(f"fleet workflow {handle.id} failed: {exc.cause}") from None
         except RPCError as exc:  # the server went away: the run is kept in its history
             print(
