@@ -221,6 +221,19 @@ def test_a_random_recovery_point_is_chosen_reproducibly_within_the_window() -> N
     assert choose_backup(backups, "latest", now) == (backups[-1], "latest")
     picks = {choose_backup(backups, f"random:30:{seed}", now)[0].backup_id for seed in range(50)}
     assert len(picks) > 10  # older backups get drilled too
+    assert choose_backup(backups, "latest:2", now) == (backups[-1], "latest within 2 days")
+    from backup_engine.drill.selection import selection_value
+    from backup_engine.errors import BackupNotFound, UsageError
+
+    stopped = [b for b in backups if now - b.stop_time > timedelta(days=5)]
+    for selection in ("latest:3", "random:3:1"):  # the backups stopped 5 days ago
+        with pytest.raises(BackupNotFound, match="no base backup of the last 3 days"):
+            choose_backup(stopped, selection, now)
+    assert selection_value("latest", 7, None) == "latest:7"
+    assert selection_value("random", None, 5) == "random:30:5"
+    for days in (0, 366, 10000):
+        with pytest.raises(UsageError, match="1 to 365"):
+            selection_value("random", days, 1)
 
 
 def test_check_names_undefined_steps_with_their_line_and_the_closest_ones(tmp_path: Path) -> None:
