@@ -9,6 +9,7 @@ drill: starting its process and pytest, servers, the checklist, sealing evidence
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import statistics
@@ -90,8 +91,6 @@ def temporal(where: Path, repositories: Path, workers: int) -> None:
         for proc in procs:
             proc.kill()
             proc.wait()
-        import os
-
         os.killpg(server.pid, signal.SIGKILL)
         server.wait()
 
@@ -100,9 +99,7 @@ def main() -> None:
     with made_repositories() as repositories:
         where = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
         plan = plan_file(where, repositories, "127.0.0.1:1", "unused")
-        print(
-            f"12 targets (6 PostgreSQL, 6 Redis); {Path('/proc/cpuinfo').read_text().count('processor')} cores"
-        )  # noqa: E501
+        print(f"12 targets (6 PostgreSQL, 6 Redis); {os.cpu_count()} cores")
         for concurrency in (1, 2, 4):
             local(where, plan, concurrency)
         for workers in (1, 2):

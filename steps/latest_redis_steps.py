@@ -5,7 +5,6 @@ throwaway redis-server. On the embedded default a seeded server is backed up fir
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,7 +16,6 @@ from backup_engine.drill.redis_data import seed_redis
 from backup_engine.drill.selection import SELECTION_ENV, choose_backup
 from backup_engine.redis.backup import take_redis_backup
 from backup_engine.redis.manifest import REDIS_BACKUPS, RedisBackupManifest
-from backup_engine.redis.restore import restore_to_dir
 from backup_engine.redis.target import RedisTarget
 from backup_engine.servers.redis_base import RedisBackend
 from backup_engine.storage import Storage
@@ -25,7 +23,7 @@ from backup_engine.storage.faults import ReadOnlyStorage
 
 from . import StorageFactory
 from .latest_backup_steps import configured_repository
-from .redis_steps import RestoredRedis
+from .redis_steps import RestoredRedis, restore_into_new_redis
 
 
 @dataclass(frozen=True)
@@ -57,20 +55,12 @@ def latest_redis_backup(
 def restore_latest_redis(
     latest_redis: LatestRedis, redis_backend: RedisBackend, drill_record: ScenarioRecord
 ) -> RestoredRedis:
-    started = time.monotonic()
-    data_dir = redis_backend.new_data_dir()
-    result = restore_to_dir(latest_redis.repository, latest_redis.manifest.backup_id, data_dir)
-    restored = time.monotonic()
-    drill_record.phase("download, check sha256 and redis-check-rdb", restored - started)
-    server = redis_backend.start_existing(data_dir)
-    drill_record.phase("start redis-server on it", time.monotonic() - restored)
-    age = datetime.now(UTC) - latest_redis.manifest.stop_time
-    drill_record.used_backup(result.backup_id, result.sha256, {
-        "stop_time": latest_redis.manifest.stop_time.isoformat(),
-        "age_hours": round(age.total_seconds() / 3600, 2),
-        "source": latest_redis.manifest.source,
-    })  # fmt: skip
-    return RestoredRedis(server, result, time.monotonic() - started)
+    manifest = latest_redis.manifest
+    age = datetime.now(UTC) - manifest.stop_time
+    details = {"stop_time": manifest.stop_time.isoformat(), "source": manifest.source,
+               "age_hours": round(age.total_seconds() / 3600, 2)}  # fmt: skip
+    return restore_into_new_redis(latest_redis.repository, manifest.backup_id, redis_backend,
+                                  drill_record, details)  # fmt: skip
 
 
 @then("every Redis database the backup recorded keys in holds keys after the restore")

@@ -88,14 +88,26 @@ def flush_redis(redis_server: RedisServer) -> None:
 def restore_new_redis(
     repository: Storage, redis_backend: RedisBackend, drill_record: ScenarioRecord
 ) -> RestoredRedis:
+    return restore_into_new_redis(repository, "latest", redis_backend, drill_record)
+
+
+def restore_into_new_redis(
+    repository: Storage,
+    ref: str,
+    redis_backend: RedisBackend,
+    drill_record: ScenarioRecord,
+    details: dict[str, object] | None = None,
+) -> RestoredRedis:
+    """`ref` restored into a data directory (sha256 and redis-check-rdb checked), a throwaway
+    redis-server started on it; each phase timed, the backup recorded with `details`."""
     started = time.monotonic()
     data_dir = redis_backend.new_data_dir()
-    result = restore_to_dir(repository, "latest", data_dir)
+    result = restore_to_dir(repository, ref, data_dir)
     restored = time.monotonic()
-    drill_record.phase("download and check dump.rdb", restored - started)
+    drill_record.phase("download, check sha256 and redis-check-rdb", restored - started)
     server = redis_backend.start_existing(data_dir)
     drill_record.phase("start redis-server on it", time.monotonic() - restored)
-    drill_record.used_backup(result.backup_id, result.sha256)
+    drill_record.used_backup(result.backup_id, result.sha256, details)
     return RestoredRedis(server, result, time.monotonic() - started)
 
 

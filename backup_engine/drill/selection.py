@@ -12,23 +12,16 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from backup_engine.errors import BackupNotFound, UsageError
+from backup_engine.snapshots import Manifest
 
 SELECTION_ENV = "DRILL_BACKUP_SELECTION"
 MAX_WINDOW_DAYS = 365  # AWS Backup's bound for a restore-testing window
 
 
-class Dated(Protocol):
-    @property
-    def backup_id(self) -> str: ...
-
-    @property
-    def stop_time(self) -> datetime: ...
-
-
-B = TypeVar("B", bound=Dated)
+B = TypeVar("B", bound=Manifest)
 
 
 def selection_value(pick: str, within_days: int | None, seed: int | None) -> str:
