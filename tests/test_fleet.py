@@ -195,6 +195,11 @@ def test_the_local_pool_drills_every_target_and_the_report_says_what_came_of_it(
     )
     assert 'restore_drill_fleet_stale{kind="redis",plan="nightly",target="orders"} 0.0' in metrics
     assert "orders" in (run / "fleet.html").read_text()
+    verified = _fleet("verify", str(run))
+    assert verified.returncode == 0 and "5 drill directories" in verified.stdout, verified
+    (run / "targets" / "cache" / "redis" / "report.json").write_text("{}")  # tampered with
+    tampered = _fleet("verify", str(run))
+    assert tampered.returncode == 4 and "report.json does not match" in tampered.stderr
     kept = list((fleet_repositories / "orders" / "drill-reports").rglob("report.json"))
     assert len(kept) == 2  # each target's sealed evidence, in its own repository too
 

@@ -284,3 +284,28 @@ def schedule_command(plan_file: Path, address: str | None) -> None:
     nxt = when.isoformat() if when else "never"
     click.echo(f"schedule {schedule_id} on {plan.temporal.address}: {plan.schedule.cron.text} "
                f"({plan.schedule.timezone}), next run {nxt}")  # fmt: skip
+
+
+@fleet.command(name="verify")
+@click.argument("run_dir", metavar="RUN_DIR", type=click.Path(path_type=Path, file_okay=False,
+                                                              exists=True))  # fmt: skip
+@click.option("--public-key", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="The signer's Ed25519 public key: each signature must match.")  # fmt: skip
+@click.option("--require-signature", is_flag=True, help="An unsigned run or drill fails too.")
+def verify_command(run_dir: Path, public_key: Path | None, require_signature: bool) -> None:
+    """Check a fleet run's evidence, as an auditor would: every file against the run's
+    SHA256SUMS and its signature, then each target's drill directory the same way (with its
+    report.json's schema). Any difference is exit 4."""
+    from backup_engine.drill.fleet.report import check_fleet_json
+    from backup_engine.drill.report.signing import load_public_key
+    from backup_engine.drill.report.sums import verify_report
+
+    key = load_public_key(public_key) if public_key else None
+    run = verify_report(run_dir, public_key=key, require_signature=require_signature,
+                        check_document=check_fleet_json)  # fmt: skip
+    drills = sorted(p.parent for p in run_dir.glob("targets/*/*/report.json"))
+    for drill in drills:
+        verify_report(drill, public_key=key, require_signature=require_signature)
+    signed = f"signed by {run.signer}" if run.signer else "signature not checked"
+    click.echo(f"{run_dir}: {run.files} files match SHA256SUMS, {signed}; "
+               f"{len(drills)} drill directories verified the same way")  # fmt: skip

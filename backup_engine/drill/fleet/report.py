@@ -193,3 +193,15 @@ def seal_run(
     if metrics_file is not None:
         write_metrics(metrics_file, report)
     return point_latest(run)
+
+
+def check_fleet_json(directory: Path) -> None:
+    """A run directory's fleet.json is there and is a fleet report (for verify_report)."""
+    from backup_engine.errors import IntegrityError
+
+    try:
+        report = loads((directory / FLEET_JSON).read_bytes(), where=FLEET_JSON)
+    except (OSError, ValueError) as exc:
+        raise IntegrityError(f"{directory} has no readable {FLEET_JSON}: {exc}") from None
+    if not isinstance(report, dict) or report.get("schema") != SCHEMA:
+        raise IntegrityError(f"{FLEET_JSON} in {directory} is not a fleet report ({SCHEMA})")
