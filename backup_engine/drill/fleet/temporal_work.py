@@ -177,11 +177,13 @@ async def work(temporal: TemporalSettings, drills: int | None) -> None:
     takes), until interrupted. Any plan's workflows on that queue: a worker holds no plan."""
     client = await connect(temporal)
     capacity = drills or machine_capacity().drills
-    with ThreadPoolExecutor(capacity + 2, thread_name_prefix="drill") as pool:
+    # `drills` bounds every activity of this worker: preparing and sealing are short and come
+    # before and after a run's drills
+    with ThreadPoolExecutor(capacity, thread_name_prefix="drill") as pool:
         worker = Worker(
             client, task_queue=temporal.task_queue, workflows=[FleetRun, TargetDrill],
             activities=[prepare, drill, seal], activity_executor=pool,
-            max_concurrent_activities=capacity + 2,
+            max_concurrent_activities=capacity,
             identity=f"{socket.gethostname()} pid {os.getpid()}",
         )  # fmt: skip
         await worker.run()
