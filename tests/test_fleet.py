@@ -84,6 +84,19 @@ def test_a_plan_reads_defaults_under_each_target_and_selects_by_name_and_tag() -
         plan.select(names=("billing",))
 
 
+def test_random_choices_are_made_again_from_the_run_seed() -> None:
+    from backup_engine.drill.fleet.pool import plan_jobs
+
+    targets: list[dict[str, object]] = [
+        {"name": f"t{n}", "kinds": ["postgres", "redis"], **BASE} for n in range(4)
+    ]
+    plan = parse_plan(_plan(*targets), Path("/p/fleet.toml"))
+    first = [(j.key, j.seed) for j in plan_jobs(list(plan.targets), 42)]
+    assert first == [(j.key, j.seed) for j in plan_jobs(list(plan.targets), 42)]
+    assert first != [(j.key, j.seed) for j in plan_jobs(list(plan.targets), 43)]
+    assert len({seed for _, seed in first}) == 8  # each drill its own draw
+
+
 def test_cron_days_follow_crontab() -> None:
     berlin = ZoneInfo("Europe/Berlin")
     start = datetime(2026, 12, 6, 17, 0, tzinfo=UTC)

@@ -16,7 +16,7 @@ import click
 from backup_engine.commands.output import emit_json, emit_table
 from backup_engine.drill.fleet.plan import Plan, Target, load_plan
 from backup_engine.drill.fleet.pool import repository_of
-from backup_engine.errors import BackupEngineError
+from backup_engine.errors import BackupEngineError, UsageError
 
 plan_argument = click.argument("plan_file", metavar="PLAN", type=click.Path(path_type=Path))
 
@@ -146,8 +146,8 @@ def run(
     if on_temporal:
         import asyncio
 
-        from backup_engine.drill.fleet.temporal_work import request_for, start_and_wait
-
+        temporal = _temporal_work()
+        request_for, start_and_wait = temporal.request_for, temporal.start_and_wait
         plan = _temporal(plan, address)
         report = asyncio.run(start_and_wait(plan, request_for(plan, names, tags, seed)))
         _conclude(report, json_output)
@@ -232,6 +232,18 @@ def replace_key(plan: Plan, key: Path | None) -> Plan:
     return replace(plan, signing_key=key)
 
 
+def _temporal_work() -> Any:
+    """The Temporal side, which needs the `fleet` extra (temporalio): one clear line without."""
+    try:
+        from backup_engine.drill.fleet import temporal_work
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("temporalio"):
+            raise
+        raise UsageError("running a fleet on Temporal needs the temporalio package",
+                         hint="pip install 'restore-drill[fleet]'") from None  # fmt: skip
+    return temporal_work
+
+
 def _temporal(plan: Plan, address: str | None) -> Plan:
     from dataclasses import replace
 
@@ -255,7 +267,8 @@ def worker(address: str, namespace: str, task_queue: str, drills: int | None) ->
     import asyncio
 
     from backup_engine.drill.fleet.plan import TemporalSettings
-    from backup_engine.drill.fleet.temporal_work import work
+
+    work = _temporal_work().work
 
     settings = TemporalSettings(address=address, namespace=namespace, task_queue=task_queue)
     click.echo(f"fleet worker on {address} ({namespace}), queue {task_queue}", err=True)
@@ -275,7 +288,7 @@ def schedule_command(plan_file: Path, address: str | None) -> None:
     skipped, never run late."""
     import asyncio
 
-    from backup_engine.drill.fleet.temporal_work import schedule
+    schedule = _temporal_work().schedule
 
     plan = _temporal(load_plan(plan_file), address)
     schedule_id = asyncio.run(schedule(plan))
