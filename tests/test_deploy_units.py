@@ -38,8 +38,8 @@ def test_every_timer_starts_a_service_and_every_service_runs_the_tool() -> None:
     assert timers == {"backup-engine-run-all", "backup-engine-expire", "backup-engine-drill",
                       "backup-engine-archiver-metrics"}  # fmt: skip
     assert timers < services and "backup-engine-wal-stream" in services
-    stream = (UNITS / "backup-engine-wal-stream.service").read_text()
-    assert "Restart=always" in stream
+    for always in ("backup-engine-wal-stream", "backup-engine-fleet-worker"):
+        assert "Restart=always" in (UNITS / f"{always}.service").read_text()
     # Each night's evidence in a directory of its own, kept in the repository too.
     drill = (UNITS / "backup-engine-drill.service").read_text()
     assert "--report-root /var/lib/backup-engine/drill-report" in drill
