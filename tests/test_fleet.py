@@ -14,6 +14,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backup_engine.drill.fleet.cron import parse_cron
 from backup_engine.drill.fleet.plan import parse_plan
@@ -222,3 +224,44 @@ def test_the_local_pool_drills_every_target_and_the_report_says_what_came_of_it(
     unknown = _fleet("run", str(plan), "--target", "payroll")
     assert unknown.returncode == 2 and "no target 'payroll'" in unknown.stderr
     assert "Traceback" not in unknown.stderr
+
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=12)
+    | st.floats(allow_nan=True),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=3),
+    max_leaves=8,
+)  # fmt: skip
+_KEYS = st.sampled_from(["name", "config", "kinds", "tags", "selection", "within_days", "rto",
+                         "rpo", "timeout", "features", "drill_tags",
+                         "keep_in_repository"])  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fleet=st.dictionaries(st.sampled_from(["name", "evidence", "stale_days", "timeout",
+                                           "concurrency", "per_repository", "seed", "schedule",
+                                           "temporal", "signing_key"]), _VALUES, max_size=4),
+    targets=st.lists(st.dictionaries(_KEYS, _VALUES, max_size=6), max_size=3),
+)  # fmt: skip
+def test_any_plan_is_read_or_refused_in_one_line(
+    fleet: dict[str, object], targets: list[dict[str, object]]
+) -> None:
+    """Whatever a plan file holds, reading it gives a plan or a ConfigError, never a crash."""
+    try:
+        parse_plan({"fleet": fleet, "target": targets}, Path("/plans/fleet.toml"))
+    except ConfigError as exc:
+        assert "\n" not in exc.message
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789*,-/ abcdefghijklmnopqrstuvwxyz", max_size=30))
+def test_any_cron_text_is_read_or_refused(text: str) -> None:
+    try:
+        cron = parse_cron(text)
+    except ConfigError:
+        return
+    start = datetime(2026, 12, 6, tzinfo=UTC)
+    found = cron.next_after(start, ZoneInfo("UTC"))
+    assert found is None or (found > start and cron.matches(found))

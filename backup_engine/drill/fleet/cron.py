@@ -29,33 +29,33 @@ class Cron:
     any_day: bool  # day of month was `*`
     any_weekday: bool  # day of week was `*`
 
-    def matches(self, moment: datetime) -> bool:
-        weekday = (moment.weekday() + 1) % 7
+    def _date_ok(self, moment: datetime) -> bool:
         day_ok = moment.day in self.days
-        weekday_ok = weekday in self.weekdays
+        weekday_ok = (moment.weekday() + 1) % 7 in self.weekdays
         # crontab: when both day fields are restricted, either one matching is enough
         if self.any_day or self.any_weekday:
-            date_ok = day_ok and weekday_ok
-        else:
-            date_ok = day_ok or weekday_ok
+            return day_ok and weekday_ok
+        return day_ok or weekday_ok
+
+    def matches(self, moment: datetime) -> bool:
         return (moment.minute in self.minutes and moment.hour in self.hours
-                and moment.month in self.months and date_ok)  # fmt: skip
+                and moment.month in self.months and self._date_ok(moment))  # fmt: skip
 
     def next_after(self, moment: datetime, zone: ZoneInfo) -> datetime | None:
         """The first matching minute after `moment`, in `zone` (None within 5 years: Feb 30)."""
         local = moment.astimezone(zone).replace(second=0, microsecond=0) + timedelta(minutes=1)
-        for _ in range(5 * 366 * 24 * 60):
-            if local.month not in self.months:
+        end = local + timedelta(days=5 * 366)
+        while local < end:
+            if local.month not in self.months:  # the first minute of the next month
                 local = (local.replace(day=1, hour=0, minute=0) + timedelta(days=32)).replace(day=1)
-                continue
-            if not self.matches(local):
-                local += (
-                    timedelta(minutes=1)
-                    if local.hour in self.hours
-                    else timedelta(minutes=60 - local.minute)
-                )
-                continue
-            return local
+            elif not self._date_ok(local):  # of the next day
+                local = local.replace(hour=0, minute=0) + timedelta(days=1)
+            elif local.hour not in self.hours:  # of the next hour
+                local = local.replace(minute=0) + timedelta(hours=1)
+            elif local.minute not in self.minutes:
+                local += timedelta(minutes=1)
+            else:
+                return local
         return None
 
 
