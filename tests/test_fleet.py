@@ -45,6 +45,9 @@ def _plan(*targets: dict[str, object], **fleet: object) -> dict[str, object]:
         (_plan({"name": "a", "kinds": [], **BASE}), "kinds is empty"),
         (_plan({"name": "a", "rto": "soon", **BASE}), "rto: cannot read the duration"),
         (_plan({"name": "a", "keep_in_repository": "yes", **BASE}), "true or false"),
+        (_plan({"name": "a", "smoke": "a\nb", **BASE}), "one command line"),
+        (_plan({"name": "a", "smoke": {"redis": "x"}, **BASE}), "does not drill"),
+        (_plan({"name": "a", "smoke": "x", "features": "f", **BASE}), "do not go together"),
         (_plan({"name": "a", "colour": "red", **BASE}), "unknown option 'colour'"),
         (_plan({"name": "a", **BASE}, schedule={"cron": "0 3 * *"}), "has 4 fields"),
         (_plan({"name": "a", **BASE}, schedule={"cron": "61 3 * * *"}), "outside 0-59"),
@@ -136,6 +139,10 @@ config = "orders.toml"
 kinds = ["postgres", "redis"]
 tags = ["tier1"]
 
+[target.smoke]
+postgres = "psql -Atc 'SELECT count(*) FROM users' | grep -qx 60"
+redis = "redis-cli -u $REDIS_URL dbsize | grep -qvx 0"
+
 [[target]]
 name = "billing"
 config = "billing.toml"
@@ -151,6 +158,12 @@ within_days = 7
 name = "gone"
 config = "gone.toml"
 kinds = ["redis"]
+
+[[target]]
+name = "audit"
+config = "sessions.toml"
+kinds = ["redis"]
+smoke = "echo the audit keys are missing; exit 3"
 """
 
 
@@ -166,7 +179,7 @@ def test_the_local_pool_drills_every_target_and_the_report_says_what_came_of_it(
 ) -> None:
     plans = tmp_path / "plans"
     plans.mkdir()
-    for name in ("orders", "billing", "cache"):
+    for name in ("orders", "billing", "cache", "sessions"):
         (plans / f"{name}.toml").write_text(
             f'[repository]\nurl = "file://{fleet_repositories / name}"\n'
         )
@@ -184,8 +197,10 @@ def test_the_local_pool_drills_every_target_and_the_report_says_what_came_of_it(
     assert done.returncode == 1, done.stderr
     report = json.loads(done.stdout)
     results = {(r["target"], r["kind"]): r for r in report["results"]}
-    assert sorted(results) == [("billing", "postgres"), ("cache", "redis"), ("gone", "redis"),
-                               ("orders", "postgres"), ("orders", "redis")]  # fmt: skip
+    assert sorted(results) == [
+        ("audit", "redis"), ("billing", "postgres"), ("cache", "redis"), ("gone", "redis"),
+        ("orders", "postgres"), ("orders", "redis"),
+    ]  # fmt: skip
     for passing in (("orders", "postgres"), ("orders", "redis"), ("cache", "redis")):
         result = results[passing]
         assert result["status"] == "passed", result
@@ -196,7 +211,11 @@ def test_the_local_pool_drills_every_target_and_the_report_says_what_came_of_it(
     assert results[("gone", "redis")]["status"] == "failed"
     assert results[("gone", "redis")]["stale"] and results[("billing", "postgres")]["stale"]
     assert report["seed"] == 42 and "seed" in results[("cache", "redis")]["selection"]
-    assert report["summary"] == {"targets": 4, "drills": 5, "passed": 3, "failed": 2, "stale": 2}
+    assert "smoke test" in results[("audit", "redis")]["reason"]  # the target's own check
+    assert report["summary"] == {"targets": 5, "drills": 6, "passed": 3, "failed": 3, "stale": 3}
+    smoked = (tmp_path / "evidence" / "latest" / "targets" / "orders" / "postgres" / "report.json")
+    checks = json.loads(smoked.read_text())["scenarios"][0]["checks"]
+    assert any("smoke" in c["name"] and c["passed"] for c in checks), checks
     run = Path(tmp_path / "evidence" / "latest").resolve()
     from backup_engine.drill.report.sums import verify_report
 
@@ -211,7 +230,7 @@ def test_the_local_pool_drills_every_target_and_the_report_says_what_came_of_it(
     assert 'restore_drill_fleet_stale{kind="redis",plan="nightly",target="orders"} 0.0' in metrics
     assert "orders" in (run / "fleet.html").read_text()
     verified = _fleet("verify", str(run))
-    assert verified.returncode == 0 and "5 drill directories" in verified.stdout, verified
+    assert verified.returncode == 0 and "6 drill directories" in verified.stdout, verified
     (run / "targets" / "cache" / "redis" / "report.json").write_text("{}")  # tampered with
     tampered = _fleet("verify", str(run))
     assert tampered.returncode == 4 and "report.json does not match" in tampered.stderr

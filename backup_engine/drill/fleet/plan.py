@@ -33,6 +33,7 @@ config = "/etc/backup-engine/orders.toml" # its configuration: repository, keys,
 kinds = ["postgres", "redis"]             # what to drill (default: postgres)
 tags = ["tier1", "eu"]
 keep_in_repository = true                 # its sealed drill evidence also in drill-reports/
+smoke = {postgres = "psql -Atc 'SELECT count(*) FROM orders' | grep -qv '^0$'"}  # on the copy
 ```
 """
 
@@ -53,7 +54,8 @@ from backup_engine.errors import ConfigError, UsageError
 KINDS = ("postgres", "redis")  # the kinds with a drill of an existing repository
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")
 _TARGET_KEYS = {"name", "config", "kinds", "tags", "selection", "within_days", "rto", "rpo",
-                "features", "drill_tags", "timeout", "keep_in_repository"}  # fmt: skip
+                "features", "drill_tags", "timeout", "keep_in_repository", "smoke",
+                "smoke_timeout"}  # fmt: skip
 _DEFAULT_KEYS = _TARGET_KEYS - {"name", "config", "tags"}
 _FLEET_KEYS = {"name", "evidence", "stale_days", "timeout", "concurrency", "per_repository",
                "schedule", "signing_key", "seed", "temporal"}  # fmt: skip
@@ -97,6 +99,8 @@ class Target:
     features: Path | None = None  # its own scenarios, instead of the shipped @latest_backup ones
     drill_tags: str | None = None  # a marker expression narrowing them
     keep_in_repository: bool = True  # its sealed evidence also kept in its own repository
+    smoke: dict[str, str] = field(default_factory=dict)  # kind -> its check of the restored copy
+    smoke_timeout_seconds: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -214,6 +218,9 @@ def _target(table: dict[str, Any], number: int, base: Path, timeout: float, wher
         drill_tags=str(table["drill_tags"]) if "drill_tags" in table else None,
         keep_in_repository=_bool(table.get("keep_in_repository", True), "keep_in_repository",
                                  here),
+        smoke=_smoke(table.get("smoke"), kinds, here, "features" in table),
+        smoke_timeout_seconds=_duration(table.get("smoke_timeout", "2 min"), "smoke_timeout",
+                                        here),
     )  # fmt: skip
 
 
@@ -267,6 +274,23 @@ def _int(value: Any, what: str, low: int, high: int, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ConfigError(f"{where}: {what} = {value!r}: a whole number from {low} to {high}")
     return value
+
+
+def _smoke(value: Any, kinds: list[str], where: str, own_features: bool) -> dict[str, str]:
+    """`smoke = "cmd"` for every kind of the target, or `smoke = {postgres = "...", ...}`."""
+    if value is None:
+        return {}
+    commands = value if isinstance(value, dict) else dict.fromkeys(kinds, value)
+    for kind, command in commands.items():
+        if kind not in kinds:
+            raise ConfigError(f"{where}: smoke for {kind!r}, which the target does not drill")
+        if not isinstance(command, str) or not command.strip() or "\n" in command or (
+                "\r" in command):  # fmt: skip
+            raise ConfigError(f"{where}: smoke must be one command line")
+    if own_features:
+        raise ConfigError(f"{where}: smoke and features do not go together",
+                          hint="put the smoke test step in the target's own scenarios")  # fmt: skip
+    return {kind: command.strip() for kind, command in commands.items()}
 
 
 def _bool(value: Any, what: str, where: str) -> bool:

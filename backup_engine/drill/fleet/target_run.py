@@ -94,11 +94,31 @@ def drill_command(job: Job, report_dir: Path, signing_key: Path | None) -> list[
         command += ["--seed", str(job.seed)]
     if target.features is not None:
         command += ["--features", str(target.features)]
+    elif job.kind in target.smoke:
+        command += ["--features", str(with_smoke(job, report_dir.parent / f"{job.kind}.features"))]
     if signing_key is not None:
         command += ["--signing-key", str(signing_key)]
     if target.keep_in_repository:
         command += ["--keep-in-repository"]
     return command
+
+
+SHIPPED = {"postgres": "latest_backup.feature", "redis": "latest_redis_backup.feature"}
+
+
+def with_smoke(job: Job, directory: Path) -> Path:
+    """The shipped scenario of the job's kind with the target's smoke command as its last step
+    (written beside its evidence: what ran is kept)."""
+    from backup_engine.drill.session import default_features_dir
+    from backup_engine.durations import format_duration
+
+    directory.mkdir(parents=True, exist_ok=True)
+    text = (default_features_dir() / SHIPPED[job.kind]).read_text().rstrip("\n")
+    within = format_duration(job.target.smoke_timeout_seconds)
+    text += (f'\n    And the smoke test "{job.target.smoke[job.kind]}" passes against the restored '
+             f"copy within {within}\n")  # fmt: skip
+    (directory / SHIPPED[job.kind]).write_text(text)
+    return directory
 
 
 def run_job(
