@@ -208,6 +208,17 @@ def _kill_the_worker_of(evidence: Path, target: str, kind: str,
     raise AssertionError(f"no worker started {target}'s {kind} drill")
 
 
+def _started(plan: Path, tmp_path: Path, drill: str, *args: str) -> subprocess.Popen[str]:
+    """`fleet run --temporal`, returned once the drill `target/kind` has started on a worker."""
+    command = [*CLI, "run", str(plan), "--temporal", *args]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "evidence").glob(f"*/targets/{drill}.worker")):
+        assert time.monotonic() < deadline and run.poll() is None, "no drill started"
+        time.sleep(0.05)
+    return run
+
+
 @pytest.mark.postgres
 def test_the_run_waits_out_temporal_going_away_and_reports_once(
     dev_server: DevServer, repositories: Path, tmp_path: Path
@@ -217,14 +228,8 @@ def test_the_run_waits_out_temporal_going_away_and_reports_once(
     plan = _plans(repositories, tmp_path, dev_server.address, "fleet-outage")
     worker = _worker(dev_server.address, "fleet-outage", tmp_path / "worker.log")
     try:
-        command = [*CLI, "run", str(plan), "--temporal", "--json",
-                   "--target", "cache", "--target", "sessions"]  # fmt: skip
-        run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)  # fmt: skip
-        deadline = time.monotonic() + 120
-        while not list((tmp_path / "evidence").glob("*/targets/*/redis.worker")):
-            assert time.monotonic() < deadline, "no drill started"
-            time.sleep(0.05)
+        run = _started(plan, tmp_path, "*/redis", "--json", "--target", "cache",
+                       "--target", "sessions")  # fmt: skip
         dev_server.stop()
         time.sleep(3)
         dev_server.start()
@@ -248,13 +253,7 @@ def test_a_cancelled_run_stops_its_drills_and_their_servers(
     plan = _plans(repositories, tmp_path, dev_server.address, "fleet-cancel")
     worker = _worker(dev_server.address, "fleet-cancel", tmp_path / "worker.log")
     try:
-        command = [*CLI, "run", str(plan), "--temporal", "--target", "ledger"]
-        run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)  # fmt: skip
-        deadline = time.monotonic() + 120
-        while not list((tmp_path / "evidence").glob("*/targets/ledger/postgres.worker")):
-            assert time.monotonic() < deadline, "no drill started"
-            time.sleep(0.05)
+        run = _started(plan, tmp_path, "ledger/postgres", "--target", "ledger")
         time.sleep(1)  # into the restore
         listed = subprocess.run(
             [TEMPORAL, "workflow", "list", "--address", dev_server.address, "--query",
