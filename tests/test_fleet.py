@@ -168,9 +168,11 @@ smoke = "echo the audit keys are missing; exit 3"
 
 
 def _fleet(*args: str) -> subprocess.CompletedProcess[str]:
+    # a repository in the fleet's own environment must not become every target's
+    decoy = {"BACKUP_ENGINE_REPOSITORY": "file:///nonexistent", "BACKUP_ENGINE_STANZA": "x"}
     return subprocess.run([sys.executable, "-m", "backup_engine", "fleet", *args],
                           capture_output=True, text=True, check=False, timeout=900,
-                          env={**os.environ, "NO_COLOR": "1"})  # fmt: skip
+                          env={**os.environ, "NO_COLOR": "1", **decoy})  # fmt: skip
 
 
 @pytest.mark.postgres
@@ -213,7 +215,7 @@ def test_the_local_pool_drills_every_target_and_the_report_says_what_came_of_it(
     assert report["seed"] == 42 and "seed" in results[("cache", "redis")]["selection"]
     assert "smoke test" in results[("audit", "redis")]["reason"]  # the target's own check
     assert report["summary"] == {"targets": 5, "drills": 6, "passed": 3, "failed": 3, "stale": 3}
-    smoked = (tmp_path / "evidence" / "latest" / "targets" / "orders" / "postgres" / "report.json")
+    smoked = tmp_path / "evidence" / "latest" / "targets" / "orders" / "postgres" / "report.json"
     checks = json.loads(smoked.read_text())["scenarios"][0]["checks"]
     assert any("smoke" in c["name"] and c["passed"] for c in checks), checks
     run = Path(tmp_path / "evidence" / "latest").resolve()

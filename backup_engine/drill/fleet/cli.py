@@ -33,7 +33,7 @@ def _candidates(target: Target, kind: str, now: datetime) -> str:
     from backup_engine.config import load_settings
     from backup_engine.kinds import BY_NAME
 
-    storage = load_settings(target.config, env={}).open_storage()
+    storage = load_settings(target.config, env={}, stanza=target.stanza).open_storage()
     storage.check()
     backups = BY_NAME[kind].catalog.list(storage).backups
     if not backups:

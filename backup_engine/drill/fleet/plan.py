@@ -50,12 +50,13 @@ from backup_engine.drill.fleet.cron import Cron, parse_cron
 from backup_engine.drill.selection import MAX_WINDOW_DAYS
 from backup_engine.durations import parse_duration
 from backup_engine.errors import ConfigError, UsageError
+from backup_engine.stanzas import check_name
 
 KINDS = ("postgres", "redis")  # the kinds with a drill of an existing repository
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")
 _TARGET_KEYS = {"name", "config", "kinds", "tags", "selection", "within_days", "rto", "rpo",
                 "features", "drill_tags", "timeout", "keep_in_repository", "smoke",
-                "smoke_timeout"}  # fmt: skip
+                "smoke_timeout", "stanza"}  # fmt: skip
 _DEFAULT_KEYS = _TARGET_KEYS - {"name", "config", "tags"}
 _FLEET_KEYS = {"name", "evidence", "stale_days", "timeout", "concurrency", "per_repository",
                "schedule", "signing_key", "seed", "temporal"}  # fmt: skip
@@ -101,6 +102,7 @@ class Target:
     keep_in_repository: bool = True  # its sealed evidence also kept in its own repository
     smoke: dict[str, str] = field(default_factory=dict)  # kind -> its check of the restored copy
     smoke_timeout_seconds: float = 120.0
+    stanza: str | None = None  # the cluster of a configuration with [stanza.NAME] tables
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,7 @@ def _target(table: dict[str, Any], number: int, base: Path, timeout: float, wher
         smoke=_smoke(table.get("smoke"), kinds, here, "features" in table),
         smoke_timeout_seconds=_duration(table.get("smoke_timeout", "2 min"), "smoke_timeout",
                                         here),
+        stanza=check_name(str(table["stanza"]), here) if "stanza" in table else None,
     )  # fmt: skip
 
 

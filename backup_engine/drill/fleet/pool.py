@@ -55,7 +55,7 @@ def repository_of(target: Target) -> str:
     cannot be read from the target's configuration."""
     from backup_engine.config import load_settings
 
-    settings = load_settings(target.config, env={})
+    settings = load_settings(target.config, env={}, stanza=target.stanza)
     if not settings.repository.url:
         raise BackupEngineError(f"{target.config} names no repository")
     return redact(settings.repository.url)

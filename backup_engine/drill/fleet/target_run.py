@@ -103,6 +103,20 @@ def drill_command(job: Job, report_dir: Path, signing_key: Path | None) -> list[
     return command
 
 
+def drill_environment(target: Target, scratch: Path) -> dict[str, str]:
+    """This process's environment, less what would make the drill read another repository than
+    its target's (BACKUP_ENGINE_REPOSITORY on a fleet host would be every target's): the
+    target's configuration alone decides, with its stanza."""
+    kept = ("BACKUP_ENGINE_LOG_FORMAT",)
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("BACKUP_ENGINE_") or name in kept}  # fmt: skip
+    env.pop("DRILL_BACKUP_SELECTION", None)
+    env["TMPDIR"] = str(scratch)
+    if target.stanza is not None:
+        env["BACKUP_ENGINE_STANZA"] = target.stanza
+    return env
+
+
 SHIPPED = {"postgres": "latest_backup.feature", "redis": "latest_redis_backup.feature"}
 
 
@@ -142,8 +156,7 @@ def run_job(
     started, began = datetime.now(UTC), time.monotonic()
     reap_abandoned()
     scratch = make_scratch()
-    env = {**os.environ, "TMPDIR": str(scratch)}
-    env.pop("DRILL_BACKUP_SELECTION", None)
+    env = drill_environment(job.target, scratch)
     code: int | None = None
     timed_out = False
     try:
