@@ -164,6 +164,12 @@ name = "audit"
 config = "sessions.toml"
 kinds = ["redis"]
 smoke = "echo the audit keys are missing; exit 3"
+
+[[target]]
+name = "hasty"
+config = "sessions.toml"
+kinds = ["redis"]
+timeout = "1s"
 """
 
 
@@ -201,7 +207,7 @@ def test_the_local_pool_drills_every_target_and_the_report_says_what_came_of_it(
     results = {(r["target"], r["kind"]): r for r in report["results"]}
     assert sorted(results) == [
         ("audit", "redis"), ("billing", "postgres"), ("cache", "redis"), ("gone", "redis"),
-        ("orders", "postgres"), ("orders", "redis"),
+        ("hasty", "redis"), ("orders", "postgres"), ("orders", "redis"),
     ]  # fmt: skip
     for passing in (("orders", "postgres"), ("orders", "redis"), ("cache", "redis")):
         result = results[passing]
@@ -214,7 +220,8 @@ def test_the_local_pool_drills_every_target_and_the_report_says_what_came_of_it(
     assert results[("gone", "redis")]["stale"] and results[("billing", "postgres")]["stale"]
     assert report["seed"] == 42 and "seed" in results[("cache", "redis")]["selection"]
     assert "smoke test" in results[("audit", "redis")]["reason"]  # the target's own check
-    assert report["summary"] == {"targets": 5, "drills": 6, "passed": 3, "failed": 3, "stale": 3}
+    assert results[("hasty", "redis")]["reason"] == "stopped after its timeout of 1 s"
+    assert report["summary"] == {"targets": 6, "drills": 7, "passed": 3, "failed": 4, "stale": 4}
     smoked = tmp_path / "evidence" / "latest" / "targets" / "orders" / "postgres" / "report.json"
     checks = json.loads(smoked.read_text())["scenarios"][0]["checks"]
     assert any("smoke" in c["name"] and c["passed"] for c in checks), checks
@@ -232,7 +239,7 @@ def test_the_local_pool_drills_every_target_and_the_report_says_what_came_of_it(
     assert 'restore_drill_fleet_stale{kind="redis",plan="nightly",target="orders"} 0.0' in metrics
     assert "orders" in (run / "fleet.html").read_text()
     verified = _fleet("verify", str(run))
-    assert verified.returncode == 0 and "6 drill directories" in verified.stdout, verified
+    assert verified.returncode == 0 and "7 drill directories" in verified.stdout, verified
     (run / "targets" / "cache" / "redis" / "report.json").write_text("{}")  # tampered with
     tampered = _fleet("verify", str(run))
     assert tampered.returncode == 4 and "report.json does not match" in tampered.stderr
