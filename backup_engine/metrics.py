@@ -118,34 +118,57 @@ def write_archiver_metrics(
     write_to_textfile(str(path), registry)
 
 
+@dataclass(frozen=True)
+class RepositoryState:
+    """What `metrics` read of one repository: None for a repository that could not be read
+    (its expected kinds are then written as never backed up, so BackupMissing names it)."""
+
+    backups: list[LatestBackup] | None
+    wal_archived: float | None = None
+    usage: dict[str, int] | None = None
+
+
+def read_repository(storage: Storage, usage: dict[str, int] | None = None) -> RepositoryState:
+    return RepositoryState(latest_backups(storage), last_wal_archived(storage), usage)
+
+
 def write_backup_metrics(
     path: Path,
-    storage: Storage,
+    repositories: list[RepositoryState],
     expected: tuple[str, ...] = (),
-    usage: dict[str, int] | None = None,
 ) -> list[LatestBackup]:
     """`expected`: the kinds the configuration backs up. One with no backup at all is written
     as ended at 0 (1970), so "no backup in 26 hours" fires for it instead of its series
-    being absent. `usage`: bytes stored per backup type (`backup-engine usage`)."""
+    being absent. Usage: bytes stored per backup type (`backup-engine usage`). With a second
+    repository every series carries `repository` ("1", "2"): each one's backups alert on
+    their own. Returns the first repository's newest backups."""
     registry = CollectorRegistry()
-    last = Gauge(BACKUP_LAST, "When the newest complete backup ended", ["kind"], registry=registry)
-    size = Gauge(BACKUP_SIZE, "Bytes stored by the newest backup", ["kind"], registry=registry)
-    backups = latest_backups(storage)
-    found = {b.kind for b in backups}
-    for kind in expected:
-        if kind not in found:
-            last.labels(kind).set(0)
-    for backup in backups:
-        last.labels(backup.kind).set(backup.timestamp)
-        size.labels(backup.kind).set(backup.size)
-    archived = last_wal_archived(storage)
-    if archived is not None:
-        Gauge(WAL_LAST, "When the newest WAL file was archived", registry=registry).set(archived)
-    if usage is not None:
-        stored = Gauge(REPOSITORY_BYTES, "Bytes the repository stores, per backup type",
-                       ["type"], registry=registry)  # fmt: skip
-        for kind, count in usage.items():
-            stored.labels(kind).set(count)
+    labelled = len(repositories) > 1
+    extra = ["repository"] if labelled else []
+    last = Gauge(BACKUP_LAST, "When the newest complete backup ended", ["kind", *extra],
+                 registry=registry)  # fmt: skip
+    size = Gauge(BACKUP_SIZE, "Bytes stored by the newest backup", ["kind", *extra],
+                 registry=registry)  # fmt: skip
+    wal: Gauge | None = None  # absent until a repository has archived WAL
+    stored = Gauge(REPOSITORY_BYTES, "Bytes the repository stores, per backup type",
+                   ["type", *extra], registry=registry)  # fmt: skip
+    for number, state in enumerate(repositories, 1):
+        which = [str(number)] if labelled else []
+        found = {b.kind for b in state.backups or []}
+        for kind in expected:
+            if kind not in found:
+                last.labels(kind, *which).set(0)
+        for backup in state.backups or []:
+            last.labels(backup.kind, *which).set(backup.timestamp)
+            size.labels(backup.kind, *which).set(backup.size)
+        if state.wal_archived is not None:
+            if wal is None:
+                wal = Gauge(WAL_LAST, "When the newest WAL file was archived", extra,
+                            registry=registry)  # fmt: skip
+            (wal.labels(*which) if which else wal).set(state.wal_archived)
+        for kind, count in (state.usage or {}).items():
+            stored.labels(kind, *which).set(count)
+    backups = repositories[0].backups or []
     write_to_textfile(str(path), registry)
     return backups
 

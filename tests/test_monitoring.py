@@ -75,12 +75,13 @@ def test_every_alert_fires_and_stays_quiet_in_promtool_tests() -> None:
 
 
 def test_a_configured_kind_without_a_backup_is_written_as_ended_at_zero(tmp_path: Path) -> None:
-    from backup_engine.metrics import write_backup_metrics
+    from backup_engine.metrics import read_repository, write_backup_metrics
     from backup_engine.storage import LocalStorage
 
     (tmp_path / "repo").mkdir()
     textfile = tmp_path / "backups.prom"
-    write_backup_metrics(textfile, LocalStorage(tmp_path / "repo"), expected=("redis",))
+    state = read_repository(LocalStorage(tmp_path / "repo"))
+    write_backup_metrics(textfile, [state], expected=("redis",))
     assert 'restore_drill_backup_last_timestamp_seconds{kind="redis"} 0.0' in textfile.read_text()
 
 

@@ -265,3 +265,32 @@ def _backdate(manifest: Path, days: int) -> None:
     for name in ("start_time", "stop_time"):
         data[name] = (datetime.fromisoformat(data[name]) - timedelta(days=days)).isoformat()
     manifest.write_text(json.dumps(data))
+
+
+def test_metrics_name_each_repository_and_one_that_cannot_be_read(tmp_path: Path) -> None:
+    """With two repositories every backup series carries `repository`, so BackupMissing fires
+    for the one that fell behind; one that cannot be read is written as holding nothing."""
+    config = _config(tmp_path)
+    config.write_text(config.read_text() + f'\n[media]\npaths = ["{tmp_path / "up"}"]\n')
+    _dir(tmp_path / "up")
+    (tmp_path / "up" / "a.jpg").write_bytes(os.urandom(1000))
+    assert _cli(config, "media", "backup").returncode == 0
+    textfile = tmp_path / "backups.prom"
+    done = _cli(config, "metrics", "--textfile", str(textfile), "--usage")
+    assert done.returncode == 0, done.stderr
+    text = textfile.read_text()
+    for number in ("1", "2"):
+        assert (
+            f'restore_drill_backup_last_timestamp_seconds{{kind="media",repository="{number}"}}'
+            in text
+        )
+        assert f'repository="{number}",type="Media backups"' not in text  # types are plain words
+        assert (
+            f'restore_drill_repository_bytes{{repository="{number}",type="media_backups"}}' in text
+        )
+    shutil.rmtree(tmp_path / "two")
+    done = _cli(config, "metrics", "--textfile", str(textfile))
+    assert done.returncode == 0 and "repository 2" in done.stderr, done.stderr
+    text = textfile.read_text()
+    assert 'restore_drill_backup_last_timestamp_seconds{kind="media",repository="2"} 0.0' in text
+    assert 'kind="media",repository="1"} 0.0' not in text

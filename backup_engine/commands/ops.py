@@ -179,31 +179,44 @@ def metrics(obj: CliContext, textfile: Path, with_usage: bool, archiver: bool) -
     """Write the age and size of the newest backup of each kind, and of the newest WAL."""
     from backup_engine.kinds import KINDS
     from backup_engine.metrics import write_backup_metrics
-    from backup_engine.retention import WEEKDAYS
-    from backup_engine.usage import measure
 
     settings = obj.settings()
     if archiver:
         _archiver_metrics(settings, textfile)
         return
-    storage = settings.open_storage()
-    storage.check()
-    usage = None
-    if with_usage:
-        found = measure(storage, WEEKDAYS.index(settings.retention.weekly_day))
-        usage = {k.kind.split(" (")[0].lower().replace(" ", "_"): k.bytes
-                 for k in found.kinds.values()}  # fmt: skip
-        if found.noncurrent_bytes is not None:
-            usage["old_versions"] = found.noncurrent_bytes
+    states = [_repository_state(scope, with_usage) for scope in settings.each_repository()]
+    if states[0].backups is None:  # the first repository is the one restores read: say why
+        settings.open_storage().check()
     backups = write_backup_metrics(
-        textfile,
-        storage,
-        expected=tuple(kind.name for kind in KINDS if kind.configured(settings)),
-        usage=usage,
+        textfile, states, expected=tuple(k.name for k in KINDS if k.configured(settings))
     )
     click.echo(
         f"wrote {textfile}: newest backup of {', '.join(b.kind for b in backups) or 'no kind'}"
     )
+
+
+def _repository_state(settings: Any, with_usage: bool) -> Any:
+    """One repository's newest backups, newest WAL and (with usage) bytes per type; a
+    repository that cannot be read is written as holding nothing (its alerts fire)."""
+    from backup_engine.errors import BackupEngineError
+    from backup_engine.metrics import RepositoryState, read_repository
+    from backup_engine.retention import WEEKDAYS
+    from backup_engine.usage import measure
+
+    try:
+        storage = settings.open_storage()
+        storage.check()
+        usage = None
+        if with_usage:
+            found = measure(storage, WEEKDAYS.index(settings.retention.weekly_day))
+            usage = {k.kind.split(" (")[0].lower().replace(" ", "_"): k.bytes
+                     for k in found.kinds.values()}  # fmt: skip
+            if found.noncurrent_bytes is not None:
+                usage["old_versions"] = found.noncurrent_bytes
+        return read_repository(storage, usage)
+    except BackupEngineError as exc:
+        click.echo(f"warning: repository {settings.selected or 1}: {exc.one_line()}", err=True)
+        return RepositoryState(None)
 
 
 def _archiver_metrics(settings: Any, textfile: Path) -> None:
