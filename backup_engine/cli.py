@@ -19,8 +19,9 @@ import click
 from backup_engine import __version__, logs
 from backup_engine.commands.config_cmd import config
 from backup_engine.commands.context import CliContext
+from backup_engine.commands.expire_cmd import expire
 from backup_engine.commands.media_cmd import media
-from backup_engine.commands.ops import check, expire, metrics, run_all, runbook, usage
+from backup_engine.commands.ops import check, metrics, run_all, runbook, usage
 from backup_engine.commands.pg import pg
 from backup_engine.commands.pg_manage import delete_backup, show
 from backup_engine.commands.pinning import MEDIA_COMMANDS, PG_PINS, REDIS_COMMANDS
