@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import sys
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -147,11 +149,10 @@ def run(
         import asyncio
 
         temporal = _temporal_work()
-        request_for, start_and_wait = temporal.request_for, temporal.start_and_wait
         plan = _temporal(plan, address)
-        report = asyncio.run(start_and_wait(plan, request_for(plan, names, tags, seed)))
-        _conclude(report, json_output)
-        return
+        request = temporal.request_for(plan, names, tags, seed)
+        _leave_after(lambda: _conclude(asyncio.run(temporal.start_and_wait(plan, request)),
+                                       json_output))  # fmt: skip
     seed = seed if seed is not None else plan.seed
     seed = seed if seed is not None else random.SystemRandom().randrange(1 << 31)
     jobs = plan_jobs(targets, seed)
@@ -232,6 +233,26 @@ def replace_key(plan: Plan, key: Path | None) -> Plan:
     return replace(plan, signing_key=key)
 
 
+def _leave_after(action: Callable[[], None]) -> NoReturn:
+    """Run a command that used the Temporal SDK, then leave without Python's finalization: the
+    SDK's native threads can call into an interpreter being torn down and abort the process
+    (seen once in the test run: "PyGILState_Release ... finalizing", SIGABRT after the report
+    was printed). The outcome is said as `backup-engine` says it, with its exit code."""
+    from backup_engine import logs
+
+    code = 0
+    try:
+        action()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BackupEngineError as exc:
+        click.echo(logs.error_line(exc.one_line()), err=True)
+        code = exc.exit_code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _temporal_work() -> Any:
     """The Temporal side, which needs the `fleet` extra (temporalio): one clear line without."""
     try:
@@ -272,10 +293,14 @@ def worker(address: str, namespace: str, task_queue: str, drills: int | None) ->
 
     settings = TemporalSettings(address=address, namespace=namespace, task_queue=task_queue)
     click.echo(f"fleet worker on {address} ({namespace}), queue {task_queue}", err=True)
-    try:
-        asyncio.run(work(settings, drills))
-    except KeyboardInterrupt:
-        click.echo("fleet worker stopped", err=True)
+
+    def serve() -> None:
+        try:
+            asyncio.run(work(settings, drills))
+        except KeyboardInterrupt:
+            click.echo("fleet worker stopped", err=True)
+
+    _leave_after(serve)
 
 
 @fleet.command(name="schedule")
@@ -291,12 +316,17 @@ def schedule_command(plan_file: Path, address: str | None) -> None:
     schedule = _temporal_work().schedule
 
     plan = _temporal(load_plan(plan_file), address)
-    schedule_id = asyncio.run(schedule(plan))
-    assert plan.schedule is not None
-    when = plan.schedule.cron.next_after(datetime.now(UTC), plan.schedule.zone)
-    nxt = when.isoformat() if when else "never"
-    click.echo(f"schedule {schedule_id} on {plan.temporal.address}: {plan.schedule.cron.text} "
-               f"({plan.schedule.timezone}), next run {nxt}")  # fmt: skip
+
+    def create() -> None:
+        schedule_id = asyncio.run(schedule(plan))
+        assert plan.schedule is not None
+        when = plan.schedule.cron.next_after(datetime.now(UTC), plan.schedule.zone)
+        nxt = when.isoformat() if when else "never"
+        cron, zone = plan.schedule.cron.text, plan.schedule.timezone
+        click.echo(f"schedule {schedule_id} on {plan.temporal.address}: {cron} ({zone}), "
+                   f"next run {nxt}")  # fmt: skip
+
+    _leave_after(create)
 
 
 @fleet.command(name="verify")

@@ -183,7 +183,7 @@ def run_job(
     return read_verdict(verdict, report_dir, relative, log, job)
 
 
-TICK_S = 2.0
+TICK_S = 1.0
 
 
 def _wait(
