@@ -18,7 +18,7 @@ import click
 from backup_engine.commands.output import emit_json, emit_table
 from backup_engine.drill.fleet.plan import Plan, Target, load_plan
 from backup_engine.drill.fleet.pool import repository_of
-from backup_engine.errors import BackupEngineError, UsageError
+from backup_engine.errors import BackupEngineError, IntegrityError, UsageError
 
 plan_argument = click.argument("plan_file", metavar="PLAN", type=click.Path(path_type=Path))
 
@@ -233,6 +233,24 @@ def replace_key(plan: Plan, key: Path | None) -> Plan:
     return replace(plan, signing_key=key)
 
 
+def _sealed_drills(run_dir: Path) -> list[Path]:
+    """The drill directories fleet.json names as evidence (it is covered by the run's sums)."""
+    import json
+
+    from backup_engine.drill.fleet.report import FLEET_JSON
+
+    report = json.loads((run_dir / FLEET_JSON).read_text())
+    root = run_dir.resolve()
+    found = []
+    for result in report["results"]:
+        if result.get("evidence"):
+            drill = (run_dir / result["evidence"]).resolve()
+            if not drill.is_relative_to(root):
+                raise IntegrityError(f"{FLEET_JSON} names evidence outside the run: {drill}")
+            found.append(drill)
+    return found
+
+
 def _leave_after(action: Callable[[], None]) -> NoReturn:
     """Run a command that used the Temporal SDK, then leave without Python's finalization: the
     SDK's native threads can call into an interpreter being torn down and abort the process
@@ -337,8 +355,9 @@ def schedule_command(plan_file: Path, address: str | None) -> None:
 @click.option("--require-signature", is_flag=True, help="An unsigned run or drill fails too.")
 def verify_command(run_dir: Path, public_key: Path | None, require_signature: bool) -> None:
     """Check a fleet run's evidence, as an auditor would: every file against the run's
-    SHA256SUMS and its signature, then each target's drill directory the same way (with its
-    report.json's schema). Any difference is exit 4."""
+    SHA256SUMS and its signature, then each drill directory the report names the same way
+    (with its report.json's schema). Any difference is exit 4. A drill stopped before it
+    sealed its evidence (its timeout) is covered by the run's SHA256SUMS alone."""
     from backup_engine.drill.fleet.report import check_fleet_json
     from backup_engine.drill.report.signing import load_public_key
     from backup_engine.drill.report.sums import verify_report
@@ -346,7 +365,7 @@ def verify_command(run_dir: Path, public_key: Path | None, require_signature: bo
     key = load_public_key(public_key) if public_key else None
     run = verify_report(run_dir, public_key=key, require_signature=require_signature,
                         check_document=check_fleet_json)  # fmt: skip
-    drills = sorted(p.parent for p in run_dir.glob("targets/*/*/report.json"))
+    drills = _sealed_drills(run_dir)
     for drill in drills:
         verify_report(drill, public_key=key, require_signature=require_signature)
     signed = f"signed by {run.signer}" if run.signer else "signature not checked"
