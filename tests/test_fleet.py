@@ -293,3 +293,16 @@ def test_any_cron_text_is_read_or_refused(text: str) -> None:
     start = datetime(2026, 12, 6, tzinfo=UTC)
     found = cron.next_after(start, ZoneInfo("UTC"))
     assert found is None or (found > start and cron.matches(found))
+
+
+def test_an_earlier_run_that_cannot_be_read_is_never_counted_as_a_pass(tmp_path: Path) -> None:
+    import hashlib
+
+    from backup_engine.drill.fleet.report import load_fleet_history
+
+    run = tmp_path / "20261201T030000Z-0123abcd"
+    run.mkdir()
+    bomb = b"[" * 100_000  # sealed, but nested past anything this tool writes
+    (run / "fleet.json").write_bytes(bomb)
+    (run / "SHA256SUMS").write_text(f"{hashlib.sha256(bomb).hexdigest()}  fleet.json\n")
+    assert load_fleet_history(tmp_path, "nightly") == []

@@ -20,6 +20,7 @@ from backup_engine.drill.fleet.plan import Plan
 from backup_engine.drill.fleet.target_run import PASSED, Verdict
 from backup_engine.drill.report.sums import SUMS
 from backup_engine.drill.runs import RunDir, run_time
+from backup_engine.errors import CorruptObject
 from backup_engine.jsonsafe import loads
 
 FLEET_JSON = "fleet.json"
@@ -64,8 +65,8 @@ def load_fleet_history(root: Path, plan: str, skip: Path | None = None) -> list[
                     result["kind"], result["status"] == PASSED, result.get("rto_seconds"),
                     result.get("rto_target_seconds"),
                 ))  # fmt: skip
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
+        except (OSError, ValueError, KeyError, TypeError, CorruptObject):
+            continue  # not a report we can read: never counted as a pass
     return sorted(found, key=lambda r: r.started_at)
 
 
